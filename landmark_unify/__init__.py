@@ -1,0 +1,60 @@
+"""landmark-unify: one canonical 98-point layout for facial-landmark datasets.
+
+Public names are imported lazily from their modules, so ``import landmark_unify`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # layouts and maps
+    "get_layout": "layouts",
+    "list_layouts": "layouts",
+    "Layout": "layouts",
+    "Point": "layouts",
+    "list_schemas": "maps",
+    "to_canonical": "maps",
+    "from_canonical": "maps",
+    "flip": "maps",
+    "compile_map": "maps",
+    # manifests
+    "read_manifest": "manifest",
+    "write_manifest": "manifest",
+    "validate_manifest": "manifest",
+    "landmarks_array": "manifest",
+    "valid_array": "manifest",
+    "image_paths": "manifest",
+    # readers and the build pipeline
+    "read_source": "readers",
+    "list_readers": "readers",
+    "build_manifest": "build",
+    # curation
+    "eye_aspect_ratio": "eyes",
+    "eye_state": "eyes",
+    "estimate_pose": "pose",
+    "estimate_pose_pnp": "pose",
+    "merge_manifests": "merge",
+    # errors
+    "LandmarkUnifyError": "errors",
+    "ParseError": "errors",
+    "SchemaError": "errors",
+    "ManifestError": "errors",
+    "MappingError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'landmark_unify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,23 @@
+"""``landmark_unify`` console script: a thin layer over the library."""
+from __future__ import annotations
+
+import sys
+
+from ._cli_base import make_main
+
+COMMANDS = {
+    "build-manifest": "read datasets in their official layout and write a canonical manifest",
+    "inspect": "print the summary of a manifest",
+    "validate": "check a manifest against the spec",
+    "schemas": "list point layouts and their maps onto the canonical layout",
+    "mine-closed-eyes": "select faces with closed eyes",
+    "relabel-pose": "fit head pose from landmarks and fill pitch, yaw, roll",
+    "merge": "merge manifests with per-source weights and duplicate detection",
+    "render": "draw a contact sheet of faces with their landmarks",
+    "report": "write histograms of pose and eye aspect ratio as PNG plus an HTML page",
+}
+
+main = make_main("landmark_unify", __doc__, "landmark_unify", COMMANDS)
+
+if __name__ == "__main__":
+    sys.exit(main())

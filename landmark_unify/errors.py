@@ -1,0 +1,55 @@
+"""Typed errors. Every message names where the problem is (file, line or key) and which field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LandmarkUnifyError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class SchemaError(LandmarkUnifyError):
+    """A point layout or a map between layouts is malformed, or an unknown schema was asked for."""
+
+
+class MappingError(LandmarkUnifyError):
+    """Arrays given to a mapping function have the wrong shape or dtype."""
+
+
+class ManifestError(LandmarkUnifyError):
+    """A manifest file does not follow the manifest spec (docs/manifest.md)."""
+
+
+class ParseError(LandmarkUnifyError):
+    """A record of a source file could not be read.
+
+    Attributes ``path``, ``line`` (1-based, or None), ``key`` (record key such as a ``.mat`` variable or a
+    JSON annotation id, or None) and ``field`` (what was being read) locate the problem exactly.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        *,
+        line: int | None = None,
+        key: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.key = key
+        self.field = field
+        self.reason = message
+        where = self.path
+        if line is not None:
+            where += f", line {line}"
+        if key is not None:
+            where += f", key {key!r}"
+        if field is not None:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+    def as_record(self) -> dict:
+        """The error as a plain dict, for skip reports."""
+        return {"path": self.path, "line": self.line, "key": self.key, "field": self.field, "reason": self.reason}

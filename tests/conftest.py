@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests that need ../shared/data skip when it is absent, except under CI=true."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LANDMARK_UNIFY_SHARED", REPO.parent / "shared")) / "data"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        reason = f"real sample data not found at {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the real sample data (``../shared/data``)."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
