@@ -1,0 +1,80 @@
+"""``pfpld_train evaluate MODEL MANIFEST``: NME, failure rate, AUC, per-attribute NME, pose MAE."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="our checkpoint (.pt, or a fit output folder: its best.pt), an ONNX file, "
+                        "or a folder holding one ONNX file")
+    parser.add_argument("manifest", help="manifest (.parquet) with the faces to score")
+    parser.add_argument("--json", dest="json_out", help="write the summary here (default: print only)")
+    parser.add_argument("--split", help="score only rows of this split")
+    parser.add_argument("--save-predictions", help="write per-face predictions (.npz: sample_id, pred, nme)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for our checkpoints")
+    parser.add_argument("--threshold", type=float, default=0.1, help="failure / AUC threshold (fraction)")
+    g = parser.add_argument_group("ONNX input and outputs (defaults: the model's metadata, else RGB, mean 0, "
+                                  "scale 1/255, first output with 196 values)")
+    g.add_argument("--channel-order", choices=("rgb", "bgr"))
+    g.add_argument("--mean", help="subtracted per channel: one value or three ('127.5' or '123,117,104')")
+    g.add_argument("--scale", help="multiplied after the mean: one value or three (e.g. 0.0078431)")
+    g.add_argument("--output", type=int, help="index of the output holding the 196 landmark values")
+    g.add_argument("--pose-output", type=int, help="index of the output holding pitch, yaw, roll")
+    g.add_argument("--pose-units", choices=("deg", "rad"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from landmark_unify.errors import LandmarkUnifyError
+    from landmark_unify.manifest import read_manifest
+
+    from ..evaluate import evaluate_manifest, format_table, load_model
+
+    try:
+        df = read_manifest(args.manifest)
+        if args.split:
+            df = df[df["split"] == args.split].reset_index(drop=True)
+            if not len(df):
+                print(f"error: {args.manifest}: no row with split {args.split!r}", file=sys.stderr)
+                return 2
+        model = load_model(
+            args.model, device=args.device, channel_order=args.channel_order, mean=args.mean, scale=args.scale,
+            output=args.output, pose_output=args.pose_output, pose_units=args.pose_units,
+        )
+        result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
+                                   progress=not args.quiet)
+    except LandmarkUnifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
+    print(format_table(summary))
+    if args.json_out:
+        _atomic_write(Path(args.json_out), json.dumps(summary, indent=2, sort_keys=False, allow_nan=True) + "\n")
+        print(f"wrote {args.json_out}")
+    if args.save_predictions:
+        path = Path(args.save_predictions)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        extra = {} if result.pose_deg is None else {"pose_deg": result.pose_deg}
+        np.savez(tmp, sample_id=df["sample_id"].to_numpy(dtype=str), pred=result.pred, nme=result.nme, **extra)
+        os.replace(tmp, path)
+        print(f"wrote {path}")
+    return 0
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

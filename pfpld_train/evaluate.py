@@ -1,0 +1,393 @@
+"""Score a landmark model on a manifest under the standard crop.
+
+The model sees, for every face, the standard crop of :mod:`pfpld_train.crop` computed from the face's
+ground-truth valid landmarks; its prediction is mapped back to image pixels and scored there with
+:mod:`pfpld_train.metrics` (NME normalised by the ground-truth outer-eye-corner distance, WFLW 60-72).
+
+Models (:func:`load_model`):
+
+- a checkpoint of ours (``.pt``, or any PFPLD ``state_dict``): RGB, ``x / 255``, pose in radians;
+- any ONNX landmark model: input options (channel order, mean, scale), which output holds the 196
+  landmark values (default: the first output with 196 values per face) and optionally which holds the
+  pose (3 values, ``pose_units`` degrees or radians). Options not given are read from the model's
+  metadata properties ``channel_order``, ``mean``, ``scale``, ``pose_units`` when it has them, else
+  default to RGB, mean 0, scale 1/255.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from landmark_unify.errors import LandmarkUnifyError
+
+from .crop import CROP_SIZE, crop_image, crop_to_image, standard_crop_params
+from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme
+
+__all__ = [
+    "EvaluationError",
+    "EvaluationResult",
+    "OnnxLandmarkModel",
+    "TorchLandmarkModel",
+    "evaluate_faces",
+    "evaluate_manifest",
+    "format_table",
+    "load_model",
+    "read_image_rgb",
+]
+
+ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+
+
+class EvaluationError(LandmarkUnifyError):
+    """A model or the faces to score cannot be used."""
+
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB; :class:`EvaluationError` naming the file if it is missing or unreadable."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise EvaluationError(f"{path}: image not found or not decodable")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# --- models -------------------------------------------------------------------------------------------
+
+
+class TorchLandmarkModel:
+    """One of our checkpoints. ``__call__(crops (B,112,112,3) uint8 RGB) -> (landmarks (B,98,2) crop
+    units, pose (B,3) degrees)``."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        from .checkpoint import load_pfpld
+
+        self.name = str(path)
+        self.device = device
+        self.model = load_pfpld(path, device)
+
+    @classmethod
+    def from_module(cls, module, name: str = "model", device: str = "cpu") -> TorchLandmarkModel:
+        obj = cls.__new__(cls)
+        obj.name, obj.device, obj.model = name, device, module
+        return obj
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            pose, lm = self.model(x)
+        if was_training:
+            self.model.train()
+        return (
+            lm.float().cpu().numpy().reshape(-1, 98, 2),
+            pose.float().cpu().numpy() * (180.0 / math.pi),
+        )
+
+
+class OnnxLandmarkModel:
+    """An ONNX landmark model run with onnxruntime (CPU). See the module docstring for the options."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        channel_order: str | None = None,
+        mean: Sequence[float] | float | None = None,
+        scale: Sequence[float] | float | None = None,
+        output: int | None = None,
+        pose_output: int | None = None,
+        pose_units: str | None = None,
+        threads: int = 1,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(path.glob("*.onnx"))
+            if len(found) != 1:
+                raise EvaluationError(f"{path}: expected exactly one .onnx file in the folder, found {len(found)}")
+            path = found[0]
+        if not path.is_file():
+            raise EvaluationError(f"{path}: ONNX model not found")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EvaluationError(f"{path}: onnxruntime cannot load the model: {exc}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map or {}
+        self.name = str(path)
+        self.channel_order = (channel_order or meta.get("channel_order", "rgb")).lower()
+        if self.channel_order not in ("rgb", "bgr"):
+            raise EvaluationError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
+        self.mean = np.asarray(_floats(mean if mean is not None else meta.get("mean", 0.0)), np.float32)
+        self.scale = np.asarray(_floats(scale if scale is not None else meta.get("scale", 1.0 / 255.0)), np.float32)
+        self.pose_units = (pose_units or meta.get("pose_units", "deg")).lower()
+        if self.pose_units not in ("deg", "rad"):
+            raise EvaluationError(f"pose_units must be 'deg' or 'rad', got {self.pose_units!r}")
+        inp = self.session.get_inputs()
+        if len(inp) != 1:
+            raise EvaluationError(f"{path}: expected one input, found {[i.name for i in inp]}")
+        self.input_name = inp[0].name
+        shape = inp[0].shape
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        if len(shape) == 4 and isinstance(shape[2], int) and shape[2] != CROP_SIZE:
+            raise EvaluationError(f"{path}: input is {shape}; the standard crop is {CROP_SIZE}x{CROP_SIZE}")
+        self.outputs = self.session.get_outputs()
+        self.output = output
+        self.pose_output = pose_output
+        for idx in (output, pose_output):
+            if idx is not None and not 0 <= idx < len(self.outputs):
+                raise EvaluationError(f"{path}: output index {idx} out of range (model has {len(self.outputs)})")
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.asarray(crops, dtype=np.float32)
+        if self.channel_order == "bgr":
+            x = x[..., ::-1]
+        x = ((x - self.mean) * self.scale).transpose(0, 3, 1, 2)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.fixed_batch is not None and self.fixed_batch != x.shape[0]:
+            parts = [self.session.run(None, {self.input_name: x[i : i + 1]}) for i in range(x.shape[0])]
+            outs = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        else:
+            outs = self.session.run(None, {self.input_name: x})
+        n = x.shape[0]
+        flat = [np.asarray(o, np.float32).reshape(n, -1) for o in outs]
+        idx = self.output
+        if idx is None:
+            idx = next((i for i, o in enumerate(flat) if o.shape[1] == 196), None)
+            if idx is None:
+                raise EvaluationError(f"{self.name}: no output with 196 values per face; pass output=INDEX")
+        if flat[idx].shape[1] != 196:
+            raise EvaluationError(f"{self.name}: output {idx} has {flat[idx].shape[1]} values per face, not 196")
+        pose = None
+        if self.pose_output is not None:
+            pose = flat[self.pose_output][:, :3]
+            if self.pose_units == "rad":
+                pose = pose * (180.0 / math.pi)
+        return flat[idx].reshape(n, 98, 2), pose
+
+
+def _floats(v) -> list[float]:
+    if isinstance(v, str):
+        return [float(t) for t in v.replace(",", " ").split()]
+    if np.ndim(v) == 0:
+        return [float(v)]
+    return [float(t) for t in v]
+
+
+def load_model(spec: str | os.PathLike, device: str = "cpu", **onnx_options):
+    """A callable model from a checkpoint (``.pt``/``.pth``) or an ONNX file / folder holding one."""
+    p = Path(spec)
+    if p.suffix == ".onnx" or (p.is_dir() and any(p.glob("*.onnx"))):
+        return OnnxLandmarkModel(p, **{k: v for k, v in onnx_options.items() if v is not None})
+    if p.is_dir() and (p / "best.pt").is_file():
+        p = p / "best.pt"
+    return TorchLandmarkModel(p, device=device)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationResult:
+    """Per-face arrays and the summary dict (see :func:`evaluate_faces`)."""
+
+    summary: dict
+    nme: np.ndarray  # (N,) fraction, NaN where unscored
+    pred: np.ndarray  # (N, 98, 2) image pixels, NaN where the face was not run
+    pose_deg: np.ndarray | None = None  # (N, 3) degrees
+    scored: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def _iter_batches(n: int, size: int):
+    for s in range(0, n, size):
+        yield slice(s, min(n, s + size))
+
+
+def evaluate_faces(
+    model,
+    paths: Sequence[str | os.PathLike | None],
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    *,
+    attributes: dict[str, np.ndarray] | None = None,
+    groups: dict[str, np.ndarray] | None = None,
+    pose_deg: np.ndarray | None = None,
+    batch_size: int = 64,
+    threshold: float = 0.1,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Run ``model`` on the standard crop of every face and score it.
+
+    Args:
+        model: callable ``crops (B,112,112,3) uint8 RGB -> (landmarks (B,98,2) crop units, pose (B,3)
+            degrees or None)`` (see :func:`load_model`).
+        paths: image per face (None: not scored, counted as ``missing_image``).
+        landmarks: ``(N, 98, 2)`` float32 ground truth, pixels, NaN where invalid.
+        valid: ``(N, 98)`` bool; only valid points are scored.
+        attributes: name -> ``(N,)`` bool mask (True: face is in that subset), e.g. WFLW attributes.
+        groups: name -> ``(N,)`` bool mask, another breakdown (e.g. per source).
+        pose_deg: ``(N, 3)`` ground-truth pitch, yaw, roll in degrees, NaN where unknown.
+
+    Returns:
+        :class:`EvaluationResult`; ``summary`` holds ``overall``, ``by_attribute``, ``by_group``,
+        ``pose_mae`` (degrees, or None), counts of skipped faces, all NME figures as fractions.
+    """
+    from tqdm import tqdm
+
+    gt = np.asarray(landmarks, np.float32)
+    valid = np.asarray(valid, bool)
+    n = gt.shape[0]
+    if gt.shape != (n, 98, 2) or valid.shape != (n, 98) or len(paths) != n:
+        raise EvaluationError(
+            f"expected landmarks (N,98,2), valid (N,98) and N paths; got {gt.shape}, {valid.shape}, {len(paths)}"
+        )
+    usable = valid & np.isfinite(gt).all(-1)
+    has_points = usable.any(1)
+    has_path = np.array([p is not None for p in paths], bool)
+    todo = np.flatnonzero(has_points & has_path)
+    params = np.zeros((n, 3), np.int64)
+    if todo.size:
+        params[todo] = standard_crop_params(gt[todo], usable[todo])
+
+    pred = np.full((n, 98, 2), np.nan, np.float32)
+    pred_pose = np.full((n, 3), np.nan, np.float32)
+    unreadable: list[str] = []
+    # Decode each image once, faces of one image together; threads overlap JPEG decoding (GIL released).
+    order = sorted(todo.tolist(), key=lambda i: str(paths[i]))
+    cache: dict[str, np.ndarray | None] = {}
+
+    def load(p: str) -> np.ndarray | None:
+        try:
+            return read_image_rgb(p)
+        except EvaluationError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(order), desc="evaluate", disable=not progress) as bar:
+        for sl in _iter_batches(len(order), batch_size):
+            idx = order[sl]
+            need = sorted({str(paths[i]) for i in idx} - set(cache))
+            for p, img in zip(need, pool.map(load, need)):
+                cache[p] = img
+            keep = [i for i in idx if cache[str(paths[i])] is not None]
+            unreadable.extend(str(paths[i]) for i in idx if cache[str(paths[i])] is None)
+            if keep:
+                crops = np.stack([crop_image(cache[str(paths[i])], params[i]) for i in keep])
+                lm, pose = model(crops)
+                pred[keep] = crop_to_image(lm, params[keep])
+                if pose is not None:
+                    pred_pose[keep] = pose
+            # Drop images no later face needs (faces are sorted by path).
+            nxt = str(paths[order[sl.stop]]) if sl.stop < len(order) else None
+            for p in list(cache):
+                if p != nxt:
+                    del cache[p]
+            bar.update(len(idx))
+
+    scored = np.isfinite(pred).all((1, 2))
+    face_nme = np.full(n, np.nan)
+    if scored.any():
+        face_nme[scored] = nme(pred[scored], gt[scored], usable[scored])
+
+    summary: dict = {
+        "faces_total": int(n),
+        "faces_scored": int(np.isfinite(face_nme).sum()),
+        "skipped": {
+            "missing_image": int((~has_path).sum()),
+            "image_not_found": sum(not Path(p).exists() for p in unreadable),
+            "unreadable_image": sum(Path(p).exists() for p in unreadable),
+            "no_valid_point": int((~has_points).sum()),
+            "no_normalisation_pair": int((scored & ~np.isfinite(face_nme)).sum()),
+        },
+        "threshold": threshold,
+        "normalisation": "ground-truth distance between points 60 and 72 (outer eye corners)",
+        "crop": "standard crop from ground-truth landmarks (1.2x extent, 112 px)",
+        "overall": summarize_nme(face_nme, threshold),
+        "by_attribute": {},
+        "by_group": {},
+        "pose_mae": None,
+    }
+    if unreadable:
+        summary["image_problem_examples"] = sorted(set(unreadable))[:5]
+    for name, mask in (attributes or {}).items():
+        m = np.asarray(mask, bool)
+        if m.any():
+            summary["by_attribute"][name] = summarize_nme(face_nme[m], threshold)
+    for name, mask in (groups or {}).items():
+        m = np.asarray(mask, bool)
+        if m.any():
+            summary["by_group"][name] = summarize_nme(face_nme[m], threshold)
+    if pose_deg is not None and np.isfinite(pred_pose).any():
+        g = np.asarray(pose_deg, np.float64)
+        known = np.isfinite(g).all(1) & np.isfinite(pred_pose).all(1)
+        if known.any():
+            mae = pose_mae(pred_pose, g, known)
+            summary["pose_mae"] = {"faces": int(known.sum()), **dict(zip(ANGLE_NAMES, mae.tolist())),
+                                   "mean": float(mae.mean())}
+    return EvaluationResult(summary=summary, nme=face_nme, pred=pred,
+                            pose_deg=pred_pose if np.isfinite(pred_pose).any() else None, scored=scored)
+
+
+def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:
+    """:func:`evaluate_faces` over a manifest DataFrame (``landmark_unify.read_manifest``).
+
+    Attribute subsets come from the ``attr_*`` columns (True rows), groups from ``source``, pose from
+    ``pitch, yaw, roll`` (degrees, null where unknown).
+    """
+    from landmark_unify.manifest import image_paths, landmarks_array, valid_array
+
+    attributes = {}
+    for a in ATTRIBUTES:
+        col = f"attr_{a}"
+        if col in df.columns:
+            attributes[a] = df[col].fillna(False).to_numpy(dtype=bool)
+    groups = {}
+    if "source" in df.columns and df["source"].nunique() > 1:
+        for s in sorted(df["source"].unique()):
+            groups[f"source={s}"] = (df["source"] == s).to_numpy()
+    pose = None
+    if all(c in df.columns for c in ANGLE_NAMES):
+        pose = np.stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in ANGLE_NAMES], 1)
+    return evaluate_faces(
+        model, image_paths(df), landmarks_array(df), valid_array(df),
+        attributes=attributes, groups=groups, pose_deg=pose, **kwargs,
+    )
+
+
+def format_table(summary: dict) -> str:
+    """A plain-text table of a summary from :func:`evaluate_faces` (NME, FR, AUC in percent)."""
+    thr = summary.get("threshold", 0.1)
+    head = f"{'subset':<24}{'faces':>7}{'NME %':>9}{f'FR@{thr:g} %':>11}{f'AUC@{thr:g}':>10}"
+    lines = [head, "-" * len(head)]
+
+    def row(name: str, s: dict) -> str:
+        return f"{name:<24}{s['faces']:>7}{100 * s['nme']:>9.2f}{100 * s['failure_rate']:>11.2f}{s['auc']:>10.4f}"
+
+    lines.append(row("all", summary["overall"]))
+    for name, s in summary.get("by_attribute", {}).items():
+        lines.append(row(name, s))
+    for name, s in summary.get("by_group", {}).items():
+        lines.append(row(name, s))
+    pm = summary.get("pose_mae")
+    if pm:
+        lines.append("")
+        lines.append(f"pose MAE (deg, {pm['faces']} faces): pitch {pm['pitch']:.2f}  yaw {pm['yaw']:.2f}  "
+                     f"roll {pm['roll']:.2f}  mean {pm['mean']:.2f}")
+    skipped = {k: v for k, v in summary.get("skipped", {}).items() if v}
+    if skipped:
+        lines.append("")
+        lines.append("not scored: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    return "\n".join(lines)
