@@ -53,7 +53,7 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """``(H, W, 3) uint8`` RGB; :class:`EvaluationError` naming the file if it is missing or unreadable."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
     if img is None:
         raise EvaluationError(f"{path}: image not found or not decodable")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

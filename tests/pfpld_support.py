@@ -60,3 +60,57 @@ def write_wflw_manifest(shared_data: Path, path: Path, with_images: bool = True,
         cols = {k: v[:limit] for k, v in cols.items()}
     meta = make_metadata({"wflw": str(shared_data / "WFLW" / "WFLW_images")}, command="tests")
     return write_manifest(cols, path, meta)
+
+
+def synthetic_manifest(folder: Path, n_images: int = 6, faces_per_image: int = 2, seed: int = 0,
+                       pose: bool = True) -> Path:
+    """A small manifest of drawn faces: every landmark is a white dot on a dark, noisy image.
+
+    Points follow a fixed 98-point template under a random similarity per face; 60 and 72 are the
+    outer eye corners. Pose is random (degrees) when ``pose``; a few points per face are invalid.
+    """
+    import cv2
+
+    from landmark_unify.manifest import make_metadata, write_manifest
+
+    rng = np.random.default_rng(seed)
+    template = np.random.default_rng(1234).uniform(-0.5, 0.5, (98, 2))
+    template[60] = [-0.35, -0.15]
+    template[72] = [0.35, -0.15]
+    folder.mkdir(parents=True, exist_ok=True)
+    cols: dict = {k: [] for k in ("sample_id", "source", "split", "image_path", "source_schema", "origin_file",
+                                  "pitch", "yaw", "roll")}
+    lms, valids = [], []
+    for i in range(n_images):
+        h, w = 240, 320
+        img = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
+        name = f"img_{i:03d}.png"
+        for j in range(faces_per_image):
+            s = rng.uniform(50, 90)
+            th = rng.uniform(-0.3, 0.3)
+            r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+            c = np.array([(j + 0.5) * w / faces_per_image, h / 2]) + rng.uniform(-10, 10, 2)
+            pts = (template @ r.T) * s + c
+            for x, y in pts:
+                cv2.circle(img, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
+            v = np.ones(98, bool)
+            v[rng.choice(np.setdiff1d(np.arange(98), [60, 72]), 5, replace=False)] = False
+            lms.append(pts)
+            valids.append(v)
+            cols["sample_id"].append(f"syn-{i:03d}-{j}")
+            cols["source"].append("synthetic")
+            cols["split"].append("train")
+            cols["image_path"].append(name)
+            cols["source_schema"].append("wflw98")
+            cols["origin_file"].append(name)
+            for k, a in zip(("pitch", "yaw", "roll"), rng.uniform(-30, 30, 3)):
+                cols[k].append(float(a) if pose else None)
+        cv2.imwrite(str(folder / name), img)
+    lm = np.array(lms, np.float32)
+    cols["landmarks"] = lm
+    cols["valid"] = np.array(valids)
+    cols["bbox"] = np.concatenate([np.nanmin(lm, 1), np.nanmax(lm, 1)], 1)
+    if pose:
+        cols["pose_source"] = ["dataset"] * len(lm)
+    meta = make_metadata({"synthetic": str(folder)}, command="tests")
+    return write_manifest(cols, folder / "manifest.parquet", meta)
