@@ -1,0 +1,256 @@
+"""Checkpoint loading, ONNX export and numerical parity checks for the PFPLD network.
+
+- :func:`load_checkpoint`: a trainer checkpoint (``torch.load(..., weights_only=True)``: a dict with a
+  ``model`` state_dict, or a bare state_dict) -> :class:`pfpld_train.model.PFPLD` in eval mode. Wrong keys or
+  shapes raise :class:`ExportError` listing them.
+- :func:`export_onnx`: TorchScript-based export (batch norms folded by constant folding), ``onnx.checker``,
+  ``onnxslim`` simplification, dynamic batch axis, outputs ``pose`` and ``landmarks``, preprocessing stored
+  in the model's metadata (``pfpld_train.preprocess``).
+- :func:`torch_outputs`, :func:`onnx_outputs`, :func:`caffe_outputs` run the three forms on the same
+  ``(N, 3, 112, 112) float32`` batch; :func:`max_abs_diff` compares them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ExportError
+from .faces import PFPLD_PREPROCESS
+
+__all__ = [
+    "OUTPUT_NAMES",
+    "INPUT_NAME",
+    "load_checkpoint",
+    "export_onnx",
+    "torch_outputs",
+    "onnx_outputs",
+    "caffe_outputs",
+    "max_abs_diff",
+    "read_preprocess",
+]
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("pose", "landmarks")
+METADATA_PREPROCESS = "pfpld_train.preprocess"
+METADATA_OUTPUTS = "pfpld_train.outputs"
+OUTPUT_DOC = {
+    "pose": "(N, 3) float32 radians, pitch, yaw, roll (300W-LP Pose_Para convention)",
+    "landmarks": "(N, 196) float32 x0, y0, x1, y1 ... of the 98 WFLW points in crop units (0..1 of the crop side)",
+}
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, key: str | None = None):
+    """Load a trainer checkpoint into a fresh :class:`~pfpld_train.model.PFPLD` (eval mode).
+
+    Args:
+        path: torch file. Either a dict holding the state_dict under ``key`` (default: ``model``, else
+            ``state_dict``) or a bare state_dict. A ``module.`` prefix (DataParallel) is stripped.
+        key: entry of the checkpoint dict holding the state_dict.
+
+    Returns:
+        ``(model, info)``; ``info`` says which entry was used and how many tensors were loaded.
+
+    Raises:
+        ExportError: unreadable file, no state_dict, missing/unexpected keys, shape mismatches or
+            non-finite weights (each named).
+    """
+    import torch
+
+    from ..model import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure becomes one clear message
+        raise ExportError(f"{path}: cannot be read with torch.load(weights_only=True): {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ExportError(f"{path}: expected a dict (checkpoint or state_dict), got {type(obj).__name__}")
+    entry = None
+    if key is not None:
+        if key not in obj:
+            raise ExportError(f"{path}: no entry {key!r}; entries: {sorted(map(str, obj))[:12]}")
+        entry, sd = key, obj[key]
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd = obj
+    else:
+        for k in ("model", "state_dict"):
+            if isinstance(obj.get(k), dict):
+                entry, sd = k, obj[k]
+                break
+        else:
+            raise ExportError(f"{path}: no 'model' or 'state_dict' entry and not a bare state_dict; "
+                              f"entries: {sorted(map(str, obj))[:12]}")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ExportError(f"{path}: entry {entry!r} is not a state_dict of tensors")
+    sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+    model = build_model()
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs network {tuple(v.shape)}"
+                  for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:6]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:6]}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es), e.g. {mismatched[:4]}")
+    if problems:
+        raise ExportError(f"{path}: not a PFPLD state_dict (entry {entry!r}): " + "; ".join(problems))
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ExportError(f"{path}: non-finite values in {bad[:6]}")
+    for k, v in expected.items():
+        sd.setdefault(k, v)
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    return model, {"checkpoint": str(path), "entry": entry, "tensors": len(sd)}
+
+
+def export_onnx(model, path: str | Path, *, opset: int = 17, dynamic_batch: bool = True,
+                simplify: bool = True, preprocess=PFPLD_PREPROCESS) -> dict:
+    """Export ``model`` (``forward(x) -> (pose, landmarks)``) to ONNX and check it.
+
+    Returns a report: checker result, operator counts before/after simplification, input/output names and
+    shapes. Raises :class:`ExportError` when the checker fails or the outputs are not ``pose, landmarks``.
+    """
+    import onnx
+    import torch
+
+    path = Path(path)
+    model = model.eval()
+    x = torch.zeros(1, 3, 112, 112)
+    axes = {INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUT_NAMES}} if dynamic_batch else None
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = Path(tmp) / "raw.onnx"
+        try:
+            torch.onnx.export(model, (x,), str(raw), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                              dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ExportError(f"torch.onnx.export failed: {exc}") from exc
+        proto = onnx.load(str(raw))
+    ops_before = _op_counts(proto)
+    if simplify:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"{path}: onnx.checker rejected the exported model: {exc}") from exc
+    outs = [o.name for o in proto.graph.output]
+    if tuple(outs) != OUTPUT_NAMES:
+        raise ExportError(f"exported outputs are {outs}, expected {list(OUTPUT_NAMES)}")
+    meta = {METADATA_PREPROCESS: json.dumps(preprocess.as_dict()), METADATA_OUTPUTS: json.dumps(OUTPUT_DOC)}
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    proto.producer_name = "pfpld_train"
+    _atomic_write_bytes(path, proto.SerializeToString())
+    return {
+        "path": str(path),
+        "opset": opset,
+        "checker": "passed (full_check)",
+        "simplified": bool(simplify),
+        "ops_before": ops_before,
+        "ops": _op_counts(proto),
+        "dynamic_batch": bool(dynamic_batch),
+        "input": {INPUT_NAME: _shape_str(proto.graph.input[0])},
+        "outputs": {o.name: _shape_str(o) for o in proto.graph.output},
+    }
+
+
+def _op_counts(proto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for n in proto.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _shape_str(vi) -> list:
+    return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+
+def read_preprocess(path: str | Path):
+    """The :class:`Preprocess` stored in an ONNX file by :func:`export_onnx`, or None."""
+    import onnx
+
+    from .faces import Preprocess
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for p in proto.metadata_props:
+        if p.key == METADATA_PREPROCESS:
+            d = json.loads(p.value)
+            return Preprocess(d["color"], float(d["mean"]), float(d["scale"]))
+    return None
+
+
+def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """PyTorch forward on ``(N, 3, 112, 112) float32`` -> ``{"pose": (N, 3), "landmarks": (N, 196)}``."""
+    import torch
+
+    with torch.no_grad():
+        pose, lms = model.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return {"pose": pose.numpy(), "landmarks": lms.numpy()}
+
+
+def onnx_outputs(path: str | Path, x: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+    """onnxruntime (CPU) on ``x``; run in chunks of ``batch`` (all at once by default)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    names = [o.name for o in sess.get_outputs()]
+    step = batch or len(x)
+    chunks = [sess.run(None, {name: np.ascontiguousarray(x[i:i + step], dtype=np.float32)})
+              for i in range(0, len(x), step)]
+    return {n: np.concatenate([c[j] for c in chunks]) for j, n in enumerate(names)}
+
+
+def caffe_outputs(prototxt: str | Path, caffemodel: str | Path, x: np.ndarray,
+                  outputs=OUTPUT_NAMES) -> dict[str, np.ndarray]:
+    """OpenCV dnn (``readNetFromCaffe``) on ``x``, one face at a time (the prototxt has batch 1)."""
+    import cv2
+
+    try:
+        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    except cv2.error as exc:
+        raise ExportError(f"{prototxt}: OpenCV dnn cannot load the Caffe model: {exc}") from exc
+    res: dict[str, list] = {o: [] for o in outputs}
+    for i in range(len(x)):
+        net.setInput(np.ascontiguousarray(x[i:i + 1], dtype=np.float32))
+        for o, v in zip(outputs, net.forward(list(outputs))):
+            res[o].append(v.reshape(1, -1))
+    return {o: np.concatenate(v) for o, v in res.items()}
+
+
+def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per output: ``max |a - b|`` over the batch (shapes must agree)."""
+    out = {}
+    for k in a:
+        if k not in b or a[k].shape != b[k].shape:
+            raise ExportError(f"output {k!r}: shapes differ ({a[k].shape} vs {b.get(k, np.empty(0)).shape})")
+        out[k] = float(np.abs(a[k].astype(np.float64) - b[k]).max())
+    return out
