@@ -1,0 +1,320 @@
+"""Build a manifest from dataset sources: plan units, process each (pure), write atomically.
+
+The pipeline is three steps so that it can be scaled out:
+
+1. :func:`plan_units` enumerates deterministic work units (a batch of files, or a byte range of a big
+   list file) for every source;
+2. :func:`process_unit` is a pure function of one unit: it reads it, maps the points onto the canonical
+   layout with :func:`landmark_unify.maps.to_canonical`, and returns a ``pyarrow.Table`` with
+   :data:`landmark_unify.manifest.SCHEMA` plus the records it skipped;
+3. :func:`finish_build` concatenates the tables in unit order and writes the manifest, the skipped-record
+   sidecar and the summary.
+
+:func:`build_manifest` runs the three in this process (``engine='local'``) or hands over to
+``landmark_unify.distributed.build_manifest_distributed`` for other engines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from . import manifest as mf
+from .errors import LandmarkUnifyError, ParseError
+from .maps import POLICIES, to_canonical
+from .readers import FaceBatch, Source, Unit, parse_source, plan_source, read_unit
+from .readers._base import ErrorSink
+
+ENGINES = ("local", "dask", "ray")
+ON_ERROR = ("raise", "skip")
+
+
+@dataclass
+class BuildReport:
+    """What a build did. ``summary`` is the text printed at the end of ``build-manifest``."""
+
+    out: Path
+    num_faces: int
+    faces_per_source: dict[str, int]
+    skipped: list[dict]
+    skipped_path: Path | None
+    metadata: dict
+    summary: str = ""
+    units: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+# --- sources and units ---------------------------------------------------------------------------------
+
+def parse_sources(sources: Iterable[str | Source]) -> list[Source]:
+    """Sources from ``--source`` strings or :class:`Source` objects; labels must be unique."""
+    out = [parse_source(s) for s in sources]
+    if not out:
+        raise LandmarkUnifyError("no sources given: pass at least one --source KIND=ROOT")
+    labels = [s.label for s in out]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise LandmarkUnifyError(f"source labels {dupes} are used twice; name them apart with LABEL:KIND=ROOT")
+    return out
+
+
+def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None) -> list[Unit]:
+    """Deterministic work units of all sources, in order (sources as given, units in file order)."""
+    units: list[Unit] = []
+    for s in parse_sources(sources):
+        units.extend(plan_source(s, chunk_bytes))
+    return units
+
+
+# --- one unit -------------------------------------------------------------------------------------------
+
+def empty_table() -> pa.Table:
+    return mf.SCHEMA.empty_table()
+
+
+def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
+                 check_images: bool = False) -> tuple[pa.Table, list[dict]]:
+    """Read one unit and turn it into manifest rows.
+
+    Returns ``(table, skipped)``: a ``pyarrow.Table`` with :data:`manifest.SCHEMA` (no schema metadata)
+    and the skipped records (dicts with source, kind, path, line, key, field, reason). Pure: the result
+    depends only on the arguments and the files the unit names. Raises the first ParseError under
+    ``on_error='raise'``.
+    """
+    if policy not in POLICIES:
+        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    batches, skipped = read_unit(unit, on_error)
+    sink = ErrorSink(on_error, unit.source, unit.kind)
+    tables = [t for t in (_batch_table(unit, b, policy, sink, check_images) for b in batches) if t.num_rows]
+    skipped = skipped + sink.skipped
+    if not tables:
+        return empty_table(), skipped
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), skipped
+
+
+def _where(unit: Unit, b: FaceBatch, i: int) -> dict:
+    return {"path": str(Path(unit.root) / b.origin_file[i]), "line": b.origin_line[i], "key": b.origin_key[i]}
+
+
+def _masked(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+    values = np.asarray(values, dtype=np.float64)
+    mask = ~np.isfinite(values)
+    filled = np.where(mask, 0, values)
+    if pa.types.is_boolean(typ):
+        return pa.array(filled != 0, type=typ, mask=mask)
+    if pa.types.is_integer(typ):
+        return pa.array(filled.astype(np.int64), mask=mask).cast(typ)
+    return pa.array(filled.astype(np.float32), type=typ, mask=mask)
+
+
+def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool) -> pa.Table:
+    pts98, valid98 = to_canonical(b.points, b.schema, policy, source_valid=b.source_valid)
+    src_ok = np.isfinite(b.points).all(-1)
+    if b.source_valid is not None:
+        src_ok &= b.source_valid
+    keep = src_ok.any(1) & valid98.any(1)
+    for i in np.flatnonzero(~keep):
+        w = _where(unit, b, i)
+        sink(ParseError(w["path"], f"no valid landmarks under policy {policy!r} (schema {b.schema})",
+                        line=w["line"], key=w["key"], field="landmarks"))
+    size = b.image_size.copy()
+    if check_images:
+        cache: dict[str, tuple[int, int] | ParseError] = {}
+        for i in np.flatnonzero(keep):
+            rel_img = b.image_path[i]
+            if rel_img not in cache:
+                cache[rel_img] = _image_size(Path(unit.root) / rel_img)
+            got = cache[rel_img]
+            if isinstance(got, ParseError):
+                w = _where(unit, b, i)
+                where = f"{w['path']}" + (f", line {w['line']}" if w["line"] is not None else "") + \
+                        (f", key {w['key']!r}" if w["key"] is not None else "")
+                sink(ParseError(got.path, f"{got.reason} (face from {where})", line=w["line"], key=w["key"], field="image"))
+                keep[i] = False
+            else:
+                size[i] = got
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return empty_table()
+    pts98, valid98 = pts98[idx], valid98[idx]
+    bbox = _bbox(b.bbox[idx], b.points[idx], src_ok[idx])
+    given = np.isfinite(b.bbox[idx]).all(1)
+    pose = b.pose[idx]
+    pose_known = np.isfinite(pose).all(1)
+    pose = np.where(pose_known[:, None], pose, np.nan)
+    attrs = b.attributes[idx]
+    split = [b.split[i] for i in idx]
+    ident = [b.identity[i] for i in idx]
+    cols = {
+        "sample_id": [mf.make_sample_id(unit.source, s, k) for s, k in zip(split, ident)],
+        "source": [unit.source] * idx.size,
+        "split": split,
+        "image_path": [b.image_path[i] for i in idx],
+        "landmarks": pts98,
+        "valid": valid98,
+        "bbox": bbox,
+        "bbox_source": np.where(given, "given", "landmarks").tolist(),
+        "pitch": _masked(pose[:, 0], pa.float32()),
+        "yaw": _masked(pose[:, 1], pa.float32()),
+        "roll": _masked(pose[:, 2], pa.float32()),
+        "pose_source": pa.array(np.where(pose_known, "dataset", None).tolist(), type=pa.string()),
+        "source_schema": [b.schema] * idx.size,
+        "origin_file": [b.origin_file[i] for i in idx],
+        "origin_line": pa.array([b.origin_line[i] for i in idx], type=pa.int32()),
+        "origin_key": pa.array([b.origin_key[i] for i in idx], type=pa.string()),
+        "image_width": _masked(size[idx, 0], pa.int32()),
+        "image_height": _masked(size[idx, 1], pa.int32()),
+    }
+    for j, name in enumerate(mf.ATTRIBUTE_COLUMNS):
+        cols[name] = _masked(attrs[:, j], pa.bool_())
+    cols.update(eye_columns(pts98, valid98))
+    return mf.table_from_columns(cols)
+
+
+def _bbox(given: np.ndarray, points: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """(N, 4): the given box where it is finite, else the extent of the valid source points."""
+    x = np.where(ok, points[..., 0], np.nan)
+    y = np.where(ok, points[..., 1], np.nan)
+    with np.errstate(all="ignore"):
+        extent = np.stack([np.nanmin(x, 1), np.nanmin(y, 1), np.nanmax(x, 1), np.nanmax(y, 1)], 1)
+    return np.where(np.isfinite(given).all(1, keepdims=True), given, extent)
+
+
+def _image_size(path: Path) -> tuple[int, int] | ParseError:
+    import cv2
+
+    if not path.is_file():
+        return ParseError(path, "image file not found", field="image")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        return ParseError(path, "image cannot be decoded (corrupt or not an image)", field="image")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def eye_columns(points98: np.ndarray, valid98: np.ndarray) -> dict:
+    """ear_left, ear_right, eye_state for ``(N, 98, 2)`` points, from :mod:`landmark_unify.eyes`."""
+    from .eyes import eye_columns as _eye_columns
+
+    return dict(_eye_columns(points98, valid98))
+
+
+# --- the whole build ------------------------------------------------------------------------------------
+
+def skipped_path_for(out: str | os.PathLike) -> Path:
+    """The sidecar of skipped records: ``OUT`` with ``.skipped.jsonl`` in place of its suffix."""
+    out = Path(out)
+    return out.with_name(out.stem + ".skipped.jsonl")
+
+
+def _write_jsonl_atomic(records: Sequence[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: Sequence[Source], out,
+                 *, policy: str, on_error: str, check_images: bool, command: str | None = None,
+                 units: int = 0) -> BuildReport:
+    """Concatenate unit tables (in unit order), write the manifest and the sidecar, return the report.
+
+    Shared by every engine: a distributed build calls it with the tables its workers returned.
+    """
+    from .summary import summary_text
+
+    skipped = list(skipped)
+    tables = [t for t in tables if t.num_rows]
+    table = pa.concat_tables(tables) if tables else empty_table()
+    table = _drop_duplicates(table, skipped, on_error)
+    roots = {s.label: s.root for s in sources}
+    meta = mf.make_metadata(
+        roots, command, policy=policy, sources=[s.spec() for s in sources], on_error=on_error,
+        check_images=bool(check_images), num_skipped=len(skipped),
+    )
+    out = Path(out)
+    side = skipped_path_for(out)
+    if skipped:
+        _write_jsonl_atomic(skipped, side)
+    else:
+        side.unlink(missing_ok=True)
+    mf.write_manifest(table, out, meta)
+    counts = dict(zip(*np.unique(np.asarray(table.column("source").to_pylist(), dtype=object), return_counts=True))) \
+        if table.num_rows else {}
+    faces = {s.label: int(counts.get(s.label, 0)) for s in sources}
+    report = BuildReport(out, table.num_rows, faces, skipped, side if skipped else None, meta, units=units)
+    report.summary = summary_text(table, meta, skipped, title=str(out), sidecar=report.skipped_path)
+    return report
+
+
+def _drop_duplicates(table: pa.Table, skipped: list[dict], on_error: str) -> pa.Table:
+    ids = table.column("sample_id").to_numpy(zero_copy_only=False)
+    if ids.size == 0:
+        return table
+    _, first = np.unique(ids, return_index=True)
+    if first.size == ids.size:
+        return table
+    dup = np.ones(ids.size, bool)
+    dup[first] = False
+    rows = np.flatnonzero(dup)
+    src = table.column("source").to_pylist()
+    files = table.column("origin_file").to_pylist()
+    lines = table.column("origin_line").to_pylist()
+    keys = table.column("origin_key").to_pylist()
+    for r in rows:
+        err = ParseError(files[r], f"duplicate face: sample_id {ids[r]} was already produced", line=lines[r],
+                         key=keys[r], field="sample_id")
+        if on_error == "raise":
+            raise err
+        rec = {"source": src[r], "kind": None}
+        rec.update(err.as_record())
+        skipped.append(rec)
+    return table.filter(pa.array(~dup))
+
+
+def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",
+                   check_images: bool = False, command: str | None = None, engine: str | None = None,
+                   workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True) -> BuildReport:
+    """Read the sources, map every face onto the canonical layout and write the manifest ``out``.
+
+    sources: ``KIND=ROOT`` / ``LABEL:KIND=ROOT`` strings or :class:`~landmark_unify.readers.Source`.
+    policy: ``strict`` or ``extended`` (see :mod:`landmark_unify.maps`). on_error: ``raise`` stops at the
+    first bad record (nothing is written); ``skip`` leaves bad records out, writes the rest and lists the
+    skipped ones in ``OUT``'s ``.skipped.jsonl`` sidecar and the summary. check_images: decode every image
+    (missing or corrupt ones are errors) and fill image_width / image_height.
+    """
+    if on_error not in ON_ERROR:
+        raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
+    if policy not in POLICIES:
+        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    engine = engine or "local"
+    if engine not in ENGINES:
+        raise LandmarkUnifyError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
+    srcs = parse_sources(sources)
+    if engine != "local":
+        from .distributed import build_manifest_distributed
+
+        return build_manifest_distributed(srcs, out, policy=policy, on_error=on_error, check_images=check_images,
+                                          command=command, engine=engine, workers=workers)
+    units = plan_units(srcs, chunk_bytes)
+    tables, skipped = [], []
+    from tqdm import tqdm
+
+    for unit in tqdm(units, desc="build-manifest", unit="unit", disable=not progress, leave=False):
+        t, s = process_unit(unit, policy, on_error, check_images)
+        tables.append(t)
+        skipped.extend(s)
+    return finish_build(tables, skipped, srcs, out, policy=policy, on_error=on_error, check_images=check_images,
+                        command=command, units=len(units))

@@ -1,0 +1,234 @@
+"""What every reader shares: the face batch it returns, work units, and small parsing helpers.
+
+A reader turns files of one official dataset layout into :class:`FaceBatch` objects: columns of faces
+whose points stay in the source schema (``(N, K, 2)`` float64 pixels, 0-based, integer = pixel centre,
+NaN where the source has no point). Mapping onto the canonical layout happens in :mod:`landmark_unify.build`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParseError
+
+NUM_ATTRIBUTES = 6
+ON_ERROR = ("raise", "skip")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One deterministic piece of work: some files of a source, or a byte range of one big list file.
+
+    ``files`` are paths relative to ``root`` ('/' separated). For a byte range (``start``, ``end``) of a
+    single file, ``first_line`` is the 1-based line number at ``start``. ``options`` are the reader's
+    options as sorted ``(name, value)`` pairs. Units are plain data (picklable) so they can be shipped to
+    other processes.
+    """
+
+    source: str
+    kind: str
+    root: str
+    files: tuple[str, ...]
+    start: int | None = None
+    end: int | None = None
+    first_line: int = 1
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def opts(self) -> dict[str, str]:
+        return dict(self.options)
+
+    def describe(self) -> str:
+        what = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files from {self.files[0]}"
+        if self.start is not None:
+            what += f" bytes {self.start}-{self.end} (from line {self.first_line})"
+        return f"{self.source}: {what}"
+
+
+@dataclass
+class FaceBatch:
+    """Faces read from one unit, all in one source schema.
+
+    points: ``(N, K, 2)`` float64 pixels, 0-based, NaN where the source has no point.
+    bbox: ``(N, 4)`` float64 x_min, y_min, x_max, y_max; a row of NaN where the source gives no box.
+    attributes: ``(N, 6)`` float64 WFLW flags (pose, expression, illumination, makeup, occlusion, blur):
+    1.0, 0.0, or NaN where unknown. pose: ``(N, 3)`` float64 degrees (pitch, yaw, roll), NaN where
+    unknown. image_size: ``(N, 2)`` float64 width, height in pixels, NaN where unknown.
+    identity: per face, the string that makes its sample_id (with source and split).
+    """
+
+    schema: str
+    points: np.ndarray
+    split: list[str]
+    image_path: list[str]
+    origin_file: list[str]
+    identity: list[str]
+    origin_line: list[int | None] | None = None
+    origin_key: list[str | None] | None = None
+    bbox: np.ndarray | None = None
+    attributes: np.ndarray | None = None
+    pose: np.ndarray | None = None
+    image_size: np.ndarray | None = None
+    source_valid: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = self.points.shape[0]
+        nan = np.full
+        if self.origin_line is None:
+            self.origin_line = [None] * n
+        if self.origin_key is None:
+            self.origin_key = [None] * n
+        if self.bbox is None:
+            self.bbox = nan((n, 4), np.nan)
+        if self.attributes is None:
+            self.attributes = nan((n, NUM_ATTRIBUTES), np.nan)
+        if self.pose is None:
+            self.pose = nan((n, 3), np.nan)
+        if self.image_size is None:
+            self.image_size = nan((n, 2), np.nan)
+        for name in ("split", "image_path", "origin_file", "identity", "origin_line", "origin_key"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"FaceBatch.{name} has {len(getattr(self, name))} entries; expected {n}")
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+@dataclass
+class FaceRecord:
+    """One face, for readers that work face by face; :func:`batch_from_records` stacks them."""
+
+    points: np.ndarray
+    split: str
+    image_path: str
+    origin_file: str
+    identity: str
+    origin_line: int | None = None
+    origin_key: str | None = None
+    bbox: Sequence[float] | None = None
+    attributes: Sequence[float] | None = None
+    pose: Sequence[float] | None = None
+    image_size: Sequence[float] | None = None
+    source_valid: np.ndarray | None = None
+    schema: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def batches_from_records(records: Sequence[FaceRecord], num_points_of) -> list[FaceBatch]:
+    """Group records by schema (in order of first appearance) and stack each group into a FaceBatch."""
+    groups: dict[str, list[FaceRecord]] = {}
+    for r in records:
+        groups.setdefault(r.schema, []).append(r)
+    out = []
+    for schema, recs in groups.items():
+        n, k = len(recs), num_points_of(schema)
+
+        def stack(attr, width, n=n, recs=recs):
+            arr = np.full((n, width), np.nan)
+            for i, r in enumerate(recs):
+                v = getattr(r, attr)
+                if v is not None:
+                    arr[i] = v
+            return arr
+
+        sv = None
+        if any(r.source_valid is not None for r in recs):
+            sv = np.stack([r.source_valid if r.source_valid is not None else np.ones(k, bool) for r in recs])
+        out.append(FaceBatch(
+            schema=schema,
+            points=np.stack([np.asarray(r.points, np.float64) for r in recs]).reshape(n, k, 2),
+            split=[r.split for r in recs],
+            image_path=[r.image_path for r in recs],
+            origin_file=[r.origin_file for r in recs],
+            identity=[r.identity for r in recs],
+            origin_line=[r.origin_line for r in recs],
+            origin_key=[r.origin_key for r in recs],
+            bbox=stack("bbox", 4),
+            attributes=stack("attributes", NUM_ATTRIBUTES),
+            pose=stack("pose", 3),
+            image_size=stack("image_size", 2),
+            source_valid=sv,
+        ))
+    return out
+
+
+class ErrorSink:
+    """The ``on_error`` policy: ``raise`` re-raises a ParseError, ``skip`` records it and goes on."""
+
+    def __init__(self, on_error: str, source: str, kind: str) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}; got {on_error!r}")
+        self.on_error = on_error
+        self.source = source
+        self.kind = kind
+        self.skipped: list[dict] = []
+
+    def __call__(self, err: ParseError) -> None:
+        if self.on_error == "raise":
+            raise err
+        rec = {"source": self.source, "kind": self.kind}
+        rec.update(err.as_record())
+        self.skipped.append(rec)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def rel(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root``, '/' separated."""
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
+    """A finite float from ``token``, or a ParseError naming where and which field."""
+    try:
+        v = float(token)
+    except (TypeError, ValueError):
+        raise ParseError(path, f"not a number: {token!r}", line=line, key=key, field=field) from None
+    if not math.isfinite(v):
+        raise ParseError(path, f"not a finite number: {token!r}", line=line, key=key, field=field)
+    return v
+
+
+def point_field(index: int, axis: int) -> str:
+    """Field name of a coordinate: ``x12`` / ``y12`` (0-based point index)."""
+    return f"{'xy'[axis]}{index}"
+
+
+def check_points(arr: np.ndarray, path, *, line=None, key=None, what: str = "points", allow_nan: bool = False) -> None:
+    """Raise a ParseError naming the first non-finite coordinate of ``arr`` ``(K, 2)``."""
+    bad = ~np.isfinite(arr)
+    if allow_nan:
+        bad &= ~np.isnan(arr)
+    if bad.any():
+        i, a = np.argwhere(bad)[0]
+        raise ParseError(path, f"not a finite number: {arr[i, a]!r}", line=line, key=key,
+                         field=f"{what}[{i}].{'xy'[a]}")
+
+
+def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:
+    """Files under ``root`` matching the glob ``pattern``, sorted by relative path; folders named in
+    ``exclude_dirs`` are left out."""
+    exclude = set(exclude_dirs)
+    out = [p for p in root.glob(pattern) if p.is_file() and not (exclude & set(p.relative_to(root).parts[:-1]))]
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+def chunked(items: Sequence, size: int) -> list[tuple]:
+    return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm", ".bmp", ".JPG", ".PNG", ".JPEG")
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image beside an annotation: ``stem`` with a usual image suffix, first that exists."""
+    for suffix in IMAGE_SUFFIXES:
+        p = folder / (stem + suffix)
+        if p.exists():
+            return p
+    return None

@@ -1,0 +1,69 @@
+"""HRNet's 300W CSV files: ``image_name, scale, center_w, center_h, x0, y0, ... x67, y67`` with a header
+line; coordinates and centre are 1-based (1 is subtracted). The box is the square of side
+``200 * scale`` around the centre (HRNet's convention). Split: the file name without
+``face_landmarks_300w_`` (``valid``, ``test``, ``valid_challenge``, ``valid_common``). Images are
+``image_name`` relative to the root. Schema ``ibug68``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParseError
+from ._base import ErrorSink, FaceRecord, Unit, parse_float, rel, sorted_files
+
+NUM_POINTS = 68
+NUM_FIELDS = 4 + 2 * NUM_POINTS
+HEAD = ("image_name", "scale", "center_w", "center_h")
+
+
+def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+    files = [rel(p, root) for p in sorted_files(root, "*.csv")]
+    if not files:
+        raise ParseError(root, "no .csv files found in the root", field="root")
+    opts = tuple(sorted(options.items()))
+    return [Unit(source, "hrnet-csv", str(root), (f,), options=opts) for f in files]
+
+
+def _field(j: int) -> str:
+    return HEAD[j] if j < 4 else f"{'xy'[(j - 4) % 2]}{(j - 4) // 2}"
+
+
+def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
+    root = Path(unit.root)
+    f = unit.files[0]
+    path = root / f
+    offset = float(unit.opts.get("offset", 1.0))
+    stem = Path(f).stem
+    split = stem[len("face_landmarks_300w_"):] if stem.startswith("face_landmarks_300w_") else stem
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        sink(ParseError(path, f"cannot read file: {exc}", field="file"))
+        return []
+    if not lines or not lines[0].startswith("image_name"):
+        sink(ParseError(path, "first line must be the header 'image_name,scale,center_w,center_h,...'", line=1, field="header"))
+        return []
+    out = []
+    for i, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        tok = [t.strip() for t in line.split(",")]
+        try:
+            if len(tok) != NUM_FIELDS:
+                raise ParseError(path, f"expected {NUM_FIELDS} fields (image, scale, centre, 68 points); found {len(tok)}",
+                                 line=i, field="fields" if len(tok) > NUM_FIELDS else _field(max(len(tok) - 1, 0)))
+            if not tok[0]:
+                raise ParseError(path, "empty image name", line=i, field="image_name")
+            vals = np.array([parse_float(t, path, line=i, field=_field(j)) for j, t in enumerate(tok[1:], start=1)])
+        except ParseError as err:
+            sink(err)
+            continue
+        scale, cx, cy = vals[0], vals[1] - offset, vals[2] - offset
+        half = 100.0 * scale
+        out.append(FaceRecord(
+            points=vals[3:].reshape(NUM_POINTS, 2) - offset, schema="ibug68", split=split,
+            image_path=tok[0].replace("\\", "/"), origin_file=f, origin_line=i, identity=f"{f}:{i}",
+            bbox=(cx - half, cy - half, cx + half, cy + half),
+        ))
+    return out

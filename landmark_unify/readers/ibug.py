@@ -1,0 +1,110 @@
+"""iBUG / 300W ``.pts`` files beside their images.
+
+Layout: any folder tree of ``NAME.pts`` with ``NAME.{jpg,png,...}`` beside (300W: ``01_Indoor``,
+``02_Outdoor``, ``afw``, ``helen/trainset``, ``lfpw/testset``, ``ibug``). A ``.pts`` file reads::
+
+    version: 1
+    n_points:  68
+    {
+    x y          (68 lines, 1-based pixels: 1 is subtracted)
+    }
+
+Schema ``ibug68`` (2D, the jaw follows the visible outline). Split: the folder of the file relative to the
+root ('all' at the root). A face whose image is ``NAME_2.pts`` beside ``NAME.jpg`` gets that image.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParseError
+from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, parse_float, rel, sorted_files
+
+FILES_PER_UNIT = 1000
+NUM_POINTS = 68
+
+
+def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+    files = [rel(p, root) for p in sorted_files(root, "**/*.pts")]
+    if not files:
+        raise ParseError(root, "no .pts files found under the root", field="root")
+    opts = tuple(sorted(options.items()))
+    return [Unit(source, "ibug", str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+
+
+def parse_pts(path: Path, offset: float = 1.0) -> np.ndarray:
+    """Read one ``.pts`` file: ``(n_points, 2)`` float64, 0-based (``offset`` subtracted)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ParseError(path, f"cannot read file: {exc}", field="file") from None
+    lines = text.splitlines()
+    declared, open_at = None, None
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if s.startswith("n_points"):
+            m = re.fullmatch(r"n_points\s*:\s*(\S+)", s)
+            try:
+                declared = int(m.group(1)) if m else None
+            except ValueError:
+                declared = None
+            if declared is None:
+                raise ParseError(path, f"bad header line {s!r}", line=i + 1, field="n_points")
+        elif s == "{":
+            open_at = i
+            break
+    if declared is None or open_at is None:
+        raise ParseError(path, "missing 'n_points:' header or '{' line", field="header")
+    pts = []
+    close_at = None
+    for i in range(open_at + 1, len(lines)):
+        s = lines[i].strip()
+        if s == "}":
+            close_at = i
+            break
+        if not s:
+            continue
+        tok = s.split()
+        k = len(pts)
+        if len(tok) != 2:
+            raise ParseError(path, f"expected 'x y'; found {len(tok)} fields", line=i + 1, field=f"point {k}")
+        pts.append((parse_float(tok[0], path, line=i + 1, field=f"x{k}"), parse_float(tok[1], path, line=i + 1, field=f"y{k}")))
+    if close_at is None:
+        raise ParseError(path, "file ends before the closing '}' (truncated?)", line=len(lines), field="points")
+    if len(pts) != declared:
+        raise ParseError(path, f"n_points says {declared} but {len(pts)} point lines follow", line=close_at + 1, field="n_points")
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2) - offset
+
+
+def image_for(pts: Path) -> Path | None:
+    found = find_image(pts.parent, pts.stem)
+    if found is None:
+        m = re.fullmatch(r"(.+)_\d+", pts.stem)
+        if m:
+            found = find_image(pts.parent, m.group(1))
+    return found
+
+
+def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
+    root = Path(unit.root)
+    offset = float(unit.opts.get("offset", 1.0))
+    out = []
+    for f in unit.files:
+        path = root / f
+        try:
+            pts = parse_pts(path, offset)
+            if pts.shape[0] != NUM_POINTS:
+                raise ParseError(path, f"expected {NUM_POINTS} points (iBUG layout); found {pts.shape[0]}", field="n_points")
+        except ParseError as err:
+            sink(err)
+            continue
+        img = image_for(path)
+        parent = Path(f).parent.as_posix()
+        out.append(FaceRecord(
+            points=pts, schema="ibug68", split="all" if parent == "." else parent,
+            image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
+            origin_file=f, identity=f,
+        ))
+    return out

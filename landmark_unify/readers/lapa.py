@@ -1,0 +1,66 @@
+"""LaPa: ``{split}/landmarks/NAME.txt`` (a count line ``106``, then ``x y`` per point, 0-based pixels),
+images at ``{split}/images/NAME.jpg``. Schema ``lapa106``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParseError
+from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, parse_float, rel, sorted_files
+
+FILES_PER_UNIT = 1000
+NUM_POINTS = 106
+
+
+def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+    files = [rel(p, root) for p in sorted_files(root, "*/landmarks/*.txt")]
+    if not files:
+        raise ParseError(root, "no LaPa landmark files found: expected {train,val,test}/landmarks/*.txt", field="root")
+    opts = tuple(sorted(options.items()))
+    return [Unit(source, "lapa", str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+
+
+def parse_txt(path: Path) -> np.ndarray:
+    """``(106, 2)`` float64 pixels from one LaPa landmark file."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise ParseError(path, f"cannot read file: {exc}", field="file") from None
+    rows = [(i + 1, s.split()) for i, s in enumerate(lines) if s.strip()]
+    if not rows:
+        raise ParseError(path, "empty file", line=1, field="count")
+    ln, tok = rows[0]
+    if len(tok) != 1 or not tok[0].isdigit():
+        raise ParseError(path, f"first line must be the point count; found {' '.join(tok)!r}", line=ln, field="count")
+    count = int(tok[0])
+    if count != NUM_POINTS:
+        raise ParseError(path, f"expected {NUM_POINTS} points (LaPa layout); the count line says {count}", line=ln, field="count")
+    pts = []
+    for k, (ln, tok) in enumerate(rows[1:]):
+        if len(tok) != 2:
+            raise ParseError(path, f"expected 'x y'; found {len(tok)} fields", line=ln, field=f"point {k}")
+        pts.append((parse_float(tok[0], path, line=ln, field=f"x{k}"), parse_float(tok[1], path, line=ln, field=f"y{k}")))
+    if len(pts) != count:
+        raise ParseError(path, f"count line says {count} but {len(pts)} point lines follow", line=rows[-1][0], field="count")
+    return np.asarray(pts, dtype=np.float64)
+
+
+def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
+    root = Path(unit.root)
+    out = []
+    for f in unit.files:
+        path = root / f
+        try:
+            pts = parse_txt(path)
+        except ParseError as err:
+            sink(err)
+            continue
+        split_dir = path.parent.parent
+        img = find_image(split_dir / "images", path.stem)
+        out.append(FaceRecord(
+            points=pts, schema="lapa106", split=split_dir.name,
+            image_path=rel(img, root) if img is not None else f"{split_dir.name}/images/{path.stem}.jpg",
+            origin_file=f, identity=f,
+        ))
+    return out

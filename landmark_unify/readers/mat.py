@@ -1,0 +1,145 @@
+"""300W-LP and AFLW2000-3D ``.mat`` labels (read with ``scipy.io.loadmat``).
+
+300W-LP (kind ``300wlp``), root = the 300W_LP folder::
+
+    {AFW,HELEN,IBUG,LFPW}[_Flip]/NAME.{jpg,mat}     pt2d (2, 68), Pose_Para (1, 7), ...
+    landmarks/<SUBSET>/NAME_pts.mat                  pts_2d, pts_3d (68, 2), where present
+
+Points: ``pts_2d`` of the landmarks file when present (schema ``ibug68``: a 2D outline jaw), else
+``pt2d`` (schema ``ibug68_3d``: the jaw is the projection of 3D model points). Option ``points``
+picks ``pt2d``, ``pts_2d`` or ``pts_3d`` explicitly. Split ``train``.
+
+AFLW2000-3D (kind ``aflw2000``), root = the folder of ``imageNNNNN.{jpg,mat}``: ``pt3d_68`` (3, 68), x and
+y rows, schema ``ibug68_3d``. Kind ``aflw2000-21`` (option ``points=pt2d``) reads ``pt2d`` (2, 21) in the
+``aflw21`` schema instead, where x = -1 marks a missing point. Split ``test``.
+
+Coordinates are MATLAB's 1-based pixels: 1 is subtracted. ``Pose_Para`` = [pitch, yaw, roll (radians),
+tx, ty, tz, scale] gives pitch, yaw, roll in degrees (wrapped into [-180, 180)).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParseError
+from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, rel, sorted_files
+
+FILES_PER_UNIT = 500
+NOT_SUBSETS = ("landmarks", "Code", "code")
+
+
+def plan_300wlp(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+    files = [rel(p, root) for p in sorted_files(root, "*/*.mat", exclude_dirs=NOT_SUBSETS)]
+    if not files:
+        raise ParseError(root, "no 300W-LP .mat files found: expected {AFW,HELEN,IBUG,LFPW}[_Flip]/*.mat", field="root")
+    opts = tuple(sorted(options.items()))
+    return [Unit(source, "300wlp", str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+
+
+def plan_aflw2000(source: str, root: Path, options: dict, chunk_bytes: int | None = None, kind: str = "aflw2000") -> list[Unit]:
+    files = [rel(p, root) for p in sorted_files(root, "*.mat")]
+    if not files:
+        raise ParseError(root, "no AFLW2000-3D .mat files found in the root", field="root")
+    opts = tuple(sorted(options.items()))
+    return [Unit(source, kind, str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+
+
+def load_mat(path: Path) -> dict:
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(str(path))
+    except Exception as exc:  # scipy raises many types (ValueError, TypeError, MatReadError, OSError)
+        raise ParseError(path, f"cannot read .mat file: {type(exc).__name__}: {exc}", field="file") from None
+
+
+def get_array(mat: dict, name: str, shape: tuple[int, ...], path: Path, allow_missing: bool = False) -> np.ndarray:
+    if name not in mat:
+        raise ParseError(path, f"variable {name!r} is missing", key=name, field=name)
+    arr = np.asarray(mat[name])
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ParseError(path, f"variable {name!r} is not numeric (dtype {arr.dtype})", key=name, field=name) from None
+    if arr.shape != shape:
+        raise ParseError(path, f"variable {name!r} has shape {arr.shape}; expected {shape}", key=name, field=name)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ParseError(path, f"not a finite number: {arr[idx]!r} at {list(idx)}", key=name, field=f"{name}{list(idx)}")
+    return arr
+
+
+def pose_degrees(mat: dict, path: Path) -> np.ndarray:
+    """(3,) float64 pitch, yaw, roll in degrees from ``Pose_Para``."""
+    p = get_array(mat, "Pose_Para", (1, 7), path)[0, :3]
+    deg = np.degrees(p)
+    return (deg + 180.0) % 360.0 - 180.0 if (np.abs(deg) > 180.0).any() else deg
+
+
+def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
+    root = Path(unit.root)
+    choice = unit.opts.get("points", "auto")
+    if choice not in ("auto", "pt2d", "pts_2d", "pts_3d"):
+        raise ValueError(f"300wlp option points={choice!r}; valid: auto, pt2d, pts_2d, pts_3d")
+    out = []
+    for f in unit.files:
+        path = root / f
+        try:
+            mat = load_mat(path)
+            pose = pose_degrees(mat, path)
+            subset = Path(f).parent.name
+            lm_rel = f"landmarks/{subset}/{path.stem}_pts.mat"
+            use_lm = choice in ("pts_2d", "pts_3d") or (choice == "auto" and (root / lm_rel).is_file())
+            if use_lm:
+                var = "pts_3d" if choice == "pts_3d" else "pts_2d"
+                lm = load_mat(root / lm_rel)
+                pts = get_array(lm, var, (68, 2), root / lm_rel) - 1.0
+                schema = "ibug68" if var == "pts_2d" else "ibug68_3d"
+                origin, key = lm_rel, var
+            else:
+                pts = get_array(mat, "pt2d", (2, 68), path).T - 1.0
+                schema, origin, key = "ibug68_3d", f, "pt2d"
+        except ParseError as err:
+            sink(err)
+            continue
+        img = find_image(path.parent, path.stem)
+        out.append(FaceRecord(
+            points=pts, schema=schema, split="train",
+            image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
+            origin_file=origin, origin_key=key, identity=f, pose=pose,
+        ))
+    return out
+
+
+def read_aflw2000(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
+    root = Path(unit.root)
+    choice = unit.opts.get("points", "pt3d_68")
+    if choice not in ("pt3d_68", "pt2d"):
+        raise ValueError(f"aflw2000 option points={choice!r}; valid: pt3d_68, pt2d")
+    out = []
+    for f in unit.files:
+        path = root / f
+        try:
+            mat = load_mat(path)
+            pose = pose_degrees(mat, path)
+            if choice == "pt3d_68":
+                pts = get_array(mat, "pt3d_68", (3, 68), path)[:2].T - 1.0
+                schema = "ibug68_3d"
+            else:
+                raw = get_array(mat, "pt2d", (2, 21), path).T
+                missing = (raw < 0).any(axis=1)
+                pts = raw - 1.0
+                pts[missing] = np.nan
+                schema = "aflw21"
+        except ParseError as err:
+            sink(err)
+            continue
+        img = find_image(path.parent, path.stem)
+        out.append(FaceRecord(
+            points=pts, schema=schema, split="test",
+            image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
+            origin_file=f, origin_key=choice, identity=f"{f}:{choice}", pose=pose,
+        ))
+    return out

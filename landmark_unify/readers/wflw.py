@@ -1,0 +1,283 @@
+"""WFLW: the official 98-point lists.
+
+Layout (root = the WFLW folder)::
+
+    WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{train,test}.txt
+        196 coordinates, 4 box ints (x_min y_min x_max y_max), 6 flags, image path (207 fields)
+    WFLW_annotations/list_98pt_test/list_98pt_test{,_largepose,_expression,...}.txt
+        196 coordinates, image path (197 fields); a face is in ``_ATTR`` iff its flag is 1
+    WFLW_images/<event>/<name>.jpg
+
+The rect_attr lists are used when present (read in byte-range chunks with pyarrow's CSV parser; a chunk
+that fails the fast path is re-read line by line so every error names its line and field). Otherwise
+the per-attribute test lists are merged: a face listed under several attributes is one face with those
+flags set, and the flags of the attributes it is not listed under are False (list membership is the
+definition). Faces are identified by image path plus coordinates for that merge.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParseError
+from ._base import ErrorSink, FaceBatch, Unit, rel
+
+NUM_POINTS = 98
+NUM_COORDS = 2 * NUM_POINTS
+RECT_FIELDS = NUM_COORDS + 4 + 6 + 1
+ATTR_FIELDS = NUM_COORDS + 1
+RECT_DIR = "WFLW_annotations/list_98pt_rect_attr_train_test"
+ATTR_DIR = "WFLW_annotations/list_98pt_test"
+IMAGES = "WFLW_images"
+#: per-attribute list suffix -> index into (pose, expression, illumination, makeup, occlusion, blur)
+ATTR_LISTS = (
+    ("", None),
+    ("_largepose", 0),
+    ("_expression", 1),
+    ("_illumination", 2),
+    ("_makeup", 3),
+    ("_occlusion", 4),
+    ("_blur", 5),
+)
+RECT_NAMES = ("x_min_rect", "y_min_rect", "x_max_rect", "y_max_rect")
+FLAG_NAMES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+DEFAULT_CHUNK_BYTES = 32 << 20
+
+
+def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+    opts = tuple(sorted(options.items()))
+    rect = [root / RECT_DIR / f"list_98pt_rect_attr_{s}.txt" for s in ("train", "test")]
+    rect = [p for p in rect if p.is_file()]
+    if rect:
+        units = []
+        for p in rect:
+            for start, end, first in line_chunks(p, chunk_bytes or DEFAULT_CHUNK_BYTES):
+                units.append(Unit(source, "wflw", str(root), (rel(p, root),), start, end, first, opts))
+        return units
+    lists = [root / ATTR_DIR / f"list_98pt_test{suffix}.txt" for suffix, _ in ATTR_LISTS]
+    lists = [p for p in lists if p.is_file()]
+    if lists:
+        return [Unit(source, "wflw", str(root), tuple(rel(p, root) for p in lists), options=opts)]
+    raise ParseError(root, f"no WFLW lists found: expected {RECT_DIR}/list_98pt_rect_attr_{{train,test}}.txt "
+                           f"or {ATTR_DIR}/list_98pt_test_*.txt under the root", field="root")
+
+
+def line_chunks(path: Path, chunk_bytes: int) -> list[tuple[int, int, int]]:
+    """Split a text file into byte ranges of about ``chunk_bytes`` that end at a newline.
+
+    Returns ``(start, end, first_line)`` triples; ``first_line`` is 1-based. One sequential pass with
+    memory bounded by ``chunk_bytes``.
+    """
+    out = []
+    start, line, carry = 0, 1, b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            if not block:
+                break
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            out.append((start, start + cut, line))
+            line += data.count(b"\n", 0, cut)
+            start += cut
+            carry = data[cut:]
+    if carry:
+        out.append((start, start + len(carry), line))
+    return out
+
+
+def read(unit: Unit, sink: ErrorSink) -> list[FaceBatch]:
+    root = Path(unit.root)
+    if unit.start is not None:
+        return [_read_rect_chunk(unit, root, sink)]
+    return [_read_attr_lists(unit, root, sink)]
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+def _field_name(j: int, has_rect: bool) -> str:
+    if j < NUM_COORDS:
+        return f"{'xy'[j % 2]}{j // 2}"
+    if has_rect and j < NUM_COORDS + 4:
+        return RECT_NAMES[j - NUM_COORDS]
+    if has_rect and j < NUM_COORDS + 10:
+        return f"attr_{FLAG_NAMES[j - NUM_COORDS - 4]}"
+    return "image_path"
+
+
+def parse_chunk(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink):
+    """Parse list lines. Returns ``(numbers (N, F) float64, names list[str], lines (N,) int64)`` where F
+    is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk;
+    when anything about the chunk is off, every line is parsed and checked on its own."""
+    nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
+    fast = _parse_fast(data, nfields, has_rect)
+    if fast is not None:
+        nums, names = fast
+        return nums, names, np.arange(first_line, first_line + len(names), dtype=np.int64)
+    return _parse_lines(data, path, first_line, has_rect, sink)
+
+
+def _count_lines(data: bytes) -> int:
+    return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+
+
+def _parse_fast(data: bytes, nfields: int, has_rect: bool):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(nfields)]
+    types = {n: pa.float64() for n in names[:-1]}
+    types[names[-1]] = pa.string()
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=4 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False,
+                                             escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    if table.num_rows != _count_lines(data) or table.num_rows == 0:
+        return None
+    nums = np.empty((table.num_rows, nfields - 1), dtype=np.float64)
+    for j in range(nfields - 1):
+        col = table.column(j)
+        if col.null_count:
+            return None
+        nums[:, j] = col.to_numpy()
+    image = table.column(nfields - 1)
+    if image.null_count:
+        return None
+    image_names = image.to_pylist()
+    if not np.isfinite(nums).all() or any(not s or s != s.strip() for s in image_names):
+        return None
+    if has_rect and _rect_problem(nums) is not None:
+        return None
+    return nums, image_names
+
+
+def _rect_problem(nums: np.ndarray):
+    """Index ``(row, field)`` of the first bad box/flag value, or None."""
+    rect = nums[:, NUM_COORDS:NUM_COORDS + 4]
+    flags = nums[:, NUM_COORDS + 4:NUM_COORDS + 10]
+    bad_flag = (flags != 0) & (flags != 1)
+    if bad_flag.any():
+        r, c = np.argwhere(bad_flag)[0]
+        return int(r), NUM_COORDS + 4 + int(c), f"a flag must be 0 or 1; got {flags[r, c]:g}"
+    inverted = (rect[:, 2] < rect[:, 0]) | (rect[:, 3] < rect[:, 1])
+    if inverted.any():
+        r = int(np.flatnonzero(inverted)[0])
+        return r, NUM_COORDS + 2 if rect[r, 2] < rect[r, 0] else NUM_COORDS + 3, \
+            f"box corner is left of / above the other: {rect[r].tolist()}"
+    return None
+
+
+def _parse_lines(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink):
+    nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
+    what = ("196 coordinates, 4 box values, 6 flags and the image path" if has_rect
+            else "196 coordinates and the image path")
+    rows, names, lines = [], [], []
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    for i, raw in enumerate(raw_lines):
+        ln = first_line + i
+        text = raw.decode("utf-8", errors="replace")
+        tokens = text.split()
+        if not tokens:
+            continue
+        try:
+            if len(tokens) != nfields:
+                raise ParseError(path, f"expected {nfields} fields ({what}); found {len(tokens)}",
+                                 line=ln, field="fields" if len(tokens) > nfields else _field_name(len(tokens) - 1, has_rect))
+            vals = np.empty(nfields - 1)
+            for j in range(nfields - 1):
+                tok = tokens[j]
+                try:
+                    v = float(tok)
+                except ValueError:
+                    raise ParseError(path, f"not a number: {tok!r}", line=ln, field=_field_name(j, has_rect)) from None
+                if not np.isfinite(v):
+                    raise ParseError(path, f"not a finite number: {tok!r}", line=ln, field=_field_name(j, has_rect))
+                vals[j] = v
+            if has_rect:
+                prob = _rect_problem(vals[None])
+                if prob is not None:
+                    raise ParseError(path, prob[2], line=ln, field=_field_name(prob[1], has_rect))
+        except ParseError as err:
+            sink(err)
+            continue
+        rows.append(vals)
+        names.append(tokens[-1])
+        lines.append(ln)
+    nums = np.stack(rows) if rows else np.zeros((0, nfields - 1))
+    return nums, names, np.asarray(lines, dtype=np.int64)
+
+
+# --- the two list kinds -----------------------------------------------------------------------------
+
+def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
+    rel_file = unit.files[0]
+    path = root / rel_file
+    with open(path, "rb") as f:
+        f.seek(unit.start)
+        data = f.read(unit.end - unit.start)
+    nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink)
+    split = "train" if rel_file.endswith("_train.txt") else "test" if rel_file.endswith("_test.txt") else Path(rel_file).stem
+    n = len(names)
+    lines_list = lines.tolist()
+    return FaceBatch(
+        schema="wflw98",
+        points=nums[:, :NUM_COORDS].reshape(n, NUM_POINTS, 2),
+        split=[split] * n,
+        image_path=[f"{IMAGES}/{s}" for s in names],
+        origin_file=[rel_file] * n,
+        identity=[f"{rel_file}:{ln}" for ln in lines_list],
+        origin_line=lines_list,
+        bbox=nums[:, NUM_COORDS:NUM_COORDS + 4],
+        attributes=nums[:, NUM_COORDS + 4:NUM_COORDS + 10],
+    )
+
+
+def _read_attr_lists(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
+    order: dict[tuple[str, bytes], int] = {}
+    coords, names, files, lines, flags = [], [], [], [], []
+    flag_of = {f"list_98pt_test{suffix}.txt": idx for suffix, idx in ATTR_LISTS}
+    has_attr_lists = any(flag_of.get(Path(f).name) is not None for f in unit.files)
+    for rel_file in unit.files:
+        path = root / rel_file
+        nums, nm, ln = parse_chunk(path.read_bytes(), path, 1, False, sink)
+        idx = flag_of.get(Path(rel_file).name)
+        for row, name, line in zip(nums, nm, ln.tolist()):
+            key = (name, row.tobytes())
+            at = order.get(key)
+            if at is None:
+                at = order[key] = len(names)
+                coords.append(row)
+                names.append(name)
+                files.append(rel_file)
+                lines.append(line)
+                flags.append(np.zeros(6) if has_attr_lists else np.full(6, np.nan))
+            if idx is not None:
+                flags[at][idx] = 1.0
+    n = len(names)
+    pts = np.stack(coords).reshape(n, NUM_POINTS, 2) if n else np.zeros((0, NUM_POINTS, 2))
+    ident = [f"{IMAGES}/{name}:{hashlib.sha1(c.tobytes()).hexdigest()}" for name, c in zip(names, coords)]
+    return FaceBatch(
+        schema="wflw98",
+        points=pts,
+        split=["test"] * n,
+        image_path=[f"{IMAGES}/{s}" for s in names],
+        origin_file=files,
+        identity=ident,
+        origin_line=lines,
+        attributes=np.stack(flags) if n else np.zeros((0, 6)),
+    )

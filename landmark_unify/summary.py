@@ -1,0 +1,116 @@
+"""The closing summary of a build, also printed by ``landmark_unify inspect``: faces per source and split,
+valid-point coverage per group, pose and box provenance, and the skipped records with their reasons."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from . import manifest as mf
+from .layouts import CANONICAL, get_layout
+
+
+def coverage_by_group(valid: np.ndarray) -> dict[str, float]:
+    """Share of valid points per canonical group; valid ``(N, 98)`` bool. NaN when N == 0."""
+    layout = get_layout(CANONICAL)
+    out = {}
+    for g in layout.present_groups:
+        idx = layout.group_indices(g)
+        out[g] = float(valid[:, idx].mean()) if valid.shape[0] else float("nan")
+    return out
+
+
+def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
+    """Counts behind the summary, per source: faces, splits, schemas, box and pose provenance, coverage."""
+    sources = table.column("source").to_numpy(zero_copy_only=False).astype(object)
+    valid = mf._fixed_to_numpy(table.column("valid"), (mf.NUM_POINTS,), bool) if table.num_rows else \
+        np.zeros((0, mf.NUM_POINTS), bool)
+    cols = {c: table.column(c).to_pylist() for c in ("split", "source_schema", "bbox_source", "pose_source", "eye_state")}
+    per = {}
+    for s in dict.fromkeys(sources.tolist()):
+        m = sources == s
+        rows = np.flatnonzero(m)
+        per[s] = {
+            "faces": int(m.sum()),
+            "splits": dict(sorted(Counter(cols["split"][i] for i in rows).items())),
+            "schemas": dict(sorted(Counter(cols["source_schema"][i] for i in rows).items())),
+            "bbox_given": sum(cols["bbox_source"][i] == "given" for i in rows),
+            "pose_known": sum(cols["pose_source"][i] is not None for i in rows),
+            "eye_states": dict(sorted(Counter(cols["eye_state"][i] for i in rows if cols["eye_state"][i]).items())),
+            "coverage": coverage_by_group(valid[m]),
+        }
+    return {
+        "faces": table.num_rows,
+        "sources": per,
+        "coverage": coverage_by_group(valid),
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(_reason_class(r) for r in skipped).most_common()),
+    }
+
+
+def _reason_class(rec: Mapping) -> str:
+    return f"{rec.get('source')}: {rec.get('field') or '-'}: {str(rec.get('reason', ''))[:60]}"
+
+
+def _where(rec: Mapping) -> str:
+    w = str(rec.get("path"))
+    if rec.get("line") is not None:
+        w += f", line {rec['line']}"
+    if rec.get("key") is not None:
+        w += f", key {rec['key']!r}"
+    if rec.get("field") is not None:
+        w += f", field {rec['field']!r}"
+    return w
+
+
+def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence[dict] = (), *,
+                 title: str | None = None, sidecar: str | Path | None = None) -> str:
+    """The human-readable summary."""
+    d = summary_dict(table, skipped)
+    groups = list(get_layout(CANONICAL).present_groups)
+    lines = [f"manifest {title or ''}: {d['faces']} faces"
+             + (f" (format {meta.get('format_version')}, policy {meta.get('policy', '-')})" if meta else "")]
+    lines.append("faces per source:")
+    width = max([len(s) for s in d["sources"]] + [6])
+    for s, info in d["sources"].items():
+        splits = ", ".join(f"{k} {v}" for k, v in info["splits"].items())
+        schemas = ", ".join(f"{k} {v}" for k, v in info["schemas"].items())
+        lines.append(f"  {s:<{width}} {info['faces']:>8}  splits: {splits}; schemas: {schemas}; "
+                     f"box given {info['bbox_given']}; pose known {info['pose_known']}")
+    lines.append("valid-point coverage per group (share of the group's points that are valid):")
+    lines.append(f"  {'source':<{width}} " + " ".join(f"{g:>8}" for g in groups))
+    rows = list(d["sources"].items()) + ([("all", {"coverage": d["coverage"]})] if len(d["sources"]) > 1 else [])
+    for s, info in rows:
+        lines.append(f"  {s:<{width}} " + " ".join(f"{100 * info['coverage'][g]:>7.1f}%" for g in groups))
+    if skipped:
+        lines.append(f"skipped: {len(skipped)} records" + (f" (also in {sidecar})" if sidecar else ""))
+        for reason, n in d["skipped_by_reason"].items():
+            lines.append(f"  {n:>6} x {reason}")
+        lines.append("skipped records:")
+        for rec in skipped:
+            lines.append(f"  {_where(rec)}: {rec.get('reason')}")
+    else:
+        lines.append("skipped: 0 records")
+    return "\n".join(lines)
+
+
+def read_skipped(path: str | Path) -> list[dict]:
+    """Records of a ``.skipped.jsonl`` sidecar (empty when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def summarize_manifest(path: str | Path) -> str:
+    """Summary of an existing manifest file, with the skipped records of its sidecar when present."""
+    from .build import skipped_path_for
+
+    meta = mf.read_metadata(path)
+    table = mf.read_table(path)
+    side = skipped_path_for(path)
+    return summary_text(table, meta, read_skipped(side), title=str(path), sidecar=side if side.is_file() else None)
