@@ -1,0 +1,224 @@
+"""Head pose from landmarks: the Pose_Para convention and accuracy on the real AFLW2000-3D files,
+mirror consistency, robustness, the solvePnP baseline, and relabelling manifests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import landmark_unify as lu
+from landmark_unify.errors import MappingError
+from landmark_unify.maps import flip
+from landmark_unify.pose import (
+    PoseModelError,
+    euler_from_matrix,
+    load_face_model,
+    matrix_from_euler,
+    relabel_dataframe,
+)
+
+
+@pytest.fixture(scope="module")
+def aflw(shared_data):
+    """The 16 AFLW2000-3D faces: pt3d_68 (x, y, 0-based), pt2d (21, NaN where missing), Pose_Para degrees."""
+    from scipy.io import loadmat
+
+    files = sorted((shared_data / "AFLW2000").glob("image*.mat"))
+    mats = [loadmat(f) for f in files]
+    p68 = np.stack([m["pt3d_68"][:2].T for m in mats]) - 1.0
+    p21 = np.stack([m["pt2d"].T for m in mats]).astype(np.float64) - 1.0
+    p21[p21 < -1.5] = np.nan  # x = -1 (1-based) marks a missing point
+    pose = np.degrees(np.stack([m["Pose_Para"][0, :3] for m in mats]))
+    raw = np.stack([m["pt3d_68"] for m in mats])
+    return {"files": files, "p68": p68, "p21": p21, "pose": pose, "pt3d": raw, "params": np.stack([m["Pose_Para"][0] for m in mats])}
+
+
+@pytest.fixture(scope="module")
+def model(shared_data):
+    return load_face_model(shared_data / "mean3d_68/mean3d_68.npz")
+
+
+def _mae(est, gt):
+    return np.abs(est - gt).mean(0)
+
+
+def test_pose_para_convention_on_the_real_files(aflw, shared_data):
+    """pt3d_68[:2] ~ (s R^T X + t)[:2], image y = 451 - y, R = Rz(roll) Ry(yaw) Rx(pitch) (FACTS 4)."""
+    x = np.load(shared_data / "mean3d_68/mean3d_68.npz")["3ddfa_bfm_raw"].astype(np.float64)
+    r = matrix_from_euler(aflw["pose"])
+    s, t = aflw["params"][:, 6], aflw["params"][:, 3:5]
+    proj = s[:, None, None] * np.einsum("nji,kj->nki", r, x)[..., :2] + t[:, None]
+    proj[..., 1] = 451 - proj[..., 1]
+    err = np.linalg.norm(proj - aflw["pt3d"][:, :2].transpose(0, 2, 1), axis=-1).mean()
+    assert err < 5.0  # the faces' own shape variation; a wrong order or sign leaves 9-56 px
+    np.testing.assert_allclose(euler_from_matrix(r), aflw["pose"], atol=1e-6)
+
+
+def test_accuracy_on_aflw2000_pt3d_default_policy(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")  # strict: the projected jaw is invalid
+    assert v98.sum(1).tolist() == [43] * 16
+    est = lu.estimate_pose(p98, v98, model=model)
+    assert est.shape == (16, 3) and est.dtype == np.float32
+    mae = _mae(est, aflw["pose"])
+    assert mae.mean() < 1.2, mae  # measured 1.12 (pitch 1.45, yaw 1.09, roll 0.81)
+    assert (mae < 2.0).all() and np.abs(est - aflw["pose"]).max() < 6.0  # order and signs right
+
+
+def test_accuracy_with_the_projected_jaw(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d", projected_contour=True)
+    mae = _mae(lu.estimate_pose(p98, v98, model=model), aflw["pose"])
+    assert mae.mean() < 0.9, mae  # measured 0.73; a plain affine fit gives 0.9
+
+
+def test_pt2d_21_points(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p21"], "aflw21")
+    # strict keeps eye corners, mouth corners and outer brow ends: no nose, so no pose
+    assert np.isnan(lu.estimate_pose(p98, v98, model=model)).all()
+    p98, v98 = lu.to_canonical(aflw["p21"], "aflw21", policy="extended")
+    est = lu.estimate_pose(p98, v98, model=model)
+    assert np.isfinite(est).all()
+    mae = _mae(est, aflw["pose"])
+    assert mae.mean() < 4.0, mae  # measured 3.37 (pitch 3.73, yaw 4.75, roll 1.61)
+
+
+def test_mirror_consistency(aflw, model):
+    for schema, pts, policy in (("ibug68_3d", aflw["p68"], "strict"), ("aflw21", aflw["p21"], "extended")):
+        p98, v98 = lu.to_canonical(pts, schema, policy)
+        est = lu.estimate_pose(p98, v98, model=model)
+        f98, fv = flip(p98, "wflw98", 450, v98)
+        mirrored = lu.estimate_pose(f98, fv, model=model)
+        np.testing.assert_allclose(mirrored * [1, -1, -1], est, atol=0.5)
+
+
+def test_robust_to_a_few_bad_points(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    clean = lu.estimate_pose(p98, v98, model=model)
+    rng = np.random.default_rng(3)
+    bad = p98.copy()
+    for i in range(len(bad)):
+        idx = rng.choice(np.flatnonzero(v98[i]), 3, replace=False)
+        bad[i, idx] += rng.normal(size=(3, 2)) * 0.3 * np.ptp(p98[i][v98[i]], 0).max()
+    robust = lu.estimate_pose(bad, v98, model=model)
+    plain = lu.estimate_pose(bad, v98, model=model, huber=None)
+    assert np.abs(robust - clean).mean() < 1.0
+    assert np.abs(plain - clean).mean() > 2 * np.abs(robust - clean).mean()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-60, 60), st.floats(-80, 80), st.floats(-60, 60), st.floats(0.5, 5.0), st.floats(-300, 300))
+def test_exact_projection_of_the_model_is_recovered(pitch, yaw, roll, scale, shift):
+    m = load_face_model()
+    r = matrix_from_euler([[pitch, yaw, roll]])[0]
+    uv = scale * 100 * (m.points @ r)[:, :2] + [shift, 2 * shift]
+    pts = np.stack([uv[:, 0], 500 - uv[:, 1]], 1)
+    valid = m.has_point.copy()
+    est = lu.estimate_pose(pts, valid)[0]
+    np.testing.assert_allclose(est, [pitch, yaw, roll], atol=0.05)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-89, 89), st.floats(-89, 89), st.floats(-179, 179))
+def test_euler_round_trip(pitch, yaw, roll):
+    a = np.array([[pitch, yaw, roll]])
+    np.testing.assert_allclose(euler_from_matrix(matrix_from_euler(a)), a, atol=1e-6)
+
+
+def test_too_few_points_give_unknown_pose(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p68"][:3], "ibug68_3d")
+    v98 = v98.copy()
+    v98[0, 51:60] = False  # no nose
+    keep = np.flatnonzero(v98[1])[:7]
+    v98[1] = False
+    v98[1, keep] = True
+    v98[1, 55] = True  # 8 points incl. a nose point: enough for the default min_points=8
+    est = lu.estimate_pose(p98, v98, model=model)
+    assert np.isnan(est[0]).all() and np.isfinite(est[1]).all() and np.isfinite(est[2]).all()
+    assert np.isnan(lu.estimate_pose(p98, v98, model=model, min_points=9)[1]).all()
+    assert np.isnan(lu.estimate_pose(np.full((2, 98, 2), np.nan), model=model)).all()
+
+
+def test_bad_input_and_missing_model(tmp_path):
+    with pytest.raises(MappingError, match="98, 2"):
+        lu.estimate_pose(np.zeros((2, 68, 2)))
+    with pytest.raises(MappingError, match="valid98"):
+        lu.estimate_pose(np.zeros((2, 98, 2)), np.ones((3, 98), bool))
+    with pytest.raises(PoseModelError, match="not found"):
+        load_face_model(tmp_path / "none.npz")
+    np.savez(tmp_path / "m.npz", other=np.zeros((68, 3)))
+    with pytest.raises(PoseModelError, match="no shape"):
+        load_face_model(tmp_path / "m.npz")
+
+
+def test_pnp_baseline(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    est = lu.estimate_pose_pnp(p98, v98, (450, 450), model=model)
+    assert np.isfinite(est).all()
+    mae = _mae(est, aflw["pose"])
+    assert mae.mean() < 3.0 and np.abs(est - aflw["pose"]).max() < 12.0  # measured 2.19
+    f98, fv = flip(p98, "wflw98", 450, v98)
+    mirrored = lu.estimate_pose_pnp(f98, fv, (450, 450), model=model)
+    np.testing.assert_allclose(mirrored * [1, -1, -1], est, atol=0.5)
+
+
+def test_300w_lp_sample(shared_data, model):
+    from scipy.io import loadmat
+
+    mat = loadmat(shared_data / "300W_LP/IBUG/IBUG_image_008_1_0.mat")
+    p98, v98 = lu.to_canonical(mat["pt2d"].T - 1, "ibug68_3d")
+    est = lu.estimate_pose(p98, v98, model=model)[0]
+    np.testing.assert_allclose(est, np.degrees(mat["Pose_Para"][0, :3]), atol=8.0)  # yaw -44
+
+
+def _aflw_manifest(aflw, path):
+    from landmark_unify.manifest import make_metadata, make_sample_id, write_manifest
+
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    n = len(p98)
+    pose = aflw["pose"].astype(np.float32)
+    has = np.arange(n) % 2 == 0  # every second face keeps its dataset pose
+    cols = {
+        "sample_id": [make_sample_id("aflw2000", f.name) for f in aflw["files"]],
+        "source": ["aflw2000"] * n, "split": ["test"] * n,
+        "image_path": [f.with_suffix(".jpg").name for f in aflw["files"]],
+        "landmarks": p98, "valid": v98, "bbox": np.concatenate([np.nanmin(p98, 1), np.nanmax(p98, 1)], 1),
+        "pitch": np.where(has, pose[:, 0], np.nan), "yaw": np.where(has, pose[:, 1], np.nan),
+        "roll": np.where(has, pose[:, 2], np.nan), "pose_source": ["dataset" if h else None for h in has],
+        "source_schema": ["ibug68_3d"] * n, "origin_file": [f.name for f in aflw["files"]],
+        "origin_key": ["pt3d_68"] * n,
+    }
+    write_manifest(cols, path, make_metadata({"aflw2000": str(aflw["files"][0].parent)}, command="test"))
+    return path, has
+
+
+def test_relabel_pose_cli(aflw, tmp_path):
+    from landmark_unify.cli import main
+
+    src, has = _aflw_manifest(aflw, tmp_path / "aflw.parquet")
+    out = tmp_path / "o" / "relabelled.parquet"
+    assert main(["relabel-pose", str(src), "-o", str(out)]) == 0
+    assert lu.validate_manifest(out) == []
+    df = lu.read_manifest(out)
+    got = df[["pitch", "yaw", "roll"]].to_numpy(np.float64)
+    fit = df[["fit_pitch", "fit_yaw", "fit_roll"]].to_numpy(np.float64)
+    assert (df["pose_source"].to_numpy()[has] == "dataset").all() and (df["pose_source"].to_numpy()[~has] == "fit").all()
+    np.testing.assert_allclose(got[has], aflw["pose"][has], atol=1e-4)  # dataset pose kept
+    assert np.isnan(fit[~has]).all() and np.isfinite(fit[has]).all()  # fit beside it
+    assert np.abs(got[~has] - aflw["pose"][~has]).mean() < 1.5
+    assert np.abs(fit[has] - aflw["pose"][has]).mean() < 1.5
+    assert df.attrs["manifest"]["pose_fit"]["filled"] == int((~has).sum())
+    assert lu.image_paths(df)[0].exists()
+
+
+def test_relabel_leaves_unknown_when_the_fit_fails(aflw, tmp_path):
+    src, has = _aflw_manifest(aflw, tmp_path / "aflw.parquet")
+    df = lu.read_manifest(src)
+    valid = np.stack(df["valid"].to_list())
+    valid[1, 51:60] = False  # no nose on a face without a dataset pose
+    df["valid"] = list(valid)
+    lm = np.stack(df["landmarks"].to_list())
+    lm[~valid] = np.nan
+    df["landmarks"] = list(lm)
+    out, counts = relabel_dataframe(df)
+    assert counts == {"filled": int((~has).sum()) - 1, "kept": int(has.sum()), "unknown": 1}
+    assert out["pose_source"].isna().iloc[1] and np.isnan(out["yaw"].iloc[1])
