@@ -52,7 +52,7 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
         try:
             if len(tok) != NUM_FIELDS:
                 raise ParseError(path, f"expected {NUM_FIELDS} fields (image, scale, centre, 68 points); found {len(tok)}",
-                                 line=i, field="fields" if len(tok) > NUM_FIELDS else _field(max(len(tok) - 1, 0)))
+                                 line=i, field="fields" if len(tok) > NUM_FIELDS else _field(len(tok)))
             if not tok[0]:
                 raise ParseError(path, "empty image name", line=i, field="image_name")
             vals = np.array([parse_float(t, path, line=i, field=_field(j)) for j, t in enumerate(tok[1:], start=1)])

@@ -197,7 +197,7 @@ def _parse_lines(data: bytes, path: Path, first_line: int, has_rect: bool, sink:
         try:
             if len(tokens) != nfields:
                 raise ParseError(path, f"expected {nfields} fields ({what}); found {len(tokens)}",
-                                 line=ln, field="fields" if len(tokens) > nfields else _field_name(len(tokens) - 1, has_rect))
+                                 line=ln, field="fields" if len(tokens) > nfields else _field_name(len(tokens), has_rect))
             vals = np.empty(nfields - 1)
             for j in range(nfields - 1):
                 tok = tokens[j]

