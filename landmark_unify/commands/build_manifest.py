@@ -46,13 +46,21 @@ def run(args: argparse.Namespace) -> int:
         report = build_manifest(args.source, args.output, policy=args.policy, on_error=args.on_error,
                                 check_images=args.check_images, command=command, engine=args.engine,
                                 workers=args.workers, progress=not args.no_progress)
-        if args.relabel_pose:
-            from ..pose import relabel_manifest_file
-
-            relabel_manifest_file(args.output, args.output)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
-        print("nothing was written" if args.on_error == "raise" else "", file=sys.stderr)
+        if args.on_error == "raise":
+            print("build-manifest: nothing was written", file=sys.stderr)
         return 1
-    print(report.summary if getattr(report, "summary", None) else report)
+    summary = getattr(report, "summary", None) or str(report)
+    if args.relabel_pose:
+        from ..pose import relabel_manifest_file
+        from ..summary import summarize_manifest
+
+        try:
+            counts = relabel_manifest_file(args.output, args.output)
+        except LandmarkUnifyError as exc:
+            print(f"build-manifest: error while relabelling pose (the manifest is written): {exc}", file=sys.stderr)
+            return 1
+        summary = summarize_manifest(args.output) + (f"\npose relabelled: {counts}" if counts else "")
+    print(summary)
     return 0
