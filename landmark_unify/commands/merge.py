@@ -1,0 +1,33 @@
+"""``landmark_unify merge A.parquet B.parquet ... -o OUT.parquet``: merge manifests."""
+from __future__ import annotations
+
+import sys
+
+from ..merge import DUPLICATE_TOLERANCE
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", help="manifests to merge, in priority order (the first copy of a face is kept)")
+    parser.add_argument("-o", "--output", required=True, help="manifest to write (.parquet)")
+    parser.add_argument("--weight", action="append", default=[], metavar="SOURCE=W",
+                        help="multiply the weight of every face of SOURCE by W (repeatable; default 1)")
+    parser.add_argument("--no-image-hash", action="store_true",
+                        help="detect duplicates by sample_id only, without reading the images")
+    parser.add_argument("--tolerance", type=float, default=DUPLICATE_TOLERANCE,
+                        help="faces on the same image are one face when their points differ by at most this "
+                             f"fraction of the face size on average (default {DUPLICATE_TOLERANCE})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..errors import LandmarkUnifyError
+    from ..merge import merge_manifest_files
+
+    try:
+        report = merge_manifest_files(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
+                                      tolerance=args.tolerance, progress=not args.no_progress)
+    except LandmarkUnifyError as exc:
+        print(f"merge: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.output}\n{report.summary}")
+    return 0
