@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import manifest as mf
 from .errors import LandmarkUnifyError, ParseError
@@ -251,8 +252,10 @@ def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: S
     else:
         side.unlink(missing_ok=True)
     mf.write_manifest(table, out, meta)
-    counts = dict(zip(*np.unique(np.asarray(table.column("source").to_pylist(), dtype=object), return_counts=True))) \
-        if table.num_rows else {}
+    counts = {}
+    if table.num_rows:
+        vc = pc.value_counts(table.column("source"))
+        counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
     faces = {s.label: int(counts.get(s.label, 0)) for s in sources}
     report = BuildReport(out, table.num_rows, faces, skipped, side if skipped else None, meta, units=units)
     report.summary = summary_text(table, meta, skipped, title=str(out), sidecar=report.skipped_path)
@@ -260,9 +263,9 @@ def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: S
 
 
 def _drop_duplicates(table: pa.Table, skipped: list[dict], on_error: str) -> pa.Table:
-    ids = table.column("sample_id").to_numpy(zero_copy_only=False)
-    if ids.size == 0:
+    if table.num_rows == 0 or pc.count_distinct(table.column("sample_id")).as_py() == table.num_rows:
         return table
+    ids = table.column("sample_id").to_numpy(zero_copy_only=False)
     _, first = np.unique(ids, return_index=True)
     if first.size == ids.size:
         return table

@@ -24,29 +24,65 @@ def coverage_by_group(valid: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _counts(table: pa.Table, by: list[str]) -> dict[tuple, int]:
+    """Row counts per distinct value tuple of the columns ``by`` (nulls included as None)."""
+    if table.num_rows == 0:
+        return {}
+    g = table.select(by).group_by(by, use_threads=False).aggregate([([], "count_all")])
+    cols = [g.column(c).to_pylist() for c in by]
+    return {tuple(v): int(n) for *v, n in zip(*cols, g.column("count_all").to_pylist())}
+
+
+def _coverage_per_source(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per source: valid-point counts ``(98,)`` and faces, computed chunk by chunk (bounded memory)."""
+    sums: dict[str, np.ndarray] = {}
+    faces: dict[str, int] = {}
+    for batch in table.select(["source", "valid"]).to_batches(max_chunksize=65536):
+        src = batch.column(0).to_numpy(zero_copy_only=False)
+        valid = batch.column(1).flatten().to_numpy(zero_copy_only=False).reshape(-1, mf.NUM_POINTS)
+        for s in dict.fromkeys(src.tolist()):
+            m = src == s
+            sums[s] = sums.get(s, 0) + valid[m].sum(0)
+            faces[s] = faces.get(s, 0) + int(m.sum())
+    return sums, faces
+
+
+def _group_coverage(sums: np.ndarray | int, faces: int) -> dict[str, float]:
+    layout = get_layout(CANONICAL)
+    out = {}
+    for g in layout.present_groups:
+        idx = layout.group_indices(g)
+        out[g] = float(np.asarray(sums)[idx].sum() / (faces * len(idx))) if faces else float("nan")
+    return out
+
+
 def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
-    """Counts behind the summary, per source: faces, splits, schemas, box and pose provenance, coverage."""
-    sources = table.column("source").to_numpy(zero_copy_only=False).astype(object)
-    valid = mf._fixed_to_numpy(table.column("valid"), (mf.NUM_POINTS,), bool) if table.num_rows else \
-        np.zeros((0, mf.NUM_POINTS), bool)
-    cols = {c: table.column(c).to_pylist() for c in ("split", "source_schema", "bbox_source", "pose_source", "eye_state")}
+    """Counts behind the summary, per source: faces, splits, schemas, box and pose provenance, coverage.
+
+    Computed with Arrow group-bys and chunk by chunk, so memory stays small next to the table itself.
+    """
+    sums, faces = _coverage_per_source(table)
+    splits = _counts(table, ["source", "split"])
+    schemas = _counts(table, ["source", "source_schema"])
+    boxes = _counts(table, ["source", "bbox_source"])
+    poses = _counts(table, ["source", "pose_source"])
+    eyes = _counts(table, ["source", "eye_state"])
     per = {}
-    for s in dict.fromkeys(sources.tolist()):
-        m = sources == s
-        rows = np.flatnonzero(m)
+    for s in faces:
         per[s] = {
-            "faces": int(m.sum()),
-            "splits": dict(sorted(Counter(cols["split"][i] for i in rows).items())),
-            "schemas": dict(sorted(Counter(cols["source_schema"][i] for i in rows).items())),
-            "bbox_given": sum(cols["bbox_source"][i] == "given" for i in rows),
-            "pose_known": sum(cols["pose_source"][i] is not None for i in rows),
-            "eye_states": dict(sorted(Counter(cols["eye_state"][i] for i in rows if cols["eye_state"][i]).items())),
-            "coverage": coverage_by_group(valid[m]),
+            "faces": faces[s],
+            "splits": dict(sorted((k[1], n) for k, n in splits.items() if k[0] == s)),
+            "schemas": dict(sorted((k[1], n) for k, n in schemas.items() if k[0] == s)),
+            "bbox_given": boxes.get((s, "given"), 0),
+            "pose": {k[1]: n for k, n in sorted(poses.items(), key=str) if k[0] == s and k[1] is not None},
+            "eye_states": dict(sorted((k[1], n) for k, n in eyes.items() if k[0] == s and k[1] is not None)),
+            "coverage": _group_coverage(sums[s], faces[s]),
         }
+    total = sum(sums.values()) if sums else 0
     return {
         "faces": table.num_rows,
         "sources": per,
-        "coverage": coverage_by_group(valid),
+        "coverage": _group_coverage(total, table.num_rows),
         "skipped": len(skipped),
         "skipped_by_reason": dict(Counter(_reason_class(r) for r in skipped).most_common()),
     }
@@ -79,8 +115,9 @@ def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence
     for s, info in d["sources"].items():
         splits = ", ".join(f"{k} {v}" for k, v in info["splits"].items())
         schemas = ", ".join(f"{k} {v}" for k, v in info["schemas"].items())
+        pose = ", ".join(f"{k} {v}" for k, v in info["pose"].items()) or "none"
         lines.append(f"  {s:<{width}} {info['faces']:>8}  splits: {splits}; schemas: {schemas}; "
-                     f"box given {info['bbox_given']}; pose known {info['pose_known']}")
+                     f"box given {info['bbox_given']}; pose: {pose}")
     lines.append("valid-point coverage per group (share of the group's points that are valid):")
     lines.append(f"  {'source':<{width}} " + " ".join(f"{g:>8}" for g in groups))
     rows = list(d["sources"].items()) + ([("all", {"coverage": d["coverage"]})] if len(d["sources"]) > 1 else [])
