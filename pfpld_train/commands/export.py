@@ -58,6 +58,8 @@ def _summary(report: dict) -> str:
         if ref:
             lines.append(f"vs reference prototxt: same graph {ref['same_graph']}, same order {ref['same_order']}, "
                          f"{len(ref['differences'])} differing run(s)")
+    if report.get("caffe", {}).get("overlay"):
+        lines.append(f"landmarks drawn: {report['caffe']['overlay']}")
     if "nnie_check" in report:
         n = report["nnie_check"]
         lines.append(f"nnie check: {n['errors']} error(s), {n['warnings']} warning(s) ({n['file']})")
@@ -92,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             model, info = load_checkpoint(args.checkpoint, args.checkpoint_key)
             report["checkpoint"] = info
-        x, source = parity_batch(args.faces, args.photos, args.parity_count)
+        x, source, crops = parity_batch(args.faces, args.photos, args.parity_count)
         args.out.mkdir(parents=True, exist_ok=True)
         if args.format == "onnx":
             export_onnx_dir(model, args.out, x, source, stem=args.stem, tol=args.tol, report=report)
         elif args.format == "caffe":
             export_caffe_dir(model, args.out, x, source, stem=args.stem, tol=args.tol,
-                             reference_prototxt=args.reference_prototxt, report=report)
+                             reference_prototxt=args.reference_prototxt, report=report, overlay_crops=crops)
         else:
             if args.calib is None:
                 raise ExportError("--format nnie needs --calib (a manifest or WFLW list for calibration crops)")
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             export_nnie_dir(model, args.out, x, source, calib_faces=calib, holdout_faces=holdout,
                             stem=args.stem, tol=args.tol, calib_format=args.calib_format,
                             compile_mode=args.compile_mode, reference_prototxt=args.reference_prototxt,
-                            limits=NnieLimits(max_conv_kernel=args.max_conv_kernel), report=report)
+                            limits=NnieLimits(max_conv_kernel=args.max_conv_kernel), report=report,
+                            overlay_crops=crops)
     except ExportError as exc:
         if args.out.is_dir():
             write_report(args.out / "report.json", {**report, "error": str(exc)})

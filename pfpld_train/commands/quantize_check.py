@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-sizes", type=int, nargs="+", default=[16, 64],
                    help="calibration set sizes to compare (default 16 64)")
     p.add_argument("--weights", choices=("per-tensor", "per-channel", "both"), default="both")
-    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    p.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="preprocessing of a known model")
     p.add_argument("--color", choices=("RGB", "BGR"), default=None)
     p.add_argument("--mean", type=float, default=None)

@@ -93,7 +93,7 @@ def load_checkpoint(path: str | Path, key: str | None = None):
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd = obj
     else:
-        for k in ("model", "state_dict"):
+        for k in ("model", "state_dict", "plfd_backbone", "pfld_backbone"):
             if isinstance(obj.get(k), dict):
                 entry, sd = k, obj[k]
                 break

@@ -32,11 +32,12 @@ def write_report(path: Path, report: dict) -> None:
 
 
 def parity_batch(faces: list[str | Path] = (), photos: list[str | Path] = (), n: int = 16,
-                 seed: int = 0) -> tuple[np.ndarray, str]:
+                 seed: int = 0) -> tuple[np.ndarray, str, np.ndarray | None]:
     """Network inputs ``(N, 3, 112, 112) float32`` (RGB / 255) for parity checks, and where they came from.
 
     Up to ``n`` standard crops from each manifest / WFLW list in ``faces``, plus the centre crops of
-    ``photos``. With neither, a seeded random batch (stated as such in the description).
+    ``photos``. With neither, a seeded random batch (stated as such in the description). The third value
+    is the ``(N, 112, 112, 3) uint8`` RGB crops (None for the random batch).
     """
     crops, what = [], []
     for f in faces:
@@ -48,8 +49,9 @@ def parity_batch(faces: list[str | Path] = (), photos: list[str | Path] = (), n:
         what.append(f"{len(photos)} photo centre crops")
     if not crops:
         rng = np.random.default_rng(seed)
-        return rng.random((4, 3, 112, 112), dtype=np.float32), "4 random inputs (no real faces given)"
-    return PFPLD_PREPROCESS(np.concatenate(crops)), "; ".join(what)
+        return rng.random((4, 3, 112, 112), dtype=np.float32), "4 random inputs (no real faces given)", None
+    crops = np.concatenate(crops)
+    return PFPLD_PREPROCESS(crops), "; ".join(what), crops
 
 
 def _check_tol(report: dict, key: str, diffs: dict, tol: float) -> None:
@@ -91,8 +93,12 @@ def export_onnx_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, s
 
 def export_caffe_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, stem: str = "pfpld",
                      tol: float = DEFAULT_TOL, reference_prototxt: str | Path | None = None,
-                     report: dict | None = None) -> dict:
-    """ONNX export, then the Caffe files from it, OpenCV parity and the reference comparison."""
+                     report: dict | None = None, overlay_crops: np.ndarray | None = None) -> dict:
+    """ONNX export, then the Caffe files from it, OpenCV parity and the reference comparison.
+
+    With ``overlay_crops`` (the RGB crops behind ``x``), the Caffe model's landmarks are drawn on them
+    (``overlay_caffe.png``).
+    """
     from .caffe_export import compare_prototxt, export_caffe
 
     out_dir = Path(out_dir)
@@ -108,6 +114,10 @@ def export_caffe_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, 
     got = {n: got[b].reshape(report["_ref"][n].shape) for n, b in zip(names, blobs)}
     key = "caffe_vs_onnx_source" if isinstance(model, (str, Path)) else "caffe_vs_torch"
     _check_tol(report, key, max_abs_diff(report["_ref"], got), tol)
+    if overlay_crops is not None and "landmarks" in got:
+        from .overlay import draw_crops
+
+        report["caffe"]["overlay"] = str(draw_crops(overlay_crops, got["landmarks"], out_dir / "overlay_caffe.png"))
     report["caffe"]["loaded_by"] = "cv2.dnn.readNetFromCaffe (OpenCV " + __import__("cv2").__version__ + ")"
     if reference_prototxt is not None and Path(reference_prototxt).is_file():
         report["caffe"]["reference_comparison"] = {"reference": str(reference_prototxt),
@@ -118,7 +128,7 @@ def export_caffe_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, 
 def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, calib_faces: FaceSet,
                     holdout_faces: FaceSet | None = None, stem: str = "pfpld", tol: float = DEFAULT_TOL,
                     calib_format: str = "jpg", compile_mode: int = 0, reference_prototxt=None,
-                    limits=None, report: dict | None = None) -> dict:
+                    limits=None, report: dict | None = None, overlay_crops: np.ndarray | None = None) -> dict:
     """The NNIE package (module docstring of :mod:`pfpld_train.export.nnie_package`).
 
     Raises :class:`ExportError` when the NNIE check finds errors (after writing ``compatibility.*``).
@@ -148,7 +158,7 @@ def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, c
         write_report(out_dir / "report.json", report)
         raise ExportError(f"model violates NNIE constraints (see {out_dir / 'compatibility.txt'}):\n{text}")
     report = export_caffe_dir(model, out_dir, x, source, stem=stem, tol=tol,
-                              reference_prototxt=reference_prototxt, report=report)
+                              reference_prototxt=reference_prototxt, report=report, overlay_crops=overlay_crops)
 
     listing = write_calibration_images(calib_faces, out_dir / "calib", calib_format)
     report["calibration"] = {"images": len(calib_faces), "format": f"{calib_format}, 112 x 112, 8-bit RGB "
