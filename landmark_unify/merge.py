@@ -177,10 +177,12 @@ def merge_manifests(
         frames.append(df)
         merged_from.append({"path": str(p), "rows": len(df), "sources": sorted(set(df["source"]))})
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    unknown = sorted(set(w_by_source) - set(df["source"]))
+    known = set(df["source"]) | set(roots)
+    unknown = sorted(set(w_by_source) - known)
     if unknown:
-        raise ManifestError(f"weights given for sources {unknown} that no input holds; sources: {sorted(set(df['source']))}")
-    rows_in = df["source"].value_counts().to_dict()
+        raise ManifestError(f"weights given for sources {unknown} that no input holds; sources: {sorted(known)}")
+    rows_in = {s: 0 for s in roots}
+    rows_in.update(df["source"].value_counts().to_dict())
     drop = np.zeros(len(df), bool)
     duplicates: list[dict] = []
 
@@ -223,7 +225,7 @@ def merge_manifests(
     merged["weight"] = (merged["weight"].to_numpy(np.float64) * factor).astype(np.float32)
     merged = merged.drop(columns=["_path", "_input"])
     rows_out = merged["source"].value_counts().to_dict()
-    used = set(merged["source"]) | set(rows_in)
+    used = set(merged["source"]) | set(rows_in) | set(roots)
     report = MergeReport({k: int(v) for k, v in rows_in.items()}, {k: int(v) for k, v in rows_out.items()},
                          {s: w_by_source.get(s, 1.0) for s in sorted(used)}, duplicates)
     meta = make_metadata({k: v for k, v in roots.items() if k in used}, command="merge",

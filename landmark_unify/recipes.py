@@ -1,0 +1,147 @@
+"""Build recipes: named multi-source builds run by ``build-manifest --recipe NAME``.
+
+``wflw2``: WFLW + the closed-eye faces of LaPa + 300W-LP in one manifest, with a balance report.
+
+1. each source is built into a staging folder ``OUT.parts/`` (``build_manifest``, with the command's
+   ``--policy``, ``--on-error`` and ``--check-images``);
+2. LaPa keeps only its faces with a closed eye (either eye's EAR <= the default threshold,
+   :func:`landmark_unify.eyes.mine_closed_eyes_file`);
+3. every staged manifest gets its head pose fitted (:func:`landmark_unify.pose.relabel_manifest_file`:
+   filled where the source has none, kept beside 300W-LP's own);
+4. they are merged (:func:`landmark_unify.merge.merge_manifest_files`) with the per-source weights and
+   duplicate detection, and ``OUT.balance.json`` / ``OUT.balance.md`` are written.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LandmarkUnifyError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    kinds: tuple[str, ...]  # reader kinds it needs, one source each
+    default_output: str
+    default_weights: dict  # kind -> weight
+
+
+RECIPES = {
+    "wflw2": Recipe(
+        "wflw2",
+        "WFLW + LaPa closed-eye faces + 300W-LP, pose fitted where missing",
+        ("wflw", "lapa", "300wlp"),
+        "manifests/wflw2.parquet",
+        {"wflw": 1.0, "lapa": 1.0, "300wlp": 1.0},
+    ),
+}
+
+
+def list_recipes() -> list[str]:
+    return sorted(RECIPES)
+
+
+def _sources_by_kind(recipe: Recipe, specs) -> dict:
+    from .build import parse_sources
+
+    sources = parse_sources(specs)
+    by_kind: dict = {}
+    for s in sources:
+        if s.kind not in recipe.kinds:
+            raise LandmarkUnifyError(f"recipe {recipe.name!r} takes sources of kinds {list(recipe.kinds)}; "
+                                     f"got {s.kind!r} ({s.spec()})")
+        if s.kind in by_kind:
+            raise LandmarkUnifyError(f"recipe {recipe.name!r}: two sources of kind {s.kind!r}")
+        by_kind[s.kind] = s
+    missing = [k for k in recipe.kinds if k not in by_kind]
+    if missing:
+        raise LandmarkUnifyError(f"recipe {recipe.name!r} needs --source {' --source '.join(k + '=ROOT' for k in missing)}")
+    return by_kind
+
+
+def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise", check_images: bool = False,
+                weights=None, closed_threshold: float | None = None, closed_mode: str = "either",
+                fit_pose: bool = True, progress: bool = True, log=print) -> dict:
+    """Run the ``wflw2`` recipe (see the module docstring). ``weights``: per source label (or kind)
+    ``{name: w}`` or ``["NAME=W"]`` over the recipe's defaults. Returns the balance report dict, with the
+    merge report's figures under ``"merge"`` and the staged files under ``"parts"``."""
+    from .build import build_manifest
+    from .eyes import CLOSED_THRESHOLD, mine_closed_eyes_file
+    from .manifest import read_manifest
+    from .merge import merge_manifest_files, parse_weights
+    from .report import write_balance
+
+    recipe = RECIPES["wflw2"]
+    by_kind = _sources_by_kind(recipe, sources)
+    threshold = CLOSED_THRESHOLD if closed_threshold is None else closed_threshold
+    out = Path(out)
+    parts = out.with_name(out.name.removesuffix(".parquet") + ".parts")
+    given = parse_weights(weights)
+    w_by_label = {}
+    for kind, src in by_kind.items():
+        w_by_label[src.label] = given.get(src.label, given.get(kind, recipe.default_weights[kind]))
+    unknown = set(given) - set(w_by_label) - set(by_kind)
+    if unknown:
+        raise LandmarkUnifyError(f"weights for {sorted(unknown)}, which are not sources of this recipe")
+
+    staged = []
+    for kind in recipe.kinds:
+        src = by_kind[kind]
+        path = parts / f"{src.label}.parquet"
+        rep = build_manifest([src], path, policy=policy, on_error=on_error, check_images=check_images,
+                             command=f"recipe {recipe.name}", progress=progress)
+        log(f"{recipe.name}: {src.label}: {rep.num_faces} faces" + (f", {len(rep.skipped)} skipped" if rep.skipped else ""))
+        if kind == "lapa":
+            closed = parts / f"{src.label}.closed.parquet"
+            kept, total = mine_closed_eyes_file(path, closed, threshold=threshold, mode=closed_mode)
+            log(f"{recipe.name}: {src.label}: kept {kept} of {total} faces with {closed_mode} eye closed (EAR <= {threshold:g})")
+            path = closed
+        if fit_pose:
+            posed = path.with_name(path.name.removesuffix(".parquet") + ".pose.parquet")
+            from .pose import relabel_manifest_file
+
+            counts = relabel_manifest_file(path, posed)
+            log(f"{recipe.name}: {src.label}: pose fitted {counts['filled']}, dataset pose kept {counts['kept']}, "
+                f"unknown {counts['unknown']}")
+            path = posed
+        staged.append(path)
+    merge = merge_manifest_files(staged, out, w_by_label, progress=progress)
+    df = read_manifest(out)
+    js, md, balance = write_balance(df, out, title=f"{recipe.name}: {out.name}")
+    balance["merge"] = {"rows_in": merge.rows_in, "rows_out": merge.rows_out, "weights": merge.weights,
+                        "duplicates": len(merge.duplicates)}
+    balance["parts"] = [str(p) for p in staged]
+    balance["report_files"] = [str(js), str(md)]
+    return balance
+
+
+def run_recipe(args) -> int:
+    """Entry point for ``build-manifest --recipe NAME`` with the command's parsed arguments
+    (``sources``/``source``, ``output``, ``policy``, ``on_error``, ``check_images``; optional ``weight``)."""
+    name = getattr(args, "recipe", None) or "wflw2"
+    if name not in RECIPES:
+        print(f"build-manifest: unknown recipe {name!r}; valid: {list_recipes()}", file=sys.stderr)
+        return 2
+    recipe = RECIPES[name]
+    specs = list(getattr(args, "sources", None) or getattr(args, "source", None) or [])
+    out = getattr(args, "output", None) or recipe.default_output
+    progress = not getattr(args, "no_progress", False)
+    try:
+        balance = build_wflw2(specs, out, policy=getattr(args, "policy", "strict") or "strict",
+                              on_error=getattr(args, "on_error", "raise") or "raise",
+                              check_images=bool(getattr(args, "check_images", False)),
+                              weights=getattr(args, "weight", None) or getattr(args, "weights", None),
+                              progress=progress, log=lambda m: print(m, file=sys.stderr))
+    except LandmarkUnifyError as exc:
+        print(f"build-manifest --recipe {name}: error: {exc}", file=sys.stderr)
+        return 1
+    md = Path(balance["report_files"][1]).read_text(encoding="utf-8")
+    print(f"{out}: {balance['faces']} faces; balance report {balance['report_files'][1]}\n")
+    print(md)
+    print("command: landmark_unify build-manifest --recipe " + name + " "
+          + " ".join("--source " + shlex.quote(s) for s in specs) + f" -o {shlex.quote(str(out))}", file=sys.stderr)
+    return 0
