@@ -279,8 +279,11 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
             sub = table.slice(spans[0][0], spans[0][1] - spans[0][0])
         else:
             sub = pa.concat_tables([table.slice(a, b - a) for a, b in spans])
-        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-        mf.write_manifest(sub, staging / rel, meta)
+        folder = staging
+        for piece in Path(rel).parent.parts:  # never re-creates a staging directory removed by an abort
+            folder = folder / piece
+            folder.mkdir(exist_ok=True)
+        _write_part_file(sub, staging / rel, meta)
         parts.append({"path": rel, "rows": sub.num_rows, "source": key[0], "split": key[1], "unit": index})
         offsets[key] = 0
     runs = []
@@ -289,6 +292,26 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
         runs.append([rel, offsets[key], b - a])
         offsets[key] += b - a
     return parts, runs
+
+
+def _write_part_file(table: pa.Table, path: Path, metadata: Mapping) -> None:
+    """:func:`manifest.write_manifest`'s format and settings, but never creating folders: when the run
+    was aborted and its staging directory removed, a late task fails here instead of re-creating it."""
+    import tempfile
+
+    if not table.schema.equals(mf.SCHEMA, check_metadata=False):
+        raise ManifestError(f"table does not have the manifest schema:\n{table.schema}")
+    meta = dict(metadata)
+    meta.setdefault("format_version", mf.FORMAT_VERSION)
+    table = table.replace_schema_metadata({mf.METADATA_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- the staged dataset (driver side) ----------------------------------------------------------------------
@@ -365,7 +388,14 @@ class StagedDataset:
         return self.publish()
 
     def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        """Remove the staging directory: renamed away first (atomic), so that a task still running on a
+        worker cannot write into it any more, then deleted."""
+        gone = self.staging.parent / f".{self.output.name}.aborted-{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(self.staging, gone)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -591,7 +621,8 @@ def run_units(task: Callable, units: Sequence, output: str | os.PathLike, metada
     every unit is done (the build's global duplicate check) and drop files to commit with the dataset
     into ``staging``. ``final_metadata(results)``: metadata of the dataset and single file computed
     once all units are done (defaults to ``metadata``). On any failure the staging directory is removed
-    and the error re-raised: nothing is left at ``output``.
+    and the error re-raised: nothing is left at ``output``. A function ``fn`` of :func:`map_manifest` may
+    return skipped records under ``extra["skipped"]``; they end up in ``RunResult.skipped``.
     """
     from tqdm import tqdm
 
@@ -644,7 +675,8 @@ def run_units(task: Callable, units: Sequence, output: str | os.PathLike, metada
     extra: dict = {}
     for r in results:
         for k, v in r.extra.items():
-            extra[k] = extra.get(k, 0) + v if isinstance(v, int | float) else v
+            if isinstance(v, int | float):
+                extra[k] = extra.get(k, 0) + v
     return RunResult(output=final, rows=sum(r.rows for r in results), units=len(units),
                      parts=sum(len(r.parts) for r in results), skipped=skipped, engine=eng_name,
                      workers=n_workers, seconds=seconds, worker_peak_rss=rss, extra=extra)
@@ -882,12 +914,14 @@ def _frame_task(fn: Callable, metadata: Mapping, part_metadata: Mapping, input_p
     df = _slice_frame(unit, metadata, input_path)
     t1 = time.perf_counter()
     out, extra = fn(df)
+    extra = dict(extra)
+    skipped = list(extra.pop("skipped", []))
     table = mf.table_from_dataframe(out) if len(out) else mf.SCHEMA.empty_table()
     t2 = time.perf_counter()
     parts, runs = write_parts(table, staging, index, part_metadata)
     t3 = time.perf_counter()
-    return TaskResult(index=index, rows=table.num_rows, parts=parts, runs=runs,
-                      seconds={"read": t1 - t0, "process": t2 - t1, "write": t3 - t2}, extra=dict(extra))
+    return TaskResult(index=index, rows=table.num_rows, parts=parts, runs=runs, skipped=skipped,
+                      seconds={"read": t1 - t0, "process": t2 - t1, "write": t3 - t2}, extra=extra)
 
 
 def map_manifest(input: str | os.PathLike, output: str | os.PathLike, fn: Callable, *,
@@ -957,3 +991,101 @@ def mine_closed_eyes_distributed(input: str | os.PathLike, output: str | os.Path
     return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode), metadata=meta, engine=engine,
                         workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
                         single_file=single_file, progress=progress)
+
+
+# --- relabel-pose --------------------------------------------------------------------------------------------------
+
+POSE_FIT_METHOD = "scaled-orthographic fit with expression modes"
+
+
+def _relabel_fn(model, fit_options: Mapping, df: pd.DataFrame):
+    from .pose import relabel_dataframe
+
+    out, counts = relabel_dataframe(df, model=model, **dict(fit_options))
+    return out, counts
+
+
+def relabel_pose_distributed(input: str | os.PathLike, output: str | os.PathLike, *, mean_shape=None,
+                             shape_key: str | None = None, engine="local", workers: int | None = None,
+                             scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
+                             single_file: str | os.PathLike | None = None, progress: bool = True,
+                             **fit_options) -> RunResult:
+    """``relabel-pose`` on an engine: :func:`pose.relabel_dataframe` on every partition, the rows, values
+    and metadata of :func:`pose.relabel_manifest_file`. The face model is loaded once here and shipped to
+    the workers, so they do not need the mean-shape file. ``RunResult.extra`` holds the counts (filled,
+    kept, unknown)."""
+    from .merge import derived_metadata
+    from .pose import DEFAULT_SHAPE_KEY, load_face_model
+
+    model = load_face_model(mean_shape, shape_key or DEFAULT_SHAPE_KEY)
+
+    def meta(in_meta, sums):
+        counts = {k: int(sums.get(k, 0)) for k in ("filled", "kept", "unknown")}
+        return derived_metadata(in_meta, input, output, "relabel-pose",
+                                pose_fit={"model": model.source, "method": POSE_FIT_METHOD, **counts})
+
+    return map_manifest(input, output, partial(_relabel_fn, model, dict(fit_options)), metadata=meta, engine=engine,
+                        workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
+                        single_file=single_file, progress=progress)
+
+
+# --- image checks on an existing manifest ----------------------------------------------------------------------------
+
+def _check_images_fn(roots: Mapping | None, on_error: str, df: pd.DataFrame):
+    import numpy as np
+
+    from .build import _image_size
+    from .errors import ParseError
+
+    paths = mf.image_paths(df, roots)
+    n = len(df)
+    width = np.full(n, np.nan)
+    height = np.full(n, np.nan)
+    keep = np.ones(n, bool)
+    skipped = []
+    cache: dict = {}
+    for i, p in enumerate(paths):
+        if p is None:
+            got = ParseError(str(df["image_path"].iloc[i]), f"source {df['source'].iloc[i]!r} has no root", field="image")
+        else:
+            got = cache.get(p)
+            if got is None:
+                got = cache[p] = _image_size(p)
+        if isinstance(got, ParseError):
+            if on_error == "raise":
+                raise ParseError(got.path, f"{got.reason} (row sample_id {df['sample_id'].iloc[i]})", field="image")
+            keep[i] = False
+            rec = {"source": str(df["source"].iloc[i]), "kind": None}
+            rec.update(got.as_record())
+            rec["sample_id"] = str(df["sample_id"].iloc[i])
+            skipped.append(rec)
+        else:
+            width[i], height[i] = got
+    out = df.copy()
+    out.attrs = dict(df.attrs)
+    out["image_width"] = pd.array([None if not np.isfinite(v) else int(v) for v in width], dtype="Int32")
+    out["image_height"] = pd.array([None if not np.isfinite(v) else int(v) for v in height], dtype="Int32")
+    out = out[keep].reset_index(drop=True)
+    return out, {"checked": n, "bad": int((~keep).sum()), "skipped": skipped}
+
+
+def check_images_distributed(input: str | os.PathLike, output: str | os.PathLike, *, on_error: str = "raise",
+                             roots: Mapping[str, str] | None = None, engine="local", workers: int | None = None,
+                             scheduler: str | None = None, rows_per_partition: int = 5_000,
+                             single_file: str | os.PathLike | None = None, progress: bool = True) -> RunResult:
+    """Decode every image of a manifest on an engine (the check of ``build-manifest --check-images``, for a
+    manifest already built): fills ``image_width`` / ``image_height``; a missing or corrupt image raises
+    (``on_error="raise"``, nothing written) or drops its row and is listed in ``RunResult.skipped``.
+    ``roots`` overrides the manifest's source roots (e.g. where the images are mounted on the workers)."""
+    if on_error not in ("raise", "skip"):
+        raise LandmarkUnifyError(f"on_error must be one of ['raise', 'skip']; got {on_error!r}")
+    from .merge import derived_metadata
+
+    def meta(in_meta, sums):
+        return derived_metadata(in_meta, input, output, "check-images",
+                                images_checked={"checked": int(sums.get("checked", 0)), "bad": int(sums.get("bad", 0))})
+
+    run = map_manifest(input, output, partial(_check_images_fn, dict(roots) if roots else None, on_error),
+                       metadata=meta, engine=engine, workers=workers, scheduler=scheduler,
+                       rows_per_partition=rows_per_partition, single_file=single_file, progress=progress)
+    return run

@@ -1,0 +1,226 @@
+"""The distributed path gives the local path's rows and values: real samples, a dask LocalCluster of 2
+worker processes on 127.0.0.1 started here, partitioned datasets read back by us, pandas and DuckDB."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from landmark_unify import distributed as D
+from landmark_unify import manifest as mf
+from landmark_unify.build import build_manifest
+from landmark_unify.errors import ManifestError, ParseError
+
+WFLW_ATTR = "WFLW/WFLW_annotations/list_98pt_test/list_98pt_test_largepose.txt"
+ARRAY_COLUMNS = ("landmarks", "valid", "bbox")
+
+
+def rect_list_root(shared_data: Path, dest: Path, n_lines: int | None = None, repeat: int = 1,
+                   bad_line: int | None = None) -> Path:
+    """A WFLW root whose rect_attr train list is made of real WFLW test lines (box from the points, pose
+    flag set), images linked to the real ones. ``bad_line`` (1-based) gets a non-numeric coordinate."""
+    lines = (shared_data / WFLW_ATTR).read_text().splitlines()[:n_lines]
+    out = []
+    for line in lines:
+        tok = line.split()
+        p = np.asarray(tok[:196], float).reshape(98, 2)
+        box = [int(np.floor(p[:, 0].min())), int(np.floor(p[:, 1].min())), int(np.ceil(p[:, 0].max())),
+               int(np.ceil(p[:, 1].max()))]
+        out.append(" ".join(tok[:196] + [str(v) for v in box] + ["1", "0", "0", "0", "0", "0"] + [tok[-1]]))
+    out = out * repeat
+    if bad_line is not None:
+        tok = out[bad_line - 1].split()
+        tok[7] = "oops"
+        out[bad_line - 1] = " ".join(tok)
+    root = dest / "WFLW"
+    d = root / "WFLW_annotations/list_98pt_rect_attr_train_test"
+    d.mkdir(parents=True)
+    (d / "list_98pt_rect_attr_train.txt").write_text("\n".join(out) + "\n")
+    (root / "WFLW_images").symlink_to(shared_data / "WFLW" / "WFLW_images")
+    return root
+
+
+def sources(shared_data: Path, rect_root: Path) -> list[str]:
+    s = shared_data
+    return [f"wflw={s}/WFLW", f"w2:wflw={rect_root}", f"lapa={s}/LaPa", f"ibug={s}/300W", f"300wlp={s}/300W_LP",
+            f"aflw2000={s}/AFLW2000", f"coco={s}/mmpose_tests/wflw"]
+
+
+def assert_frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same rows in the same order, same values (NaN equal to NaN), same dtypes."""
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    for name, fn in (("landmarks", mf.landmarks_array), ("valid", mf.valid_array), ("bbox", mf.bbox_array)):
+        np.testing.assert_array_equal(fn(a), fn(b), err_msg=name)
+    rest = [c for c in a.columns if c not in ARRAY_COLUMNS]
+    pd.testing.assert_frame_equal(a[rest].reset_index(drop=True), b[rest].reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    pytest.importorskip("distributed")
+    eng = D.DaskEngine(workers=2)  # LocalCluster: 2 worker processes, 127.0.0.1, dashboard off
+    try:
+        assert eng.workers == 2
+        assert all(addr.startswith("tcp://127.0.0.1:") for addr in eng.worker_pids())
+        yield eng
+    finally:
+        eng.close()
+
+
+@pytest.fixture(scope="module")
+def built(shared_data, tmp_path_factory, engine):
+    """The same sources built by the local path and by dask (file and dataset forms)."""
+    tmp = tmp_path_factory.mktemp("built")
+    rect = rect_list_root(shared_data, tmp, n_lines=300, repeat=2)  # 600 lines, ~40 KB each 64 KB unit
+    srcs = sources(shared_data, rect)
+    kw = dict(policy="extended", on_error="skip", check_images=True, command="test", chunk_bytes=64 << 10,
+              progress=False)
+    local = build_manifest(srcs, tmp / "local.parquet", **kw)
+    dfile = D.build_manifest_distributed(srcs, tmp / "dask.parquet", engine=engine, **kw)
+    dset = D.build_manifest_distributed(srcs, tmp / "dask_ds", engine=engine, **kw)
+    lset = D.build_manifest_distributed(srcs, tmp / "local_ds", engine="local", **kw)
+    return {"tmp": tmp, "local": local, "dfile": dfile, "dset": dset, "lset": lset, "sources": srcs, "kw": kw}
+
+
+def test_build_on_dask_equals_local(built):
+    local, dfile, dset = built["local"], built["dfile"], built["dset"]
+    run = dset.extra["run"]
+    assert run.engine == "dask" and run.workers == 2 and run.units > 3
+    assert local.num_faces == dfile.num_faces == dset.num_faces > 300
+    # the single file is the local file, byte for byte (same rows, order, values, metadata, row groups)
+    assert filecmp.cmp(local.out, dfile.out, shallow=False)
+    a = mf.read_manifest(local.out)
+    b = D.read_dataset(dset.out)
+    assert_frames_equal(a, b)
+    assert a.attrs["manifest"] == b.attrs["manifest"]
+    # skipped records: the same, in the same order (bad images, duplicated lines)
+    assert local.skipped == dfile.skipped == dset.skipped
+    assert any(r["field"] == "image" for r in dset.skipped)
+    side = [json.loads(x) for x in (dset.out / "_skipped.jsonl").read_text().splitlines()]
+    assert side == local.skipped
+    assert D.validate_dataset(dset.out) == []
+    assert mf.validate_manifest(dfile.out) == []
+    assert dset.faces_per_source == local.faces_per_source
+
+
+def test_dataset_layout_is_hive_and_engine_independent(built):
+    dset, lset = built["dset"].out, built["lset"].out
+    doc = D.read_dataset_info(dset)
+    for part in doc["parts"]:
+        p = dset / part["path"]
+        assert p.parent.name == f"split={part['split']}" and p.parent.parent.name == f"source={part['source']}"
+        t = mf.read_table(p)
+        assert set(t.column("source").to_pylist()) == {part["source"]}
+        assert mf.validate_manifest(p) == []  # every part is a manifest on its own
+    assert (dset / D.SUCCESS_FILE).exists()
+    # the local engine writes the same directory, file for file, byte for byte
+    files = sorted(str(p.relative_to(dset)) for p in dset.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(lset)) for p in lset.rglob("*") if p.is_file())
+    for f in files:
+        assert filecmp.cmp(dset / f, lset / f, shallow=False), f
+    assert not list(dset.parent.glob(".*staging*"))
+
+
+def test_dataset_queries_from_duckdb_and_pandas(built):
+    duckdb = pytest.importorskip("duckdb")
+    local = mf.read_manifest(built["local"].out)
+    ds = built["dset"].out
+    counts = duckdb.sql(
+        f"SELECT source, split, count(*) AS n FROM read_parquet('{ds}/*/*/*.parquet', hive_partitioning = true) "
+        "GROUP BY ALL ORDER BY ALL").df()
+    expect = local.groupby(["source", "split"]).size().reset_index(name="n").sort_values(["source", "split"])
+    assert counts["n"].tolist() == expect["n"].tolist()
+    assert counts["source"].tolist() == expect["source"].tolist()
+    one = duckdb.sql(f"SELECT sample_id, yaw FROM read_parquet('{ds}/source=w2/*/*.parquet') ORDER BY sample_id").df()
+    assert sorted(local.loc[local.source == "w2", "sample_id"]) == one["sample_id"].tolist()
+    # pandas: the columns are in the files too, so read without re-deriving them from the folder names
+    df = pd.read_parquet(ds, partitioning=None, filters=[("source", "==", "lapa")])
+    assert sorted(df["sample_id"]) == sorted(local.loc[local.source == "lapa", "sample_id"])
+
+
+def test_curation_on_dask_equals_local(built, engine):
+    from landmark_unify.eyes import mine_closed_eyes_file
+
+    tmp = built["tmp"]
+    src = built["local"].out
+    kept, total = mine_closed_eyes_file(src, tmp / "eyes_local.parquet", threshold=0.2, mode="either")
+    assert 0 < kept < total
+    for inp in (src, built["dset"].out):  # a file or a dataset as input
+        run = D.mine_closed_eyes_distributed(inp, tmp / "eyes_dask.parquet", threshold=0.2, engine=engine,
+                                             rows_per_partition=97, progress=False)
+        assert run.units > 3 and run.rows == kept
+        a, b = mf.read_manifest(tmp / "eyes_local.parquet"), mf.read_manifest(tmp / "eyes_dask.parquet")
+        assert_frames_equal(a, b)
+        if inp == src:
+            assert a.attrs["manifest"] == b.attrs["manifest"]
+    pose = pytest.importorskip("landmark_unify.pose")
+    if not hasattr(pose, "relabel_manifest_file"):
+        pytest.skip("relabel-pose not available")
+    counts = pose.relabel_manifest_file(src, tmp / "pose_local.parquet")
+    run = D.relabel_pose_distributed(src, tmp / "pose_ds", engine=engine, rows_per_partition=150, progress=False)
+    assert {k: run.extra[k] for k in counts} == counts
+    a, b = mf.read_manifest(tmp / "pose_local.parquet"), D.read_dataset(tmp / "pose_ds")
+    assert_frames_equal(a, b)
+    assert b.attrs["manifest"]["pose_fit"] == a.attrs["manifest"]["pose_fit"]
+
+
+def test_image_checks_on_dask(built, engine):
+    tmp = built["tmp"]
+    local = D.check_images_distributed(built["local"].out, tmp / "img_local.parquet", on_error="skip",
+                                       engine="local", rows_per_partition=64, progress=False)
+    dask = D.check_images_distributed(built["dset"].out, tmp / "img_dask.parquet", on_error="skip",
+                                      engine=engine, rows_per_partition=64, progress=False)
+    a, b = mf.read_manifest(tmp / "img_local.parquet"), mf.read_manifest(tmp / "img_dask.parquet")
+    assert_frames_equal(a, b)
+    assert local.skipped == dask.skipped
+    # the build already dropped faces without images: every row is checked and has its size
+    assert dask.extra["checked"] == len(mf.read_manifest(built["local"].out)) and dask.extra["bad"] == 0
+    assert a["image_width"].notna().all()
+
+
+def test_parse_error_on_a_worker_fails_the_run_and_leaves_nothing(shared_data, tmp_path, engine):
+    root = rect_list_root(shared_data, tmp_path, n_lines=200, bad_line=150)
+    out = tmp_path / "out_ds"
+    with pytest.raises(ParseError) as info:
+        D.build_manifest_distributed([f"wflw={root}"], out, on_error="raise", engine=engine, chunk_bytes=32 << 10,
+                                     progress=False)
+    assert info.value.line == 150 and info.value.field == "y3"
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["WFLW"]  # no staging directory left
+
+
+def test_incomplete_dataset_is_refused(built, tmp_path):
+    import shutil
+
+    ds = tmp_path / "copy"
+    shutil.copytree(built["dset"].out, ds)
+    (ds / D.SUCCESS_FILE).unlink()
+    with pytest.raises(ManifestError, match="_SUCCESS"):
+        D.read_dataset(ds)
+    assert "_SUCCESS" in D.validate_dataset(ds)[0]
+    (ds / D.SUCCESS_FILE).write_text("{}")
+    extra = ds / "source=lapa" / "split=test" / "part-99999.parquet"
+    shutil.copy(next(ds.rglob("part-*.parquet")), extra)
+    assert any("not listed" in p for p in D.validate_dataset(ds))
+
+
+def test_engine_arguments():
+    with pytest.raises(ValueError, match="valid"):
+        D.get_engine("spark")
+    with pytest.raises(D.EngineError, match="dask"):
+        D.get_engine("ray")
+
+
+def test_refuses_to_replace_a_non_dataset_directory(tmp_path, built):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ManifestError, match="not a dataset"):
+        D.mine_closed_eyes_distributed(built["local"].out, tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine" / "notes.txt").exists()
+    assert sorted(os.listdir(tmp_path)) == ["mine"]
