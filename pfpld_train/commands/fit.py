@@ -1,0 +1,71 @@
+"""``pfpld_train fit MANIFEST --out DIR``: train the PFPLD network on a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", nargs="?", help="training manifest (.parquet); optional with --resume")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.csv, config.json")
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument("--val", help="validation manifest")
+    val.add_argument("--val-fraction", type=float,
+                     help="split this fraction of the images off the training manifest for validation")
+    parser.add_argument("--epochs", type=int, help="number of epochs (60)")
+    parser.add_argument("--batch-size", type=int, help="faces per step (64)")
+    parser.add_argument("--lr", type=float, help="peak Adam learning rate (1e-3), warm-up then cosine")
+    parser.add_argument("--weight-decay", type=float, help="Adam weight decay (1e-6)")
+    parser.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs (1)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="cpu (default) or cuda")
+    parser.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
+                        help="mixed precision on CUDA (auto: bf16 where supported, else fp16)")
+    parser.add_argument("--channels-last", action="store_true", default=None, help="channels-last tensors (GPU)")
+    parser.add_argument("--workers", type=int, help="data-loading processes (2)")
+    parser.add_argument("--cache", help="crop cache of the training manifest (pfpld_train cache)")
+    parser.add_argument("--val-cache", help="crop cache of the validation manifest")
+    parser.add_argument("--seed", type=int, help="seed of initialisation, order and augmentation (0)")
+    parser.add_argument("--eye-weight", type=float, help="loss weight of the eye points (1.5)")
+    parser.add_argument("--pose-weight", type=float, help="weight of the pose loss, per degree (1.0)")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (checkpoint kept)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from landmark_unify.errors import LandmarkUnifyError
+
+    from ..data import AugmentConfig
+    from ..loss import LossConfig
+    from ..train import TrainConfig, fit
+
+    if not args.manifest and not args.resume:
+        print("error: MANIFEST is required unless --resume is given", file=sys.stderr)
+        return 2
+    cfg = TrainConfig(manifest=args.manifest or "", out=args.out)
+    for name in ("val", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "device",
+                 "amp", "channels_last", "workers", "cache", "val_cache", "seed", "max_steps"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    loss = LossConfig().to_dict()
+    if args.eye_weight is not None:
+        loss["eye_weight"] = args.eye_weight
+    if args.pose_weight is not None:
+        loss["pose_weight"] = args.pose_weight
+    cfg.loss = loss
+    if args.no_augment:
+        cfg.augment = AugmentConfig.none().to_dict()
+    cfg.progress = not args.quiet
+    try:
+        summary = fit(cfg, resume=args.resume)
+    except LandmarkUnifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    best = summary["best_val_nme"]
+    print(f"done: {summary['epochs_done']} epochs, {summary['step']} steps; "
+          + (f"best val NME {100 * best:.2f} %; " if best is not None else "")
+          + f"checkpoints in {summary['out']}")
+    return 0

@@ -1,0 +1,425 @@
+"""The trainer: Adam with warm-up + cosine schedule, AMP on CUDA, atomic checkpoints, exact resume.
+
+Output folder (``cfg.out``):
+
+- ``config.json``: the resolved configuration (every default filled in) and the data counts;
+- ``metrics.csv``: one row per epoch (``epoch, step, lr, train_loss, train_landmark, train_pose,
+  val_nme, val_failure_rate, val_auc, val_pose_mae, seconds``), NME figures as fractions;
+- ``last.pt``: written atomically after every epoch (and when ``max_steps`` stops a run mid-epoch);
+  ``best.pt``: the epoch with the lowest validation NME;
+- ``val.parquet``: the validation faces as a manifest (when split off with ``val_fraction``), so other
+  models can be scored on exactly the same faces with ``pfpld_train evaluate``.
+
+Checkpoints hold plain tensors, numbers, strings, lists and dicts only, and are read with
+``torch.load(..., weights_only=True)``. ``resume`` restores the model, optimizer, schedule, AMP scaler,
+epoch, position inside the epoch and random states; the data order and augmentation are functions of
+``(seed, epoch, row)`` (:mod:`pfpld_train.data`), so a resumed run continues the same curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from landmark_unify.errors import LandmarkUnifyError
+
+from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from .data import AugmentConfig, CropCache, EpochSampler, FaceArrays, FaceDataset, make_loader, split_by_image
+from .loss import LossConfig, pfpld_loss, point_weights
+from .metrics import nme, summarize_nme
+
+__all__ = ["TrainConfig", "TrainError", "fit", "mean_face_nme"]
+
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_landmark", "train_pose", "val_nme",
+                 "val_failure_rate", "val_auc", "val_pose_mae", "seconds")
+
+
+class TrainError(LandmarkUnifyError):
+    """The training run cannot start or resume."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Learning rates are per Adam step; ``val_fraction`` splits by image."""
+
+    manifest: str
+    out: str
+    val: str | None = None
+    val_fraction: float | None = None
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.01
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-6
+    seed: int = 0
+    device: str = "cpu"
+    amp: str = "auto"  # auto | off | bf16 | fp16 (CUDA only)
+    workers: int = 2
+    cache: str | None = None
+    val_cache: str | None = None
+    max_steps: int | None = None
+    channels_last: bool = False
+    progress: bool = True
+    loss: dict = field(default_factory=lambda: LossConfig().to_dict())
+    augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --- schedule ------------------------------------------------------------------------------------------
+
+
+class WarmupCosine:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr * min_ratio`` at ``total``."""
+
+    def __init__(self, optimizer, lr: float, total: int, warmup: int, min_ratio: float) -> None:
+        self.optimizer, self.lr, self.total, self.warmup, self.min_ratio = optimizer, lr, max(1, total), warmup, min_ratio
+        self.step_count = 0
+        self._apply()
+
+    def value(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.lr * (self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def _apply(self) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.value(self.step_count)
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"step_count": self.step_count, "total": self.total, "warmup": self.warmup, "lr": self.lr,
+                "min_ratio": self.min_ratio}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.step_count = int(d["step_count"])
+        self._apply()
+
+
+# --- RNG state as plain data ---------------------------------------------------------------------------
+
+
+def _rng_state() -> dict:
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "python": list(random.getstate()[1]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None or (isinstance(r.get(k), float) and math.isnan(r[k])) else r[k])
+                    for k in METRIC_FIELDS})
+    _atomic_text(path, buf.getvalue())
+
+
+def mean_face_nme(train: FaceDataset, val: FaceDataset) -> float:
+    """NME of predicting the mean training shape (crop units, standard crop) for every validation face."""
+    from .crop import image_to_crop
+
+    tr = image_to_crop(train.landmarks, train.params)
+    mean = np.nanmean(np.where(train.valid[..., None], tr, np.nan), 0)
+    va = image_to_crop(val.landmarks, val.params)
+    pred = np.broadcast_to(mean, va.shape)
+    return float(np.nanmean(nme(pred, va, val.valid)))
+
+
+def _load_data(cfg: TrainConfig):
+    from landmark_unify.manifest import read_manifest, write_manifest
+
+    df = read_manifest(cfg.manifest)
+    faces = FaceArrays.from_manifest(df)
+    if cfg.val and cfg.val_fraction:
+        raise TrainError("give either val or val_fraction, not both")
+    val_df = None
+    if cfg.val:
+        val_df = read_manifest(cfg.val)
+        val_faces = FaceArrays.from_manifest(val_df)
+        train_faces = faces
+    elif cfg.val_fraction:
+        tr, va = split_by_image(faces.image_keys, cfg.val_fraction, seed=cfg.seed)
+        train_faces, val_faces = faces.subset(tr), faces.subset(va)
+        val_df = df.iloc[va].reset_index(drop=True)
+        val_df.attrs = dict(df.attrs)
+        out = Path(cfg.out) / "val.parquet"
+        if not out.exists():
+            write_manifest(val_df, out, df.attrs.get("manifest", {}))
+    else:
+        train_faces, val_faces = faces, None
+    cache = CropCache(cfg.cache) if cfg.cache else None
+    val_cache = CropCache(cfg.val_cache) if cfg.val_cache else (cache if cfg.val_fraction else None)
+    aug = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
+    train_ds = FaceDataset(train_faces, aug, cache=cache, seed=cfg.seed)
+    val_ds = FaceDataset(val_faces, AugmentConfig.none(), cache=val_cache, seed=cfg.seed) if val_faces else None
+    return train_ds, val_ds
+
+
+def _amp_dtype(cfg: TrainConfig, device):
+    import torch
+
+    if device.type != "cuda" or cfg.amp == "off":
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    if cfg.amp == "bf16":
+        return torch.bfloat16
+    if cfg.amp != "auto":
+        raise TrainError(f"amp must be auto, off, bf16 or fp16; got {cfg.amp!r}")
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: int = 0, amp_dtype=None,
+                     channels_last: bool = False) -> dict:
+    """Validation figures on an un-augmented dataset: NME (crop units = image NME: the crop is a
+    similarity), failure rate, AUC at 0.1, pose MAE (degrees, mean of the three angles)."""
+    import torch
+
+    sampler = EpochSampler(len(ds), shuffle=False)
+    loader = make_loader(ds, batch_size, sampler, workers=0 if len(ds) < 2000 else min(workers, 2))
+    was = model.training
+    model.eval()
+    nmes, pose_err = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            x = batch["image"].to(device, non_blocking=True).float().div_(255)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                pose, lm = model(x)
+            lm = lm.float().cpu().numpy().reshape(-1, 98, 2)
+            gt = batch["landmarks"].numpy()
+            nmes.append(nme(lm, gt, batch["valid"].numpy()))
+            pt = batch["pose"].numpy()
+            known = np.isfinite(pt).all(1)
+            if known.any():
+                pd = pose.float().cpu().numpy() * (180 / math.pi)
+                pose_err.append(np.abs(pd[known] - pt[known]).mean(1))
+    if was:
+        model.train()
+    s = summarize_nme(np.concatenate(nmes))
+    s["pose_mae"] = float(np.concatenate(pose_err).mean()) if pose_err else float("nan")
+    return s
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train (or resume) a run; returns the final summary dict (also in ``config.json``'s folder)."""
+    import torch
+    from tqdm import tqdm
+
+    from .model import PFPLD
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = None
+    if resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise TrainError(f"{last}: nothing to resume")
+        ckpt = load_checkpoint(last)
+        if ckpt.get("format") != FORMAT:
+            raise TrainError(f"{last}: not a training checkpoint of this trainer (format {ckpt.get('format')!r})")
+        saved = TrainConfig.from_dict(ckpt["config"])
+        # What may change on resume: how long, where and how fast it runs.
+        for k in ("epochs", "max_steps", "workers", "device", "progress"):
+            setattr(saved, k, getattr(cfg, k))
+        cfg = saved
+    elif (out / "last.pt").exists():
+        raise TrainError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    random.seed(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device cuda requested but CUDA is not available")
+    amp_dtype = _amp_dtype(cfg, device)
+
+    train_ds, val_ds = _load_data(cfg)
+    n_train = len(train_ds)
+    drop_last = n_train >= cfg.batch_size
+    steps_per_epoch = n_train // cfg.batch_size if drop_last else 1
+    total = steps_per_epoch * cfg.epochs
+
+    model = PFPLD().to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = WarmupCosine(opt, cfg.lr, total, int(round(cfg.warmup_epochs * steps_per_epoch)), cfg.min_lr_ratio)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    loss_cfg = LossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.loss.items()})
+    pw = point_weights(loss_cfg, device)
+
+    epoch, batch_in_epoch, step, best, history = 0, 0, 0, float("inf"), []
+    if ckpt is None:
+        # Start the landmark head at the mean training shape (crop units): faster, steadier first epochs.
+        from .crop import image_to_crop
+
+        c = image_to_crop(train_ds.landmarks, train_ds.params)
+        mean = np.nan_to_num(np.nanmean(np.where(train_ds.valid[..., None], c, np.nan), 0), nan=0.5)
+        with torch.no_grad():
+            model.fc.bias.copy_(torch.from_numpy(mean.reshape(-1).astype(np.float32)))
+    else:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        epoch, batch_in_epoch, step = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), int(ckpt["step"])
+        best, history = float(ckpt["best_nme"]), list(ckpt["history"])
+        _set_rng_state(ckpt["rng"])
+        _write_metrics(out / "metrics.csv", history)
+        log(f"resumed {out}/last.pt at epoch {epoch}, batch {batch_in_epoch}, step {step}")
+
+    info = {"train_faces": n_train, "val_faces": len(val_ds) if val_ds else 0,
+            "dropped_train": train_ds.dropped, "dropped_val": val_ds.dropped if val_ds else None,
+            "steps_per_epoch": steps_per_epoch, "total_steps": total,
+            "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+            "mean_face_val_nme": mean_face_nme(train_ds, val_ds) if val_ds else None}
+    _atomic_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "data": info}, indent=2) + "\n")
+    log(f"train {n_train} faces, val {info['val_faces']} faces, {steps_per_epoch} steps/epoch, "
+        f"device {device}, amp {info['amp']}")
+    if info["mean_face_val_nme"] is not None:
+        log(f"mean-face baseline: val NME {100 * info['mean_face_val_nme']:.2f} %")
+
+    def state(ep: int, bie: int) -> dict:
+        return {
+            "format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "epoch": ep, "batch_in_epoch": bie, "step": step, "best_nme": best, "history": history,
+            "rng": _rng_state(), "config": cfg.to_dict(),
+        }
+
+    sampler = EpochSampler(n_train, seed=cfg.seed)
+    loader = make_loader(train_ds, cfg.batch_size, sampler, workers=cfg.workers,
+                         pin_memory=device.type == "cuda", drop_last=drop_last)
+    stopped = False
+    model.train()
+    while epoch < cfg.epochs and not stopped:
+        t0 = time.time()
+        sampler.set_epoch(epoch, start=batch_in_epoch * cfg.batch_size)
+        sums = torch.zeros(3, device=device, dtype=torch.float64)
+        if ckpt is not None and batch_in_epoch and "partial" in ckpt:
+            sums += torch.as_tensor(ckpt["partial"], dtype=torch.float64, device=device)
+        n_batches = batch_in_epoch
+        bar = tqdm(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=False)
+        for batch in loader:
+            x = batch["image"].to(device, non_blocking=True).float().div_(255)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            tgt = batch["landmarks"].to(device, non_blocking=True)
+            valid = batch["valid"].to(device, non_blocking=True)
+            pose_t = batch["pose"].to(device, non_blocking=True)
+            w = batch["weight"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                pose, lm = model(x)
+            loss, parts = pfpld_loss(lm.float(), pose.float(), tgt, valid, pose_t, w, loss_cfg, pw)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            n_batches += 1
+            sums += torch.stack([loss.detach().double(), parts["landmark"].double(),
+                                 torch.nan_to_num(parts["pose"].double())])
+            if cfg.progress and (n_batches % 10 == 0 or n_batches == steps_per_epoch):
+                bar.set_postfix(loss=f"{float(sums[0]) / max(1, n_batches):.3f}", lr=f"{sched.value(step):.2e}")
+            bar.update(1)
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                stopped = n_batches < steps_per_epoch
+                if stopped:
+                    st = state(epoch, n_batches)
+                    st["partial"] = sums.cpu().tolist()
+                    save_checkpoint(st, out / "last.pt")
+                    log(f"stopped at max_steps={cfg.max_steps} (epoch {epoch}, batch {n_batches}); "
+                        f"--resume continues from here")
+                break
+        bar.close()
+        if stopped:
+            break
+        ckpt = None
+        batch_in_epoch = 0
+        mean = (sums / max(1, n_batches)).cpu().tolist()
+        row = {"epoch": epoch + 1, "step": step, "lr": sched.value(step), "train_loss": mean[0],
+               "train_landmark": mean[1], "train_pose": mean[2]}
+        if val_ds is not None:
+            v = evaluate_dataset(model, val_ds, device, cfg.batch_size, cfg.workers, amp_dtype, cfg.channels_last)
+            row.update(val_nme=v["nme"], val_failure_rate=v["failure_rate"], val_auc=v["auc"],
+                       val_pose_mae=v["pose_mae"])
+        row["seconds"] = round(time.time() - t0, 3)
+        history.append(row)
+        epoch += 1
+        improved = val_ds is not None and row["val_nme"] < best
+        if improved:
+            best = row["val_nme"]
+        st = state(epoch, 0)
+        save_checkpoint(st, out / "last.pt")
+        if improved or val_ds is None:
+            save_checkpoint(st, out / "best.pt")
+        _write_metrics(out / "metrics.csv", history)
+        msg = f"epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f}"
+        if val_ds is not None:
+            msg += f" val NME {100 * row['val_nme']:.2f} % FR {100 * row['val_failure_rate']:.1f} %"
+        log(msg)
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+    return {"out": str(out), "epochs_done": epoch, "step": step, "best_val_nme": best if best < float("inf") else None,
+            "history": history, "data": info}

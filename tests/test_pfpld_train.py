@@ -1,0 +1,104 @@
+"""The trainer: CI smoke run, checkpoints, exact resume, config and metrics files, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from pfpld_support import synthetic_manifest
+
+from pfpld_train.checkpoint import load_checkpoint, load_pfpld
+from pfpld_train.cli import main
+from pfpld_train.train import METRIC_FIELDS, TrainConfig, WarmupCosine, fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return synthetic_manifest(tmp_path_factory.mktemp("tiny"), n_images=6, faces_per_image=2, seed=3)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_fit_then_evaluate(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["fit", str(tiny), "--out", str(out), "--val-fraction", "0.3", "--epochs", "2", "--batch-size", "4",
+               "--workers", "0", "--quiet"])
+    assert rc == 0
+    assert "best val NME" in capsys.readouterr().out
+    for name in ("config.json", "metrics.csv", "last.pt", "best.pt", "val.parquet"):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["batch_size"] == 4 and cfg["config"]["loss"]["wing_w"] == 10.0
+    assert cfg["data"]["train_faces"] + cfg["data"]["val_faces"] == 12
+    assert 0 < cfg["data"]["mean_face_val_nme"] < 1
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and tuple(rows[0]) == METRIC_FIELDS
+    assert all(np.isfinite(float(r["train_loss"])) and float(r["val_nme"]) > 0 for r in rows)
+    # Plain data only: loads with weights_only=True, and the weights load strictly into PFPLD.
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 2 and ck["step"] == 4
+    load_pfpld(out / "best.pt")
+    # Our checkpoint scores with the evaluate command on the held-out faces.
+    rc = main(["evaluate", str(out), str(out / "val.parquet"), "--quiet", "--json", str(tmp_path / "e.json")])
+    assert rc == 0
+    s = json.loads((tmp_path / "e.json").read_text())
+    assert s["faces_scored"] == cfg["data"]["val_faces"] and s["pose_mae"]["faces"] == s["faces_scored"]
+
+
+def test_resume_mid_epoch_continues_the_same_curve(tiny, tmp_path):
+    base = dict(manifest=str(tiny), val_fraction=0.3, epochs=2, batch_size=4, workers=0, progress=False)
+    a = fit(TrainConfig(out=str(tmp_path / "a"), **base), log=lambda *_: None)
+    fit(TrainConfig(out=str(tmp_path / "b"), max_steps=3, **base), log=lambda *_: None)  # stops inside epoch 2
+    ck = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 1, 3)
+    b = fit(TrainConfig(out=str(tmp_path / "b"), **base), resume=True, log=lambda *_: None)
+    keys = ("train_loss", "train_landmark", "train_pose", "val_nme", "lr")
+    assert len(a["history"]) == len(b["history"]) == 2
+    for ra, rb in zip(a["history"], b["history"]):
+        for k in keys:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-9), k
+    wa = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    wb = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+    assert [r["epoch"] for r in _rows(tmp_path / "b" / "metrics.csv")] == ["1", "2"]
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["fit", str(tiny), "--out", str(out), "--epochs", "1", "--batch-size", "6", "--workers", "0", "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["fit", "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["fit", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_schedule_warmup_then_cosine():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1.0)
+    s = WarmupCosine(opt, 1e-3, total=100, warmup=10, min_ratio=0.01)
+    lrs = [s.value(i) for i in range(101)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[100] == pytest.approx(1e-5) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    for _ in range(37):
+        s.step()
+    s2 = WarmupCosine(opt, 1e-3, total=100, warmup=10, min_ratio=0.01)
+    s2.load_state_dict(s.state_dict())
+    assert opt.param_groups[0]["lr"] == pytest.approx(lrs[37])
