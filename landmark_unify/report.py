@@ -27,9 +27,9 @@ def yaw_bins(yaw, width: float = YAW_BIN) -> np.ndarray:
     """Bin index into :func:`yaw_bin_labels` for each yaw (degrees; NaN -> 'unknown')."""
     y = np.asarray(yaw, dtype=np.float64)
     nb = int(round(180 / width))
-    idx = np.floor((y + 90.0) / width).astype(np.int64, copy=False) if y.size else np.zeros(0, np.int64)
-    with np.errstate(invalid="ignore"):
-        idx = np.where(np.isnan(y), nb + 2, np.where(y < -90, 0, np.where(y >= 90, nb + 1, idx + 1)))
+    yc = np.clip(np.nan_to_num(y, nan=0.0), -91.0, 91.0)
+    idx = np.floor((yc + 90.0) / width).astype(np.int64)
+    idx = np.where(np.isnan(y), nb + 2, np.where(yc < -90, 0, np.where(yc >= 90, nb + 1, idx + 1)))
     return idx
 
 

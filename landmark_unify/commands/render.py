@@ -1,0 +1,31 @@
+"""``landmark_unify render FILE -o sheet.png``: a contact sheet of faces with landmarks and pose axes."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("input", help="manifest (.parquet)")
+    parser.add_argument("-o", "--output", required=True, help="PNG to write")
+    parser.add_argument("--where", default=None,
+                        help="pandas query selecting rows, e.g. \"source == 'wflw' and yaw > 30\" or "
+                             "\"eye_state == 'both_closed'\"")
+    parser.add_argument("--n", type=int, default=36, help="number of faces (default 36)")
+    parser.add_argument("--size", type=int, default=192, help="tile side in pixels (default 192)")
+    parser.add_argument("--cols", type=int, default=None, help="tiles per row (default: about square)")
+    parser.add_argument("--seed", type=int, default=None, help="draw the faces at random with this seed (default: the first N)")
+
+
+def run(args) -> int:
+    from ..errors import LandmarkUnifyError
+    from ..render import render_manifest
+
+    try:
+        out, n = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,
+                                 seed=args.seed)
+    except LandmarkUnifyError as exc:
+        print(f"render: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{out}: {n} faces (landmarks by group: contour cyan, brows orange, nose green, eyes magenta, lips red, "
+          "pupils white; pose axes x red, y green, z blue)")
+    return 0

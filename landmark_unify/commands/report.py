@@ -1,0 +1,24 @@
+"""``landmark_unify report FILE -o DIR``: histograms of yaw, pitch, roll and EAR per source + HTML page."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("input", help="manifest (.parquet)")
+    parser.add_argument("-o", "--output", required=True, help="folder to write the PNG files and index.html into")
+    parser.add_argument("--closed-threshold", type=float, default=None,
+                        help="EAR threshold marked on the EAR histogram (default: the library's)")
+
+
+def run(args) -> int:
+    from ..errors import LandmarkUnifyError
+    from ..report import write_report
+
+    try:
+        index = write_report(args.input, args.output, closed=args.closed_threshold)
+    except LandmarkUnifyError as exc:
+        print(f"report: error: {exc}", file=sys.stderr)
+        return 1
+    print(index)
+    return 0
