@@ -1,0 +1,103 @@
+"""``pfpld_train predict MODEL IMAGE... -o DIR``: landmarks and pose as JSON, plus overlay PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="our checkpoint (.pt or a fit output folder) or an ONNX landmark model")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("-o", "--out", required=True, help="output folder: predictions.json and *_overlay.png")
+    boxes = parser.add_mutually_exclusive_group()
+    boxes.add_argument("--boxes", help="JSON file {image path or file name: [[x_min, y_min, x_max, y_max], ...]} "
+                       "used instead of the detector")
+    boxes.add_argument("--box", help="one box x_min,y_min,x_max,y_max for every image (instead of the detector)")
+    parser.add_argument("--detector", help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
+    parser.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (0.6)")
+    parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
+    parser.add_argument("--refine", type=int, default=1, help="re-crop passes from predicted landmarks (1)")
+    parser.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    g = parser.add_argument_group("ONNX models (see `pfpld_train evaluate --help`)")
+    g.add_argument("--channel-order", choices=("rgb", "bgr"))
+    g.add_argument("--mean")
+    g.add_argument("--scale")
+    g.add_argument("--output", type=int)
+    g.add_argument("--pose-output", type=int)
+    g.add_argument("--pose-units", choices=("deg", "rad"))
+
+
+def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
+    import numpy as np
+
+    if box is not None:
+        return np.asarray([box], np.float64)
+    if table is None:
+        return None
+    for key in (str(image), image.name):
+        if key in table:
+            return np.asarray(table[key], np.float64).reshape(-1, 4)
+    return np.zeros((0, 4))
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from landmark_unify.errors import LandmarkUnifyError
+
+    from ..evaluate import load_model, read_image_rgb
+    from ..predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
+
+    out = Path(args.out)
+    try:
+        box = None
+        if args.box:
+            box = [float(v) for v in args.box.split(",")]
+            if len(box) != 4:
+                raise ValueError
+    except ValueError:
+        print(f"error: --box needs x_min,y_min,x_max,y_max; got {args.box!r}", file=sys.stderr)
+        return 2
+    try:
+        table = json.loads(Path(args.boxes).read_text()) if args.boxes else None
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: --boxes {args.boxes}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.model, device=args.device, channel_order=args.channel_order, mean=args.mean,
+                           scale=args.scale, output=args.output, pose_output=args.pose_output,
+                           pose_units=args.pose_units)
+        detector = None
+        if box is None and table is None:
+            detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)
+        results = []
+        failed = 0
+        for name in args.images:
+            path = Path(name)
+            try:
+                image = read_image_rgb(path)
+            except LandmarkUnifyError as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            faces = predict_image(model, image, boxes=_boxes_for(path, table, box), detector=detector,
+                                  refine=args.refine, max_faces=args.max_faces)
+            entry = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
+                     "faces": [f.to_dict() for f in faces]}
+            if not args.no_overlay:
+                out.mkdir(parents=True, exist_ok=True)
+                png = out / f"{path.stem}_overlay.png"
+                cv2.imwrite(str(png), draw_overlay(image, faces))
+                entry["overlay"] = str(png)
+            results.append(entry)
+            print(f"{path}: {len(faces)} face(s)")
+        written = write_predictions(results, out)
+    except LandmarkUnifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}")
+    return 1 if failed and not results else 0

@@ -1,0 +1,109 @@
+"""Prediction: the bundled RetinaFace detector, box and detector pipelines, JSON and overlays."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pfpld_support import write_wflw_manifest
+
+from landmark_unify.manifest import image_paths, landmarks_array, read_manifest
+from pfpld_train.checkpoint import save_checkpoint
+from pfpld_train.cli import main
+from pfpld_train.evaluate import load_model, read_image_rgb
+from pfpld_train.metrics import nme
+from pfpld_train.model import PFPLD
+from pfpld_train.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, pose_axes, predict_image
+
+GHOSTONE = ["--channel-order", "bgr", "--mean", "127.5", "--scale", str(1 / 127.5)]
+
+
+def test_detector_is_bundled_with_its_licence():
+    for name in ("mnet.prototxt", "mnet.caffemodel", "LICENSE"):
+        assert (DETECTOR_DIR / name).is_file()
+    assert "BSD 2-Clause" in (DETECTOR_DIR / "LICENSE").read_text()
+
+
+def test_detector_finds_the_faces_of_a_group_photo(shared_data):
+    img = read_image_rgb(shared_data / "upstream_pfpld" / "sample.jpg")
+    boxes, scores, kps = RetinaFaceDetector().detect(img)
+    assert len(boxes) == 8 and (scores > 0.9).all() and np.all(np.diff(scores) <= 0)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert ((w > 60) & (w < 250) & (h > 60) & (h < 250)).all()
+    # The five keypoints (eyes, nose, mouth corners) lie inside their box, left eye left of the right eye.
+    inside = (kps[..., 0] >= boxes[:, None, 0]) & (kps[..., 0] <= boxes[:, None, 2])
+    assert inside.all() and (kps[:, 0, 0] < kps[:, 1, 0]).all()
+    assert len(RetinaFaceDetector(threshold=0.999).detect(np.zeros((200, 300, 3), np.uint8))[0]) == 0
+
+
+def test_detector_pipeline_matches_ground_truth_crops(shared_data, tmp_path):
+    """Detector box -> crop -> refine on the standard crop: close to scoring from ground-truth crops."""
+    df = read_manifest(write_wflw_manifest(shared_data, tmp_path / "w.parquet", limit=40))
+    model = load_model(shared_data / "reference_models" / "pfld_ghostone", channel_order="bgr", mean=127.5,
+                       scale=1 / 127.5)
+    gt = landmarks_array(df)
+    det = RetinaFaceDetector()
+    errors = []
+    for path, pts in zip(image_paths(df)[::4], gt[::4]):
+        img = read_image_rgb(path)
+        faces = predict_image(model, img, detector=det, refine=1)
+        if not faces:
+            continue
+        # The detected face whose landmarks are closest to this ground truth.
+        best = min(faces, key=lambda f: np.linalg.norm(f.landmarks - pts, axis=1).mean())
+        errors.append(nme(best.landmarks[None], pts[None])[0])
+    assert len(errors) >= 7
+    assert np.median(errors) < 0.08
+
+
+def test_predict_command_with_box_and_our_checkpoint(shared_data, tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "m.pt")
+    image = shared_data / "upstream_pfpld" / "test.jpg"
+    out = tmp_path / "out"
+    assert main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "330,100,520,380"]) == 0
+    res = json.loads((out / "predictions.json").read_text())
+    face = res[0]["faces"][0]
+    assert len(face["landmarks"]) == 98 and set(face["pose"]) == {"pitch", "yaw", "roll"}
+    assert face["score"] is None and (out / "test_overlay.png").is_file()
+    capsys.readouterr()
+    assert main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "1,2,3"]) == 2
+    assert "--box" in capsys.readouterr().err
+
+
+def test_predict_command_with_detector_and_onnx(shared_data, tmp_path):
+    out = tmp_path / "o"
+    images = [str(shared_data / "upstream_pfpld" / n) for n in ("test.jpg", "sample.jpg")]
+    assert main(["predict", str(shared_data / "reference_models" / "pfld_ghostone"), *images, "-o", str(out),
+                 *GHOSTONE]) == 0
+    res = json.loads((out / "predictions.json").read_text())
+    assert [len(r["faces"]) for r in res] == [1, 8]
+    assert res[0]["faces"][0]["pose"] is None  # this model has no pose output
+    import cv2
+
+    overlay = cv2.imread(str(out / "sample_overlay.png"))
+    assert overlay.shape[:2] == (res[1]["height"], res[1]["width"])
+
+
+def test_pose_axes_convention():
+    a = pose_axes([0, 0, 0], 10)
+    np.testing.assert_allclose(a, [[10, 0], [0, -10], [0, 0]], atol=1e-9)  # x right, y up, z at the camera
+    # Positive yaw turns the face toward image-left: its z axis points left.
+    assert pose_axes([0, 40, 0], 10)[2, 0] < 0
+    # Positive pitch (looking up): z points up in the image.
+    assert pose_axes([30, 0, 0], 10)[2, 1] < 0
+
+
+def test_overlay_without_faces_is_the_image():
+    img = np.random.default_rng(0).integers(0, 255, (50, 60, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(draw_overlay(img, []), img[..., ::-1])
+
+
+@pytest.mark.parametrize("bad", [np.zeros((1, 3)), np.array([[10.0, 10.0, 5.0, 20.0]])])
+def test_bad_boxes(bad):
+    from landmark_unify.errors import LandmarkUnifyError
+
+    with pytest.raises(LandmarkUnifyError, match="x_max|M, 4"):
+        predict_image(lambda c: (np.zeros((len(c), 98, 2)), None), np.zeros((10, 10, 3), np.uint8), boxes=bad)
