@@ -69,26 +69,24 @@ def line_chunks(path: Path, chunk_bytes: int) -> list[tuple[int, int, int]]:
     """Split a text file into byte ranges of about ``chunk_bytes`` that end at a newline.
 
     Returns ``(start, end, first_line)`` triples; ``first_line`` is 1-based. One sequential pass with
-    memory bounded by ``chunk_bytes``.
+    memory bounded by ``chunk_bytes`` (a line longer than that makes its chunk longer).
     """
     out = []
-    start, line, carry = 0, 1, b""
+    start, line, offset = 0, 1, 0
     with open(path, "rb") as f:
         while True:
             block = f.read(chunk_bytes)
             if not block:
                 break
-            data = carry + block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            out.append((start, start + cut, line))
-            line += data.count(b"\n", 0, cut)
-            start += cut
-            carry = data[cut:]
-    if carry:
-        out.append((start, start + len(carry), line))
+            last = block.rfind(b"\n")
+            if last >= 0:
+                end = offset + last + 1
+                out.append((start, end, line))
+                line += block.count(b"\n")
+                start = end
+            offset += len(block)
+    if offset > start:
+        out.append((start, offset, line))
     return out
 
 
