@@ -127,6 +127,9 @@ class DaskEngine:
                 dashboard_address=None, memory_limit=memory_limit, silence_logs=40,
             )
             self.client = Client(self._cluster, timeout=timeout)
+            # n processes share this machine's cores: give each worker's Arrow pool its share (dask already
+            # sets OMP/MKL/OpenBLAS threads to 1 in its workers), or the workers oversubscribe the CPU
+            self.client.run(_limit_arrow_threads, max(1, (os.cpu_count() or 1) // n))
         else:
             self.client = Client(scheduler, timeout=timeout)
             if workers:
@@ -176,6 +179,11 @@ class DaskEngine:
         if self._cluster is not None:
             with contextlib.suppress(Exception):
                 self._cluster.close()
+
+
+def _limit_arrow_threads(n: int) -> int:
+    pa.set_cpu_count(n)
+    return n
 
 
 def _has_n_workers_kw(client) -> bool:
@@ -292,6 +300,23 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
         runs.append([rel, offsets[key], b - a])
         offsets[key] += b - a
     return parts, runs
+
+
+def take_rows(table: pa.Table, rows) -> pa.Table:
+    """``table``'s rows at ``rows`` (in that order), by slicing runs of consecutive rows and concatenating.
+
+    Used instead of ``Table.take`` / ``Table.filter``: with pyarrow 26, both return wrong values for the
+    nested fixed-size-list ``landmarks`` column of a *sliced* table (the slice offset is applied twice).
+    """
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return table.slice(0, 0)
+    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [rows.size]])
+    return pa.concat_tables([table.slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends)])
 
 
 def _write_part_file(table: pa.Table, path: Path, metadata: Mapping) -> None:
@@ -448,9 +473,7 @@ def iter_segments(path: str | os.PathLike, rows_per_batch: int | None = None) ->
 
 def _iter_doc_segments(root: Path, doc: Mapping, rows_per_batch: int | None = None) -> Iterator[pa.Table]:
     """Rows in order, one unit at a time: a unit whose rows all sit in one part is a slice of it, one that
-    was split over several (source, split) parts is reassembled with one ``take``."""
-    import numpy as np
-
+    was split over several (source, split) parts is reassembled from slices of its parts."""
     unit_of = {p["path"]: p["unit"] for p in doc["parts"]}
     for _, group in itertools.groupby(doc["order"], key=lambda r: unit_of[r[0]]):
         group = list(group)
@@ -459,10 +482,8 @@ def _iter_doc_segments(root: Path, doc: Mapping, rows_per_batch: int | None = No
             rel, off, length = group[0]
             table = mf.read_table(root / rel).slice(off, length)
         else:
-            tables = [mf.read_table(root / r) for r in rels]
-            base = dict(zip(rels, np.cumsum([0] + [t.num_rows for t in tables[:-1]]).tolist()))
-            idx = np.concatenate([np.arange(base[r] + off, base[r] + off + length) for r, off, length in group])
-            table = pa.concat_tables(tables).take(pa.array(idx))
+            tables = {r: mf.read_table(root / r) for r in rels}
+            table = pa.concat_tables([tables[r].slice(off, length) for r, off, length in group])
         step = rows_per_batch or max(table.num_rows, 1)
         for a in range(0, table.num_rows, step):
             yield table.slice(a, step)
@@ -758,7 +779,7 @@ def _drop_global_duplicates(staging: Path, results: list[TaskResult], on_error: 
         keep[rows] = False
         for p in r.parts:
             (staging / p["path"]).unlink()
-        r.parts, r.runs = write_parts(table.filter(pa.array(keep)), staging, r.index, part_metadata)
+        r.parts, r.runs = write_parts(take_rows(table, np.flatnonzero(keep)), staging, r.index, part_metadata)
         r.rows = int(keep.sum())
         r.ids = r.ids[keep]
     return results
@@ -1089,3 +1110,218 @@ def check_images_distributed(input: str | os.PathLike, output: str | os.PathLike
                        metadata=meta, engine=engine, workers=workers, scheduler=scheduler,
                        rows_per_partition=rows_per_partition, single_file=single_file, progress=progress)
     return run
+
+
+# --- merge -------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MergeUnit:
+    """Rows of input manifest number ``input`` (in priority order); ``drop``: row offsets within the
+    slice to leave out (phase 2 only)."""
+
+    input: int
+    slice: RowSlice
+    drop: tuple[int, ...] = ()
+
+
+def _hash_key(text: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:16], 16)
+
+
+def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, index: int, unit: MergeUnit) -> TaskResult:
+    """Phase 1 on a worker: per row the sample_id key and the image-content key (SHA-1 of the image file,
+    or its resolved path when unreadable, as :func:`merge.merge_manifests` defines them), as uint64."""
+    import numpy as np
+
+    from .merge import file_digest
+
+    t0 = time.perf_counter()
+    path, meta = inputs[unit.input]
+    table = read_slice(unit.slice, columns=["sample_id", "source", "image_path"])
+    df = table.to_pandas()
+    df.attrs["manifest"] = meta
+    df.attrs["path"] = str(Path(path).resolve())
+    n = len(df)
+    hkeys = np.zeros(n, np.uint64)
+    has = np.zeros(n, bool)
+    if hash_images and n:
+        digests: dict = {}
+        for i, p in enumerate(mf.image_paths(df)):
+            if p is None:
+                continue
+            p = str(p)
+            if p not in digests:
+                digests[p] = _hash_key(file_digest(p) or f"path:{Path(p).resolve()}")
+            hkeys[i], has[i] = digests[p], True
+    counts: dict = {}
+    for s in df["source"].tolist():
+        counts[s] = counts.get(s, 0) + 1
+    return TaskResult(index=index, rows=n, parts=[], runs=[], ids=_id_keys(table),
+                      seconds={"read": 0.0, "process": time.perf_counter() - t0},
+                      extra={"hkeys": hkeys, "has_image": has, "sources": counts})
+
+
+def _merge_write_task(inputs: Sequence[tuple[str, dict]], weights: Mapping[str, float], part_meta: Mapping,
+                      index: int, unit: MergeUnit, staging: str) -> TaskResult:
+    """Phase 2 on a worker: the slice without its dropped rows, weights multiplied, written as parts."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    path, meta = inputs[unit.input]
+    df = _slice_frame(unit.slice, meta, path)
+    keep = np.ones(len(df), bool)
+    keep[list(unit.drop)] = False
+    merged = df[keep].reset_index(drop=True)
+    if len(merged):
+        factor = merged["source"].map(lambda s: weights.get(s, 1.0)).to_numpy(np.float64)
+        merged["weight"] = (merged["weight"].to_numpy(np.float64) * factor).astype(np.float32)
+    table = mf.table_from_dataframe(merged) if len(merged) else mf.SCHEMA.empty_table()
+    t1 = time.perf_counter()
+    parts, runs = write_parts(table, staging, index, part_meta)
+    return TaskResult(index=index, rows=table.num_rows, parts=parts, runs=runs,
+                      seconds={"process": t1 - t0, "write": time.perf_counter() - t1})
+
+
+def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_images: bool = True,
+                      tolerance: float | None = None, engine="local", workers: int | None = None,
+                      scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
+                      single_file: str | os.PathLike | None = None, progress: bool = True):
+    """``merge`` on an engine, with the rows, order, values and duplicate records of
+    :func:`merge.merge_manifest_files`. Inputs are manifest files or datasets, in priority order.
+
+    Phase 1 (workers): per row a 64-bit key of its sample_id and of its image content (the image files
+    are read and hashed on the workers, the expensive part). Driver: the duplicate rules of the local
+    merge on those keys; only the rows that share an image are read back to compare their landmarks.
+    Phase 2 (workers): every slice without its dropped rows, weights applied, written as parts.
+    Duplicates go to ``OUT.duplicates.jsonl`` beside a file, ``_duplicates.jsonl`` inside a dataset.
+    Returns ``(MergeReport, RunResult)``.
+    """
+    import numpy as np
+
+    from .merge import DUPLICATE_TOLERANCE, MergeReport, _dup_record, _resolve, parse_weights, rebased_roots, same_face
+
+    tolerance = DUPLICATE_TOLERANCE if tolerance is None else float(tolerance)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ManifestError("merge needs at least one manifest")
+    out = Path(output)
+    w_by_source = parse_weights(weights)
+    inputs, roots, all_slices = [], {}, []
+    for k, p in enumerate(paths):
+        slices, meta = plan_slices(p, rows_per_partition)
+        rebased = rebased_roots(meta.get("source_roots", {}), p, out)
+        for name, root in rebased.items():
+            if name in roots and _resolve(roots[name], out) != _resolve(root, out):
+                raise ManifestError(f"{p}: source {name!r} has root {root!r} but an earlier manifest gives "
+                                    f"{roots[name]!r}; relabel one of them (build-manifest --source LABEL:KIND=ROOT)")
+            roots.setdefault(name, root)
+        inputs.append((str(p), meta))
+        all_slices += [MergeUnit(k, s) for s in slices]
+
+    t0 = time.perf_counter()
+    with engine_context(engine, workers, scheduler) as eng:
+        keyed = sorted((r for _, r in eng.map(partial(_merge_keys_task, inputs, hash_images), all_slices,
+                                              lambda i: all_slices[i].slice.describe())), key=lambda r: r.index)
+        key_seconds = time.perf_counter() - t0
+        ids = np.concatenate([r.ids for r in keyed]) if keyed else np.zeros(0, np.uint64)
+        hk = np.concatenate([r.extra["hkeys"] for r in keyed]) if keyed else np.zeros(0, np.uint64)
+        has = np.concatenate([r.extra["has_image"] for r in keyed]) if keyed else np.zeros(0, bool)
+        offsets = np.cumsum([0] + [r.rows for r in keyed])
+        rows_in = dict.fromkeys(roots, 0)
+        for r in keyed:
+            for s, c in r.extra["sources"].items():
+                rows_in[s] = rows_in.get(s, 0) + c
+        known = set(rows_in) | set(roots)
+        unknown = sorted(set(w_by_source) - known)
+        if unknown:
+            raise ManifestError(f"weights given for sources {unknown} that no input holds; sources: {sorted(known)}")
+
+        def rows_frame(rows: np.ndarray):
+            """Manifest rows by global index (sorted; few: duplicates and rows sharing an image)."""
+            import pandas as pd
+
+            unit_of = np.searchsorted(offsets, rows, side="right") - 1
+            frames = [mf.dataframe_from_table(take_rows(read_slice(all_slices[u].slice), rows[unit_of == u] - offsets[u]))
+                      for u in np.unique(unit_of)]
+            return pd.concat(frames, ignore_index=True)
+
+        # (1) the same sample_id again: every repeat after the first
+        drop = np.zeros(ids.size, bool)
+        duplicates: list[dict] = []
+        _, first = np.unique(ids, return_index=True)
+        rep = np.ones(ids.size, bool)
+        rep[first] = False
+        rep_rows = np.flatnonzero(rep)
+        if rep_rows.size:
+            first_of = {int(k): int(i) for k, i in zip(ids[first], first)}
+            kept_rows = np.array([first_of[int(ids[i])] for i in rep_rows])
+            both = np.unique(np.concatenate([rep_rows, kept_rows]))
+            df = rows_frame(both)
+            pos = {int(g): j for j, g in enumerate(both)}
+            for i, k in zip(rep_rows.tolist(), kept_rows.tolist()):
+                drop[i] = True
+                duplicates.append(_dup_record(df, pos[i], pos[k], "sample_id"))
+        # (2) the same image content and nearby landmarks
+        if hash_images and ids.size:
+            cand = np.flatnonzero(~drop & has)
+            uk, inv, cnt = np.unique(hk[cand], return_inverse=True, return_counts=True)
+            shared = cand[cnt[inv] > 1]
+            if shared.size:
+                df = rows_frame(shared)
+                lm, valid, box = mf.landmarks_array(df), mf.valid_array(df), mf.bbox_array(df)
+                groups: dict[int, list[int]] = {}
+                for j, g in enumerate(shared.tolist()):
+                    groups.setdefault(int(hk[g]), []).append(j)
+                # the local merge visits groups in order of their first row, members in row order
+                for members in groups.values():
+                    kept: list[int] = []
+                    for j in members:
+                        match = next((k for k in kept if same_face(lm[k], valid[k], box[k], lm[j], valid[j], box[j],
+                                                                    tolerance)), None)
+                        if match is None:
+                            kept.append(j)
+                        else:
+                            drop[shared[j]] = True
+                            duplicates.append(_dup_record(df, j, match, "image content and landmarks"))
+        dedupe_seconds = time.perf_counter() - t0 - key_seconds
+
+        units = [MergeUnit(mu.input, mu.slice, tuple((np.flatnonzero(drop[offsets[i]:offsets[i + 1]])).tolist()))
+                 for i, mu in enumerate(all_slices)]
+        used = set(rows_in) | set(roots)
+        report_weights = {s: w_by_source.get(s, 1.0) for s in sorted(used)}
+        merged_from = []
+        for k in range(len(inputs)):
+            n = sum(r.rows for r, mu in zip(keyed, all_slices) if mu.input == k)
+            srcs = sorted({s for r, mu in zip(keyed, all_slices) if mu.input == k for s in r.extra["sources"]})
+            merged_from.append({"path": str(paths[k]), "rows": n, "sources": srcs})
+        meta = mf.make_metadata({k: v for k, v in roots.items() if k in used}, command="merge",
+                                merged_from=merged_from, source_weights=report_weights,
+                                num_duplicates=len(duplicates))
+        dup_text = "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in duplicates)
+
+        def post_run(staging: Path, results):
+            if duplicates and not _single_file_wanted(out):
+                _write_text(staging / "_duplicates.jsonl", dup_text)
+            return results
+
+        run = run_units(partial(_merge_write_task, inputs, w_by_source, meta), units, out, meta,
+                        engine=eng, workers=workers, scheduler=scheduler, single_file=single_file,
+                        describe=lambda i: units[i].slice.describe(), post_run=post_run, progress=progress)
+    run.seconds = {"keys": key_seconds, "dedupe": dedupe_seconds, **run.seconds}
+    if _single_file_wanted(out):
+        side = out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl")
+        if duplicates:
+            _write_text(side, dup_text)
+        else:
+            side.unlink(missing_ok=True)
+    rows_out: dict = {}
+    dropped_src: dict = {}
+    for d in duplicates:
+        dropped_src[d["dropped"]["source"]] = dropped_src.get(d["dropped"]["source"], 0) + 1
+    for s, c in rows_in.items():
+        if c - dropped_src.get(s, 0):
+            rows_out[s] = c - dropped_src.get(s, 0)
+    report = MergeReport({k: int(v) for k, v in rows_in.items()}, rows_out, report_weights, duplicates)
+    return report, run

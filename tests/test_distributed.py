@@ -224,3 +224,37 @@ def test_refuses_to_replace_a_non_dataset_directory(tmp_path, built):
         D.mine_closed_eyes_distributed(built["local"].out, tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "notes.txt").exists()
     assert sorted(os.listdir(tmp_path)) == ["mine"]
+
+
+def test_merge_on_dask_equals_local(built, engine, shared_data):
+    from landmark_unify.merge import merge_manifest_files
+
+    tmp = built["tmp"]
+    lapa = tmp / "lapa.parquet"
+    build_manifest([f"lapa={shared_data}/LaPa", f"ibug={shared_data}/300W"], lapa, progress=False)
+    weights = ["w2=2", "lapa=0.5"]
+    local = merge_manifest_files([built["local"].out, lapa, built["dfile"].out], tmp / "merged_local.parquet", weights)
+    assert {d["reason"] for d in local.duplicates} == {"sample_id", "image content and landmarks"}
+    # the same inputs, the third one as a dataset: same rows, values, duplicates, counts
+    rep, run = D.merge_distributed([built["local"].out, lapa, built["dset"].out], tmp / "merged_dask", weights,
+                                   engine=engine, rows_per_partition=128, progress=False)
+    assert run.units > 5
+    assert rep.duplicates == local.duplicates
+    assert (rep.rows_in, rep.rows_out, rep.weights) == (local.rows_in, local.rows_out, local.weights)
+    a, b = mf.read_manifest(tmp / "merged_local.parquet"), D.read_dataset(tmp / "merged_dask")
+    assert_frames_equal(a, b)
+    assert b.loc[b.source == "w2", "weight"].eq(2).all()
+    dup = [json.loads(x) for x in (tmp / "merged_dask" / "_duplicates.jsonl").read_text().splitlines()]
+    assert dup == local.duplicates
+    # single-file form: the local file byte for byte when the inputs are the same files
+    D.merge_distributed([built["local"].out, lapa, built["dfile"].out], tmp / "merged_dask.parquet", weights,
+                        engine=engine, rows_per_partition=128, progress=False)
+    assert filecmp.cmp(tmp / "merged_local.parquet", tmp / "merged_dask.parquet", shallow=False)
+
+
+def test_take_rows_is_right_on_sliced_tables(built):
+    t = mf.read_table(built["local"].out)
+    s = t.slice(5, 100)
+    got = D.take_rows(s, [3, 4, 10, 2])
+    want = [mf.landmarks_array(mf.dataframe_from_table(t.slice(5 + i, 1)))[0] for i in (3, 4, 10, 2)]
+    np.testing.assert_array_equal(mf.landmarks_array(mf.dataframe_from_table(got)), np.stack(want))
