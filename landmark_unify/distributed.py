@@ -514,6 +514,33 @@ def read_any(path: str | os.PathLike):
     return read_dataset(path) if Path(path).is_dir() else mf.read_manifest(path)
 
 
+def compare_manifests(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+    """Differences in rows and values between two manifests (files or datasets), in row order; NaN equals
+    NaN. Empty when they hold the same rows with the same values (metadata is not compared)."""
+    import numpy as np
+
+    da, db = read_any(a), read_any(b)
+    if len(da) != len(db):
+        return [f"{a} has {len(da)} rows, {b} has {len(db)}"]
+    out = []
+    for name, fn in (("landmarks", mf.landmarks_array), ("valid", mf.valid_array), ("bbox", mf.bbox_array)):
+        x, y = fn(da), fn(db)
+        same = (x == y) | (np.isnan(x) & np.isnan(y)) if x.dtype.kind == "f" else x == y
+        rows = np.flatnonzero(~same.reshape(len(da), -1).all(1))
+        if rows.size:
+            out.append(f"column {name!r} differs in {rows.size} rows (first row {rows[0]})")
+    for name in mf.COLUMN_NAMES:
+        if name in ("landmarks", "valid", "bbox"):
+            continue
+        x, y = da[name].reset_index(drop=True), db[name].reset_index(drop=True)
+        both_null = x.isna().to_numpy() & y.isna().to_numpy()
+        eq = (x == y).fillna(False).to_numpy(dtype=bool) | both_null
+        rows = np.flatnonzero(~eq)
+        if rows.size:
+            out.append(f"column {name!r} differs in {rows.size} rows (first row {rows[0]})")
+    return out
+
+
 def validate_dataset(path: str | os.PathLike) -> list[str]:
     """Problems of a partitioned manifest (empty when valid): completeness, the part list against the
     files on disk, each part against the spec and hive keys, and sample_id unique across parts."""
@@ -1325,3 +1352,41 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
             rows_out[s] = c - dropped_src.get(s, 0)
     report = MergeReport({k: int(v) for k, v in rows_in.items()}, rows_out, report_weights, duplicates)
     return report, run
+
+
+# --- command-line options shared by the commands ----------------------------------------------------------------------
+
+def add_engine_arguments(parser, *, partition_rows: bool = True) -> None:
+    """``--engine``, ``--workers``, ``--scheduler`` (and ``--partition-rows``, ``--single-file``) for a
+    command that can run on an engine. With ``--engine dask``, ``-o`` names a dataset directory, or a
+    single file when it ends in ``.parquet``."""
+    g = parser.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: this process (default); dask: partitions on a dask.distributed cluster "
+                        "(pip install 'landmark-unify[dask]'). With dask, -o DIR writes a partitioned dataset "
+                        "(hive layout source=/split=), -o FILE.parquet one file")
+    g.add_argument("--workers", type=int, default=None,
+                   help="dask: start a local cluster of this many worker processes (default 1)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help=f"dask: use the running cluster at this scheduler address (tcp://host:8786) instead of "
+                        f"starting one; default ${SCHEDULER_ENV}")
+    if partition_rows:
+        g.add_argument("--partition-rows", type=int, default=DEFAULT_ROWS_PER_PARTITION, metavar="N",
+                       help=f"faces per partition (default {DEFAULT_ROWS_PER_PARTITION}); bounds a worker's memory")
+    g.add_argument("--single-file", default=None, metavar="FILE",
+                   help="with a dataset output, also write the single-file form here")
+
+
+def engine_kwargs(args) -> dict:
+    """The keyword arguments of the ``*_distributed`` functions from :func:`add_engine_arguments` options."""
+    kw = {"engine": args.engine, "workers": args.workers, "scheduler": args.scheduler,
+          "single_file": args.single_file}
+    if getattr(args, "partition_rows", None) is not None:
+        kw["rows_per_partition"] = args.partition_rows
+    return kw
+
+
+def wants_engine(args) -> bool:
+    """True when the command should take the distributed path: a non-local engine, or a dataset input."""
+    inputs = [getattr(args, "input", None)] + list(getattr(args, "inputs", None) or [])
+    return getattr(args, "engine", "local") != "local" or any(p and Path(p).is_dir() for p in inputs)

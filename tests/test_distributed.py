@@ -168,6 +168,8 @@ def test_curation_on_dask_equals_local(built, engine):
     a, b = mf.read_manifest(tmp / "pose_local.parquet"), D.read_dataset(tmp / "pose_ds")
     assert_frames_equal(a, b)
     assert b.attrs["manifest"]["pose_fit"] == a.attrs["manifest"]["pose_fit"]
+    assert D.compare_manifests(tmp / "pose_local.parquet", tmp / "pose_ds") == []
+    assert any("'yaw'" in d for d in D.compare_manifests(src, tmp / "pose_ds"))
 
 
 def test_image_checks_on_dask(built, engine):
