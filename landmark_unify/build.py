@@ -327,7 +327,8 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
         from .distributed import build_manifest_distributed
 
         return build_manifest_distributed(srcs, out, policy=policy, on_error=on_error, check_images=check_images,
-                                          command=command, engine=engine, workers=workers)
+                                          command=command, engine=engine, workers=workers, chunk_bytes=chunk_bytes,
+                                          progress=progress)
     units = plan_units(srcs, chunk_bytes)
     tables, skipped = [], []
     from tqdm import tqdm
