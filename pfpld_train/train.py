@@ -33,7 +33,16 @@ import numpy as np
 from landmark_unify.errors import LandmarkUnifyError
 
 from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from .data import AugmentConfig, CropCache, EpochSampler, FaceArrays, FaceDataset, make_loader, split_by_image
+from .data import (
+    AugmentConfig,
+    CropCache,
+    EpochSampler,
+    FaceArrays,
+    FaceDataset,
+    make_loader,
+    split_by_image,
+    to_input,
+)
 from .loss import LossConfig, pfpld_loss, point_weights
 from .metrics import nme, summarize_nme
 
@@ -235,9 +244,7 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
     nmes, pose_err = [], []
     with torch.inference_mode():
         for batch in loader:
-            x = batch["image"].to(device, non_blocking=True).float().div_(255)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = to_input(batch["image"], device, channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 pose, lm = model(x)
             lm = lm.float().cpu().numpy().reshape(-1, 98, 2)
@@ -361,9 +368,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         bar = tqdm(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress, leave=False)
         for batch in loader:
-            x = batch["image"].to(device, non_blocking=True).float().div_(255)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = to_input(batch["image"], device, cfg.channels_last)
             tgt = batch["landmarks"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             pose_t = batch["pose"].to(device, non_blocking=True)
