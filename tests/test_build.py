@@ -140,3 +140,33 @@ def test_check_images_fills_sizes_and_summary_lists_sources(repo_root, tmp_path)
     assert not skipped_path_for(out).exists()
     meta = df.attrs["manifest"]
     assert set(meta["source_roots"]) == {"ibug", "coco"} and meta["policy"] == "strict"
+
+
+def test_chunking_does_not_change_the_manifest_and_bad_lines_are_located(shared_data, tmp_path):
+    """A rect_attr list cut into many byte ranges: same rows as one range; corrupt lines in two ranges are
+    skipped with their own line numbers while the rest of each range goes through."""
+    src = (shared_data / "WFLW/WFLW_annotations/list_98pt_test/list_98pt_test_makeup.txt").read_text().splitlines()
+    rows = [ln.split() for ln in src[:150]]
+    lines = [" ".join(t[:196] + ["1", "2", "300", "400", "0", "1", "0", "1", "0", "0", t[196]]) for t in rows]
+    root = tmp_path / "WFLW"
+    path = root / "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(lines) + "\n")
+    one = build_manifest([f"wflw={root}"], tmp_path / "one.parquet", progress=False)
+    many = build_manifest([f"wflw={root}"], tmp_path / "many.parquet", chunk_bytes=20_000, progress=False)
+    assert many.units > 10 and one.units == 1
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "many.parquet").read_bytes()
+    df = read_manifest(tmp_path / "one.parquet")
+    assert df["origin_line"].tolist() == list(range(1, 151)) and (df["split"] == "train").all()
+    assert (df["bbox_source"] == "given").all() and df["attr_expression"].all() and not df["attr_pose"].any()
+
+    bad = list(lines)
+    bad[20] = bad[20].replace(rows[20][5], "x5x", 1)
+    bad[120] = " ".join(bad[120].split()[:-3])
+    path.write_text("\n".join(bad) + "\n")
+    rep = build_manifest([f"wflw={root}"], tmp_path / "skip.parquet", on_error="skip", chunk_bytes=20_000, progress=False)
+    assert rep.num_faces == 148
+    assert [(r["line"], r["field"]) for r in rep.skipped] == [(21, "y2"), (121, "attr_occlusion")]
+    got = read_manifest(tmp_path / "skip.parquet")
+    assert got["origin_line"].tolist() == [i for i in range(1, 151) if i not in (21, 121)]
+    assert set(got["sample_id"]) <= set(df["sample_id"])
