@@ -297,6 +297,8 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("device cuda requested but CUDA is not available")
     amp_dtype = _amp_dtype(cfg, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     train_ds, val_ds = _load_data(cfg)
     n_train = len(train_ds)
