@@ -144,10 +144,19 @@ def read_skipped(path: str | Path) -> list[dict]:
 
 
 def summarize_manifest(path: str | Path) -> str:
-    """Summary of an existing manifest file, with the skipped records of its sidecar when present."""
+    """Summary of an existing manifest (a file, or a partitioned dataset directory written by a
+    distributed build), with the skipped records of its sidecar when present."""
     from .build import skipped_path_for
 
-    meta = mf.read_metadata(path)
-    table = mf.read_table(path)
-    side = skipped_path_for(path)
+    path = Path(path)
+    if path.is_dir():
+        from .distributed import read_dataset_info, read_dataset_table
+
+        meta = dict(read_dataset_info(path)["metadata"])
+        table = read_dataset_table(path)
+        side = path / "_skipped.jsonl"
+    else:
+        meta = mf.read_metadata(path)
+        table = mf.read_table(path)
+        side = skipped_path_for(path)
     return summary_text(table, meta, read_skipped(side), title=str(path), sidecar=side if side.is_file() else None)

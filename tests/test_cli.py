@@ -94,3 +94,14 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet")]) == 2
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", "nope=x"]) == 1
     assert "valid:" in capsys.readouterr().err
+
+
+def test_inspect_and_validate_a_partitioned_dataset(repo_root, tmp_path, capsys):
+    from landmark_unify.distributed import build_manifest_distributed
+
+    out = tmp_path / "ds"
+    build_manifest_distributed([f"ibug={repo_root / 'landmark_unify/demo_data/300W'}"], out, engine="local", progress=False)
+    assert out.is_dir()
+    assert main(["inspect", str(out)]) == 0
+    assert "5 faces" in capsys.readouterr().out
+    assert main(["validate", str(out)]) == 0

@@ -1,4 +1,5 @@
-"""``landmark_unify validate FILE``: check a manifest against the spec; exit 1 with the problems if invalid."""
+"""``landmark_unify validate FILE``: check a manifest (file or partitioned dataset directory) against the spec;
+exit 1 with the problems if invalid."""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +11,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..manifest import validate_manifest
 
     bad = 0
     for f in args.files:
-        problems = validate_manifest(f)
+        if Path(f).is_dir():  # a partitioned dataset written by a distributed build
+            from ..distributed import validate_dataset
+
+            problems = validate_dataset(f)
+        else:
+            problems = validate_manifest(f)
         if problems:
             bad += 1
             print(f"{f}: INVALID ({len(problems)} problems)", file=sys.stderr)
