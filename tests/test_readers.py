@@ -268,3 +268,18 @@ def test_parse_errors_name_file_line_and_field(tmp_path):
     assert (e.value.line, e.value.field) == (14, "y10") and e.value.path.endswith("a.pts")
     res = read_source("ibug", tmp_path, on_error="skip")
     assert res.num_faces == 0 and res.skipped[0]["line"] == 14
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-1e5, 1e5, allow_nan=False, allow_infinity=False), min_size=196, max_size=196),
+       st.sampled_from(["{!r}", "{:.6f}", "{:e}", "{:.3g}"]), st.integers(1, 4))
+def test_fast_and_line_parsers_agree_on_any_numbers(values, fmt, n):
+    tokens = [fmt.format(v) for v in values]
+    line = " ".join(tokens + ["0", "1", "20", "30", "1", "0", "0", "1", "0", "0", "a/b.jpg"])
+    data = ("\n".join([line] * n) + "\n").encode()
+    sink = ErrorSink("raise", "wflw", "wflw")
+    fast = wflw_reader._parse_fast(data, wflw_reader.RECT_FIELDS, True)
+    assert fast is not None
+    slow = wflw_reader._parse_lines(data, Path("x"), 1, True, sink)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[0][0, :196], np.array([float(t) for t in tokens]))
