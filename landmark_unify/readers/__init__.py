@@ -98,6 +98,8 @@ class Source:
             raise LandmarkUnifyError(f"reader {kind!r} has no options {unknown}; valid: {list(info.options)}")
         opts = dict(info.defaults)
         opts.update({k: str(v) for k, v in options.items()})
+        for name, value in opts.items():
+            _check_option(kind, name, value)
         label = label or kind
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", label):
             raise LandmarkUnifyError(f"source label {label!r} may use only letters, digits, '_', '.', '-'")
@@ -106,6 +108,25 @@ class Source:
     def spec(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
         return f"{self.label}:{self.kind}{f'[{opts}]' if opts else ''}={self.root}"
+
+
+_POINTS = {"300wlp": ("auto", "pt2d", "pts_2d", "pts_3d"), "aflw2000": ("pt3d_68", "pt2d"),
+           "aflw2000-21": ("pt3d_68", "pt2d")}
+
+
+def _check_option(kind: str, name: str, value: str) -> None:
+    if name == "offset":
+        try:
+            float(value)
+        except ValueError:
+            raise LandmarkUnifyError(f"reader {kind!r}: option offset={value!r} is not a number") from None
+    elif name == "points" and value not in _POINTS[kind]:
+        raise LandmarkUnifyError(f"reader {kind!r}: option points={value!r}; valid: {list(_POINTS[kind])}")
+    elif name == "schema":
+        from ..maps import list_schemas
+
+        if value not in list_schemas():
+            raise LandmarkUnifyError(f"reader {kind!r}: option schema={value!r}; valid: {list_schemas()}")
 
 
 _SPEC = re.compile(r"^(?:(?P<label>[A-Za-z0-9_.\-]+):)?(?P<kind>[a-z0-9\-]+)(?:\[(?P<opts>[^\]]*)\])?=(?P<root>.+)$")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParseError
+from ..errors import LandmarkUnifyError, ParseError
 
 NUM_ATTRIBUTES = 6
 ON_ERROR = ("raise", "skip")
@@ -78,7 +78,7 @@ class FaceBatch:
 
     def __post_init__(self) -> None:
         n = self.points.shape[0]
-        nan = np.full
+        nan = np.full  # shorthand: nan(shape, np.nan)
         if self.origin_line is None:
             self.origin_line = [None] * n
         if self.origin_key is None:
@@ -116,7 +116,6 @@ class FaceRecord:
     image_size: Sequence[float] | None = None
     source_valid: np.ndarray | None = None
     schema: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def batches_from_records(records: Sequence[FaceRecord], num_points_of) -> list[FaceBatch]:
@@ -162,7 +161,7 @@ class ErrorSink:
 
     def __init__(self, on_error: str, source: str, kind: str) -> None:
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}; got {on_error!r}")
+            raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
         self.on_error = on_error
         self.source = source
         self.kind = kind

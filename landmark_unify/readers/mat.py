@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParseError
+from ..errors import LandmarkUnifyError, ParseError
 from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, rel, sorted_files
 
 FILES_PER_UNIT = 500
@@ -82,7 +82,7 @@ def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     root = Path(unit.root)
     choice = unit.opts.get("points", "auto")
     if choice not in ("auto", "pt2d", "pts_2d", "pts_3d"):
-        raise ValueError(f"300wlp option points={choice!r}; valid: auto, pt2d, pts_2d, pts_3d")
+        raise LandmarkUnifyError(f"300wlp option points={choice!r}; valid: auto, pt2d, pts_2d, pts_3d")
     out = []
     for f in unit.files:
         path = root / f
@@ -117,7 +117,7 @@ def read_aflw2000(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     root = Path(unit.root)
     choice = unit.opts.get("points", "pt3d_68")
     if choice not in ("pt3d_68", "pt2d"):
-        raise ValueError(f"aflw2000 option points={choice!r}; valid: pt3d_68, pt2d")
+        raise LandmarkUnifyError(f"aflw2000 option points={choice!r}; valid: pt3d_68, pt2d")
     out = []
     for f in unit.files:
         path = root / f
