@@ -158,11 +158,11 @@ class DaskEngine:
                         f"distributed.scheduler.allowed-failures retries; last worker {exc.last_worker}); "
                         "the run is aborted and no output was written"
                     ) from None
-                except (OSError, TimeoutError) as exc:
-                    if isinstance(exc, LandmarkUnifyError) or _is_comm_error(exc):
+                except Exception as exc:
+                    if _is_comm_error(exc):
                         raise EngineError(f"lost the dask cluster while running partition {i + 1} of "
                                           f"{len(items)}: {exc}") from exc
-                    raise
+                    raise  # the task's own error (e.g. a ParseError naming file, line and field), as it is
                 yield i, result
         finally:
             self.client.cancel(futures)
