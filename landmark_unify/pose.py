@@ -60,11 +60,12 @@ EXPRESSION_MODES = {
 }
 MODE_SIGMA = 0.1  # prior sigma of a mode coefficient, in face radii
 NOISE_SIGMA = 0.03  # landmark noise the prior is weighed against, in face radii
-HUBER = 0.05  # Huber threshold, in face radii
-ITERATIONS = 12
+HUBER = 1.345  # Huber threshold, in robust residual scales (MAD) of the face
+MIN_SCALE = 0.01  # lower bound of that scale, in face radii
+ITERATIONS = 8
 MIN_POINTS = 8
 NOSE = np.arange(51, 60)
-CHUNK = 4096
+CHUNK = 512
 
 _layout = get_layout("wflw98")
 #: Prior weight per canonical point: 0.5 on the contour (a 2D outline is not the model's fixed 3D
@@ -226,6 +227,47 @@ def matrix_from_euler(angles: np.ndarray) -> np.ndarray:
 
 # --- the batched fit ------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=1)
+def _openblas_thread_api():
+    """``(get, set)`` of the OpenBLAS bundled with numpy, or None. The fit's matrix products are small
+    (a chunk's points times a few dozen features): with several BLAS threads on a busy machine they
+    run several times slower, so the fit holds BLAS to one thread while it runs."""
+    import ctypes
+    import glob
+
+    folder = os.path.dirname(np.__file__) + ".libs"
+    for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None) or getattr(lib, f"openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None) or getattr(lib, f"openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype = ctypes.c_int
+                put.argtypes = [ctypes.c_int]
+                return get, put
+    return None
+
+
+class _SingleThreadBLAS:
+    """Context manager: numpy's OpenBLAS on one thread inside, as before outside (no-op elsewhere)."""
+
+    def __enter__(self):
+        api = _openblas_thread_api()
+        self._old = None
+        if api is not None:
+            self._old = api[0]()
+            api[1](1)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            _openblas_thread_api()[1](self._old)
+        return False
+
+
 def _check_inputs(points98, valid98) -> tuple[np.ndarray, np.ndarray]:
     pts = np.asarray(points98)
     if pts.ndim == 2:
@@ -235,7 +277,7 @@ def _check_inputs(points98, valid98) -> tuple[np.ndarray, np.ndarray]:
     if not np.issubdtype(pts.dtype, np.number):
         raise MappingError(f"points98 must be numeric; got dtype {pts.dtype}")
     pts = pts.astype(np.float64)
-    ok = np.isfinite(pts).all(-1)
+    ok = np.isfinite(pts[..., 0]) & np.isfinite(pts[..., 1])
     if valid98 is not None:
         v = np.asarray(valid98, dtype=bool)
         if v.ndim == 1:
@@ -246,52 +288,197 @@ def _check_inputs(points98, valid98) -> tuple[np.ndarray, np.ndarray]:
     return pts, ok
 
 
-def _affine_init(x: np.ndarray, X: np.ndarray, w: np.ndarray):
-    """Weighted affine camera x ~ A X + t per face; returns nearest scaled-orthographic (Q, s, t)."""
-    n = len(x)
-    h = np.concatenate([np.broadcast_to(X, (n,) + X.shape), np.ones((n, X.shape[0], 1))], -1)
-    hw = h * w[..., None]
-    g = np.einsum("nki,nkj->nij", hw, h) + 1e-9 * np.eye(4)
-    b = np.einsum("nki,nkj->nij", hw, x)
-    sol = np.linalg.solve(g, b)  # (N, 4, 2)
-    a = sol[:, :3].transpose(0, 2, 1)
-    u, sv, vt = np.linalg.svd(a)
-    q2 = u @ vt[:, :2]
+def _nearest_scaled_rotation(a: np.ndarray):
+    """Nearest scaled-orthographic camera to affine ``a`` (N, 2, 3): rows ``Q2 = (a a^T)^(-1/2) a``
+    (the polar factor) completed to a rotation ``Q`` (N, 3, 3), and the mean singular value ``s``."""
+    m = np.matmul(a, a.transpose(0, 2, 1))  # (N, 2, 2)
+    tr = m[:, 0, 0] + m[:, 1, 1]
+    det = np.maximum(m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] ** 2, 0.0)
+    sd = np.sqrt(det)
+    root = np.sqrt(np.maximum(tr + 2 * sd, 1e-300))
+    s = root / 2  # (sigma1 + sigma2) / 2, since (sigma1 + sigma2)^2 = tr + 2 sqrt(det)
+    # (a a^T)^(1/2) = (m + sd I) / root; its inverse for a 2 x 2 matrix
+    h = (m + sd[:, None, None] * np.eye(2)) / root[:, None, None]
+    hdet = h[:, 0, 0] * h[:, 1, 1] - h[:, 0, 1] * h[:, 1, 0]
+    hinv = np.stack([np.stack([h[:, 1, 1], -h[:, 0, 1]], -1), np.stack([-h[:, 1, 0], h[:, 0, 0]], -1)], -2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q2 = np.matmul(hinv / hdet[:, None, None], a)
     q = np.concatenate([q2, np.cross(q2[:, 0], q2[:, 1])[:, None]], 1)
-    return q, sv.mean(1), sol[:, 3]
+    return q, s
 
 
-def _fit_chunk(x: np.ndarray, w: np.ndarray, model: FaceModel, iterations: int, huber: float | None):
-    """x: (N, K, 2) normalised, y up; w: (N, K) weights. Returns Q (N, 3, 3) = R^T and mode coefficients."""
+def _affine_init(x: np.ndarray, X: np.ndarray, w: np.ndarray):
+    """Weighted affine camera x ~ A X + t per face, from weighted moments; returns the nearest
+    scaled-orthographic (Q, s)."""
+    xs = X.T
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    feats = np.concatenate([np.ones((1, xs.shape[1])), xs, np.stack([xs[a] * xs[b] for a, b in pairs])]).T
+    mo = w @ feats  # (N, 10)
+    n = len(w)
+    g = np.empty((n, 4, 4))
+    for j, (a, b) in enumerate(pairs):
+        g[:, a, b] = g[:, b, a] = mo[:, 4 + j]
+    g[:, :3, 3] = g[:, 3, :3] = mo[:, 1:4]
+    g[:, 3, 3] = mo[:, 0]
+    g[:, np.arange(4), np.arange(4)] += 1e-9
+    lin = feats[:, :4][:, [1, 2, 3, 0]]  # (K, 4): X, 1
+    b = np.stack([(w * x[..., 0]) @ lin, (w * x[..., 1]) @ lin], 2)  # (N, 4, 2)
+    sol = np.linalg.solve(g, b)  # (N, 4, 2)
+    return _nearest_scaled_rotation(sol[:, :3].transpose(0, 2, 1))
+
+
+def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``a x = b`` for a batch of symmetric positive definite ``a`` (N, D, D), ``b`` (N, D):
+    Gaussian elimination without pivoting (stable for SPD matrices), vectorised over the batch in a
+    batch-last layout. NaN or inf where a matrix is singular (the caller drops those faces)."""
+    at = np.ascontiguousarray(a.transpose(1, 2, 0))  # (D, D, N)
+    bt = np.ascontiguousarray(b.T)  # (D, N)
+    dim = at.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j in range(dim - 1):
+            f = at[j + 1:, j] / at[j, j]
+            at[j + 1:, j:] -= f[:, None] * at[None, j, j:]
+            bt[j + 1:] -= f * bt[j]
+        x = np.empty_like(bt)
+        for j in range(dim - 1, -1, -1):
+            x[j] = (bt[j] - (at[j, j + 1:] * x[j + 1:]).sum(0)) / at[j, j]
+    return x.T
+
+
+def _diag_rank1_solve(dm: np.ndarray, v: np.ndarray, alpha: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Solve ``(diag(dm) - alpha v v^T) y = x`` per face (Sherman-Morrison).
+
+    dm, v: (N, G); alpha: (N,); x: (N, G, M). Returns y (N, G, M).
+    """
+    xd = x / dm[..., None]
+    vd = v / dm
+    denom = 1.0 - alpha * (v * vd).sum(1)
+    vx = (v[..., None] * xd).sum(1)  # (N, M)
+    return xd + vd[..., None] * ((alpha / denom)[:, None] * vx)[:, None, :]
+
+
+def _robust_scale(e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per face, 1.4826 x the median of the residual norms ``e`` (N, K) over points with ``w > 0``,
+    at least :data:`MIN_SCALE` (face radii)."""
+    masked = np.where(w > 0, e, np.nan)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(masked, axis=1)
+    return np.maximum(np.nan_to_num(1.4826 * med, nan=MIN_SCALE), MIN_SCALE)
+
+
+def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, iterations: int,
+               huber: float | None):
+    """Gauss-Newton + IRLS for one chunk, on weighted moments (no per-point Jacobian is formed).
+
+    x: (N, K, 2) normalised image points, y up; w: (N, K) prior weights; X: (K, 3) model points;
+    masks: (G, K) 0/1, the points each expression mode shifts along model y (disjoint groups).
+    Parameters per face: rotation increment (3), scale, mode coefficients (G); the 2D shift is
+    eliminated exactly (weighted centroids). With per-point Jacobian rows ``J_ik = A_i Y_k + s q_i1 m_k``
+    (``Y`` the centred model, ``m`` the centred mode masks), ``J^T W J`` and ``J^T W r`` follow from the
+    weighted moments ``sum w Y Y^T``, ``sum w Y m^T``, ``sum w m m^T``, ``sum w Y z^T``, ``sum w m z^T``,
+    which come from a few (N, K) x (K, F) products per iteration.
+    The first two iterations are plain least squares; then Huber weights with a robust residual scale
+    re-estimated at iterations 2 and 4. Returns Q (N, 3, 3) = R^T and the mode coefficients (N, G).
+    """
     n, k = w.shape
-    X = model.points
-    B = model.modes
-    g = len(B)
-    q, s, t = _affine_init(x, X, w)
+    g = len(masks)
+    d_par = 4 + g
+    q, s = _affine_init(x, X, w)
     c = np.zeros((n, g))
+    diag = np.arange(d_par)
+    scale = None
+    xs = X.T  # (3, K)
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    f32 = np.float32  # per-point work in single precision; moments and the solve in double
+    feats = np.concatenate([np.ones((1, k)), xs, np.stack([xs[a] * xs[b] for a, b in pairs]), masks,
+                            masks * xs[0], masks * xs[1], masks * xs[2]]).T.astype(f32)  # (K, 10 + 4G)
+    feats_z = np.concatenate([np.ones((1, k)), xs, masks]).T.astype(f32)  # (K, 4 + G)
+    xs32, masks32 = xs.astype(f32), masks.astype(f32)
+    u_img, v_img = x[..., 0].astype(f32), x[..., 1].astype(f32)
+    w = w.astype(f32)
     ww = w
-    eye6g = np.eye(6 + g)
     for it in range(iterations):
-        xc = X[None] + np.einsum("ng,gkd->nkd", c, B)
-        p = np.einsum("nij,nkj->nki", q[:, :2], xc)
-        r = x - (s[:, None, None] * p + t[:, None])
         if huber is not None and it >= 2:
-            e = np.linalg.norm(r, axis=-1) / np.maximum(np.abs(s), 1e-12)[:, None]
-            ww = w * np.where(e <= huber, 1.0, huber / np.maximum(e, 1e-12))
-        jw = -s[:, None, None, None] * np.einsum("nij,nkjl->nkil", q[:, :2], _hat(xc))
-        jc = s[:, None, None, None] * np.einsum("nij,gkj->nkig", q[:, :2], B)
-        j = np.concatenate([jw, p[..., None], np.broadcast_to(np.eye(2), (n, k, 2, 2)), jc], -1)
-        jtj = np.einsum("nkia,nkib,nk->nab", j, j, ww)
-        jtr = np.einsum("nkia,nki,nk->na", j, r, ww)
-        reg = np.zeros((n, 6 + g))
-        reg[:, 6:] = (NOISE_SIGMA * s / MODE_SIGMA)[:, None] ** 2
-        jtj = jtj + reg[:, :, None] * eye6g + 1e-10 * eye6g
-        jtr = jtr - reg * np.concatenate([np.zeros((n, 6)), c], 1)
-        d = np.linalg.solve(jtj, jtr[..., None])[..., 0]
-        q = q @ _expm_so3(d[:, :3])
-        s = s + d[:, 3]
-        t = t + d[:, 4:6]
-        c = c + d[:, 6:]
+            delta = c.astype(f32) @ masks32  # (N, K) model y shift
+            sq = (s[:, None, None] * q[:, :2]).astype(f32)  # (N, 2, 3)
+            r0 = u_img - (sq[:, 0] @ xs32 + sq[:, 0, 1:2] * delta)
+            r1 = v_img - (sq[:, 1] @ xs32 + sq[:, 1, 1:2] * delta)
+            wsum = np.maximum(ww.sum(1), 1e-12)[:, None]
+            r0 -= (ww * r0).sum(1, keepdims=True) / wsum
+            r1 -= (ww * r1).sum(1, keepdims=True) / wsum
+            e = np.sqrt(r0 * r0 + r1 * r1) / np.maximum(np.abs(s), 1e-12).astype(f32)[:, None]
+            if scale is None or it == 4:
+                scale = _robust_scale(e, w)[:, None].astype(f32)
+            ww = w * np.minimum(f32(1.0), f32(huber) * scale / np.maximum(e, f32(1e-12)))
+        a = (ww @ feats).astype(np.float64)
+        wsum = np.maximum(a[:, 0], 1e-12)
+        s1 = a[:, 1:4].copy()
+        s2 = np.empty((n, 3, 3))
+        for j, (p, r) in enumerate(pairs):
+            s2[:, p, r] = s2[:, r, p] = a[:, 4 + j]
+        wg = a[:, 10:10 + g]
+        gy = np.stack([a[:, 10 + g:10 + 2 * g], a[:, 10 + 2 * g:10 + 3 * g], a[:, 10 + 3 * g:10 + 4 * g]], 1)  # (N, 3, G)
+        bz = np.stack([(ww * u_img) @ feats_z, (ww * v_img) @ feats_z], 2).astype(np.float64)  # (N, 4 + G, 2)
+        sz = bz[:, 0]  # (N, 2)
+        syz = bz[:, 1:4].copy()  # (N, 3, 2) sum w X z^T
+        gz = bz[:, 4:]  # (N, G, 2)
+        if g:  # the model's y row is X_y + c_g on group g
+            cw = c * wg
+            s1[:, 1] += cw.sum(1)
+            s2[:, 0, 1] += (c * gy[:, 0]).sum(1)
+            s2[:, 2, 1] += (c * gy[:, 2]).sum(1)
+            s2[:, 1, 0] = s2[:, 0, 1]
+            s2[:, 1, 2] = s2[:, 2, 1]
+            s2[:, 1, 1] += 2 * (c * gy[:, 1]).sum(1) + (c * cw).sum(1)
+            syz[:, 1] += np.einsum("ng,ngb->nb", c, gz)
+            gy[:, 1] += cw
+        ybar = s1 / wsum[:, None]
+        zbar = sz / wsum[:, None]
+        mom = s2 - wsum[:, None, None] * ybar[:, :, None] * ybar[:, None, :]  # sum w Y Y^T, centred
+        zy = syz - wsum[:, None, None] * ybar[:, :, None] * zbar[:, None, :]  # sum w Y z^T, centred
+        if g:
+            ay = gy - ybar[:, :, None] * wg[:, None, :]  # sum w Y m^T, centred
+            ez = gz - wg[:, :, None] * zbar[:, None, :]  # sum w m z^T, centred
+        q2 = q[:, :2]
+        # rows i = 0, 1 of the camera at once: A_i = [-s [q_i]x ; q_i^T] (4, 3)
+        a4 = np.empty((n, 2, 4, 3))
+        a4[:, :, :3] = -s[:, None, None, None] * _hat(q2)
+        a4[:, :, 3] = q2
+        am = np.matmul(a4, mom[:, None])  # (N, 2, 4, 3)
+        jtj = np.zeros((n, d_par, d_par))
+        jtj[:, :4, :4] = np.matmul(am, a4.transpose(0, 1, 3, 2)).sum(1)
+        res_y = zy.transpose(0, 2, 1) - s[:, None, None] * np.matmul(q2, mom)  # (N, 2, 3) sum w Y r_i
+        jtr = np.zeros((n, d_par))
+        jtr[:, :4] = np.matmul(a4, res_y[..., None])[..., 0].sum(1)
+        if g:
+            f = s[:, None] * q2[:, :, 1]  # (N, 2)
+            cross = (np.matmul(a4, ay[:, None]) * f[:, :, None, None]).sum(1)  # (N, 4, G)
+            jtj[:, :4, 4:] = cross
+            jtj[:, 4:, :4] = cross.transpose(0, 2, 1)
+            ff = (f * f).sum(1)  # (N,)
+            res_m = ez.transpose(0, 2, 1) - s[:, None, None] * np.matmul(q2, ay)  # (N, 2, G) sum w m r_i
+            jtr[:, 4:] = (f[:, :, None] * res_m).sum(1)
+        jtj[:, diag, diag] += 1e-10
+        if g:
+            # The mode block is ff (diag(W_g) - W_g W_g^T / W) + reg I: diagonal plus rank one. Eliminate
+            # the modes (Schur complement, Sherman-Morrison) and solve the 4 x 4 rest.
+            reg = ((NOISE_SIGMA / MODE_SIGMA) * s) ** 2
+            jtr[:, 4:] -= reg[:, None] * c
+            dm = ff[:, None] * wg + reg[:, None] + 1e-10  # (N, G) the diagonal
+            alpha = ff / wsum
+            cmat = jtj[:, :4, 4:]  # (N, 4, G)
+            binv_ct = _diag_rank1_solve(dm, wg, alpha, cmat.transpose(0, 2, 1))  # (N, G, 4)
+            binv_r = _diag_rank1_solve(dm, wg, alpha, jtr[:, 4:, None])[..., 0]  # (N, G)
+            schur = jtj[:, :4, :4] - np.matmul(cmat, binv_ct)
+            rhs = jtr[:, :4] - np.matmul(cmat, binv_r[..., None])[..., 0]
+            d4 = _solve_spd(schur, rhs)
+            dc = binv_r - np.matmul(binv_ct, d4[..., None])[..., 0]
+        else:
+            d4 = _solve_spd(jtj[:, :4, :4], jtr[:, :4])
+            dc = np.zeros((n, 0))
+        q = q @ _expm_so3(d4[:, :3])
+        s = s + d4[:, 3]
+        c = c + dc
     return q, c
 
 
@@ -325,29 +512,40 @@ def estimate_pose(
     if (pw < 0).any() or not np.isfinite(pw).all():
         raise ValueError("point_weights must be finite and >= 0")
     use = ok & model.has_point[None] & (pw > 0)
-    enough = (use.sum(1) >= max(int(min_points), 6)) & use[:, NOSE].any(1)
+    enough = (np.count_nonzero(use, axis=1) >= max(int(min_points), 6)) & use[:, NOSE].any(1)
     n = len(pts)
     out = np.full((n, 3), np.nan)
     rot = np.full((n, 3, 3), np.nan)
     idx = np.flatnonzero(enough)
+    cols = np.flatnonzero(use.any(0))  # points some face uses
+    masks = model.modes[:, :, 1]
+    model_pts, model_masks = model.points[cols], masks[:, cols]
+    pw_cols = pw[..., cols]
+    with _SingleThreadBLAS():
+        _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, huber, out, rot)
+    out = out.astype(np.float32)
+    return (out, rot) if return_rotation else out
+
+
+def _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, huber, out, rot) -> None:
     for start in range(0, len(idx), CHUNK):
         sel = idx[start:start + CHUNK]
-        w = np.where(use[sel], np.broadcast_to(pw, use.shape)[sel], 0.0)
-        x = np.where(use[sel][..., None], pts[sel], 0.0)
-        x[..., 1] = -x[..., 1]  # y up
+        u = use[np.ix_(sel, cols)]
+        w = np.where(u, pw_cols if pw_cols.ndim == 1 else pw_cols[sel], 0.0)
+        x = np.where(u[..., None], pts[np.ix_(sel, cols)], 0.0)
+        x[..., 1] *= -1.0  # y up
         # normalise each face: weighted centroid at the origin, unit RMS radius
-        wsum = w.sum(1, keepdims=True)
-        centre = (x * w[..., None]).sum(1, keepdims=True) / wsum[..., None]
-        xc = (x - centre) * (w > 0)[..., None]
-        radius = np.sqrt((w * (xc**2).sum(-1)).sum(1) / wsum[:, 0])
-        xn = xc / np.maximum(radius, 1e-12)[:, None, None]
-        q, _ = _fit_chunk(xn, w, model, iterations, huber)
+        wsum = w.sum(1)
+        centre = np.matmul(w[:, None, :], x)[:, 0] / wsum[:, None]
+        x -= centre[:, None, :]
+        x *= u[..., None]
+        radius = np.sqrt((w * (x * x).sum(-1)).sum(1) / wsum)
+        x /= np.maximum(radius, 1e-12)[:, None, None]
+        q, _ = _fit_chunk(x, w, model_pts, model_masks, iterations, huber)
         r = q.transpose(0, 2, 1)
         good = np.isfinite(r).all((1, 2)) & (radius > 0)
         out[sel[good]] = euler_from_matrix(r[good])
         rot[sel[good]] = r[good]
-    out = out.astype(np.float32)
-    return (out, rot) if return_rotation else out
 
 
 # --- the solvePnP baseline --------------------------------------------------------------------------------

@@ -61,14 +61,14 @@ def test_accuracy_on_aflw2000_pt3d_default_policy(aflw, model):
     est = lu.estimate_pose(p98, v98, model=model)
     assert est.shape == (16, 3) and est.dtype == np.float32
     mae = _mae(est, aflw["pose"])
-    assert mae.mean() < 1.2, mae  # measured 1.12 (pitch 1.45, yaw 1.09, roll 0.81)
+    assert mae.mean() < 1.2, mae  # measured 1.14 (pitch 1.45, yaw 1.14, roll 0.82)
     assert (mae < 2.0).all() and np.abs(est - aflw["pose"]).max() < 6.0  # order and signs right
 
 
 def test_accuracy_with_the_projected_jaw(aflw, model):
     p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d", projected_contour=True)
     mae = _mae(lu.estimate_pose(p98, v98, model=model), aflw["pose"])
-    assert mae.mean() < 0.9, mae  # measured 0.73; a plain affine fit gives 0.9
+    assert mae.mean() < 0.9, mae  # measured 0.71; a plain affine fit gives 0.9
 
 
 def test_pt2d_21_points(aflw, model):
@@ -79,7 +79,7 @@ def test_pt2d_21_points(aflw, model):
     est = lu.estimate_pose(p98, v98, model=model)
     assert np.isfinite(est).all()
     mae = _mae(est, aflw["pose"])
-    assert mae.mean() < 4.0, mae  # measured 3.37 (pitch 3.73, yaw 4.75, roll 1.61)
+    assert mae.mean() < 3.2 and mae[1] < 3.5, mae  # measured 2.59 (pitch 3.43, yaw 2.90, roll 1.44)
 
 
 def test_mirror_consistency(aflw, model):
