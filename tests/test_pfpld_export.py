@@ -61,9 +61,10 @@ def nnie_dir(shared_data, checkpoint, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("nnie")
     lists = _wflw_lists(shared_data)
-    photos = sorted((shared_data / "upstream_pfpld").glob("*.jpg"))[:2]
+    photos = [str(shared_data / "upstream_pfpld" / "example.jpg"),
+              f"{shared_data / 'upstream_pfpld' / 'sample.jpg'}:500,120,630,260"]  # centre crop; a face box
     rc = _run_cli(cmd, [str(checkpoint), "--format", "nnie", "-o", str(out), "--faces", str(lists),
-                        "--parity-count", "6", "--photos", *map(str, photos),
+                        "--parity-count", "6", "--photos", *photos,
                         "--reference-prototxt", str(shared_data / "upstream_pfpld" / "pfpld.prototxt"),
                         "--calib", str(lists), "--calib-count", "12", "--holdout", str(lists),
                         "--holdout-count", "30"])
@@ -94,7 +95,8 @@ def test_onnx_and_caffe_match_pytorch_on_real_faces(nnie_dir, shared_data):
     report = json.loads((nnie_dir / "report.json").read_text())
     for key in ("onnx_vs_torch", "onnx_batch1_vs_torch", "caffe_vs_torch"):
         assert max(report["parity"][key].values()) <= TOL, (key, report["parity"][key])
-    assert "face crops" in report["parity_inputs"] and "photo" in report["parity_inputs"]
+    assert "6 face crops" in report["parity_inputs"] and "2 photo" in report["parity_inputs"]
+    assert (nnie_dir / "overlay_caffe.png").is_file()
     proto = onnx.load(str(nnie_dir / "pfpld.onnx"))
     onnx.checker.check_model(proto)
     assert [o.name for o in proto.graph.output] == ["pose", "landmarks"]

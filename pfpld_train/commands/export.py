@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-key", default=None, help="checkpoint entry holding the state_dict (default: model)")
     p.add_argument("--faces", type=Path, action="append", default=[],
                    help="manifest or WFLW list whose face crops are used for the parity check (repeatable)")
-    p.add_argument("--photos", type=Path, nargs="*", default=[], help="photos whose centre crops join the parity check")
+    p.add_argument("--photos", type=Path, nargs="*", default=[], help="photos joining the parity check: PATH (centre crop) or PATH:x0,y0,x1,y1 (face box)")
     p.add_argument("--parity-count", type=int, default=16, help="faces per --faces source for parity (default 16)")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed vs PyTorch (default 1e-4)")
     p.add_argument("--reference-prototxt", type=Path, default=None,

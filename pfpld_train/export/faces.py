@@ -14,6 +14,7 @@ into ``(N, 3, 112, 112) float32`` tensors.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,17 +196,29 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
 
 
 def photo_crops(paths, size: int = CROP_SIZE) -> np.ndarray:
-    """Centre square of each photo resized to ``size``: ``(N, size, size, 3) uint8`` RGB.
+    """Face crops of photos: ``(N, size, size, 3) uint8`` RGB.
 
-    For numerical parity checks on real pixels where no landmarks are known (e.g. the demo photos).
+    Each entry is ``PATH`` (the centre square of the photo, for numerical parity on real pixels) or
+    ``PATH:x0,y0,x1,y1`` (a face box in pixels, cropped with the standard rule of
+    :func:`pfpld_train.crop.box_crop_params`).
     """
     import cv2
 
+    from ..crop import box_crop_params
+
     out = []
-    for p in paths:
-        img = _read_image_rgb(Path(p))
+    for spec in paths:
+        spec = str(spec)
+        box = None
+        if re.search(r":[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+$", spec):
+            spec, _, coords = spec.rpartition(":")
+            box = np.asarray([float(c) for c in coords.split(",")], np.float64)
+        img = _read_image_rgb(Path(spec))
         if img is None:
-            raise ExportError(f"{p}: image not found or unreadable")
+            raise ExportError(f"{spec}: image not found or unreadable")
+        if box is not None:
+            out.append(crop_image(img, box_crop_params(box[None])[0], size))
+            continue
         h, w = img.shape[:2]
         s = min(h, w)
         y0, x0 = (h - s) // 2, (w - s) // 2
