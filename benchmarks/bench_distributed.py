@@ -127,7 +127,8 @@ def _mb(b: float) -> str:
 
 def report(title: str, results: list[dict]) -> None:
     base = results[0]
-    print(f"\n== {title}: {base['faces']} faces, {base['units']} partitions ==")
+    print(f"\n== {title}: {base['faces']} faces, {base['units']} partitions "
+          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores) ==")
     print(f"{'config':<14} {'wall s':>8} {'faces/s':>10} {'vs local':>9} {'driver RSS':>12} {'max worker RSS':>15}")
     for r in results:
         name = r["engine"] + (f" x{r['workers']}" if r["engine"] != "local" else "")
@@ -148,6 +149,7 @@ def main() -> int:
     ap.add_argument("--chunk-mb", type=float, default=32.0, help="list text per partition (build's default 32)")
     ap.add_argument("--image-chunk-mb", type=float, default=0.5)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--workloads", default="annotation,images", help="comma-separated: annotation, images")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -159,38 +161,49 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
         tmp = Path(tmp)
-        t = time.perf_counter()
-        root = make_annotation_root(tmp, args.faces)
-        size = (root / RECT_DIR / "list_98pt_rect_attr_train.txt").stat().st_size
-        print(f"annotation list: {args.faces} faces, {size / 2**20:.0f} MiB, written in {time.perf_counter() - t:.1f} s")
+        workloads = set(args.workloads.split(","))
         configs = [("local", 1), ("dask", 1), ("dask", 2)]
-        res = []
-        for eng, w in configs:
-            out = tmp / f"out_{eng}{w}.parquet" if eng == "local" else tmp / f"out_{eng}{w}"
-            res.append(spawn(eng, w, root, out, args.chunk_mb, False))
-        report("annotation-only (dataset output for dask, single file for local)", res)
-        res_file = spawn("dask", 2, root, tmp / "out_dask2_file.parquet", args.chunk_mb, False)
-        report("annotation-only, dask x2 writing the single-file form", [res[0], res_file])
-
-        if not args.skip_memory:
-            small = max(args.faces // 4, 1)
-            root_s = make_annotation_root(tmp, small)
-            mem = [spawn("local", 1, root_s, tmp / "mem_local.parquet", args.chunk_mb, False),
-                   spawn("dask", 2, root_s, tmp / "mem_dask", args.chunk_mb, False)]
-            print(f"\n== memory: {small} vs {args.faces} faces, partitions of {args.chunk_mb:g} MiB of list text ==")
-            for label, a, b in (("local process", mem[0], res[0]), ("dask driver", mem[1], res[2])):
-                print(f"  {label:<16} peak RSS {_mb(a['driver_peak_rss'])} -> {_mb(b['driver_peak_rss'])}")
-            wa = max(mem[1]["worker_peak_rss"].values())
-            wb = max(res[2]["worker_peak_rss"].values())
-            print(f"  {'dask worker':<16} peak RSS {_mb(wa)} -> {_mb(wb)}  (max over the 2 workers)")
-
-        img_root = make_image_root(tmp, args.image_faces)
-        res_img = []
-        for eng, w in configs:
-            out = tmp / f"img_{eng}{w}.parquet" if eng == "local" else tmp / f"img_{eng}{w}"
-            res_img.append(spawn(eng, w, img_root, out, args.image_chunk_mb, True))
-        report("image checking (--check-images, every face decodes its own image)", res_img)
+        if "annotation" in workloads:
+            annotation_only(tmp, args, configs)
+        if "images" in workloads:
+            img_root = make_image_root(tmp, args.image_faces)
+            res_img = []
+            for eng, w in configs:
+                out = tmp / f"img_{eng}{w}.parquet" if eng == "local" else tmp / f"img_{eng}{w}"
+                res_img.append(spawn(eng, w, img_root, out, args.image_chunk_mb, True))
+            report("image checking (--check-images, every face decodes its own image)", res_img)
     return 0
+
+
+def annotation_only(tmp: Path, args, configs) -> None:
+    """Local vs dask x1/x2 at --faces, the single-file form, and memory at --faces/4."""
+    t = time.perf_counter()
+    root = make_annotation_root(tmp, args.faces)
+    size = (root / RECT_DIR / "list_98pt_rect_attr_train.txt").stat().st_size
+    print(f"annotation list: {args.faces} faces, {size / 2**20:.0f} MiB, written in {time.perf_counter() - t:.1f} s")
+    res = []
+    for eng, w in configs:
+        out = tmp / f"out_{eng}{w}.parquet" if eng == "local" else tmp / f"out_{eng}{w}"
+        res.append(spawn(eng, w, root, out, args.chunk_mb, False))
+    report("annotation-only (dataset output for dask, single file for local)", res)
+    res_file = spawn("dask", 2, root, tmp / "out_dask2_file.parquet", args.chunk_mb, False)
+    report("annotation-only, dask x2 writing the single-file form", [res[0], res_file])
+
+    if not args.skip_memory:
+        small = max(args.faces // 4, 1)
+        root_s = make_annotation_root(tmp, small)
+        mem = [spawn("local", 1, root_s, tmp / "mem_local.parquet", args.chunk_mb, False),
+               spawn("dask", 2, root_s, tmp / "mem_dask", args.chunk_mb, False)]
+        print(f"\n== memory: {small} vs {args.faces} faces, partitions of {args.chunk_mb:g} MiB of list text ==")
+        for label, a, b in (("local process", mem[0], res[0]), ("dask driver", mem[1], res[2])):
+            print(f"  {label:<16} peak RSS {_mb(a['driver_peak_rss'])} -> {_mb(b['driver_peak_rss'])}")
+        wa = max(mem[1]["worker_peak_rss"].values())
+        wb = max(res[2]["worker_peak_rss"].values())
+        print(f"  {'dask worker':<16} peak RSS {_mb(wa)} -> {_mb(wb)}  (max over the 2 workers)")
+        quarter = spawn("dask", 2, root, tmp / "mem_dask_small_parts", args.chunk_mb / 4, False)
+        wq = max(quarter["worker_peak_rss"].values())
+        print(f"  {'dask worker':<16} peak RSS at {args.faces} faces with partitions of {args.chunk_mb / 4:g} MiB: "
+              f"{_mb(wq)} ({quarter['units']} partitions)")
 
 
 if __name__ == "__main__":
