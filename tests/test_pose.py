@@ -222,3 +222,22 @@ def test_relabel_leaves_unknown_when_the_fit_fails(aflw, tmp_path):
     out, counts = relabel_dataframe(df)
     assert counts == {"filled": int((~has).sum()) - 1, "kept": int(has.sum()), "unknown": 1}
     assert out["pose_source"].isna().iloc[1] and np.isnan(out["yaw"].iloc[1])
+
+
+def test_blas_threads_are_restored(aflw, model):
+    from landmark_unify.pose import _openblas_thread_api
+
+    api = _openblas_thread_api()
+    if api is None:
+        pytest.skip("numpy's BLAS is not the bundled OpenBLAS")
+    before = api[0]()
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    lu.estimate_pose(p98, v98, model=model)
+    assert api[0]() == before
+
+
+def test_return_rotation_matches_the_angles(aflw, model):
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    ang, rot = lu.estimate_pose(p98, v98, model=model, return_rotation=True)
+    np.testing.assert_allclose(euler_from_matrix(rot), ang, atol=1e-3)
+    np.testing.assert_allclose(np.matmul(rot, rot.transpose(0, 2, 1)), np.broadcast_to(np.eye(3), rot.shape), atol=1e-9)
