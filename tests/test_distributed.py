@@ -260,3 +260,17 @@ def test_take_rows_is_right_on_sliced_tables(built):
     got = D.take_rows(s, [3, 4, 10, 2])
     want = [mf.landmarks_array(mf.dataframe_from_table(t.slice(5 + i, 1)))[0] for i in (3, 4, 10, 2)]
     np.testing.assert_array_equal(mf.landmarks_array(mf.dataframe_from_table(got)), np.stack(want))
+
+
+def test_build_manifest_command_with_dask_engine(shared_data, tmp_path, capsys):
+    """The README's cluster example: build-manifest --engine dask --workers 2 (a LocalCluster of its own)."""
+    pytest.importorskip("distributed")
+    from landmark_unify.cli import main
+
+    srcs = ["--source", f"ibug={shared_data}/300W", "--source", f"coco={shared_data}/mmpose_tests/wflw"]
+    assert main(["build-manifest", "-o", str(tmp_path / "demo.parquet"), "--no-progress", *srcs]) == 0
+    assert main(["build-manifest", "-o", str(tmp_path / "demo_ds"), "--engine", "dask", "--workers", "2",
+                 "--no-progress", *srcs]) == 0
+    assert "engine dask x2" in capsys.readouterr().out
+    assert D.compare_manifests(tmp_path / "demo.parquet", tmp_path / "demo_ds") == []
+    assert D.validate_dataset(tmp_path / "demo_ds") == []
