@@ -135,7 +135,7 @@ def write_cfg(path: str | Path, *, stem: str, image_list: str, n_images: int, co
 
 def write_board_readme(path: str | Path, *, stem: str, outputs_in_order: list[str], report: dict) -> None:
     """README for the board side: input layout, output order and the fixed-point scale."""
-    parity = report.get("parity", {})
+    parity = {k: ", ".join(f"{n} {v:.2g}" for n, v in d.items()) for k, d in report.get("parity", {}).items()}
     int8 = report.get("int8", {})
     text = f"""# PFPLD on NNIE: board-side notes
 

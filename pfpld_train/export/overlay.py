@@ -12,7 +12,7 @@ __all__ = ["draw_crops"]
 
 
 def draw_crops(crops_rgb: np.ndarray, landmarks: np.ndarray, path: str | Path, *, truth: np.ndarray | None = None,
-               zoom: int = 3, columns: int = 6) -> Path:
+               zoom: int = 2, columns: int = 6) -> Path:
     """Write a PNG grid of crops with predicted points (green) and optional ground truth (red).
 
     crops_rgb: ``(N, 112, 112, 3) uint8``; landmarks, truth: ``(N, 98, 2)`` or ``(N, 196)`` in crop units.

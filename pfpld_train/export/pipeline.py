@@ -46,7 +46,7 @@ def parity_batch(faces: list[str | Path] = (), photos: list[str | Path] = (), n:
         what.append(f"{len(fs)} face crops from {f}")
     if photos:
         crops.append(photo_crops(photos))
-        what.append(f"{len(photos)} photo centre crops")
+        what.append(f"{len(photos)} photo crops")
     if not crops:
         rng = np.random.default_rng(seed)
         return rng.random((4, 3, 112, 112), dtype=np.float32), "4 random inputs (no real faces given)", None
