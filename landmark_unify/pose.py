@@ -17,8 +17,9 @@ Method (:func:`estimate_pose`)
 3. Gauss-Newton on a scaled-orthographic camera (rotation, scale, 2D shift) plus six regularised
    expression modes (vertical shifts of the lower lip, the upper lip, each brow and each upper eyelid
    in the face frame, Gaussian prior with sigma 0.1 face radii), with iteratively reweighted least
-   squares (Huber, threshold 5 % of the face radius) against a few bad points. Only valid points with a
-   model point take part; a per-point prior weight (:data:`DEFAULT_POINT_WEIGHTS`) halves the contour.
+   squares (Huber weights at 1.345 robust residual scales) against a few bad points. Only valid points
+   with a model point take part; a per-point prior weight (:data:`DEFAULT_POINT_WEIGHTS`) leaves out the
+   sides of a 2D outline contour (:data:`PROJECTED_CONTOUR_WEIGHTS` for a projected 3D contour).
 4. Faces with fewer than ``min_points`` usable points, or none on the nose, get NaN: an unknown pose,
    never a made-up one.
 
@@ -68,9 +69,20 @@ NOSE = np.arange(51, 60)
 CHUNK = 512
 
 _layout = get_layout("wflw98")
-#: Prior weight per canonical point: 0.5 on the contour (a 2D outline is not the model's fixed 3D
-#: contour on a turned face), 1 elsewhere. Points without a model point never take part.
-DEFAULT_POINT_WEIGHTS = np.where(np.array(_layout.groups) == "contour", 0.5, 1.0)
+_contour = np.array(_layout.groups) == "contour"
+_chin = np.zeros(98, bool)
+_chin[14:19] = True
+#: Prior weight per canonical point for a face whose contour is the visible outline (WFLW, LaPa, 300W,
+#: COFW / AFLW chin): the contour is not used except around the chin (points 14-18, weight 0.5). On a
+#: turned face the far side of a 2D outline is the cheek's silhouette, wider than the model's fixed 3D
+#: contour, and pulls yaw toward zero (by about a third on WFLW's turned faces, see docs/pose.md).
+#: 1 elsewhere. Points without a model point never take part.
+DEFAULT_POINT_WEIGHTS = np.where(_contour, np.where(_chin, 0.5, 0.0), 1.0)
+#: Prior weights for a face whose contour is the projection of the model's 3D contour points (300W-LP
+#: ``pt2d``, AFLW2000-3D ``pt3d_68``, i.e. schema ``ibug68_3d`` with ``projected_contour=True``).
+PROJECTED_CONTOUR_WEIGHTS = np.ones(98)
+#: Source schemas whose contour (when valid) is a projected 3D contour.
+PROJECTED_CONTOUR_SCHEMAS = ("ibug68_3d",)
 
 
 class PoseModelError(LandmarkUnifyError):
@@ -604,7 +616,8 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
     """A copy of manifest DataFrame ``df`` with fitted poses.
 
     Rows without a pose get ``pitch``, ``yaw``, ``roll`` from the fit and ``pose_source = "fit"`` (or
-    stay null when the fit is unknown). Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
+    stay null when the fit is unknown). Point weights follow the row's ``source_schema``:
+    :data:`PROJECTED_CONTOUR_WEIGHTS` for projected 3D contours, else :data:`DEFAULT_POINT_WEIGHTS`. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
     ``fit_yaw``, ``fit_roll`` beside it. Returns ``(df, counts)`` with counts of filled, kept, unknown rows.
     """
     import pandas as pd
@@ -614,6 +627,9 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
     out = df.copy()
     out.attrs = dict(df.attrs)
     n = len(df)
+    if n and "point_weights" not in fit_options:
+        projected = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()[:, None]
+        fit_options["point_weights"] = np.where(projected, PROJECTED_CONTOUR_WEIGHTS, DEFAULT_POINT_WEIGHTS)
     fit = estimate_pose(landmarks_array(df), valid_array(df), model=model, **fit_options) if n else np.zeros((0, 3), np.float32)
     known_fit = np.isfinite(fit).all(1)
     src = df["pose_source"].astype(object).where(df["pose_source"].notna(), None).to_numpy() if n else np.array([], object)
