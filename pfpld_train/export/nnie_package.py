@@ -145,8 +145,8 @@ Compile with `nnie_mapper {stem}.cfg` run from this folder; it writes `{stem}_in
 
 ## Input
 - One blob `input`, 1 x 3 x 112 x 112, **U8, planar (CHW), channel order R, G, B** (`[RGB_order] RGB`).
-  Each row of each plane starts at a stride aligned to 16 bytes (`[internal_stride] 16`): for a 112-pixel
-  row the stride is 112, so the planes are contiguous.
+  Rows are laid out with the stride of the input blob's descriptor (16-byte aligned for U8; 112 for a
+  112-pixel row, so the three planes are contiguous).
 - The mapper folds the normalisation into the model: feed raw pixels 0..255; the network sees
   pixel x 1/255 (`[norm_type] 3`, `[data_scale] 0.0039215686`).
 - The image must be the standard face crop the network was trained on: a square of side
@@ -163,8 +163,8 @@ Check the order the mapper reports in its log/.wk; address outputs by name where
   degrees).
 
 NNIE writes output blobs as **signed 32-bit fixed point with 12 fractional bits**: divide every value by
-**{NNIE_FIXED_POINT_SCALE}** (float value = s32 / 4096.0) before the conversions above. Output rows are
-also stride-aligned (16 bytes): read 196 (resp. 3) values from the start of each row.
+**{NNIE_FIXED_POINT_SCALE}** (float value = s32 / 4096.0) before the conversions above. Read 196
+(resp. 3) values from the start of the output blob; its stride comes from the blob descriptor.
 
 ## Accuracy checks done at export
 - Caffe (OpenCV dnn) vs PyTorch, max abs difference: {parity.get("caffe_vs_torch", "n/a")}
