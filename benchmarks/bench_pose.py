@@ -80,10 +80,13 @@ def main() -> int:
 
     p68, gt = aflw2000()
     print("accuracy on the 16 AFLW2000-3D faces, MAE degrees (pitch, yaw, roll | mean):")
-    for name, kwargs in (("pt3d_68, strict (no jaw)", {}), ("pt3d_68, with projected jaw", {"projected_contour": True})):
+    from landmark_unify.pose import DEFAULT_POINT_WEIGHTS, PROJECTED_CONTOUR_WEIGHTS
+
+    for name, kwargs, weights in (("pt3d_68, strict (no jaw)", {}, DEFAULT_POINT_WEIGHTS),
+                                  ("pt3d_68, with projected jaw", {"projected_contour": True}, PROJECTED_CONTOUR_WEIGHTS)):
         p98, v98 = lu.to_canonical(p68, "ibug68_3d", **kwargs)
-        for method, est in (("fit", lu.estimate_pose(p98, v98, model=model)),
-                            ("solvePnP", lu.estimate_pose_pnp(p98, v98, (450, 450), model=model))):
+        for method, est in (("fit", lu.estimate_pose(p98, v98, model=model, point_weights=weights)),
+                            ("solvePnP", lu.estimate_pose_pnp(p98, v98, (450, 450), model=model, point_weights=weights))):
             ok = np.isfinite(est).all(1)
             e = np.abs(est[ok] - gt[ok]).mean(0)
             print(f"  {name:28s} {method:9s} n={ok.sum():2d}  {e[0]:5.2f} {e[1]:5.2f} {e[2]:5.2f} | {e.mean():5.2f}")

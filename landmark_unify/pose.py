@@ -563,10 +563,11 @@ def _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, h
 # --- the solvePnP baseline --------------------------------------------------------------------------------
 
 def estimate_pose_pnp(points98, valid98=None, image_size=None, *, model: FaceModel | None = None,
-                      min_points: int = MIN_POINTS) -> np.ndarray:
+                      point_weights=None, min_points: int = MIN_POINTS) -> np.ndarray:
     """Per-face ``cv2.solvePnP`` baseline, same convention and output as :func:`estimate_pose`.
 
-    The real 3D mean face (model units) is placed in OpenCV's camera frame (x right, y down, z away
+    It uses the points :func:`estimate_pose` uses (``point_weights`` > 0), unweighted. The real 3D mean
+    face (model units) is placed in OpenCV's camera frame (x right, y down, z away
     from the camera) and matched to the pixel landmarks with a pinhole camera: focal length = image
     width, principal point = image centre. ``image_size``: ``(W, H)`` or ``(N, 2)``; when None the
     principal point is the landmarks' centre and the focal length the largest image extent implied by
@@ -578,7 +579,8 @@ def estimate_pose_pnp(points98, valid98=None, image_size=None, *, model: FaceMod
 
     pts, ok = _check_inputs(points98, valid98)
     model = model or load_face_model()
-    use = ok & model.has_point[None]
+    pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
+    use = ok & model.has_point[None] & (np.broadcast_to(pw, ok.shape) > 0)  # the fit's points, unweighted
     n = len(pts)
     if image_size is not None:
         size = np.broadcast_to(np.asarray(image_size, dtype=np.float64).reshape(-1, 2), (n, 2))
