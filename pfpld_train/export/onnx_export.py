@@ -77,17 +77,15 @@ def load_checkpoint(path: str | Path, key: str | None = None):
     """
     import torch
 
+    from ..checkpoint import CheckpointError
+    from ..checkpoint import load_checkpoint as read_checkpoint
     from ..model import build_model
 
     path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: checkpoint not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure becomes one clear message
-        raise ExportError(f"{path}: cannot be read with torch.load(weights_only=True): {exc}") from exc
-    if not isinstance(obj, dict):
-        raise ExportError(f"{path}: expected a dict (checkpoint or state_dict), got {type(obj).__name__}")
+        obj = read_checkpoint(path)  # torch.load(..., weights_only=True), a dict or a typed error
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
     entry = None
     if key is not None:
         if key not in obj:
