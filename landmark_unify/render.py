@@ -175,8 +175,8 @@ def _caption(row) -> str:
     parts = [str(row["source"])]
     if pd.notna(row["yaw"]):
         parts.append(f"y{row['yaw']:.0f} p{row['pitch']:.0f} r{row['roll']:.0f}")
-    if pd.notna(row["eye_state"]) and row["eye_state"] not in ("open", "unknown"):
-        parts.append(str(row["eye_state"]).replace("_closed", "-closed"))
+    if pd.notna(row["eye_state"]) and row["eye_state"] in ("one_closed", "both_closed"):
+        parts.append("shut:1" if row["eye_state"] == "one_closed" else "shut:2")
     return " ".join(parts)
 
 
