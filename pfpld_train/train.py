@@ -77,7 +77,7 @@ class TrainConfig:
     cache: str | None = None
     val_cache: str | None = None
     max_steps: int | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: on for CUDA (2.3x faster with AMP on an H200), off on CPU
     progress: bool = True
     loss: dict = field(default_factory=lambda: LossConfig().to_dict())
     augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
@@ -299,6 +299,8 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     amp_dtype = _amp_dtype(cfg, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if cfg.channels_last is None:
+        cfg.channels_last = device.type == "cuda"
 
     train_ds, val_ds = _load_data(cfg)
     n_train = len(train_ds)

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="cpu (default) or cuda")
     parser.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
                         help="mixed precision on CUDA (auto: bf16 where supported, else fp16)")
-    parser.add_argument("--channels-last", action="store_true", default=None, help="channels-last tensors (GPU)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels-last tensors (default: on for cuda, off for cpu)")
     parser.add_argument("--workers", type=int, help="data-loading processes (2)")
     parser.add_argument("--cache", help="crop cache of the training manifest (pfpld_train cache)")
     parser.add_argument("--val-cache", help="crop cache of the validation manifest")
