@@ -258,3 +258,16 @@ def test_sanitized_names_are_mapper_safe(name):
     out = sanitize_name(name)
     assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", out)
     assert not out.lower().endswith(NNIE_RESERVED_SUFFIXES)
+
+
+def test_trained_reference_model_converts_to_caffe(shared_data, tmp_path):
+    """A real trained ONNX network (PFLD-GhostOne) through the Caffe writer, checked by OpenCV on real faces."""
+    from pfpld_train.commands import export as cmd
+
+    model = shared_data / "reference_models" / "pfld_ghostone" / "PFLD_GhostOne_112_1_opt_sim.onnx"
+    rc = _run_cli(cmd, [str(model), "--format", "caffe", "-o", str(tmp_path), "--faces", str(_wflw_lists(shared_data)),
+                        "--parity-count", "4", "--stem", "ghostone"])
+    assert rc == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert max(report["parity"]["caffe_vs_onnx_source"].values()) <= TOL
+    assert report["caffe"]["layer_counts"]["Convolution"] > 40

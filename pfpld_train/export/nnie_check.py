@@ -124,10 +124,20 @@ def check_nnie(conv: CaffeConversion, limits: NnieLimits = NnieLimits()) -> list
 
 
 def format_issues(issues: list[Issue]) -> str:
-    """One line per finding, errors first, then a count line."""
+    """One line per finding, errors first, then a count line.
+
+    Errors that only follow from an earlier one (an input that was not converted) are summed up in one line;
+    ``compatibility.json`` keeps them all.
+    """
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity != "error"]
-    lines = [str(i) for i in errors + _collapse(warnings)]
+    cascade = [i for i in errors if i.rule in ("missing-input", "missing-output")]
+    roots = [i for i in errors if i not in cascade]
+    lines = [str(i) for i in (roots or cascade) + _collapse(warnings)]
+    if roots and cascade:
+        names = ", ".join(dict.fromkeys(i.node for i in cascade[:4]))
+        lines.append(f"[error] missing-input: {len(cascade)} further node input(s)/output(s) depend on the "
+                     f"layers above ({names}, ...)")
     lines.append(f"{len(errors)} error(s), {len(warnings)} warning(s)")
     return "\n".join(lines)
 
