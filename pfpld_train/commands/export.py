@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("nnie")
     g.add_argument("--calib", type=Path, help="manifest / WFLW list for calibration crops (required for nnie)")
     g.add_argument("--calib-split", default=None, help="manifest split for calibration (e.g. train)")
-    g.add_argument("--calib-count", type=int, default=64, help="calibration images (default 64, at most 256 used)")
+    g.add_argument("--calib-count", type=int, default=64, help="calibration images, drawn across the whole manifest (default 64, at most 256 used)")
     g.add_argument("--calib-format", default="jpg", choices=("jpg", "png", "bmp"))
     g.add_argument("--holdout", type=Path, help="manifest / WFLW list for the int8 drift check")
     g.add_argument("--holdout-split", default=None, help="manifest split for the int8 check (e.g. test)")
@@ -104,10 +104,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             if args.calib is None:
                 raise ExportError("--format nnie needs --calib (a manifest or WFLW list for calibration crops)")
-            calib = read_faces(args.calib, limit=args.calib_count, split=args.calib_split)
+            calib = read_faces(args.calib, limit=args.calib_count, split=args.calib_split, spread=True)
             holdout = None
             if args.holdout is not None:
-                holdout = read_faces(args.holdout, limit=args.holdout_count, split=args.holdout_split)
+                holdout = read_faces(args.holdout, limit=args.holdout_count, split=args.holdout_split, spread=True,
+                                     seed=1)
                 overlap = set(calib.ids) & set(holdout.ids)
                 if overlap:
                     keep = [i for i, s in enumerate(holdout.ids) if s not in overlap]

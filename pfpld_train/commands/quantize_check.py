@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.model.is_file():
             raise ExportError(f"{args.model}: model not found")
         pre = _preprocess(args)
-        faces = read_faces(args.manifest, limit=args.limit, split=args.split)
+        faces = read_faces(args.manifest, limit=args.limit, split=args.split, spread=args.limit is not None)
         largest = max(args.calib_sizes)
         if args.calib is not None:
-            calib = read_faces(args.calib, limit=largest, split=args.calib_split)
+            calib = read_faces(args.calib, limit=largest, split=args.calib_split, spread=True)
             ids = set(calib.ids)
             evalset = faces.subset([i for i, s in enumerate(faces.ids) if s not in ids])
             note = f"calibration from {args.calib}"

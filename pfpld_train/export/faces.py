@@ -142,12 +142,15 @@ def _manifest_records(path: Path, split: str | None):
 
 
 def read_faces(path: str | Path, *, limit: int | None = None, split: str | None = None,
-               images_root: str | Path | None = None, show_progress: bool = False) -> FaceSet:
+               images_root: str | Path | None = None, spread: bool = False, seed: int = 0,
+               show_progress: bool = False) -> FaceSet:
     """Standard crops of the faces of a manifest or WFLW list whose images exist.
 
     Args:
         path: manifest ``.parquet``, WFLW list ``.txt``, or a folder of WFLW lists.
-        limit: stop after this many readable faces (in file order).
+        limit: stop after this many readable faces (in file order, or see ``spread``).
+        spread: visit the faces in an order fixed by a hash of their id and ``seed`` instead of file order,
+            so that a ``limit`` draws them from the whole file (calibration and held-out samples).
         split: manifest only: keep this split.
         images_root: WFLW lists only: folder holding the ``WFLW_images`` tree's contents (default: the
             ``WFLW_images`` folder beside ``WFLW_annotations``).
@@ -160,6 +163,8 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
         raise ExportError(f"{path}: no such manifest or WFLW list")
     root = Path(images_root) if images_root is not None else None
     records = _wflw_records(path, root) if path.is_dir() or path.suffix == ".txt" else _manifest_records(path, split)
+    if spread:
+        records = sorted(records, key=lambda r: hashlib.sha1(f"{seed}:{r[0]}".encode()).hexdigest())
     crops, lms, vals, poses, ids, skipped = [], [], [], [], [], []
     cache: dict[Path, np.ndarray | None] = {}
     from tqdm import tqdm
