@@ -9,13 +9,15 @@ Models (:func:`load_model`):
 - a checkpoint of ours (``.pt``, or any PFPLD ``state_dict``): RGB, ``x / 255``, pose in radians;
 - any ONNX landmark model: input options (channel order, mean, scale), which output holds the 196
   landmark values (default: the first output with 196 values per face) and optionally which holds the
-  pose (3 values, ``pose_units`` degrees or radians). Options not given are read from the model's
-  metadata properties ``channel_order``, ``mean``, ``scale``, ``pose_units`` when it has them, else
-  default to RGB, mean 0, scale 1/255.
+  pose (3 values, ``pose_units`` degrees or radians; default: an output named ``pose``). Options not given
+  are read from the model's metadata properties (``channel_order``, ``mean``, ``scale``, ``pose_units``,
+  or the ``pfpld_train.preprocess`` / ``pfpld_train.outputs`` entries our exporter writes) when it has
+  them, else default to RGB, mean 0, scale 1/255, degrees.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -127,7 +129,19 @@ class OnnxLandmarkModel:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EvaluationError(f"{path}: onnxruntime cannot load the model: {exc}") from None
-        meta = self.session.get_modelmeta().custom_metadata_map or {}
+        meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        # Our exporter's metadata (pfpld_train.export): preprocessing and output units.
+        try:
+            pre = json.loads(meta.get("pfpld_train.preprocess", "{}"))
+            outs_doc = json.loads(meta.get("pfpld_train.outputs", "{}"))
+        except json.JSONDecodeError:
+            pre, outs_doc = {}, {}
+        if pre:
+            meta.setdefault("channel_order", str(pre.get("color", "rgb")).lower())
+            meta.setdefault("mean", pre.get("mean", 0.0))
+            meta.setdefault("scale", pre.get("scale", 1.0 / 255.0))
+        if "radians" in str(outs_doc.get("pose", "")):
+            meta.setdefault("pose_units", "rad")
         self.name = str(path)
         self.channel_order = (channel_order or meta.get("channel_order", "rgb")).lower()
         if self.channel_order not in ("rgb", "bgr"):
@@ -147,6 +161,9 @@ class OnnxLandmarkModel:
             raise EvaluationError(f"{path}: input is {shape}; the standard crop is {CROP_SIZE}x{CROP_SIZE}")
         self.outputs = self.session.get_outputs()
         self.output = output
+        names = [o.name for o in self.outputs]
+        if pose_output is None and "pose" in names:
+            pose_output = names.index("pose")
         self.pose_output = pose_output
         for idx in (output, pose_output):
             if idx is not None and not 0 <= idx < len(self.outputs):

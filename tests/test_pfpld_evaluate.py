@@ -23,6 +23,7 @@ from pfpld_train.evaluate import (
 from pfpld_train.model import PFPLD
 
 GHOSTONE = "reference_models/pfld_ghostone"
+GHOSTONE_ARGS = ["--channel-order", "bgr", "--mean", "127.5", "--scale", str(1 / 127.5)]
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,37 @@ def test_evaluate_command_prints_table_and_writes_json(shared_data, wflw303, tmp
     assert preds["pred"].shape == (303, 98, 2)
     rc = main(["evaluate", str(tmp_path / "missing.pt"), str(wflw303), "--quiet"])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_our_onnx_export_scores_like_the_checkpoint(shared_data, wflw303, tmp_path):
+    """Checkpoint and its ONNX export (preprocessing and pose units read from the metadata) agree."""
+    export = pytest.importorskip("pfpld_train.export.onnx_export")
+    torch.manual_seed(1)
+    net = PFPLD().eval()
+    ckpt = save_checkpoint({"model": net.state_dict()}, tmp_path / "m.pt")
+    export.export_onnx(net, tmp_path / "m.onnx")
+    df = read_manifest(wflw303).iloc[:8].reset_index(drop=True)
+    df["pitch"], df["yaw"], df["roll"] = np.float32(3.0), np.float32(-4.0), np.float32(5.0)
+    a = evaluate_manifest(load_model(ckpt), df, progress=False)
+    onnx_model = load_model(tmp_path / "m.onnx")
+    assert onnx_model.channel_order == "rgb" and onnx_model.pose_units == "rad"
+    b = evaluate_manifest(onnx_model, df, progress=False)
+    np.testing.assert_allclose(a.nme, b.nme, rtol=1e-4)
+    np.testing.assert_allclose(a.pose_deg, b.pose_deg, atol=1e-3)
+    assert b.summary["pose_mae"]["faces"] == 8
+
+
+def test_reference_figures_on_a_manifest_from_build_manifest(shared_data, tmp_path):
+    """The same figures through the project's own WFLW reader (1966 faces, 303 with images)."""
+    from landmark_unify.cli import main as lu_main
+
+    path = tmp_path / "wflw.parquet"
+    assert lu_main(["build-manifest", "--source", f"wflw={shared_data / 'WFLW'}", "-o", str(path),
+                    "--no-progress"]) == 0
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(shared_data / GHOSTONE), str(path), *GHOSTONE_ARGS, "--json", str(out),
+                 "--quiet"]) == 0
+    s = json.loads(out.read_text())
+    assert s["faces_scored"] == 303 and s["skipped"]["image_not_found"] == 1966 - 303
+    assert abs(100 * s["overall"]["nme"] - 5.56) <= 0.05
+    assert abs(100 * s["overall"]["failure_rate"] - 9.2) <= 0.05
