@@ -60,12 +60,14 @@ def test_smoke_fit_then_evaluate(tiny, tmp_path, capsys):
     assert s["faces_scored"] == cfg["data"]["val_faces"] and s["pose_mae"]["faces"] == s["faces_scored"]
 
 
-def test_resume_mid_epoch_continues_the_same_curve(tiny, tmp_path):
+@pytest.mark.parametrize("stop", [2, 3], ids=["epoch-boundary", "mid-epoch"])
+def test_resume_continues_the_same_curve(tiny, tmp_path, stop):
+    """Stopped at the end of epoch 1 (what a kill inside epoch 2 leaves) or inside epoch 2, then resumed."""
     base = dict(manifest=str(tiny), val_fraction=0.3, epochs=2, batch_size=4, workers=0, progress=False)
     a = fit(TrainConfig(out=str(tmp_path / "a"), **base), log=lambda *_: None)
-    fit(TrainConfig(out=str(tmp_path / "b"), max_steps=3, **base), log=lambda *_: None)  # stops inside epoch 2
+    fit(TrainConfig(out=str(tmp_path / "b"), max_steps=stop, **base), log=lambda *_: None)
     ck = load_checkpoint(tmp_path / "b" / "last.pt")
-    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 1, 3)
+    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == ((1, 0, 2) if stop == 2 else (1, 1, 3))
     b = fit(TrainConfig(out=str(tmp_path / "b"), **base), resume=True, log=lambda *_: None)
     keys = ("train_loss", "train_landmark", "train_pose", "val_nme", "lr")
     assert len(a["history"]) == len(b["history"]) == 2
