@@ -7,7 +7,9 @@ the int8 model, :func:`drift` scores int8 against float32 and against the ground
 - NME: mean point error over valid points, normalised by the ground-truth outer eye-corner distance
   (points 60 and 72), in percent; failure rate: share of faces with NME > 10 %;
 - landmark drift: the same normalised error between the int8 and the float32 predictions (mean, p95, max);
-- pose drift: ``|int8 - fp32|`` per angle, in degrees when the pose output is in radians.
+- pose drift: ``|int8 - fp32|`` per angle, in degrees when the pose output is in radians;
+- cosine similarity of each int8 output vector with the fp32 one, per face (mean, min), the figure users
+  of NNIE's mapper compare against Caffe.
 
 :func:`quantize_check` runs the comparison for per-tensor and per-channel weight scales and several
 calibration-set sizes. Arrays: crops ``(N, 112, 112, 3) uint8`` RGB, landmarks ``(N, 98, 2)`` crop units.
@@ -165,6 +167,15 @@ def _stats(v: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "p95": float(np.percentile(v, 95)), "max": float(v.max())}
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> dict:
+    """Per-face cosine similarity of two ``(N, K)`` output arrays (the figure NNIE users compare): mean, min."""
+    a64, b64 = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+    cos = np.where(den > 0, (a64 * b64).sum(1) / np.where(den > 0, den, 1), np.nan)
+    ok = np.isfinite(cos)
+    return {"mean": float(cos[ok].mean()) if ok.any() else None, "min": float(cos[ok].min()) if ok.any() else None}
+
+
 def drift(fp32: dict, int8: dict, faces: FaceSet, landmarks: str, pose: str | None,
           pose_radians: bool = True) -> dict:
     """Accuracy of fp32 and int8 outputs on ``faces`` and the int8-vs-fp32 drift (module docstring)."""
@@ -183,6 +194,8 @@ def drift(fp32: dict, int8: dict, faces: FaceSet, landmarks: str, pose: str | No
         "failure_rate_int8_pct": float(100 * np.mean(n8[ok] > FAILURE_NME)),
         "landmark_drift_pct": {k: (None if v is None else 100 * v) for k, v in _stats(d).items()},
     }
+    rep["cosine_int8_vs_fp32"] = {name: _cosine(fp32[name], int8[name]) for name in (landmarks, pose)
+                                  if name is not None and name in fp32}
     if pose is not None and pose in fp32:
         k = 180.0 / math.pi if pose_radians else 1.0
         diff = np.abs(int8[pose] - fp32[pose]) * k
