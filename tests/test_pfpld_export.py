@@ -271,3 +271,25 @@ def test_trained_reference_model_converts_to_caffe(shared_data, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert max(report["parity"]["caffe_vs_onnx_source"].values()) <= TOL
     assert report["caffe"]["layer_counts"]["Convolution"] > 40
+
+
+@settings(max_examples=80, deadline=None)
+@given(size=st.integers(3, 30), k=st.integers(1, 5), s=st.integers(1, 4), p=st.integers(0, 2))
+def test_pool_size_rules_match_pytorch(size, k, s, p):
+    """Floor rule = PyTorch's default; Caffe's rule = PyTorch's ceil_mode, except that Caffe drops a last
+    window starting outside the image only when the layer has padding."""
+    from pfpld_train.export.caffe_convert import _caffe_pool_size, _onnx_pool_size
+
+    if p > k // 2:
+        return
+    x = torch.zeros(1, 1, size, size)
+    floor = torch.nn.functional.max_pool2d(x, k, s, p).shape[-1]
+    ceil = torch.nn.functional.max_pool2d(x, k, s, p, ceil_mode=True).shape[-1]
+    assert _onnx_pool_size(size, k, s, p, 0) == floor
+    caffe = _caffe_pool_size(size, k, s, p)
+    if p == 0 and ceil < caffe:  # Caffe clamps the last window only when there is padding
+        assert caffe == ceil + 1 and ceil * s >= size
+    else:
+        assert caffe == ceil
+    if (size + 2 * p - k) % s == 0:
+        assert ceil == floor
