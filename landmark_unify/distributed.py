@@ -34,6 +34,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -127,7 +128,10 @@ class DaskEngine:
             # dask's workers start with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive
             # mmap threshold: every decoded image buffer is then mmapped and unmapped, and image checks run
             # 2.2x slower than in a plain process (measured). Short-lived local workers do not need it.
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                    warnings.catch_warnings():
+                # without a dashboard the scheduler still serves /health on 127.0.0.1 (8787, or any free port)
+                warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
                 self._cluster = LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, memory_limit=memory_limit, silence_logs=40,
