@@ -92,14 +92,26 @@ def make_image_root(dest: Path, faces: int) -> Path:
 
 def run_one(engine: str, workers: int, root: str, out: str, chunk_mb: float, check_images: bool) -> dict:
     from landmark_unify import distributed as D
-    from landmark_unify.build import build_manifest
 
     chunk = int(chunk_mb * (1 << 20))
     t0 = time.perf_counter()
     if engine == "local":
-        rep = build_manifest([f"wflw={root}"], out, on_error="skip", check_images=check_images, chunk_bytes=chunk,
-                             progress=False)
-        seconds = {}
+        # build_manifest's local path, step by step, to see where its time goes
+        from landmark_unify.build import finish_build, parse_sources, plan_units, process_unit
+
+        srcs = parse_sources([f"wflw={root}"])
+        units = plan_units(srcs, chunk)
+        t1 = time.perf_counter()
+        tables, skipped = [], []
+        for u in units:
+            t, s = process_unit(u, "strict", "skip", check_images)
+            tables.append(t)
+            skipped.extend(s)
+        t2 = time.perf_counter()
+        rep = finish_build(tables, skipped, srcs, out, policy="strict", on_error="skip", check_images=check_images,
+                           units=len(units))
+        seconds = {"plan": t1 - t0, "process_units": t2 - t1, "concat_write_summary": time.perf_counter() - t2,
+                   "total": time.perf_counter() - t0}
         worker_rss = {}
     else:
         rep = D.build_manifest_distributed([f"wflw={root}"], out, on_error="skip", check_images=check_images,
@@ -135,11 +147,13 @@ def report(title: str, results: list[dict]) -> None:
         wrss = max(r["worker_peak_rss"].values()) if r["worker_peak_rss"] else 0
         print(f"{name:<14} {r['wall']:8.2f} {r['faces'] / r['wall']:10.0f} {base['wall'] / r['wall']:8.2f}x "
               f"{_mb(r['driver_peak_rss']):>12} {(_mb(wrss) if wrss else '-'):>15}")
-    for r in results[1:]:
+    for r in results:
         s = r["seconds"]
         parts = ", ".join(f"{k} {v:.2f}" for k, v in s.items())
         rest = r["wall"] - s.get("total", 0)
-        print(f"  where the time goes, {r['engine']} x{r['workers']} (s): {parts}; plan + summary {rest:.2f}")
+        name = r["engine"] + (f" x{r['workers']}" if r["engine"] != "local" else "")
+        print(f"  where the time goes, {name} (s): {parts}" + (f"; plan + summary {rest:.2f}" if r["engine"] != "local"
+                                                                else ""))
 
 
 def main() -> int:
