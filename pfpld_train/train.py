@@ -5,7 +5,8 @@ Output folder (``cfg.out``):
 - ``config.json``: the resolved configuration (every default filled in) and the data counts;
 - ``metrics.csv``: one row per epoch (``epoch, step, lr, train_loss, train_landmark, train_pose,
   val_nme, val_failure_rate, val_auc, val_pose_mae, seconds``), NME figures as fractions;
-- ``last.pt``: written atomically after every epoch (and when ``max_steps`` stops a run mid-epoch);
+- ``last.pt``: written atomically after every epoch, every ``checkpoint_every`` steps inside an epoch if set,
+  and when ``max_steps`` stops a run mid-epoch;
   ``best.pt``: the epoch with the lowest validation NME;
 - ``val.parquet``: the validation faces as a manifest (when split off with ``val_fraction``), so other
   models can be scored on exactly the same faces with ``pfpld_train evaluate``.
@@ -77,6 +78,7 @@ class TrainConfig:
     cache: str | None = None
     val_cache: str | None = None
     max_steps: int | None = None
+    checkpoint_every: int | None = None  # also write last.pt every N steps inside an epoch
     channels_last: bool | None = None  # None: on for CUDA (2.3x faster with AMP on an H200), off on CPU
     progress: bool = True
     loss: dict = field(default_factory=lambda: LossConfig().to_dict())
@@ -284,7 +286,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             raise TrainError(f"{last}: not a training checkpoint of this trainer (format {ckpt.get('format')!r})")
         saved = TrainConfig.from_dict(ckpt["config"])
         # What may change on resume: how long, where and how fast it runs.
-        for k in ("epochs", "max_steps", "workers", "device", "progress"):
+        for k in ("epochs", "max_steps", "checkpoint_every", "workers", "device", "progress"):
             setattr(saved, k, getattr(cfg, k))
         cfg = saved
     elif (out / "last.pt").exists():
@@ -392,6 +394,10 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             if cfg.progress and (n_batches % 10 == 0 or n_batches == steps_per_epoch):
                 bar.set_postfix(loss=f"{float(sums[0]) / max(1, n_batches):.3f}", lr=f"{sched.value(step):.2e}")
             bar.update(1)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and n_batches < steps_per_epoch:
+                st = state(epoch, n_batches)
+                st["partial"] = sums.cpu().tolist()
+                save_checkpoint(st, out / "last.pt")
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 stopped = n_batches < steps_per_epoch
                 if stopped:

@@ -81,6 +81,23 @@ def test_resume_continues_the_same_curve(tiny, tmp_path, stop):
     assert [r["epoch"] for r in _rows(tmp_path / "b" / "metrics.csv")] == ["1", "2"]
 
 
+def test_checkpoints_inside_epochs(tiny, tmp_path, monkeypatch):
+    import pfpld_train.train as train_mod
+
+    saved = []
+    real = train_mod.save_checkpoint
+
+    def spy(state, path):
+        saved.append((path.name, state["epoch"], state["batch_in_epoch"]))
+        return real(state, path)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", spy)
+    fit(TrainConfig(manifest=str(tiny), out=str(tmp_path / "c"), epochs=2, batch_size=4, workers=0, progress=False,
+                    checkpoint_every=1), log=lambda *_: None)
+    last = [(e, b) for n, e, b in saved if n == "last.pt"]
+    assert (0, 1) in last and (1, 1) in last and (2, 0) in last
+
+
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["fit", str(tiny), "--out", str(out), "--epochs", "1", "--batch-size", "6", "--workers", "0", "--quiet"]

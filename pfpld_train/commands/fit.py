@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose-weight", type=float, help="weight of the pose loss, per degree (1.0)")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (checkpoint kept)")
+    parser.add_argument("--checkpoint-every", type=int,
+                        help="also write last.pt every N steps inside an epoch (long epochs)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cfg = TrainConfig(manifest=args.manifest or "", out=args.out)
     for name in ("val", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "device",
-                 "amp", "channels_last", "workers", "cache", "val_cache", "seed", "max_steps"):
+                 "amp", "channels_last", "workers", "cache", "val_cache", "seed", "max_steps",
+                 "checkpoint_every"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
