@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
     print(format_table(summary))
     if args.json_out:
-        _atomic_write(Path(args.json_out), json.dumps(summary, indent=2, sort_keys=False, allow_nan=True) + "\n")
+        _atomic_write(Path(args.json_out), json.dumps(_no_nan(summary), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json_out}")
     if args.save_predictions:
         path = Path(args.save_predictions)
@@ -70,6 +70,17 @@ def run(args: argparse.Namespace) -> int:
         os.replace(tmp, path)
         print(f"wrote {path}")
     return 0
+
+
+def _no_nan(obj):
+    """NaN (no face in a subset, no pose) becomes JSON null."""
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_no_nan(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)
         results = []
         failed = 0
+        used: set[str] = set()
         for name in args.images:
             path = Path(name)
             try:
@@ -90,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
                      "faces": [f.to_dict() for f in faces]}
             if not args.no_overlay:
                 out.mkdir(parents=True, exist_ok=True)
-                png = out / f"{path.stem}_overlay.png"
+                stem, k = path.stem, 1
+                while stem in used:
+                    stem, k = f"{path.stem}_{k}", k + 1
+                used.add(stem)
+                png = out / f"{stem}_overlay.png"
                 cv2.imwrite(str(png), draw_overlay(image, faces))
                 entry["overlay"] = str(png)
             results.append(entry)
