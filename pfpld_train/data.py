@@ -353,8 +353,9 @@ class FaceDataset:
         cache: an optional :class:`CropCache` built for these samples (matched by ``sample_id``).
         seed: base seed of the augmentation.
 
-    Faces with no valid landmark cannot be cropped: they are left out and counted in
-    ``self.dropped`` (``{"no_valid_point": n, "no_image": n}``); ``self.rows`` maps dataset index to row.
+    Faces with no valid landmark or whose image file is missing (not in the cache, when one is given)
+    are left out and counted in ``self.dropped`` (``{"no_valid_point": n, "no_image": n}``);
+    ``self.rows`` maps dataset index to row.
     """
 
     def __init__(self, faces: FaceArrays, augment: AugmentConfig | None = None,
@@ -373,9 +374,11 @@ class FaceDataset:
             self.dropped["no_image"] = int(bad.sum())
             keep &= ~bad
         else:
-            no_path = np.array([p is None for p in faces.paths], bool)
-            self.dropped["no_image"] = int((keep & no_path).sum())
-            keep &= ~no_path
+            # One stat per distinct image: a missing file is counted here, not found mid-epoch.
+            exists = {str(p): Path(p).is_file() for p in {str(p) for p in faces.paths if p is not None}}
+            no_image = np.array([p is None or not exists[str(p)] for p in faces.paths], bool)
+            self.dropped["no_image"] = int((keep & no_image).sum())
+            keep &= ~no_image
         self.rows = np.flatnonzero(keep)
         if not len(self.rows):
             raise DataError("no usable face (every face lacks valid landmarks or an image)")

@@ -348,6 +348,10 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     _atomic_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "data": info}, indent=2) + "\n")
     log(f"train {n_train} faces, val {info['val_faces']} faces, {steps_per_epoch} steps/epoch, "
         f"device {device}, amp {info['amp']}")
+    for name, d in (("train", train_ds.dropped), ("val", val_ds.dropped if val_ds else None)):
+        if d and any(d.values()):
+            log(f"left out of {name}: {d['no_image']} faces without an image file, "
+                f"{d['no_valid_point']} without a valid point")
     if info["mean_face_val_nme"] is not None:
         log(f"mean-face baseline: val NME {100 * info['mean_face_val_nme']:.2f} %")
 

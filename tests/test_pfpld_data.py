@@ -162,9 +162,10 @@ def test_faces_without_valid_points_or_images_are_counted(synthetic, tmp_path):
     faces = FaceArrays.from_manifest(df)
     faces.valid[0] = False
     faces.paths[1] = None
+    faces.paths[2] = tmp_path / "missing.jpg"
     ds = FaceDataset(faces, AugmentConfig.none())
-    assert ds.dropped == {"no_valid_point": 1, "no_image": 1}
-    assert len(ds) == len(df) - 2 and 0 not in ds.rows and 1 not in ds.rows
+    assert ds.dropped == {"no_valid_point": 1, "no_image": 2}
+    assert len(ds) == len(df) - 3 and not {0, 1, 2} & set(ds.rows.tolist())
 
 
 def test_cache_command_and_errors(synthetic, tmp_path, capsys):
