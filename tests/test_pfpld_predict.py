@@ -71,6 +71,14 @@ def test_predict_command_with_box_and_our_checkpoint(shared_data, tmp_path, caps
     capsys.readouterr()
     assert main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "1,2,3"]) == 2
     assert "--box" in capsys.readouterr().err
+    # Boxes per image from a JSON file, keyed by file name; an image not in it gets no face.
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"test.jpg": [[330, 100, 520, 380], [10, 10, 80, 90]]}))
+    other = shared_data / "upstream_pfpld" / "sample.jpg"
+    assert main(["predict", str(ckpt), str(image), str(other), "-o", str(out), "--boxes", str(boxes),
+                 "--no-overlay"]) == 0
+    res = json.loads((out / "predictions.json").read_text())
+    assert [len(r["faces"]) for r in res] == [2, 0]
 
 
 def test_predict_command_with_detector_and_onnx(shared_data, tmp_path):
