@@ -689,6 +689,8 @@ def run_units(task: Callable, units: Sequence, output: str | os.PathLike, metada
     staged = StagedDataset(output, for_file=want_file)
     results: list[TaskResult] = []
     seconds: dict[str, float] = {}
+    stack = contextlib.ExitStack()
+    stack.enter_context(_terminate_as_exception())
     try:
         t0 = time.perf_counter()
         with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
@@ -723,6 +725,8 @@ def run_units(task: Callable, units: Sequence, output: str | os.PathLike, metada
     except BaseException:
         staged.abort()
         raise
+    finally:
+        stack.close()
     for key in ("read", "process", "write"):
         vals = [r.seconds.get(key, 0.0) for r in results]
         if any(vals):
@@ -738,6 +742,31 @@ def run_units(task: Callable, units: Sequence, output: str | os.PathLike, metada
     return RunResult(output=final, rows=sum(r.rows for r in results), units=len(units),
                      parts=sum(len(r.parts) for r in results), skipped=skipped, engine=eng_name,
                      workers=n_workers, seconds=seconds, worker_peak_rss=rss, extra=extra)
+
+
+class Terminated(EngineError):
+    """The driver received SIGTERM during a run (the run was aborted and its staging directory removed)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """In the main thread, turn SIGTERM into an exception for the duration of a run, so that ``kill PID``
+    (like Ctrl-C) aborts it cleanly: staging directory removed, nothing left at the output."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM; the run is aborted and no output was written")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _call_task(task: Callable, staging: str, index: int, unit) -> TaskResult:

@@ -106,3 +106,28 @@ def test_killed_worker_without_retries_fails_clearly_and_leaves_nothing(manifest
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(mf.ManifestError):
         D.read_dataset(out)
+
+
+def test_driver_terminated_mid_run_leaves_nothing(manifest_file, tmp_path):
+    """SIGTERM (or Ctrl-C) to the driver: the run aborts, its staging directory is removed."""
+    import subprocess
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, time\n"
+        "from landmark_unify import distributed as D\n"
+        "def slow(df):\n"
+        "    time.sleep(0.2)\n"
+        "    return df, {}\n"
+        "if __name__ == '__main__':\n"
+        "    D.map_manifest(sys.argv[1], sys.argv[2], slow, metadata=lambda m, s: m, rows_per_partition=50,\n"
+        "                   progress=False)\n")
+    out = tmp_path / "out" / "ds"
+    p = subprocess.Popen([sys.executable, str(script), str(manifest_file), str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.parent.glob(".ds.staging-*/source=*/split=*/part-*.parquet")):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "terminated by SIGTERM" in err
+    assert list(out.parent.iterdir()) == []
