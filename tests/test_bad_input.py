@@ -207,3 +207,25 @@ def test_missing_root_is_an_error_even_with_skip(tmp_path, capsys):
     code, _, err = _run(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", f"ibug={tmp_path / 'nope'}",
                          "--on-error", "skip", "--no-progress"], capsys)
     assert code != 0 and "root folder not found" in err and not (tmp_path / "x.parquet").exists()
+
+
+def test_a_stopped_build_exits_cleanly_in_a_fresh_process(shared_data, tmp_path):
+    """A CLI run that stops at a bad line must exit with 1, not abort: the WFLW fast parser's worker
+    threads once released Python memory while the interpreter was shutting down (exit code 134,
+    "terminate called without an active exception", about one run in three). Run as a new user does."""
+    import subprocess
+    import sys
+
+    rows = _wflw_lines(shared_data)
+    rows[2][10] = "inf"  # parses as a float: the fast path runs to the end, then the line parser raises
+    path = tmp_path / "WFLW" / ATTR
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(" ".join(r) for r in rows) + "\n")
+    out = tmp_path / "out" / "m.parquet"
+    cmd = [sys.executable, "-m", "landmark_unify.cli", "build-manifest", "-o", str(out), "--source",
+           f"wflw={tmp_path / 'WFLW'}", "--no-progress"]
+    for _ in range(8):
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 1, res.stderr
+        assert "line 3, field 'x5'" in res.stderr and "terminate" not in res.stderr
+        assert not out.exists()

@@ -17,7 +17,6 @@ definition). Faces are identified by image path plus coordinates for that merge.
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -132,9 +131,15 @@ def _parse_fast(data: bytes, nfields: int, has_rect: bool):
     names = [f"c{i}" for i in range(nfields)]
     types = {n: pa.float64() for n in names[:-1]}
     types[names[-1]] = pa.string()
+    # The parser reads from a buffer Arrow owns: with Python bytes (or io.BytesIO) the threaded reader may
+    # release its last reference to them on a worker thread after read_csv returned; if the interpreter is
+    # exiting then (a CLI run stopping at the first bad line), taking the GIL there aborts the process
+    # ("terminate called without an active exception").
+    buf = pa.allocate_buffer(len(data))
+    np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(buf),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=4 << 20),
             parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False,
                                              escape_char=False, newlines_in_values=False, ignore_empty_lines=False),
