@@ -251,6 +251,30 @@ def test_coco_visibility_zero_is_missing_and_offset(tmp_path):
     assert b.origin_key == ["7"] and b.split == ["x"]
 
 
+@pytest.mark.parametrize("value, field, reason", [
+    (float("nan"), "keypoints[5].y", "not a finite number: 'nan'"),
+    ("abc", "keypoints[5].y", "not a number: 'abc'"),
+])
+def test_coco_bad_coordinate_names_the_point_and_the_value(tmp_path, value, field, reason):
+    kp = []
+    for i in range(68):
+        kp += [10.0 + i, 20.0 + i, 2]
+    kp[5 * 3 + 1] = value
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id": 7, "image_id": 1, "keypoints": kp}]}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ParseError) as e:
+        read_source("coco", tmp_path)
+    assert (e.value.key, e.value.field, e.value.reason) == ("7", field, reason)
+
+
+def test_mat_non_finite_value_is_quoted_as_a_plain_number(tmp_path):
+    from landmark_unify.readers.mat import get_array
+
+    with pytest.raises(ParseError) as e:
+        get_array({"pt2d": np.array([[1.0, np.inf], [2.0, 3.0]])}, "pt2d", (2, 2), tmp_path / "a.mat")
+    assert e.value.field == "pt2d[0, 1]" and e.value.reason == "not a finite number: 'inf' at [0, 1]"
+
+
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=136, max_size=136))
 def test_pts_round_trip(tmp_path_factory, values):

@@ -205,7 +205,7 @@ def check_points(arr: np.ndarray, path, *, line=None, key=None, what: str = "poi
         bad &= ~np.isnan(arr)
     if bad.any():
         i, a = np.argwhere(bad)[0]
-        raise ParseError(path, f"not a finite number: {arr[i, a]!r}", line=line, key=key,
+        raise ParseError(path, f"not a finite number: {str(float(arr[i, a]))!r}", line=line, key=key,
                          field=f"{what}[{i}].{'xy'[a]}")
 
 

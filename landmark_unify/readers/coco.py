@@ -88,13 +88,15 @@ def _annotation(ann, key, images, path, root, forced, offset):
     try:
         arr = np.asarray(kp, dtype=np.float64).reshape(k, 3)
     except (TypeError, ValueError):
-        raise ParseError(path, "keypoints are not all numbers", key=key, field=kp_field) from None
+        first = next((j for j, v in enumerate(kp) if not _is_number(v)), 0)
+        raise ParseError(path, f"not a number: {kp[first]!r}", key=key,
+                         field=f"{kp_field}[{first // 3}].{'xyv'[first % 3]}") from None
     vis = arr[:, 2]
     bad = ~np.isfinite(arr) & (vis[:, None] != 0)
     bad[:, 2] = ~np.isfinite(vis)
     if bad.any():
         i, a = np.argwhere(bad)[0]
-        raise ParseError(path, f"not a finite number: {arr[i, a]!r}", key=key, field=f"{kp_field}[{i}].{'xyv'[a]}")
+        raise ParseError(path, f"not a finite number: {str(float(arr[i, a]))!r}", key=key, field=f"{kp_field}[{i}].{'xyv'[a]}")
     pts = arr[:, :2] - offset
     pts[vis == 0] = np.nan
     if not np.isfinite(pts).any():
@@ -116,3 +118,11 @@ def _annotation(ann, key, images, path, root, forced, offset):
         size = (float(image["width"]), float(image["height"]))
     return FaceRecord(points=pts, schema=schema, split="", image_path=_image(root, path.parent, str(image["file_name"])),
                       origin_file="", identity="", origin_key=key, bbox=bbox, image_size=size)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -67,7 +67,7 @@ def get_array(mat: dict, name: str, shape: tuple[int, ...], path: Path, allow_mi
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ParseError(path, f"not a finite number: {arr[idx]!r} at {list(idx)}", key=name, field=f"{name}{list(idx)}")
+        raise ParseError(path, f"not a finite number: {str(float(arr[idx]))!r} at {list(idx)}", key=name, field=f"{name}{list(idx)}")
     return arr
 
 
