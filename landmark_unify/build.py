@@ -133,10 +133,9 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
                 cache[rel_img] = _image_size(Path(unit.root) / rel_img)
             got = cache[rel_img]
             if isinstance(got, ParseError):
+                # located at the face's annotation (file, line or key); the reason names the image
                 w = _where(unit, b, i)
-                where = f"{w['path']}" + (f", line {w['line']}" if w["line"] is not None else "") + \
-                        (f", key {w['key']!r}" if w["key"] is not None else "")
-                sink(ParseError(got.path, f"{got.reason} (face from {where})", line=w["line"], key=w["key"], field="image"))
+                sink(ParseError(w["path"], f"{got.reason}: {got.path}", line=w["line"], key=w["key"], field="image"))
                 keep[i] = False
             else:
                 size[i] = got

@@ -3,6 +3,7 @@ valid-point coverage per group, pose and box provenance, and the skipped records
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -89,7 +90,9 @@ def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
 
 
 def _reason_class(rec: Mapping) -> str:
-    return f"{rec.get('source')}: {rec.get('field') or '-'}: {str(rec.get('reason', ''))[:60]}"
+    # a reason that ends in a file's path (a missing image) is grouped without it
+    reason = re.split(r": (?=/|[A-Za-z]:[\\/])", str(rec.get("reason", "")), maxsplit=1)[0]
+    return f"{rec.get('source')}: {rec.get('field') or '-'}: {reason[:60]}"
 
 
 def _where(rec: Mapping) -> str:

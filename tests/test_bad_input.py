@@ -203,6 +203,26 @@ def test_hrnet_csv_non_numeric(shared_data, tmp_path, capsys, policy):
     _check(tmp_path, capsys, f"hrnet-csv={tmp_path / 'csv'}", policy, 2, ["line 3", "field 'x3'"])
 
 
+def test_missing_images_are_located_at_their_annotation_and_grouped(shared_data, tmp_path, capsys):
+    """A missing image is reported at the face's list file and line (not "x.jpg, line 3"), the image
+    path in the reason, and the summary counts all missing images as one reason."""
+    rows = _wflw_lines(shared_data)
+    path = tmp_path / "WFLW" / ATTR
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(" ".join(r) for r in rows) + "\n")
+    out = tmp_path / "out" / "m.parquet"
+    code, stdout, _ = _run(["build-manifest", "-o", str(out), "--source", f"wflw={tmp_path / 'WFLW'}",
+                            "--on-error", "skip", "--check-images", "--no-progress"], capsys)
+    assert code == 0
+    recs = [json.loads(x) for x in out.with_name("m.skipped.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in recs] == [1, 2, 3, 4, 5]
+    assert all(r["path"] == str(path) and r["field"] == "image" for r in recs)
+    assert all(r["reason"] == f"image file not found: {tmp_path / 'WFLW/WFLW_images' / row[-1]}"
+               for r, row in zip(recs, rows))
+    assert "     5 x wflw: image: image file not found\n" in stdout
+    assert f"{path}, line 3, field 'image': image file not found: " in stdout
+
+
 def test_missing_root_is_an_error_even_with_skip(tmp_path, capsys):
     code, _, err = _run(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", f"ibug={tmp_path / 'nope'}",
                          "--on-error", "skip", "--no-progress"], capsys)
