@@ -4,7 +4,30 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text}")
+    return value
 
 
 def make_main(prog: str, description: str, package: str, commands: dict[str, str]):
@@ -26,6 +49,12 @@ def make_main(prog: str, description: str, package: str, commands: dict[str, str
         if args.command is None:
             parser.print_help()
             return 2
-        return int(args._run(args) or 0)
+        from landmark_unify.errors import LandmarkUnifyError
+
+        try:
+            return int(args._run(args) or 0)
+        except LandmarkUnifyError as exc:  # a bad input file or argument: its message, not a traceback
+            print(f"{args.command}: error: {exc}", file=sys.stderr)
+            return 1
 
     return main

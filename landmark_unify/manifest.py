@@ -203,7 +203,12 @@ def write_manifest(data, path: str | os.PathLike, metadata: Mapping) -> Path:
 # --- reading ------------------------------------------------------------------------------------------
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    schema = pq.read_schema(path)
+    try:
+        schema = pq.read_schema(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: file not found") from None
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ManifestError(f"{path}: no {METADATA_KEY.decode()!r} metadata; not a manifest")

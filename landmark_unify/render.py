@@ -187,10 +187,14 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     import cv2
     import pandas as pd
 
+    from .errors import ManifestError
     from .manifest import image_paths, read_manifest
 
     df = read_manifest(path)
     sel = select_rows(df, where, n, seed)
+    if len(sel) == 0:
+        raise ManifestError(f"{path}: no faces to draw ({len(df)} faces in the manifest"
+                            + (f", none matching --where {where!r})" if where else ")") + "; nothing written")
     files = image_paths(sel)
     cache: dict[Path, np.ndarray | None] = {}
     tiles = []

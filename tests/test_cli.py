@@ -8,6 +8,7 @@ import types
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from landmark_unify.cli import main
 from landmark_unify.manifest import read_manifest
@@ -94,6 +95,48 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet")]) == 2
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", "nope=x"]) == 1
     assert "valid:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [
+    ["inspect", "{missing}"], ["validate", "{missing}"], ["mine-closed-eyes", "{missing}", "-o", "{out}"],
+    ["relabel-pose", "{missing}", "-o", "{out}"], ["merge", "{missing}", "-o", "{out}"],
+    ["render", "{missing}", "-o", "{out}.png"], ["report", "{missing}", "-o", "{out}_dir"],
+    ["inspect", "{junk}"], ["validate", "{junk}"], ["mine-closed-eyes", "{junk}", "-o", "{out}"],
+])
+def test_a_missing_or_unreadable_manifest_is_a_message_not_a_traceback(tmp_path, capsys, args):
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("not parquet")
+    names = {"missing": tmp_path / "nope.parquet", "junk": junk, "out": tmp_path / "out"}
+    code = main([a.format(**names) for a in args])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert ("nope.parquet: file not found" in err) or ("junk.parquet: cannot read as Parquet" in err), err
+    assert not list(tmp_path.glob("out*"))
+
+
+@pytest.mark.parametrize("args", [
+    ["render", "M", "-o", "x.png", "--n", "0"], ["render", "M", "-o", "x.png", "--n", "-3"],
+    ["render", "M", "-o", "x.png", "--size", "0"], ["render", "M", "-o", "x.png", "--cols", "0"],
+    ["mine-closed-eyes", "M", "-o", "x.parquet", "--threshold", "-1"],
+    ["mine-closed-eyes", "M", "-o", "x.parquet", "--threshold", "nan"],
+    ["merge", "M", "-o", "x.parquet", "--tolerance", "-0.1"], ["report", "M", "-o", "d", "--closed-threshold", "-1"],
+    ["relabel-pose", "M", "-o", "x.parquet", "--min-points", "0"],
+])
+def test_out_of_range_numbers_are_usage_errors(capsys, args):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and "argument --" in capsys.readouterr().err
+
+
+def test_render_with_no_matching_face_writes_nothing(repo_root, tmp_path, capsys):
+    m = tmp_path / "demo.parquet"
+    assert main(["build-manifest", "-o", str(m), "--source", f"coco={repo_root}/landmark_unify/demo_data/mmpose/wflw",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["render", str(m), "-o", str(tmp_path / "s.png"), "--where", "source == 'lapa'"]) == 1
+    assert "none matching --where" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+    assert main(["mine-closed-eyes", str(m), "-o", str(tmp_path / "c.parquet"), "--mode", "both"]) == 0
+    assert "both eyes)" in capsys.readouterr().err
 
 
 def test_inspect_and_validate_a_partitioned_dataset(repo_root, tmp_path, capsys):

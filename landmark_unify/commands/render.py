@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .._cli_base import positive_int
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest (.parquet)")
@@ -10,9 +12,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--where", default=None,
                         help="pandas query selecting rows, e.g. \"source == 'wflw' and yaw > 30\" or "
                              "\"eye_state == 'both_closed'\"")
-    parser.add_argument("--n", type=int, default=36, help="number of faces (default 36)")
-    parser.add_argument("--size", type=int, default=192, help="tile side in pixels (default 192)")
-    parser.add_argument("--cols", type=int, default=None, help="tiles per row (default: about square)")
+    parser.add_argument("--n", type=positive_int, default=36, help="number of faces (default 36)")
+    parser.add_argument("--size", type=positive_int, default=192, help="tile side in pixels (default 192)")
+    parser.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: about square)")
     parser.add_argument("--seed", type=int, default=None, help="draw the faces at random with this seed (default: the first N)")
 
 

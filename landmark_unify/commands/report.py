@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sys
 
+from .._cli_base import non_negative_float
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest (.parquet)")
     parser.add_argument("-o", "--output", required=True, help="folder to write the PNG files and index.html into")
-    parser.add_argument("--closed-threshold", type=float, default=None,
+    parser.add_argument("--closed-threshold", type=non_negative_float, default=None,
                         help="EAR threshold marked on the EAR histogram (default: the library's)")
 
 
