@@ -359,3 +359,24 @@ def test_duplicate_ids_across_units_follow_the_local_rule(shared_data, tmp_path,
         D.build_manifest_distributed([f"wflw={root}"], tmp_path / "ds2", engine="local", **kw)
     assert str(a.value) == str(b.value) and "duplicate" in str(b.value)
     assert not (tmp_path / "ds2").exists()
+
+
+def test_curation_commands_with_dask_engine(built, tmp_path, capsys):
+    """mine-closed-eyes, relabel-pose and merge with --engine dask --workers 2, and with a dataset input."""
+    from landmark_unify.cli import main
+
+    src = str(built["local"].out)
+    assert main(["mine-closed-eyes", src, "-o", str(tmp_path / "eyes.parquet"), "--threshold", "0.2"]) == 0
+    assert main(["mine-closed-eyes", src, "-o", str(tmp_path / "eyes_ds"), "--threshold", "0.2", "--engine", "dask",
+                 "--workers", "2", "--partition-rows", "100", "--single-file", str(tmp_path / "eyes_ds.parquet")]) == 0
+    assert D.compare_manifests(tmp_path / "eyes.parquet", tmp_path / "eyes_ds") == []
+    assert D.compare_manifests(tmp_path / "eyes.parquet", tmp_path / "eyes_ds.parquet") == []
+    # a dataset input takes the partitioned path on the local engine
+    assert main(["relabel-pose", str(tmp_path / "eyes_ds"), "-o", str(tmp_path / "pose.parquet")]) == 0
+    assert main(["merge", src, str(tmp_path / "eyes_ds"), "-o", str(tmp_path / "merged_ds"), "--engine", "dask",
+                 "--workers", "2", "--weight", "lapa=2", "--no-progress"]) == 0
+    assert main(["merge", src, str(tmp_path / "eyes.parquet"), "-o", str(tmp_path / "merged.parquet"),
+                 "--weight", "lapa=2", "--no-progress"]) == 0
+    assert D.compare_manifests(tmp_path / "merged.parquet", tmp_path / "merged_ds") == []
+    out = capsys.readouterr()
+    assert "duplicates dropped" in out.out and "pose fitted for" in out.err
