@@ -524,9 +524,10 @@ def read_any(path: str | os.PathLike):
     return read_dataset(path) if Path(path).is_dir() else mf.read_manifest(path)
 
 
-def compare_manifests(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+def compare_manifests(a: str | os.PathLike, b: str | os.PathLike, atol: float = 0.0) -> list[str]:
     """Differences in rows and values between two manifests (files or datasets), in row order; NaN equals
-    NaN. Empty when they hold the same rows with the same values (metadata is not compared)."""
+    NaN; float columns (angles, EAR, weight) may differ by ``atol`` (default: exactly equal). Empty when
+    they hold the same rows with the same values (metadata is not compared)."""
     import numpy as np
 
     da, db = read_any(a), read_any(b)
@@ -544,7 +545,10 @@ def compare_manifests(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
             continue
         x, y = da[name].reset_index(drop=True), db[name].reset_index(drop=True)
         both_null = x.isna().to_numpy() & y.isna().to_numpy()
-        eq = (x == y).fillna(False).to_numpy(dtype=bool) | both_null
+        if atol and pd.api.types.is_float_dtype(x.dtype) and pd.api.types.is_float_dtype(y.dtype):
+            eq = (np.abs(x.to_numpy(np.float64) - y.to_numpy(np.float64)) <= atol) | both_null
+        else:
+            eq = (x == y).fillna(False).to_numpy(dtype=bool) | both_null
         rows = np.flatnonzero(~eq)
         if rows.size:
             out.append(f"column {name!r} differs in {rows.size} rows (first row {rows[0]})")

@@ -177,6 +177,8 @@ def test_curation_on_dask_equals_local(built, engine):
     angles = [f"{p}{a}" for p in ("", "fit_") for a in ("pitch", "yaw", "roll")]
     assert_frames_equal(a, b, close=dict.fromkeys(angles, 1e-3))
     assert b.attrs["manifest"]["pose_fit"] == a.attrs["manifest"]["pose_fit"]
+    assert D.compare_manifests(tmp / "pose_local.parquet", tmp / "pose_ds", atol=1e-3) == []
+    assert any("'yaw'" in d for d in D.compare_manifests(src, tmp / "pose_ds", atol=1e-3))
     assert any("'yaw'" in d for d in D.compare_manifests(src, tmp / "pose_ds"))
 
 
