@@ -65,6 +65,30 @@ def parse_sources(sources: Iterable[str | Source]) -> list[Source]:
     return out
 
 
+def source_weights(weights, sources: Sequence[Source]) -> dict[str, float]:
+    """Per-source weights ``{label: w}`` from ``["SOURCE=W", ...]`` or a mapping; SOURCE is a source label
+    or a reader kind (that kind's sources). Every source is listed (default 1). Raises on a name that is no
+    source of the build, or a weight that is not a finite number >= 0."""
+    from .merge import parse_weights
+
+    given = parse_weights(weights)
+    unknown = sorted(set(given) - {s.label for s in sources} - {s.kind for s in sources})
+    if unknown:
+        raise LandmarkUnifyError(f"--weight for {unknown}, which are not sources of this build; "
+                                 f"sources: {[s.label for s in sources]}")
+    return {s.label: float(given.get(s.label, given.get(s.kind, 1.0))) for s in sources}
+
+
+def _apply_weights(table: pa.Table, weights: dict[str, float]) -> pa.Table:
+    """``table`` with its ``weight`` column set to its source's weight."""
+    if table.num_rows == 0:
+        return table
+    labels, inverse = np.unique(table.column("source").to_numpy(zero_copy_only=False), return_inverse=True)
+    w = np.array([weights.get(label, 1.0) for label in labels], dtype=np.float32)[inverse]
+    i = table.schema.get_field_index("weight")
+    return table.set_column(i, table.schema.field(i), pa.array(w, type=pa.float32()))
+
+
 def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None) -> list[Unit]:
     """Deterministic work units of all sources, in order (sources as given, units in file order)."""
     units: list[Unit] = []
@@ -245,10 +269,11 @@ def _write_jsonl_atomic(records: Sequence[dict], path: Path) -> None:
 
 def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: Sequence[Source], out,
                  *, policy: str, on_error: str, check_images: bool, command: str | None = None,
-                 units: int = 0) -> BuildReport:
+                 units: int = 0, weights: dict[str, float] | None = None) -> BuildReport:
     """Concatenate unit tables (in unit order), write the manifest and the sidecar, return the report.
 
-    Shared by every engine: a distributed build calls it with the tables its workers returned.
+    weights: ``{source label: w}`` (see :func:`source_weights`) written into the ``weight`` column and
+    recorded as ``source_weights`` in the metadata; None leaves every weight at 1.
     """
     from .summary import summary_text
 
@@ -256,10 +281,14 @@ def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: S
     tables = [t for t in tables if t.num_rows]
     table = pa.concat_tables(tables) if tables else empty_table()
     table = _drop_duplicates(table, skipped, on_error)
+    extra = {}
+    if weights:
+        table = _apply_weights(table, weights)
+        extra["source_weights"] = dict(sorted(weights.items()))
     roots = {s.label: s.root for s in sources}
     meta = mf.make_metadata(
         roots, command, policy=policy, sources=[s.spec() for s in sources], on_error=on_error,
-        check_images=bool(check_images), num_skipped=len(skipped),
+        check_images=bool(check_images), num_skipped=len(skipped), **extra,
     )
     out = Path(out)
     side = skipped_path_for(out)
@@ -305,14 +334,17 @@ def _drop_duplicates(table: pa.Table, skipped: list[dict], on_error: str) -> pa.
 
 def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",
                    check_images: bool = False, command: str | None = None, engine: str | None = None,
-                   workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True) -> BuildReport:
+                   workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True,
+                   weights=None) -> BuildReport:
     """Read the sources, map every face onto the canonical layout and write the manifest ``out``.
 
     sources: ``KIND=ROOT`` / ``LABEL:KIND=ROOT`` strings or :class:`~landmark_unify.readers.Source`.
     policy: ``strict`` or ``extended`` (see :mod:`landmark_unify.maps`). on_error: ``raise`` stops at the
     first bad record (nothing is written); ``skip`` leaves bad records out, writes the rest and lists the
     skipped ones in ``OUT``'s ``.skipped.jsonl`` sidecar and the summary. check_images: decode every image
-    (missing or corrupt ones are errors) and fill image_width / image_height.
+    (missing or corrupt ones are errors) and fill image_width / image_height. weights: per-source training
+    weights for the ``weight`` column, ``{"lapa": 2}`` or ``["lapa=2"]`` by source label or reader kind
+    (default 1; local engine only).
     """
     if on_error not in ON_ERROR:
         raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
@@ -322,7 +354,11 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     if engine not in ENGINES:
         raise LandmarkUnifyError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
     srcs = parse_sources(sources)
+    w_by_label = source_weights(weights, srcs) if weights else None
     if engine != "local":
+        if w_by_label:
+            raise LandmarkUnifyError(f"per-source weights are not supported with engine {engine!r}; build "
+                                     "without them and set them with `landmark_unify merge IN -o OUT --weight ...`")
         from .distributed import build_manifest_distributed
 
         return build_manifest_distributed(srcs, out, policy=policy, on_error=on_error, check_images=check_images,
@@ -337,4 +373,4 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
         tables.append(t)
         skipped.extend(s)
     return finish_build(tables, skipped, srcs, out, policy=policy, on_error=on_error, check_images=check_images,
-                        command=command, units=len(units))
+                        command=command, units=len(units), weights=w_by_label)

@@ -115,12 +115,14 @@ def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence
              + (f" (format {meta.get('format_version')}, policy {meta.get('policy', '-')})" if meta else "")]
     lines.append("faces per source:")
     width = max([len(s) for s in d["sources"]] + [6])
+    weights = (meta or {}).get("source_weights") or {}
     for s, info in d["sources"].items():
         splits = ", ".join(f"{k} {v}" for k, v in info["splits"].items())
         schemas = ", ".join(f"{k} {v}" for k, v in info["schemas"].items())
         pose = ", ".join(f"{k} {v}" for k, v in info["pose"].items()) or "none"
         lines.append(f"  {s:<{width}} {info['faces']:>8}  splits: {splits}; schemas: {schemas}; "
-                     f"box given {info['bbox_given']}; pose: {pose}")
+                     f"box given {info['bbox_given']}; pose: {pose}"
+                     + (f"; weight {weights[s]:g}" if s in weights else ""))
     lines.append("valid-point coverage per group (share of the group's points that are valid):")
     lines.append(f"  {'source':<{width}} " + " ".join(f"{g:>8}" for g in groups))
     rows = list(d["sources"].items()) + ([("all", {"coverage": d["coverage"]})] if len(d["sources"]) > 1 else [])

@@ -170,3 +170,31 @@ def test_chunking_does_not_change_the_manifest_and_bad_lines_are_located(shared_
     got = read_manifest(tmp_path / "skip.parquet")
     assert got["origin_line"].tolist() == [i for i in range(1, 151) if i not in (21, 121)]
     assert set(got["sample_id"]) <= set(df["sample_id"])
+
+
+def test_per_source_weights_by_label_or_kind(shared_data, tmp_path, capsys):
+    from landmark_unify.cli import main
+    from landmark_unify.errors import LandmarkUnifyError
+
+    out = tmp_path / "w.parquet"
+    rc = main(["build-manifest", "-o", str(out), "--source", f"ibug={shared_data / '300W'}",
+               "--source", f"lp:lapa={shared_data / 'LaPa'}", "--weight", "lapa=2.5", "--no-progress"])
+    assert rc == 0
+    assert "weight 2.5" in capsys.readouterr().out
+    df = read_manifest(out)
+    assert validate_manifest(out) == []
+    assert df.groupby("source")["weight"].unique().map(list).to_dict() == {"ibug": [1.0], "lp": [2.5]}
+    assert df.attrs["manifest"]["source_weights"] == {"ibug": 1.0, "lp": 2.5}
+    assert pq.read_schema(out).field("weight").nullable is False
+    # a label beats its kind; without --weight the column stays 1 and the metadata has no weights
+    build_manifest([f"ibug={shared_data / '300W'}", f"lp:lapa={shared_data / 'LaPa'}"], out,
+                   weights={"lapa": 2.0, "lp": 3.0}, progress=False)
+    assert set(read_manifest(out).query("source == 'lp'")["weight"]) == {3.0}
+    build_manifest([f"ibug={shared_data / '300W'}"], out, progress=False)
+    assert (read_manifest(out)["weight"] == 1.0).all() and "source_weights" not in read_manifest(out).attrs["manifest"]
+    for bad, match in [(["wflw=2"], "not sources of this build"), (["ibug=-1"], ">= 0"), (["ibug"], "SOURCE=WEIGHT")]:
+        with pytest.raises(LandmarkUnifyError, match=match):
+            build_manifest([f"ibug={shared_data / '300W'}"], tmp_path / "bad.parquet", weights=bad, progress=False)
+    with pytest.raises(LandmarkUnifyError, match="not supported with engine"):
+        build_manifest([f"ibug={shared_data / '300W'}"], tmp_path / "bad_ds", weights=["ibug=2"], engine="dask")
+    assert not list(tmp_path.glob("bad*"))

@@ -84,3 +84,20 @@ def test_unknown_recipe_via_the_cli(tmp_path, capsys):
 
     assert main(["build-manifest", "--recipe", "nope", "-o", str(tmp_path / "x.parquet")]) == 2
     assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_wflw2_weights_from_the_command_line(shared_data, lapa_with_closed_eyes, tmp_path, capsys):
+    from landmark_unify.cli import main
+
+    out = tmp_path / "wflw2.parquet"
+    rc = main(["build-manifest", "--recipe", "wflw2", "--source", f"wflw={shared_data / 'WFLW'}",
+               "--source", f"lapa={lapa_with_closed_eyes}", "--source", f"300wlp={shared_data / '300W_LP'}",
+               "--weight", "lapa=4", "--weight", "wflw=0.25", "-o", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    df = lu.read_manifest(out)
+    assert df.groupby("source")["weight"].unique().map(list).to_dict() == {"lapa": [4.0], "wflw": [0.25], "300wlp": [1.0]}
+    assert df.attrs["manifest"]["source_weights"] == {"lapa": 4.0, "wflw": 0.25, "300wlp": 1.0}
+    assert main(["build-manifest", "--recipe", "wflw2", "--source", f"wflw={shared_data / 'WFLW'}",
+                 "--source", f"lapa={lapa_with_closed_eyes}", "--source", f"300wlp={shared_data / '300W_LP'}",
+                 "--weight", "ibug=2", "-o", str(tmp_path / "y.parquet"), "--no-progress"]) == 1
+    assert "ibug" in capsys.readouterr().err and not (tmp_path / "y.parquet").exists()

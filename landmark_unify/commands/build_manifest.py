@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which points of a source become valid: exact ones only, or approximations too")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="raise: stop at the first bad record, write nothing; skip: leave it out and list it")
+    p.add_argument("--weight", action="append", default=[], metavar="SOURCE=W",
+                   help="training weight of every face of SOURCE (a source label or reader kind) in the weight "
+                        "column; repeatable; default 1. With --recipe, passed to the recipe's merge")
     p.add_argument("--check-images", action="store_true", help="decode every image; missing or corrupt ones are errors")
     p.add_argument("--relabel-pose", action="store_true", help="fit head pose from the landmarks after writing")
     p.add_argument("--recipe", metavar="NAME", help="run a named build recipe instead (see landmark_unify.recipes)")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = build_manifest(args.source, args.output, policy=args.policy, on_error=args.on_error,
                                 check_images=args.check_images, command=command, engine=args.engine,
-                                workers=args.workers, progress=not args.no_progress)
+                                workers=args.workers, progress=not args.no_progress, weights=args.weight or None)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
         if args.on_error == "raise":
