@@ -15,9 +15,7 @@ The pipeline is three steps so that it can be scaled out:
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import manifest as mf
+from ._io import write_jsonl_atomic
 from .errors import LandmarkUnifyError, ParseError
 from .maps import POLICIES, to_canonical
 from .readers import FaceBatch, Source, Unit, parse_source, plan_source, read_unit
@@ -254,19 +253,6 @@ def skipped_path_for(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".skipped.jsonl")
 
 
-def _write_jsonl_atomic(records: Sequence[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: Sequence[Source], out,
                  *, policy: str, on_error: str, check_images: bool, command: str | None = None,
                  units: int = 0, weights: dict[str, float] | None = None) -> BuildReport:
@@ -293,7 +279,7 @@ def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: S
     out = Path(out)
     side = skipped_path_for(out)
     if skipped:
-        _write_jsonl_atomic(skipped, side)
+        write_jsonl_atomic(skipped, side)
     else:
         side.unlink(missing_ok=True)
     mf.write_manifest(table, out, meta)

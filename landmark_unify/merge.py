@@ -8,15 +8,14 @@ commands that read one manifest and write another.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._io import write_jsonl_atomic
 from .errors import ManifestError
 from .manifest import make_metadata
 
@@ -262,12 +261,7 @@ def merge_manifest_files(paths, out, weights=None, *, hash_images: bool = True,
                                            progress=progress)
     side = out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl")
     if report.duplicates:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in report.duplicates:
-                f.write(json.dumps(rec, sort_keys=True) + "\n")
-        os.replace(tmp, side)
+        write_jsonl_atomic(report.duplicates, side)
     else:
         side.unlink(missing_ok=True)
     write_manifest(merged, out, meta)

@@ -6,12 +6,11 @@ A crop of the image starting at integer pixel ``(x0, y0)`` and resized by ``scal
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ._io import write_png_atomic
 from .layouts import get_layout
 from .pose import matrix_from_euler
 
@@ -205,13 +204,5 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
         tiles.append(render_face(cache[f], row["landmarks"], row["valid"], row["bbox"], angles, size=size,
                                  caption=_caption(row), radius=max(1, size // 128)))
     sheet = contact_sheet(tiles, cols)
-    out = Path(out)
-    ok, buf = cv2.imencode(".png", sheet)
-    if not ok:
-        raise OSError(f"cannot encode {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.tobytes())
-    os.replace(tmp, out)
+    out = write_png_atomic(sheet, out)
     return out, len(tiles)

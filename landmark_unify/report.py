@@ -6,11 +6,11 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ._io import write_png_atomic, write_text_atomic
 from .manifest import ATTRIBUTE_COLUMNS, EYE_STATES
 
 YAW_BIN = 15.0
@@ -101,26 +101,14 @@ def balance_markdown(rep: dict, title: str = "balance") -> str:
     return "\n".join(parts) + "\n"
 
 
-def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_balance(df, stem: str | os.PathLike, title: str = "balance") -> tuple[Path, Path, dict]:
     """Write ``STEM.balance.json`` and ``STEM.balance.md``; returns their paths and the report."""
     stem = Path(stem)
     rep = balance_report(df)
     base = stem.with_name(stem.name.removesuffix(".parquet"))
     js, md = base.with_name(base.name + ".balance.json"), base.with_name(base.name + ".balance.md")
-    _write_text_atomic(json.dumps(rep, indent=1, sort_keys=True) + "\n", js)
-    _write_text_atomic(balance_markdown(rep, title), md)
+    write_text_atomic(json.dumps(rep, indent=1, sort_keys=True) + "\n", js)
+    write_text_atomic(balance_markdown(rep, title), md)
     return js, md, rep
 
 
@@ -193,19 +181,6 @@ def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, flo
     return img
 
 
-def _write_png(img: np.ndarray, path: Path) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise OSError(f"cannot encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
-
-
 def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, closed: float | None = None) -> Path:
     """Histograms of yaw, pitch, roll and EAR per source as PNG files in ``out_dir`` and an ``index.html``
     linking them with the balance tables. Returns the HTML path."""
@@ -228,10 +203,10 @@ def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, c
         img = draw_histograms(series, rng, width, title, f"{name} ({unit}); values beyond the axis in the end bins",
                               marker=closed if name == "ear" else None)
         path = out / f"{name}.png"
-        _write_png(img, path)
+        write_png_atomic(img, path)
         pngs.append(path)
     rep = balance_report(df)
-    _write_text_atomic(json.dumps(rep, indent=1, sort_keys=True) + "\n", out / "balance.json")
+    write_text_atomic(json.dumps(rep, indent=1, sort_keys=True) + "\n", out / "balance.json")
     md = balance_markdown(rep, Path(manifest_path).name)
     page = ["<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>{html.escape(Path(manifest_path).name)}</title>",
@@ -247,7 +222,7 @@ def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, c
     page.append(_markdown_tables_to_html(md))
     page.append("<p><a href='balance.json'>balance.json</a></p></body></html>")
     index = out / "index.html"
-    _write_text_atomic("\n".join(page) + "\n", index)
+    write_text_atomic("\n".join(page) + "\n", index)
     return index
 
 
