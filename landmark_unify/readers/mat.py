@@ -78,68 +78,58 @@ def pose_degrees(mat: dict, path: Path) -> np.ndarray:
     return (deg + 180.0) % 360.0 - 180.0 if (np.abs(deg) > 180.0).any() else deg
 
 
-def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
+def _read_mat_faces(unit: Unit, sink: ErrorSink, split: str, points) -> list[FaceRecord]:
+    """One face per ``.mat`` file of the unit: ``points(root, f, path, mat)`` returns ``(points (K, 2)
+    0-based, schema, origin_file, origin_key, identity)``; the pose is ``Pose_Para``. A file that cannot be
+    read goes to ``sink``."""
     root = Path(unit.root)
+    out = []
+    for f in unit.files:
+        path = root / f
+        try:
+            mat = load_mat(path)
+            pose = pose_degrees(mat, path)
+            pts, schema, origin, key, identity = points(root, f, path, mat)
+        except ParseError as err:
+            sink(err)
+            continue
+        img = find_image(path.parent, path.stem)
+        out.append(FaceRecord(
+            points=pts, schema=schema, split=split,
+            image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
+            origin_file=origin, origin_key=key, identity=identity, pose=pose,
+        ))
+    return out
+
+
+def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     choice = unit.opts.get("points", "auto")
     if choice not in ("auto", "pt2d", "pts_2d", "pts_3d"):
         raise LandmarkUnifyError(f"300wlp option points={choice!r}; valid: auto, pt2d, pts_2d, pts_3d")
-    out = []
-    for f in unit.files:
-        path = root / f
-        try:
-            mat = load_mat(path)
-            pose = pose_degrees(mat, path)
-            subset = Path(f).parent.name
-            lm_rel = f"landmarks/{subset}/{path.stem}_pts.mat"
-            use_lm = choice in ("pts_2d", "pts_3d") or (choice == "auto" and (root / lm_rel).is_file())
-            if use_lm:
-                var = "pts_3d" if choice == "pts_3d" else "pts_2d"
-                lm = load_mat(root / lm_rel)
-                pts = get_array(lm, var, (68, 2), root / lm_rel) - 1.0
-                schema = "ibug68" if var == "pts_2d" else "ibug68_3d"
-                origin, key = lm_rel, var
-            else:
-                pts = get_array(mat, "pt2d", (2, 68), path).T - 1.0
-                schema, origin, key = "ibug68_3d", f, "pt2d"
-        except ParseError as err:
-            sink(err)
-            continue
-        img = find_image(path.parent, path.stem)
-        out.append(FaceRecord(
-            points=pts, schema=schema, split="train",
-            image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
-            origin_file=origin, origin_key=key, identity=f, pose=pose,
-        ))
-    return out
+
+    def points(root: Path, f: str, path: Path, mat: dict):
+        lm_rel = f"landmarks/{Path(f).parent.name}/{path.stem}_pts.mat"
+        if choice in ("pts_2d", "pts_3d") or (choice == "auto" and (root / lm_rel).is_file()):
+            var = "pts_3d" if choice == "pts_3d" else "pts_2d"
+            pts = get_array(load_mat(root / lm_rel), var, (68, 2), root / lm_rel) - 1.0
+            return pts, ("ibug68" if var == "pts_2d" else "ibug68_3d"), lm_rel, var, f
+        return get_array(mat, "pt2d", (2, 68), path).T - 1.0, "ibug68_3d", f, "pt2d", f
+
+    return _read_mat_faces(unit, sink, "train", points)
 
 
 def read_aflw2000(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
-    root = Path(unit.root)
     choice = unit.opts.get("points", "pt3d_68")
     if choice not in ("pt3d_68", "pt2d"):
         raise LandmarkUnifyError(f"aflw2000 option points={choice!r}; valid: pt3d_68, pt2d")
-    out = []
-    for f in unit.files:
-        path = root / f
-        try:
-            mat = load_mat(path)
-            pose = pose_degrees(mat, path)
-            if choice == "pt3d_68":
-                pts = get_array(mat, "pt3d_68", (3, 68), path)[:2].T - 1.0
-                schema = "ibug68_3d"
-            else:
-                raw = get_array(mat, "pt2d", (2, 21), path).T
-                missing = (raw < 0).any(axis=1)
-                pts = raw - 1.0
-                pts[missing] = np.nan
-                schema = "aflw21"
-        except ParseError as err:
-            sink(err)
-            continue
-        img = find_image(path.parent, path.stem)
-        out.append(FaceRecord(
-            points=pts, schema=schema, split="test",
-            image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
-            origin_file=f, origin_key=choice, identity=f"{f}:{choice}", pose=pose,
-        ))
-    return out
+
+    def points(root: Path, f: str, path: Path, mat: dict):
+        if choice == "pt3d_68":
+            pts, schema = get_array(mat, "pt3d_68", (3, 68), path)[:2].T - 1.0, "ibug68_3d"
+        else:
+            raw = get_array(mat, "pt2d", (2, 21), path).T
+            pts, schema = raw - 1.0, "aflw21"
+            pts[(raw < 0).any(axis=1)] = np.nan
+        return pts, schema, f, choice, f"{f}:{choice}"
+
+    return _read_mat_faces(unit, sink, "test", points)
