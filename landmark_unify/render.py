@@ -77,15 +77,21 @@ def draw_pose_axes(img: np.ndarray, centre, angles, length: float) -> np.ndarray
 
 
 def crop_box(points, valid, bbox, margin: float = 0.25) -> tuple[int, int, int]:
-    """Square crop ``(x0, y0, side)`` in integer pixels around the valid points (else the bbox), with
-    ``margin`` of the side added on each side."""
+    """Square crop ``(x0, y0, side)`` in integer pixels around the valid points and the face box (so a
+    68-point face under ``strict``, whose jaw is invalid, still shows its chin), with ``margin`` of the
+    side added on each side."""
     pts = np.asarray(points, dtype=np.float64)
     ok = np.isfinite(pts).all(1) & np.asarray(valid, bool)
+    b = np.asarray(bbox, dtype=np.float64).ravel()
+    box_ok = b.size == 4 and np.isfinite(b).all() and b[2] >= b[0] and b[3] >= b[1]
     if ok.sum() >= 2:
         lo, hi = pts[ok].min(0), pts[ok].max(0)
-    else:
-        b = np.asarray(bbox, dtype=np.float64)
+        if box_ok:
+            lo, hi = np.minimum(lo, b[:2]), np.maximum(hi, b[2:])
+    elif box_ok:
         lo, hi = b[:2], b[2:]
+    else:
+        lo = hi = np.zeros(2)
     side = max(float((hi - lo).max()), 8.0) * (1 + 2 * margin)
     centre = (lo + hi) / 2
     x0, y0 = np.floor(centre - side / 2).astype(int)

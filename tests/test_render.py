@@ -94,3 +94,16 @@ def test_a_face_without_its_image_still_shows_its_points(shared_data):
     valid = np.isfinite(pts).all(1)
     tile = render_face(None, pts, valid, [50, 40, 70, 60], [0.0, 0.0, 0.0], size=96, caption="x")
     assert (np.all(tile == GROUP_COLOURS["nose"], axis=-1)).sum() > 5
+
+
+def test_the_crop_holds_the_face_box_when_the_jaw_is_invalid(shared_data, tmp_path):
+    """A 300W face under strict has no valid contour point; its box (the extent of all 68 source points)
+    still decides the crop, so the chin is in the tile."""
+    out = tmp_path / "300w.parquet"
+    build_manifest([f"ibug={shared_data / '300W/menpo'}"], out, progress=False)
+    row = lu.read_manifest(out).iloc[0]
+    assert not row["valid"][:33].any()
+    x0, y0, side = crop_box(row["landmarks"], row["valid"], row["bbox"])
+    lo, hi = row["bbox"][:2], row["bbox"][2:]
+    assert x0 <= lo[0] and y0 <= lo[1] and x0 + side >= hi[0] and y0 + side >= hi[1]
+    assert crop_box(np.full((98, 2), np.nan), np.zeros(98, bool), [np.nan] * 4)[2] > 0  # nothing known: no crash
