@@ -315,7 +315,7 @@ def _drop_duplicates(table: pa.Table, skipped: list[dict], on_error: str) -> pa.
         rec = {"source": src[r], "kind": None}
         rec.update(err.as_record())
         skipped.append(rec)
-    return table.filter(pa.array(~dup))
+    return mf.take_rows(table, ~dup)
 
 
 def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",

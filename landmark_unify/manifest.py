@@ -167,6 +167,34 @@ def table_from_dataframe(df: pd.DataFrame) -> pa.Table:
     return table_from_columns(cols)
 
 
+def take_rows(table: pa.Table, rows) -> pa.Table:
+    """Rows ``rows`` (indices, in that order, or a boolean mask) of a manifest table.
+
+    Use this instead of ``Table.take`` / ``Table.filter``: with the pyarrow releases of 2025-2026 these
+    return wrong ``landmarks`` values when the nested fixed-size-list column comes from a sliced array
+    (the slice offset is applied twice). Here the fixed-size columns go through NumPy, which reads the
+    offsets correctly, and the flat columns through Arrow's own take.
+    """
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        rows = np.flatnonzero(rows)
+    rows = rows.astype(np.int64, copy=False)
+    fixed = {"landmarks": ((NUM_POINTS, 2), np.float32, 2, NUM_POINTS, pa.float32()),
+             "valid": ((NUM_POINTS,), bool, NUM_POINTS, None, pa.bool_()),
+             "bbox": ((4,), np.float32, 4, None, pa.float32())}
+    idx = pa.array(rows, type=pa.int64())
+    arrays = []
+    for name in table.column_names:
+        col = table.column(name)
+        if name in fixed:
+            shape, dtype, inner, outer, vtype = fixed[name]
+            values = _fixed_to_numpy(col, shape, dtype)[rows]
+            arrays.append(_fixed_list(values, inner, outer, vtype))
+        else:
+            arrays.append(col.combine_chunks().take(idx))
+    return pa.Table.from_arrays(arrays, schema=table.schema)
+
+
 # --- writing ------------------------------------------------------------------------------------------
 
 def write_manifest(data, path: str | os.PathLike, metadata: Mapping) -> Path:

@@ -1,0 +1,61 @@
+"""Manifest I/O: schema, atomic deterministic writes, validation, and row selection."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from landmark_unify import manifest as mf
+
+
+def _table(n: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    lm = rng.uniform(0, 500, (n, 98, 2)).astype(np.float32)
+    valid = rng.random((n, 98)) > 0.1
+    return mf.table_from_columns(dict(
+        landmarks=lm, valid=valid, bbox=np.tile([0, 0, 500, 500], (n, 1)),
+        sample_id=[f"id{i}" for i in range(n)], source=["s"] * n, split=["train"] * n,
+        image_path=[f"{i}.jpg" for i in range(n)], source_schema=["wflw98"] * n, origin_file=["f.txt"] * n,
+        origin_line=list(range(1, n + 1)),
+    ))
+
+
+@pytest.mark.parametrize("sliced", [False, True])
+def test_take_rows_is_right_on_sliced_and_concatenated_tables(sliced):
+    full = _table(12)
+    table = pa.concat_tables([full.slice(0, 5), full.slice(5, 7)]) if sliced else full
+    rows = np.array([6, 0, 11, 3])
+    got = mf.take_rows(table, rows)
+    want = mf.landmarks_array(mf.dataframe_from_table(full))[rows]
+    np.testing.assert_array_equal(mf.landmarks_array(mf.dataframe_from_table(got)), want)
+    assert got.column("sample_id").to_pylist() == [f"id{i}" for i in rows]
+    mask = np.zeros(12, bool)
+    mask[[2, 9]] = True
+    assert mf.take_rows(table, mask).column("origin_line").to_pylist() == [3, 10]
+
+
+def test_write_is_deterministic_and_atomic(tmp_path):
+    meta = mf.make_metadata({"s": str(tmp_path)}, command="test")
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    mf.write_manifest(_table(7), a, meta)
+    mf.write_manifest(mf.read_manifest(a), b, meta)
+    assert a.read_bytes() == b.read_bytes()
+    assert mf.validate_manifest(a) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+def test_validate_names_each_problem(tmp_path):
+    t = _table(3)
+    lm = mf._fixed_to_numpy(t.column("landmarks"), (98, 2), np.float32).copy()
+    lm[1, 4] = [1.0, 2.0]  # a coordinate where valid is False, if it was invalid
+    cols = {c: t.column(c) for c in t.column_names if c not in ("landmarks", "valid", "bbox")}
+    valid = mf._fixed_to_numpy(t.column("valid"), (98,), bool).copy()
+    valid[1, 4] = False
+    bad = pa.Table.from_arrays(
+        [mf._fixed_list(lm, 2, 98, pa.float32()) if c == "landmarks" else
+         mf._fixed_list(valid, 98, None, pa.bool_()) if c == "valid" else
+         t.column(c) for c in t.column_names], schema=mf.SCHEMA)
+    del cols
+    problems = mf.validate_table(bad, mf.make_metadata({"s": "."}))
+    assert any("not finite exactly at valid points" in p for p in problems)
+    assert any("source_roots" in p for p in mf.validate_table(t, mf.make_metadata({})))
