@@ -44,18 +44,15 @@ def test_write_is_deterministic_and_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
 
 
-def test_validate_names_each_problem(tmp_path):
+def test_validate_names_each_problem():
     t = _table(3)
     lm = mf._fixed_to_numpy(t.column("landmarks"), (98, 2), np.float32).copy()
-    lm[1, 4] = [1.0, 2.0]  # a coordinate where valid is False, if it was invalid
-    cols = {c: t.column(c) for c in t.column_names if c not in ("landmarks", "valid", "bbox")}
     valid = mf._fixed_to_numpy(t.column("valid"), (98,), bool).copy()
-    valid[1, 4] = False
-    bad = pa.Table.from_arrays(
-        [mf._fixed_list(lm, 2, 98, pa.float32()) if c == "landmarks" else
-         mf._fixed_list(valid, 98, None, pa.bool_()) if c == "valid" else
-         t.column(c) for c in t.column_names], schema=mf.SCHEMA)
-    del cols
+    valid[1, 4] = False  # the point keeps its coordinates: invalid but finite
+    lm[1, 4] = [1.0, 2.0]
+    arrays = {"landmarks": mf._fixed_list(lm, 2, 98, pa.float32()), "valid": mf._fixed_list(valid, 98, None, pa.bool_())}
+    bad = pa.Table.from_arrays([arrays.get(c, t.column(c)) for c in t.column_names], schema=mf.SCHEMA)
     problems = mf.validate_table(bad, mf.make_metadata({"s": "."}))
     assert any("not finite exactly at valid points" in p for p in problems)
     assert any("source_roots" in p for p in mf.validate_table(t, mf.make_metadata({})))
+    assert mf.validate_table(t, mf.make_metadata({"s": "."})) == []
