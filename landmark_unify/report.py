@@ -117,6 +117,8 @@ def write_balance(df, stem: str | os.PathLike, title: str = "balance") -> tuple[
 #: BGR colours for sources, in order of appearance.
 PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
            (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
+#: how a quantity is named in titles
+DISPLAY_NAMES = {"yaw": "Yaw", "pitch": "Pitch", "roll": "Roll", "ear": "EAR"}
 QUANTITIES = {
     # name: (columns, range, bin width, unit)
     "yaw": (("yaw",), (-100.0, 100.0), 5.0, "degrees"),
@@ -165,10 +167,11 @@ def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, flo
                 cv2.rectangle(img, (xs(a), top_px), (max(xs(b) - 1, xs(a)), y1), colour, -1)
         if marker is not None:
             cv2.line(img, (xs(marker), y0 + 14), (xs(marker), y1), (0, 0, 200), 1, cv2.LINE_AA)
-        cv2.putText(img, f"{name}  (n={vals.size}, peak {peak})", (left + 4, y0 + 12), font, 0.45, (40, 40, 40), 1,
-                    cv2.LINE_AA)
-        cv2.putText(img, str(peak), (8, y0 + 28), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
-        cv2.putText(img, "0", (8, y1), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+        label = f"{name}  (n={vals.size}, peak {peak})" if vals.size else f"{name}  (n=0: no known value)"
+        cv2.putText(img, label, (left + 4, y0 + 12), font, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
+        if vals.size:
+            cv2.putText(img, str(peak), (8, y0 + 28), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+            cv2.putText(img, "0", (8, y1), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
     axis_y = top + ph * len(names) - 18
     for t in _nice_ticks(lo, hi, 8):
         x = xs(t)
@@ -199,8 +202,9 @@ def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, c
         for s in sources:
             g = df[df["source"] == s]
             series[s] = np.concatenate([pd.to_numeric(g[c], errors="coerce").to_numpy(np.float64) for c in cols])
-        title = f"{name} per source" + (" (closed-eye threshold in red)" if name == "ear" else "")
-        img = draw_histograms(series, rng, width, title, f"{name} ({unit}); values beyond the axis in the end bins",
+        shown = DISPLAY_NAMES.get(name, name)
+        title = f"{shown} per source" + (" (closed-eye threshold in red)" if name == "ear" else "")
+        img = draw_histograms(series, rng, width, title, f"{shown} ({unit}); values beyond the axis in the end bins",
                               marker=closed if name == "ear" else None)
         path = out / f"{name}.png"
         write_png_atomic(img, path)
@@ -217,7 +221,8 @@ def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, c
             f"<p>{len(df)} faces from {len(sources)} sources. Angles in degrees, 300W-LP Pose_Para convention "
             f"(dataset pose where the source has one, else the landmark fit). EAR closed-eye threshold {closed:g}.</p>"]
     for p in pngs:
-        page.append(f"<h2>{html.escape(p.stem)}</h2><a href='{p.name}'><img src='{p.name}' alt='{p.stem} histogram'></a>")
+        shown = html.escape(DISPLAY_NAMES.get(p.stem, p.stem))
+        page.append(f"<h2>{shown}</h2><a href='{p.name}'><img src='{p.name}' alt='{shown} histogram'></a>")
     page.append("<h2>Balance</h2>")
     page.append(_markdown_tables_to_html(md))
     page.append("<p><a href='balance.json'>balance.json</a></p></body></html>")

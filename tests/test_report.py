@@ -52,3 +52,12 @@ def test_balance_and_report_on_real_faces(shared_data, tmp_path):
         assert img is not None and img.shape[1] == 720
         assert f"src='{name}.png'" in html
     assert "Yaw, 15-degree bins" in html and "1982 faces" in html
+    assert "<h2>EAR</h2>" in html and "<h2>Yaw</h2>" in html
+
+
+def test_an_empty_panel_has_no_count_axis():
+    """A source with no known value (e.g. EAR of 68-point faces) gets an empty panel, not 'peak 1'."""
+    img = draw_histograms({"a": np.array([0.05] * 10), "b": np.array([np.nan])}, (0.0, 1.0), 0.1, "t", "x")
+    ph, top = 170, 34
+    assert (img[top + 14:top + 32, 4:40] < 200).any()  # panel a: its peak count is written at the left
+    assert (img[top + ph + 14:top + ph + 32, 4:40] == 255).all()  # panel b: nothing written there
