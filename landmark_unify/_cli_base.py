@@ -56,5 +56,10 @@ def make_main(prog: str, description: str, package: str, commands: dict[str, str
         except LandmarkUnifyError as exc:  # a bad input file or argument: its message, not a traceback
             print(f"{args.command}: error: {exc}", file=sys.stderr)
             return 1
+        except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
     return main

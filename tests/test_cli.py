@@ -148,3 +148,12 @@ def test_inspect_and_validate_a_partitioned_dataset(repo_root, tmp_path, capsys)
     assert main(["inspect", str(out)]) == 0
     assert "5 faces" in capsys.readouterr().out
     assert main(["validate", str(out)]) == 0
+
+
+def test_output_piped_into_a_closed_reader_stops_quietly(repo_root):
+    """`landmark_unify schemas --readers | head -1`: no traceback, no 'Broken pipe' error."""
+    proc = subprocess.Popen([sys.executable, "-m", "landmark_unify.cli", "schemas", "--readers"], cwd=repo_root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader went away before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""

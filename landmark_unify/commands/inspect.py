@@ -14,8 +14,9 @@ def run(args: argparse.Namespace) -> int:
     from ..summary import summarize_manifest
 
     try:
-        print(summarize_manifest(args.file))
+        text = summarize_manifest(args.file)
     except (LandmarkUnifyError, OSError) as exc:
         print(f"inspect: error: {exc}", file=sys.stderr)
         return 1
+    print(text)
     return 0
