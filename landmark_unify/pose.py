@@ -617,8 +617,8 @@ def estimate_pose_pnp(points98, valid98=None, image_size=None, *, model: FaceMod
 def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
     """A copy of manifest DataFrame ``df`` with fitted poses.
 
-    Rows without a pose get ``pitch``, ``yaw``, ``roll`` from the fit and ``pose_source = "fit"`` (or
-    stay null when the fit is unknown). Point weights follow the row's ``source_schema``:
+    Rows without a dataset pose (none, or an earlier fit) get ``pitch``, ``yaw``, ``roll`` from the fit and
+    ``pose_source = "fit"`` (or null when the fit is unknown). Point weights follow the row's ``source_schema``:
     :data:`PROJECTED_CONTOUR_WEIGHTS` for projected 3D contours, else :data:`DEFAULT_POINT_WEIGHTS`. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
     ``fit_yaw``, ``fit_roll`` beside it. Returns ``(df, counts)`` with counts of filled, kept, unknown rows.
     """
@@ -635,7 +635,9 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
     fit = estimate_pose(landmarks_array(df), valid_array(df), model=model, **fit_options) if n else np.zeros((0, 3), np.float32)
     known_fit = np.isfinite(fit).all(1)
     src = df["pose_source"].astype(object).where(df["pose_source"].notna(), None).to_numpy() if n else np.array([], object)
-    has_dataset = np.array([s is not None for s in src], bool)
+    # only the dataset's own pose is kept: a pose from an earlier fit is fitted again (not kept as if it
+    # were the dataset's, with the new fit beside it)
+    has_dataset = np.array([s == "dataset" for s in src], bool)
     for j, name in enumerate(("pitch", "yaw", "roll")):
         col = pd.to_numeric(df[name], errors="coerce").to_numpy(np.float64) if n else np.zeros(0)
         out[f"fit_{name}"] = np.where(has_dataset & known_fit, fit[:, j], np.nan).astype(np.float32)

@@ -229,6 +229,18 @@ def test_relabel_leaves_unknown_when_the_fit_fails(aflw, tmp_path):
     assert out["pose_source"].isna().iloc[1] and np.isnan(out["yaw"].iloc[1])
 
 
+def test_relabelling_twice_refits_instead_of_keeping_the_first_fit(aflw, tmp_path):
+    """A pose that came from an earlier fit is not a dataset pose: a second relabel fits it again."""
+    src, has = _aflw_manifest(aflw, tmp_path / "aflw.parquet")
+    once, _ = relabel_dataframe(lu.read_manifest(src))
+    twice, counts = relabel_dataframe(once)
+    assert counts == {"filled": int((~has).sum()), "kept": int(has.sum()), "unknown": 0}
+    assert (twice["pose_source"] == once["pose_source"]).all()
+    for c in ("pitch", "yaw", "roll", "fit_pitch", "fit_yaw", "fit_roll"):
+        np.testing.assert_array_equal(twice[c].to_numpy(np.float64), once[c].to_numpy(np.float64))
+    assert twice["fit_yaw"][~has].isna().all()
+
+
 def test_blas_threads_are_restored(aflw, model):
     from landmark_unify.pose import _openblas_thread_api
 

@@ -36,6 +36,6 @@ def run(args) -> int:
     else:
         counts = relabel_manifest_file(args.input, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
                                        min_points=args.min_points)
-    print(f"{args.output}: pose fitted for {counts['filled']} faces, dataset pose kept (fit beside it) for "
+    print(f"{args.output}: pose fitted for {counts['filled']} faces, dataset pose kept (fit beside it where known) for "
           f"{counts['kept']}, unknown for {counts['unknown']}", file=sys.stderr)
     return 0
