@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import MappingError
+from .maps import canonical_batch
 
 #: Canonical indices per eye: (corner a, corner b, (upper, lower) lid pairs). Image-left eye first.
 EYE_CORNERS = np.array([[60, 64], [68, 72]], dtype=np.intp)
@@ -25,17 +26,6 @@ EYE_STATES = ("open", "one_closed", "both_closed", "unknown")
 MINE_MODES = ("either", "both")
 
 
-def _check_points(points98) -> np.ndarray:
-    pts = np.asarray(points98)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[1:] != (98, 2):
-        raise MappingError(f"points98 must be (N, 98, 2) or (98, 2); got {pts.shape}")
-    if not np.issubdtype(pts.dtype, np.number):
-        raise MappingError(f"points98 must be numeric; got dtype {pts.dtype}")
-    return pts.astype(np.float64, copy=False)
-
-
 def eye_aspect_ratio(points98, valid98=None) -> np.ndarray:
     """Eye aspect ratio of both eyes.
 
@@ -44,14 +34,7 @@ def eye_aspect_ratio(points98, valid98=None) -> np.ndarray:
     Returns ``(N, 2)`` float32: column 0 the image-left eye (points 60-67), column 1 the image-right eye
     (68-75); NaN where any of that eye's eight points is invalid or its corners coincide.
     """
-    pts = _check_points(points98)
-    n = pts.shape[0]
-    ok = np.isfinite(pts).all(-1)
-    if valid98 is not None:
-        v = np.asarray(valid98, dtype=bool).reshape(-1, 98) if np.ndim(valid98) else None
-        if v is None or v.shape != (n, 98):
-            raise MappingError(f"valid98 must be (N, 98) matching points98 ({n}); got {np.shape(valid98)}")
-        ok &= v
+    pts, ok = canonical_batch(points98, valid98)
     upper = pts[:, EYE_LID_PAIRS[..., 0]]  # (N, 2, 3, 2)
     lower = pts[:, EYE_LID_PAIRS[..., 1]]
     lids = np.linalg.norm(upper - lower, axis=-1).sum(-1)  # (N, 2)

@@ -136,6 +136,25 @@ def _as_batch(points, num_points: int, schema: str) -> tuple[np.ndarray, bool]:
     return arr, squeeze
 
 
+def canonical_batch(points98, valid98=None) -> tuple[np.ndarray, np.ndarray]:
+    """Checked canonical points for the functions that take them (eye aspect ratio, pose fit).
+
+    points98: ``(N, 98, 2)`` or ``(98, 2)``, numeric, NaN where invalid; valid98: optional ``(N, 98)`` or
+    ``(98,)`` bool. Returns ``(points (N, 98, 2) float64, usable (N, 98) bool)``: usable where the point is
+    finite and, when ``valid98`` is given, marked valid. Raises MappingError on a wrong shape or dtype.
+    """
+    pts = _as_batch(points98, 98, "wflw98")[0].astype(np.float64)
+    ok = np.isfinite(pts).all(-1)
+    if valid98 is not None:
+        v = np.asarray(valid98, dtype=bool)
+        if v.ndim == 1:
+            v = v[None]
+        if v.shape != ok.shape:
+            raise MappingError(f"valid98 must be (N, 98) matching points98 {ok.shape}; got {np.shape(valid98)}")
+        ok &= v
+    return pts, ok
+
+
 @cache
 def _compile(pmap: PointMap, policy: str, projected_contour: bool) -> CompiledMap:
     if policy not in POLICIES:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import LandmarkUnifyError, MappingError
 from .layouts import get_layout
-from .maps import compile_map
+from .maps import canonical_batch, compile_map
 
 #: Default location of the mean shapes: ``../shared/data/mean3d_68/mean3d_68.npz`` beside the project
 #: root; the environment variable ``LANDMARK_UNIFY_MEAN3D`` overrides it.
@@ -280,26 +280,6 @@ class _SingleThreadBLAS:
         return False
 
 
-def _check_inputs(points98, valid98) -> tuple[np.ndarray, np.ndarray]:
-    pts = np.asarray(points98)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[1:] != (98, 2):
-        raise MappingError(f"points98 must be (N, 98, 2) or (98, 2); got {np.shape(points98)}")
-    if not np.issubdtype(pts.dtype, np.number):
-        raise MappingError(f"points98 must be numeric; got dtype {pts.dtype}")
-    pts = pts.astype(np.float64)
-    ok = np.isfinite(pts[..., 0]) & np.isfinite(pts[..., 1])
-    if valid98 is not None:
-        v = np.asarray(valid98, dtype=bool)
-        if v.ndim == 1:
-            v = v[None]
-        if v.shape != ok.shape:
-            raise MappingError(f"valid98 must be (N, 98) matching points98 {ok.shape}; got {np.shape(valid98)}")
-        ok &= v
-    return pts, ok
-
-
 def _nearest_scaled_rotation(a: np.ndarray):
     """Nearest scaled-orthographic camera to affine ``a`` (N, 2, 3): rows ``Q2 = (a a^T)^(-1/2) a``
     (the polar factor) completed to a rotation ``Q`` (N, 3, 3), and the mean singular value ``s``."""
@@ -516,7 +496,7 @@ def estimate_pose(
     module docstring); with ``return_rotation`` also ``(N, 3, 3)`` float64 rotations R (NaN rows where
     unknown).
     """
-    pts, ok = _check_inputs(points98, valid98)
+    pts, ok = canonical_batch(points98, valid98)
     model = model or load_face_model()
     pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
     if pw.shape not in ((98,), (len(pts), 98)):
@@ -577,7 +557,7 @@ def estimate_pose_pnp(points98, valid98=None, image_size=None, *, model: FaceMod
     """
     import cv2
 
-    pts, ok = _check_inputs(points98, valid98)
+    pts, ok = canonical_batch(points98, valid98)
     model = model or load_face_model()
     pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
     use = ok & model.has_point[None] & (np.broadcast_to(pw, ok.shape) > 0)  # the fit's points, unweighted

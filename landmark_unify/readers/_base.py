@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,6 +176,30 @@ class ErrorSink:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+def plan_files(source: str, kind: str, root: Path, files: Sequence[Path], options: dict, per_unit: int,
+               missing: str) -> list[Unit]:
+    """Units of ``per_unit`` of the annotation ``files`` (sorted, under ``root``); no file at all is an
+    error (``missing`` says what was expected)."""
+    if not files:
+        raise ParseError(root, missing, field="root")
+    rels = [rel(p, root) for p in files]
+    opts = tuple(sorted(options.items()))
+    return [Unit(source, kind, str(root), c, options=opts) for c in chunked(rels, per_unit)]
+
+
+def read_files(unit: Unit, sink: ErrorSink, read_one: Callable[[Path, str, Path], FaceRecord]) -> list[FaceRecord]:
+    """One face per annotation file of ``unit``: ``read_one(root, rel_file, path)`` returns its record or
+    raises a :class:`ParseError`, which goes to ``sink`` (raised, or recorded and the file left out)."""
+    root = Path(unit.root)
+    out = []
+    for f in unit.files:
+        try:
+            out.append(read_one(root, f, root / f))
+        except ParseError as err:
+            sink(err)
+    return out
+
 
 def rel(path: str | os.PathLike, root: str | os.PathLike) -> str:
     """``path`` relative to ``root``, '/' separated."""

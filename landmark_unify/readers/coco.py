@@ -17,17 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, rel, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, plan_files, rel, sorted_files
 
 SCHEMA_BY_K = {98: "wflw98", 106: "lapa106", 68: "ibug68", 29: "cofw29", 19: "aflw19", 21: "aflw21"}
 
 
 def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
     files = sorted_files(root, "*.json") or sorted_files(root, "annotations/*.json") or sorted_files(root, "**/*.json")
-    if not files:
-        raise ParseError(root, "no .json files found in the root or its annotations/ folder", field="root")
-    opts = tuple(sorted(options.items()))
-    return [Unit(source, "coco", str(root), (rel(p, root),), options=opts) for p in files]
+    return plan_files(source, "coco", root, files, options, 1,
+                      "no .json files found in the root or its annotations/ folder")
 
 
 def _image(root: Path, json_dir: Path, name: str) -> str:

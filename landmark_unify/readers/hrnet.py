@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, parse_float, rel, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, parse_float, plan_files, sorted_files
 
 NUM_POINTS = 68
 NUM_FIELDS = 4 + 2 * NUM_POINTS
@@ -18,11 +18,8 @@ HEAD = ("image_name", "scale", "center_w", "center_h")
 
 
 def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
-    files = [rel(p, root) for p in sorted_files(root, "*.csv")]
-    if not files:
-        raise ParseError(root, "no .csv files found in the root", field="root")
-    opts = tuple(sorted(options.items()))
-    return [Unit(source, "hrnet-csv", str(root), (f,), options=opts) for f in files]
+    return plan_files(source, "hrnet-csv", root, sorted_files(root, "*.csv"), options, 1,
+                      "no .csv files found in the root")
 
 
 def _field(j: int) -> str:

@@ -20,18 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, parse_float, rel, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, find_image, parse_float, plan_files, read_files, rel, sorted_files
 
 FILES_PER_UNIT = 1000
 NUM_POINTS = 68
 
 
 def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
-    files = [rel(p, root) for p in sorted_files(root, "**/*.pts")]
-    if not files:
-        raise ParseError(root, "no .pts files found under the root", field="root")
-    opts = tuple(sorted(options.items()))
-    return [Unit(source, "ibug", str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+    return plan_files(source, "ibug", root, sorted_files(root, "**/*.pts"), options, FILES_PER_UNIT,
+                      "no .pts files found under the root")
 
 
 def parse_pts(path: Path, offset: float = 1.0) -> np.ndarray:
@@ -88,23 +85,18 @@ def image_for(pts: Path) -> Path | None:
 
 
 def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
-    root = Path(unit.root)
     offset = float(unit.opts.get("offset", 1.0))
-    out = []
-    for f in unit.files:
-        path = root / f
-        try:
-            pts = parse_pts(path, offset)
-            if pts.shape[0] != NUM_POINTS:
-                raise ParseError(path, f"expected {NUM_POINTS} points (iBUG layout); found {pts.shape[0]}", field="n_points")
-        except ParseError as err:
-            sink(err)
-            continue
+
+    def read_one(root: Path, f: str, path: Path) -> FaceRecord:
+        pts = parse_pts(path, offset)
+        if pts.shape[0] != NUM_POINTS:
+            raise ParseError(path, f"expected {NUM_POINTS} points (iBUG layout); found {pts.shape[0]}", field="n_points")
         img = image_for(path)
         parent = Path(f).parent.as_posix()
-        out.append(FaceRecord(
+        return FaceRecord(
             points=pts, schema="ibug68", split="all" if parent == "." else parent,
             image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
             origin_file=f, identity=f,
-        ))
-    return out
+        )
+
+    return read_files(unit, sink, read_one)

@@ -7,18 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, parse_float, rel, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, find_image, parse_float, plan_files, read_files, rel, sorted_files
 
 FILES_PER_UNIT = 1000
 NUM_POINTS = 106
 
 
 def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
-    files = [rel(p, root) for p in sorted_files(root, "*/landmarks/*.txt")]
-    if not files:
-        raise ParseError(root, "no LaPa landmark files found: expected {train,val,test}/landmarks/*.txt", field="root")
-    opts = tuple(sorted(options.items()))
-    return [Unit(source, "lapa", str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+    return plan_files(source, "lapa", root, sorted_files(root, "*/landmarks/*.txt"), options, FILES_PER_UNIT,
+                      "no LaPa landmark files found: expected {train,val,test}/landmarks/*.txt")
 
 
 def parse_txt(path: Path) -> np.ndarray:
@@ -47,20 +44,14 @@ def parse_txt(path: Path) -> np.ndarray:
 
 
 def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
-    root = Path(unit.root)
-    out = []
-    for f in unit.files:
-        path = root / f
-        try:
-            pts = parse_txt(path)
-        except ParseError as err:
-            sink(err)
-            continue
+    def read_one(root: Path, f: str, path: Path) -> FaceRecord:
+        pts = parse_txt(path)
         split_dir = path.parent.parent
         img = find_image(split_dir / "images", path.stem)
-        out.append(FaceRecord(
+        return FaceRecord(
             points=pts, schema="lapa106", split=split_dir.name,
             image_path=rel(img, root) if img is not None else f"{split_dir.name}/images/{path.stem}.jpg",
             origin_file=f, identity=f,
-        ))
-    return out
+        )
+
+    return read_files(unit, sink, read_one)

@@ -23,26 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LandmarkUnifyError, ParseError
-from ._base import ErrorSink, FaceRecord, Unit, chunked, find_image, rel, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, find_image, plan_files, read_files, rel, sorted_files
 
 FILES_PER_UNIT = 500
 NOT_SUBSETS = ("landmarks", "Code", "code")
 
 
 def plan_300wlp(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
-    files = [rel(p, root) for p in sorted_files(root, "*/*.mat", exclude_dirs=NOT_SUBSETS)]
-    if not files:
-        raise ParseError(root, "no 300W-LP .mat files found: expected {AFW,HELEN,IBUG,LFPW}[_Flip]/*.mat", field="root")
-    opts = tuple(sorted(options.items()))
-    return [Unit(source, "300wlp", str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+    return plan_files(source, "300wlp", root, sorted_files(root, "*/*.mat", exclude_dirs=NOT_SUBSETS), options,
+                      FILES_PER_UNIT, "no 300W-LP .mat files found: expected {AFW,HELEN,IBUG,LFPW}[_Flip]/*.mat")
 
 
 def plan_aflw2000(source: str, root: Path, options: dict, chunk_bytes: int | None = None, kind: str = "aflw2000") -> list[Unit]:
-    files = [rel(p, root) for p in sorted_files(root, "*.mat")]
-    if not files:
-        raise ParseError(root, "no AFLW2000-3D .mat files found in the root", field="root")
-    opts = tuple(sorted(options.items()))
-    return [Unit(source, kind, str(root), c, options=opts) for c in chunked(files, FILES_PER_UNIT)]
+    return plan_files(source, kind, root, sorted_files(root, "*.mat"), options, FILES_PER_UNIT,
+                      "no AFLW2000-3D .mat files found in the root")
 
 
 def load_mat(path: Path) -> dict:
@@ -82,24 +76,18 @@ def _read_mat_faces(unit: Unit, sink: ErrorSink, split: str, points) -> list[Fac
     """One face per ``.mat`` file of the unit: ``points(root, f, path, mat)`` returns ``(points (K, 2)
     0-based, schema, origin_file, origin_key, identity)``; the pose is ``Pose_Para``. A file that cannot be
     read goes to ``sink``."""
-    root = Path(unit.root)
-    out = []
-    for f in unit.files:
-        path = root / f
-        try:
-            mat = load_mat(path)
-            pose = pose_degrees(mat, path)
-            pts, schema, origin, key, identity = points(root, f, path, mat)
-        except ParseError as err:
-            sink(err)
-            continue
+    def read_one(root: Path, f: str, path: Path) -> FaceRecord:
+        mat = load_mat(path)
+        pose = pose_degrees(mat, path)
+        pts, schema, origin, key, identity = points(root, f, path, mat)
         img = find_image(path.parent, path.stem)
-        out.append(FaceRecord(
+        return FaceRecord(
             points=pts, schema=schema, split=split,
             image_path=rel(img, root) if img is not None else Path(f).with_suffix(".jpg").as_posix(),
             origin_file=origin, origin_key=key, identity=identity, pose=pose,
-        ))
-    return out
+        )
+
+    return read_files(unit, sink, read_one)
 
 
 def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
