@@ -61,5 +61,8 @@ def make_main(prog: str, description: str, package: str, commands: dict[str, str
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
+        except OSError as exc:  # an output that cannot be written (a folder, no permission, disk full)
+            print(f"{args.command}: error: {exc}", file=sys.stderr)
+            return 1
 
     return main

@@ -157,3 +157,15 @@ def test_output_piped_into_a_closed_reader_stops_quietly(repo_root):
     proc.stdout.close()  # the reader went away before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_an_output_that_cannot_be_written_is_a_message(repo_root, tmp_path, capsys):
+    src = f"coco={repo_root}/landmark_unify/demo_data/mmpose/wflw"
+    assert main(["build-manifest", "-o", str(tmp_path), "--source", src, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder" in err and str(tmp_path) in err and list(tmp_path.iterdir()) == []
+    m = tmp_path / "m.parquet"
+    assert main(["build-manifest", "-o", str(m), "--source", src, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["render", str(m), "-o", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
