@@ -84,13 +84,17 @@ def test_engine_recipe_and_relabel_are_delegated(repo_root, tmp_path, capsys, mo
     import landmark_unify.pose as pose
 
     calls = []
-    monkeypatch.setattr(pose, "relabel_manifest_file", lambda a, b: calls.append((a, b)) or {"fitted": 5})
+    monkeypatch.setattr(pose, "relabel_manifest_file", lambda a, b: calls.append((a, b)) or {"filled": 5, "kept": 1, "unknown": 0})
     out = tmp_path / "r.parquet"
     assert main(["build-manifest", "-o", str(out), "--source", src, "--relabel-pose", "--no-progress"]) == 0
-    assert calls == [(str(out), str(out))] and "pose relabelled" in capsys.readouterr().out
+    assert calls == [(str(out), str(out))]
+    assert "pose relabelled: fitted 5, dataset pose kept 1, unknown 0" in capsys.readouterr().out
 
 
 def test_usage_errors(tmp_path, capsys):
+    assert main(["build-manifest", "-o", str(tmp_path / "d"), "--source", "ibug=x", "--engine", "dask",
+                 "--relabel-pose"]) == 2
+    assert "relabel-pose" in capsys.readouterr().err and not (tmp_path / "d").exists()
     assert main(["build-manifest", "--source", "ibug=x"]) == 2
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet")]) == 2
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", "nope=x"]) == 1

@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.source:
         print("build-manifest: give at least one --source KIND=ROOT", file=sys.stderr)
         return 2
+    if args.relabel_pose and args.engine != "local":
+        print(f"build-manifest: --relabel-pose runs on the local engine only; with --engine {args.engine} build "
+              f"first, then run `landmark_unify relabel-pose {args.output} -o OUT --engine {args.engine}`",
+              file=sys.stderr)
+        return 2
     from ..build import build_manifest
 
     command = "landmark_unify " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["build-manifest"] \
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         except LandmarkUnifyError as exc:
             print(f"build-manifest: error while relabelling pose (the manifest is written): {exc}", file=sys.stderr)
             return 1
-        summary = summarize_manifest(args.output) + (f"\npose relabelled: {counts}" if counts else "")
+        summary = summarize_manifest(args.output) + (
+            f"\npose relabelled: fitted {counts.get('filled', 0)}, dataset pose kept {counts.get('kept', 0)}, "
+            f"unknown {counts.get('unknown', 0)}" if counts else "")
     print(summary)
     return 0
