@@ -47,7 +47,7 @@ from .data import (
 from .loss import LossConfig, pfpld_loss, point_weights
 from .metrics import nme, summarize_nme
 
-__all__ = ["TrainConfig", "TrainError", "fit", "mean_face_nme"]
+__all__ = ["RESUME_OVERRIDES", "TrainConfig", "TrainError", "fit", "mean_face_nme"]
 
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_landmark", "train_pose", "val_nme",
                  "val_failure_rate", "val_auc", "val_pose_mae", "seconds")
@@ -206,9 +206,8 @@ def _load_data(cfg: TrainConfig):
         train_faces, val_faces = faces.subset(tr), faces.subset(va)
         val_df = df.iloc[va].reset_index(drop=True)
         val_df.attrs = dict(df.attrs)
-        out = Path(cfg.out) / "val.parquet"
-        if not out.exists():
-            write_manifest(val_df, out, df.attrs.get("manifest", {}))
+        # Always (re)written, deterministic bytes: a file left by an earlier attempt never describes another split.
+        write_manifest(val_df, Path(cfg.out) / "val.parquet", df.attrs.get("manifest", {}))
     else:
         train_faces, val_faces = faces, None
     cache = CropCache(cfg.cache) if cfg.cache else None
@@ -267,8 +266,32 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
 # --- the run ---------------------------------------------------------------------------------------------
 
 
-def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
-    """Train (or resume) a run; returns the final summary dict (also in ``config.json``'s folder)."""
+#: What may change when a run is resumed: how long, where and how fast it runs.
+RESUME_OVERRIDES = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "progress")
+
+
+def _field(cfg: TrainConfig, key: str):
+    """``cfg.key``, or an entry of the ``loss`` / ``augment`` dicts for ``"loss.eye_weight"``."""
+    name, _, entry = key.partition(".")
+    value = getattr(cfg, name)
+    return value.get(entry) if entry else value
+
+
+def _same_setting(key: str, a, b) -> bool:
+    if key in ("manifest", "val", "cache", "val_cache") and a and b:
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
+
+
+def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
+    """Train (or resume) a run; returns the final summary dict (also in ``config.json``'s folder).
+
+    On ``resume`` the configuration saved in ``cfg.out/last.pt`` is used. ``given`` names the fields of
+    ``cfg`` that the caller set (``"loss.eye_weight"`` for an entry of ``loss``; the command line passes what
+    it was given): those in :data:`RESUME_OVERRIDES` replace the saved values, any other must equal the
+    saved one (:class:`TrainError` otherwise). Without ``given``, the :data:`RESUME_OVERRIDES` fields are
+    taken from ``cfg``. A new ``epochs`` stretches the learning-rate schedule to the new length (logged).
+    """
     import torch
     from tqdm import tqdm
 
@@ -285,12 +308,27 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         if ckpt.get("format") != FORMAT:
             raise TrainError(f"{last}: not a training checkpoint of this trainer (format {ckpt.get('format')!r})")
         saved = TrainConfig.from_dict(ckpt["config"])
-        # What may change on resume: how long, where and how fast it runs.
-        for k in ("epochs", "max_steps", "checkpoint_every", "workers", "device", "progress"):
+        given = set(RESUME_OVERRIDES if given is None else given)
+        differ = [f"{k}: saved {_field(saved, k)!r}, given {_field(cfg, k)!r}" for k in sorted(given)
+                  if k not in RESUME_OVERRIDES and not _same_setting(k, _field(saved, k), _field(cfg, k))]
+        if differ:
+            raise TrainError(f"{last}: a resumed run keeps its configuration, but {'; '.join(differ)} "
+                             f"(only {', '.join(RESUME_OVERRIDES)} may change); start a new run with another "
+                             "out folder instead")
+        for k in sorted(given & set(RESUME_OVERRIDES)):
+            if k == "epochs" and cfg.epochs != saved.epochs:
+                log(f"epochs {saved.epochs} -> {cfg.epochs}: the learning-rate schedule is stretched to the new "
+                    "length, so from here on the curve differs from the original run's")
             setattr(saved, k, getattr(cfg, k))
         cfg = saved
     elif (out / "last.pt").exists():
         raise TrainError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
+    else:
+        # Absolute input paths in the saved configuration: --resume works from any working directory.
+        cfg = TrainConfig.from_dict(cfg.to_dict())
+        for k in ("manifest", "val", "cache", "val_cache"):
+            if getattr(cfg, k):
+                setattr(cfg, k, str(Path(getattr(cfg, k)).resolve()))
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
@@ -371,9 +409,11 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     while epoch < cfg.epochs and not stopped:
         t0 = time.time()
         sampler.set_epoch(epoch, start=batch_in_epoch * cfg.batch_size)
-        sums = torch.zeros(3, device=device, dtype=torch.float64)
+        # Running sums: loss, landmark part, pose part, batches that had a known pose.
+        sums = torch.zeros(4, device=device, dtype=torch.float64)
         if ckpt is not None and batch_in_epoch and "partial" in ckpt:
-            sums += torch.as_tensor(ckpt["partial"], dtype=torch.float64, device=device)
+            part = torch.as_tensor(ckpt["partial"], dtype=torch.float64, device=device)
+            sums[: len(part)] += part
         n_batches = batch_in_epoch
         bar = tqdm(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress, leave=False)
@@ -393,8 +433,9 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             sched.step()
             step += 1
             n_batches += 1
+            has_pose = torch.isfinite(parts["pose"])
             sums += torch.stack([loss.detach().double(), parts["landmark"].double(),
-                                 torch.nan_to_num(parts["pose"].double())])
+                                 torch.nan_to_num(parts["pose"].double()), has_pose.double()])
             if cfg.progress and (n_batches % 10 == 0 or n_batches == steps_per_epoch):
                 bar.set_postfix(loss=f"{float(sums[0]) / max(1, n_batches):.3f}", lr=f"{sched.value(step):.2e}")
             bar.update(1)
@@ -416,9 +457,11 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             break
         ckpt = None
         batch_in_epoch = 0
-        mean = (sums / max(1, n_batches)).cpu().tolist()
-        row = {"epoch": epoch + 1, "step": step, "lr": sched.value(step), "train_loss": mean[0],
-               "train_landmark": mean[1], "train_pose": mean[2]}
+        total_loss, total_lm, total_pose, pose_batches = sums.cpu().tolist()
+        row = {"epoch": epoch + 1, "step": step, "lr": sched.value(step), "train_loss": total_loss / max(1, n_batches),
+               "train_landmark": total_lm / max(1, n_batches),
+               # Mean over the batches that had a pose; NaN (empty in metrics.csv) when no face had one.
+               "train_pose": total_pose / pose_batches if pose_batches else float("nan")}
         if val_ds is not None:
             v = evaluate_dataset(model, val_ds, device, cfg.batch_size, cfg.workers, amp_dtype, cfg.channels_last)
             row.update(val_nme=v["nme"], val_failure_rate=v["failure_rate"], val_auc=v["auc"],

@@ -141,3 +141,23 @@ def test_readme_demo_flow_fit_evaluate_predict(repo_root, tmp_path, capsys):
     assert main(["predict", str(run), str(image), "-o", str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "einstein_overlay.png").is_file()
     capsys.readouterr()
+
+
+def test_cli_resume_keeps_the_saved_configuration(tmp_path, capsys):
+    """`fit --out D --resume` without --epochs, --workers or --device keeps the run's own values (a left-out
+    option once fell back to its default: 60 epochs, a stretched schedule); options that define the run may
+    be repeated but not changed. Data without pose: train_pose is left empty, not 0."""
+    data = synthetic_manifest(tmp_path / "d", n_images=4, faces_per_image=2, seed=5, pose=False)
+    out = tmp_path / "run"
+    args = ["fit", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "4", "--workers", "0", "--quiet"]
+    assert main([*args, "--max-steps", "1"]) == 0  # 8 faces, 2 steps per epoch: stops inside epoch 1
+    assert main(["fit", "--out", str(out), "--resume", "--quiet", "--batch-size", "2"]) == 2
+    assert "batch_size" in capsys.readouterr().err
+    assert main(["fit", "--out", str(out), "--resume", "--quiet", "--max-steps", "2"]) == 0
+    ck = load_checkpoint(out / "last.pt")
+    assert (ck["epoch"], ck["step"]) == (1, 2) and ck["config"]["epochs"] == 2 and ck["config"]["workers"] == 0
+    assert main([*args, "--resume"]) == 0  # the first command line again, plus --resume: runs to the end
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["train_pose"] == "" for r in rows)
+    capsys.readouterr()

@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: MANIFEST is required unless --resume is given", file=sys.stderr)
         return 2
     cfg = TrainConfig(manifest=args.manifest or "", out=args.out)
-    for name in ("val", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "device",
-                 "amp", "channels_last", "workers", "cache", "val_cache", "seed", "max_steps",
-                 "checkpoint_every"):
+    names = ("val", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "device", "amp",
+             "channels_last", "workers", "cache", "val_cache", "seed", "max_steps", "checkpoint_every")
+    for name in names:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -63,8 +63,16 @@ def run(args: argparse.Namespace) -> int:
     if args.no_augment:
         cfg.augment = AugmentConfig.none().to_dict()
     cfg.progress = not args.quiet
+    # What this command line sets: on --resume only these are compared with (or change) the saved run; an
+    # option left out keeps its saved value instead of falling back to its default (--epochs 60, --device cpu).
+    given = {n for n in names if getattr(args, n) is not None} | {"max_steps", "progress"}
+    given |= {f"loss.{n}" for n in ("eye_weight", "pose_weight") if getattr(args, n) is not None}
+    if args.manifest:
+        given.add("manifest")
+    if args.no_augment:
+        given.add("augment")
     try:
-        summary = fit(cfg, resume=args.resume)
+        summary = fit(cfg, resume=args.resume, given=given)
     except LandmarkUnifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
