@@ -125,3 +125,20 @@ def test_gradients_reach_both_heads():
     assert model.fc.weight.grad is not None and model.fc2_aux.weight.grad is not None
     assert model.conv1.weight.grad.abs().sum() > 0
     assert model.fc_aux.weight.grad is None and model.bn8.weight.grad is None
+
+
+def test_public_names_are_exported_lazily():
+    import importlib
+    import subprocess
+    import sys
+
+    import pfpld_train
+
+    code = "import sys, pfpld_train; print(sorted(m for m in ('torch', 'cv2', 'onnx') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # importing the package loads no heavy dependency
+    for name, module in pfpld_train._EXPORTS.items():
+        assert getattr(pfpld_train, name) is getattr(importlib.import_module(f"pfpld_train.{module}"), name)
+    assert set(pfpld_train.__all__) >= {"PFPLD", "fit", "TrainConfig", "evaluate_manifest", "export_caffe"}
+    with pytest.raises(AttributeError):
+        pfpld_train.no_such_name  # noqa: B018
