@@ -76,7 +76,8 @@ class MergeReport:
         kinds = {}
         for d in self.duplicates:
             kinds[d["reason"]] = kinds.get(d["reason"], 0) + 1
-        lines.append(f"duplicates dropped: {len(self.duplicates)}" + (f" ({kinds})" if kinds else ""))
+        by_reason = ", ".join(f"{n} by {reason}" for reason, n in sorted(kinds.items()))
+        lines.append(f"duplicates dropped: {len(self.duplicates)}" + (f" ({by_reason})" if kinds else ""))
         return "\n".join(lines)
 
 

@@ -53,6 +53,7 @@ def test_the_same_manifest_twice_is_merged_once(built):
     df, meta, report = merge_manifests([built["lapa"], built["wflw"], built["lapa"]], out=built["dir"] / "x.parquet")
     assert len(df) == 1968 and df["sample_id"].is_unique
     assert len(report.duplicates) == 2 and {d["reason"] for d in report.duplicates} == {"sample_id"}
+    assert report.summary.splitlines()[-1] == "duplicates dropped: 2 (2 by sample_id)"
 
 
 def test_duplicates_by_image_content_and_landmarks(built, tmp_path):
