@@ -219,6 +219,20 @@ def test_hrnet_csv_is_one_based_with_a_scale_box(shared_data):
     assert b.image_path[0] == line[0] and b.origin_line[0] == 2
 
 
+def test_hrnet_valid_is_common_plus_challenge_and_splits_picks_files(shared_data):
+    """The folder holds HRNet's 'valid' faces twice (valid = valid_common + valid_challenge): option
+    splits reads only the files asked for, so a build can hold each face once."""
+    res = read_source("hrnet-csv", shared_data / "300W_hrnet_csv")
+    by_split = {}
+    for b in res.batches:
+        by_split.setdefault(b.split[0], set()).update(b.image_path)
+    assert by_split["valid"] == by_split["valid_common"] | by_split["valid_challenge"]
+    picked = read_source("hrnet-csv", shared_data / "300W_hrnet_csv", splits="valid+test")
+    assert picked.num_faces == 689 + 600 and {b.split[0] for b in picked.batches} == {"valid", "test"}
+    with pytest.raises(ParseError, match="no CSV for"):
+        read_source("hrnet-csv", shared_data / "300W_hrnet_csv", splits="valid+train")
+
+
 @pytest.mark.parametrize("folder,schema,k", [("wflw", "wflw98", 98), ("lapa", "lapa106", 106), ("cofw", "cofw29", 29),
                                              ("aflw", "aflw19", 19), ("300wlp", "ibug68", 68), ("coco_wholebody", "ibug68", 68)])
 def test_coco_fixtures(shared_data, folder, schema, k):

@@ -62,7 +62,7 @@ _READERS: dict[str, ReaderInfo] = {
         ReaderInfo("aflw2000-21", "AFLW2000-3D .mat: pt2d (21 AFLW points), Pose_Para",
                    _aflw21_plan, mat.read_aflw2000, defaults=(("points", "pt2d"),), options=("points",)),
         ReaderInfo("ibug", "iBUG/300W .pts files beside images (1-based)", ibug.plan, ibug.read, options=("offset",)),
-        ReaderInfo("hrnet-csv", "HRNet 300W CSV (1-based)", hrnet.plan, hrnet.read, options=("offset",)),
+        ReaderInfo("hrnet-csv", "HRNet 300W CSV (1-based)", hrnet.plan, hrnet.read, options=("offset", "splits")),
         ReaderInfo("coco", "COCO keypoint json (MMPose style), schema by keypoint count",
                    coco.plan, coco.read, options=("schema", "offset")),
     )

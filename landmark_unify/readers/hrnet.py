@@ -2,7 +2,11 @@
 line; coordinates and centre are 1-based (1 is subtracted). The box is the square of side
 ``200 * scale`` around the centre (HRNet's convention). Split: the file name without
 ``face_landmarks_300w_`` (``valid``, ``test``, ``valid_challenge``, ``valid_common``). Images are
-``image_name`` relative to the root. Schema ``ibug68``."""
+``image_name`` relative to the root. Schema ``ibug68``.
+
+HRNet's ``valid`` file is ``valid_common`` plus ``valid_challenge``: a folder holding all four gives those
+689 faces twice, under two splits. Option ``splits`` (``+``-separated, e.g. ``splits=valid+test``) reads
+only the named files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,11 +19,24 @@ from ._base import ErrorSink, FaceRecord, Unit, parse_float, plan_files, sorted_
 NUM_POINTS = 68
 NUM_FIELDS = 4 + 2 * NUM_POINTS
 HEAD = ("image_name", "scale", "center_w", "center_h")
+PREFIX = "face_landmarks_300w_"
+
+
+def split_of(path: str | Path) -> str:
+    stem = Path(path).stem
+    return stem[len(PREFIX):] if stem.startswith(PREFIX) else stem
 
 
 def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
-    return plan_files(source, "hrnet-csv", root, sorted_files(root, "*.csv"), options, 1,
-                      "no .csv files found in the root")
+    files = sorted_files(root, "*.csv")
+    if options.get("splits"):
+        wanted = options["splits"].split("+")
+        missing = sorted(set(wanted) - {split_of(p) for p in files})
+        if missing:
+            raise ParseError(root, f"option splits: no CSV for {missing}; found {sorted(split_of(p) for p in files)}",
+                             field="root")
+        files = [p for p in files if split_of(p) in wanted]
+    return plan_files(source, "hrnet-csv", root, files, options, 1, "no .csv files found in the root")
 
 
 def _field(j: int) -> str:
@@ -31,8 +48,7 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     f = unit.files[0]
     path = root / f
     offset = float(unit.opts.get("offset", 1.0))
-    stem = Path(f).stem
-    split = stem[len("face_landmarks_300w_"):] if stem.startswith("face_landmarks_300w_") else stem
+    split = split_of(f)
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
