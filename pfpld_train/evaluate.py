@@ -35,6 +35,7 @@ from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme
 __all__ = [
     "EvaluationError",
     "EvaluationResult",
+    "INPUT_PRESETS",
     "OnnxLandmarkModel",
     "TorchLandmarkModel",
     "evaluate_faces",
@@ -45,6 +46,14 @@ __all__ = [
 ]
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+
+#: Input conventions of known landmark models: ``(channel order, mean, scale)``, ``x = (pixel - mean) * scale``.
+#: ``pfpld`` is this project's network; the other two are the public reference models (FACTS section 8).
+INPUT_PRESETS = {
+    "pfpld": ("rgb", 0.0, 1 / 255),
+    "pfld_ghostone": ("bgr", 127.5, 1 / 127.5),
+    "proxyless_gaze": ("bgr", 0.0, 1 / 255),
+}
 
 
 class EvaluationError(LandmarkUnifyError):
@@ -143,6 +152,9 @@ class OnnxLandmarkModel:
         if "radians" in str(outs_doc.get("pose", "")):
             meta.setdefault("pose_units", "rad")
         self.name = str(path)
+        # True when nothing says how the model wants its input: the caller should say so to the user.
+        self.assumed_preprocessing = (channel_order is None and mean is None and scale is None
+                                      and not {"channel_order", "mean", "scale"} & set(meta))
         self.channel_order = (channel_order or meta.get("channel_order", "rgb")).lower()
         if self.channel_order not in ("rgb", "bgr"):
             raise EvaluationError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")

@@ -107,12 +107,11 @@ def test_onnx_option_errors(shared_data, tmp_path):
 
 def test_evaluate_command_prints_table_and_writes_json(shared_data, wflw303, tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = main(["evaluate", str(shared_data / GHOSTONE), str(wflw303), "--channel-order", "bgr",
-               "--mean", "127.5", "--scale", str(1 / 127.5), "--json", str(out), "--quiet",
-               "--save-predictions", str(tmp_path / "p.npz")])
+    rc = main(["evaluate", str(shared_data / GHOSTONE), str(wflw303), "--preset", "pfld_ghostone",
+               "--json", str(out), "--quiet", "--save-predictions", str(tmp_path / "p.npz")])
     assert rc == 0
-    text = capsys.readouterr().out
-    assert "NME %" in text and "occlusion" in text
+    captured = capsys.readouterr()
+    assert "NME %" in captured.out and "occlusion" in captured.out and "warning" not in captured.err
     summary = json.loads(out.read_text())
     assert abs(100 * summary["overall"]["nme"] - 5.56) <= 0.05
     preds = np.load(tmp_path / "p.npz")
@@ -153,3 +152,13 @@ def test_reference_figures_on_a_manifest_from_build_manifest(shared_data, tmp_pa
     assert s["faces_scored"] == 303 and s["skipped"]["image_not_found"] == 1966 - 303
     assert abs(100 * s["overall"]["nme"] - 5.56) <= 0.05
     assert abs(100 * s["overall"]["failure_rate"] - 9.2) <= 0.05
+
+
+def test_onnx_model_without_input_convention_warns(shared_data, tmp_path, capsys):
+    """A public ONNX model states no preprocessing: evaluate says what it assumed and how to pass it."""
+    small = write_wflw_manifest(shared_data, tmp_path / "five.parquet", limit=5)
+    assert main(["evaluate", str(shared_data / GHOSTONE), str(small), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "--preset" in err and "pfld_ghostone" in err
+    assert main(["evaluate", str(shared_data / GHOSTONE), str(small), "--quiet", *GHOSTONE_ARGS]) == 0
+    assert "warning" not in capsys.readouterr().err

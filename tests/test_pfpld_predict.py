@@ -85,7 +85,7 @@ def test_predict_command_with_detector_and_onnx(shared_data, tmp_path):
     out = tmp_path / "o"
     images = [str(shared_data / "upstream_pfpld" / n) for n in ("test.jpg", "sample.jpg")]
     assert main(["predict", str(shared_data / "reference_models" / "pfld_ghostone"), *images, "-o", str(out),
-                 *GHOSTONE]) == 0
+                 "--preset", "pfld_ghostone"]) == 0
     res = json.loads((out / "predictions.json").read_text())
     assert [len(r["faces"]) for r in res] == [1, 8]
     assert res[0]["faces"][0]["pose"] is None  # this model has no pose output

@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._model_options import add_model_options, load_model_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="our checkpoint (.pt, or a fit output folder: its best.pt), an ONNX file, "
@@ -18,16 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="score only rows of this split")
     parser.add_argument("--save-predictions", help="write per-face predictions (.npz: sample_id, pred, nme)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for our checkpoints")
     parser.add_argument("--threshold", type=float, default=0.1, help="failure / AUC threshold (fraction)")
-    g = parser.add_argument_group("ONNX input and outputs (defaults: the model's metadata, else RGB, mean 0, "
-                                  "scale 1/255, first output with 196 values)")
-    g.add_argument("--channel-order", choices=("rgb", "bgr"))
-    g.add_argument("--mean", help="subtracted per channel: one value or three ('127.5' or '123,117,104')")
-    g.add_argument("--scale", help="multiplied after the mean: one value or three (e.g. 0.0078431)")
-    g.add_argument("--output", type=int, help="index of the output holding the 196 landmark values")
-    g.add_argument("--pose-output", type=int, help="index of the output holding pitch, yaw, roll")
-    g.add_argument("--pose-units", choices=("deg", "rad"))
+    add_model_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -37,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from landmark_unify.errors import LandmarkUnifyError
     from landmark_unify.manifest import read_manifest
 
-    from ..evaluate import evaluate_manifest, format_table, load_model
+    from ..evaluate import evaluate_manifest, format_table
 
     try:
         df = read_manifest(args.manifest)
@@ -46,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
             if not len(df):
                 print(f"error: {args.manifest}: no row with split {args.split!r}", file=sys.stderr)
                 return 2
-        model = load_model(
-            args.model, device=args.device, channel_order=args.channel_order, mean=args.mean, scale=args.scale,
-            output=args.output, pose_output=args.pose_output, pose_units=args.pose_units,
-        )
+        model = load_model_from_args(args)
         result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
                                    progress=not args.quiet)
     except LandmarkUnifyError as exc:

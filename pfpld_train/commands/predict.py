@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._model_options import add_model_options, load_model_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="our checkpoint (.pt or a fit output folder) or an ONNX landmark model")
@@ -21,14 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
     parser.add_argument("--refine", type=int, default=1, help="re-crop passes from predicted landmarks (1)")
     parser.add_argument("--no-overlay", action="store_true", help="write JSON only")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    g = parser.add_argument_group("ONNX models (see `pfpld_train evaluate --help`)")
-    g.add_argument("--channel-order", choices=("rgb", "bgr"))
-    g.add_argument("--mean")
-    g.add_argument("--scale")
-    g.add_argument("--output", type=int)
-    g.add_argument("--pose-output", type=int)
-    g.add_argument("--pose-units", choices=("deg", "rad"))
+    add_model_options(parser)
 
 
 def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
@@ -49,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from landmark_unify.errors import LandmarkUnifyError
 
-    from ..evaluate import load_model, read_image_rgb
+    from ..evaluate import read_image_rgb
     from ..predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
 
     out = Path(args.out)
@@ -68,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --boxes {args.boxes}: {exc}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, device=args.device, channel_order=args.channel_order, mean=args.mean,
-                           scale=args.scale, output=args.output, pose_output=args.pose_output,
-                           pose_units=args.pose_units)
+        model = load_model_from_args(args)
         detector = None
         if box is None and table is None:
             detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)

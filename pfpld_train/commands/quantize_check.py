@@ -17,11 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-PRESETS = {
-    "pfpld": ("RGB", 0.0, 1 / 255),
-    "pfld_ghostone": ("BGR", 127.5, 1 / 127.5),
-    "proxyless_gaze": ("BGR", 0.0, 1 / 255),
-}
+from ..evaluate import INPUT_PRESETS
+
+#: The presets of ``evaluate`` and ``predict``, colour order in capitals as :class:`Preprocess` spells it.
+PRESETS = {k: (c.upper(), m, s) for k, (c, m, s) in INPUT_PRESETS.items()}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
