@@ -252,14 +252,17 @@ def _dup_record(df, i: int, kept: int, reason: str) -> dict:
 
 
 def merge_manifest_files(paths, out, weights=None, *, hash_images: bool = True,
-                         tolerance: float = DUPLICATE_TOLERANCE, progress: bool = False) -> MergeReport:
+                         tolerance: float = DUPLICATE_TOLERANCE, progress: bool = False,
+                         metadata: Mapping | None = None) -> MergeReport:
     """Merge manifests (:func:`merge_manifests`) and write the result to ``out``; the dropped duplicates
-    go to the sidecar ``OUT.duplicates.jsonl`` (removed when there are none)."""
+    go to the sidecar ``OUT.duplicates.jsonl`` (removed when there are none). ``metadata``: keys to add to
+    (or replace in, e.g. ``command``) the written metadata."""
     from .manifest import write_manifest
 
     out = Path(out)
     merged, meta, report = merge_manifests(paths, weights, out=out, hash_images=hash_images, tolerance=tolerance,
                                            progress=progress)
+    meta.update(metadata or {})
     side = out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl")
     if report.duplicates:
         write_jsonl_atomic(report.duplicates, side)

@@ -65,9 +65,10 @@ def _sources_by_kind(recipe: Recipe, specs) -> dict:
 
 def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise", check_images: bool = False,
                 weights=None, closed_threshold: float | None = None, closed_mode: str = "either",
-                fit_pose: bool = True, progress: bool = True, log=print) -> dict:
+                fit_pose: bool = True, progress: bool = True, log=print, command: str | None = None) -> dict:
     """Run the ``wflw2`` recipe (see the module docstring). ``weights``: per source label (or kind)
-    ``{name: w}`` or ``["NAME=W"]`` over the recipe's defaults. Returns the balance report dict, with the
+    ``{name: w}`` or ``["NAME=W"]`` over the recipe's defaults. ``command``: the command line, recorded in
+    the metadata with the recipe's settings (under ``recipe``). Returns the balance report dict, with the
     merge report's figures under ``"merge"`` and the staged files under ``"parts"``."""
     from .build import build_manifest
     from .eyes import CLOSED_THRESHOLD, mine_closed_eyes_file
@@ -109,7 +110,11 @@ def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise"
                 f"unknown {counts['unknown']}")
             path = posed
         staged.append(path)
-    merge = merge_manifest_files(staged, out, w_by_label, progress=progress)
+    settings = {"name": recipe.name, "sources": [by_kind[k].spec() for k in recipe.kinds], "policy": policy,
+                "on_error": on_error, "check_images": bool(check_images), "weights": w_by_label,
+                "closed_threshold": threshold, "closed_mode": closed_mode, "fit_pose": bool(fit_pose)}
+    merge = merge_manifest_files(staged, out, w_by_label, progress=progress,
+                                 metadata={"command": command or f"recipe {recipe.name}", "recipe": settings})
     df = read_manifest(out)
     js, md, balance = write_balance(df, out, title=f"{recipe.name}: {out.name}")
     balance["merge"] = {"rows_in": merge.rows_in, "rows_out": merge.rows_out, "weights": merge.weights,
@@ -130,12 +135,14 @@ def run_recipe(args) -> int:
     specs = list(getattr(args, "sources", None) or getattr(args, "source", None) or [])
     out = getattr(args, "output", None) or recipe.default_output
     progress = not getattr(args, "no_progress", False)
+    command = "landmark_unify " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv[1:2] == ["build-manifest"] else None
     try:
         balance = build_wflw2(specs, out, policy=getattr(args, "policy", "strict") or "strict",
                               on_error=getattr(args, "on_error", "raise") or "raise",
                               check_images=bool(getattr(args, "check_images", False)),
                               weights=getattr(args, "weight", None) or getattr(args, "weights", None),
-                              progress=progress, log=lambda m: print(m, file=sys.stderr))
+                              progress=progress, log=lambda m: print(m, file=sys.stderr), command=command)
     except LandmarkUnifyError as exc:
         print(f"build-manifest --recipe {name}: error: {exc}", file=sys.stderr)
         return 1

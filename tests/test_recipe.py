@@ -97,6 +97,11 @@ def test_wflw2_weights_from_the_command_line(shared_data, lapa_with_closed_eyes,
     df = lu.read_manifest(out)
     assert df.groupby("source")["weight"].unique().map(list).to_dict() == {"lapa": [4.0], "wflw": [0.25], "300wlp": [1.0]}
     assert df.attrs["manifest"]["source_weights"] == {"lapa": 4.0, "wflw": 0.25, "300wlp": 1.0}
+    recipe = df.attrs["manifest"]["recipe"]  # what built it, beside the merge's own keys
+    assert recipe["name"] == "wflw2" and recipe["weights"] == {"lapa": 4.0, "wflw": 0.25, "300wlp": 1.0}
+    assert recipe["policy"] == "strict" and recipe["closed_threshold"] == CLOSED_THRESHOLD
+    assert [s.split(":")[0] for s in recipe["sources"]] == ["wflw", "lapa", "300wlp"]
+    assert df.attrs["manifest"]["command"] == "recipe wflw2" and "merged_from" in df.attrs["manifest"]
     assert main(["build-manifest", "--recipe", "wflw2", "--source", f"wflw={shared_data / 'WFLW'}",
                  "--source", f"lapa={lapa_with_closed_eyes}", "--source", f"300wlp={shared_data / '300W_LP'}",
                  "--weight", "ibug=2", "-o", str(tmp_path / "y.parquet"), "--no-progress"]) == 1
