@@ -19,7 +19,8 @@ from pathlib import Path
 
 from landmark_unify.errors import LandmarkUnifyError
 
-__all__ = ["CheckpointError", "load_checkpoint", "load_pfpld", "model_state_dict", "save_checkpoint"]
+__all__ = ["CheckpointError", "load_checkpoint", "load_pfpld", "model_state_dict", "pfpld_weights",
+           "save_checkpoint"]
 
 FORMAT = "pfpld_train.checkpoint/1"
 
@@ -61,27 +62,73 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     return obj
 
 
-def model_state_dict(obj: dict, where: str = "checkpoint") -> dict:
-    """The model ``state_dict`` inside a loaded checkpoint (see the module docstring for layouts)."""
+_WRAPPERS = ("model", "state_dict", "plfd_backbone", "pfld_backbone")
+
+
+def model_state_dict(obj: dict, where: str = "checkpoint", key: str | None = None) -> tuple[dict, str | None]:
+    """The model ``state_dict`` inside a loaded checkpoint and the entry it came from (None: bare).
+
+    ``key`` names the entry; otherwise a bare state_dict (every value a tensor) is taken as it is, else the
+    first of ``model``, ``state_dict``, ``plfd_backbone``, ``pfld_backbone`` that holds a dict. ``module.``
+    prefixes (DataParallel) are stripped. :class:`CheckpointError` naming the entries found otherwise.
+    """
     import torch
 
-    for key in ("model", "state_dict", "plfd_backbone", "pfld_backbone"):
-        if key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{where}: no model state_dict found (keys: {sorted(obj)[:8]})")
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+    entries = sorted(map(str, obj))[:12]
+    if key is not None:
+        if key not in obj:
+            raise CheckpointError(f"{where}: no entry {key!r}; entries: {entries}")
+        entry, sd = key, obj[key]
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        entry, sd = None, obj
+    else:
+        entry = next((k for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
+        if entry is None:
+            raise CheckpointError(f"{where}: no 'model' or 'state_dict' entry and not a bare state_dict; "
+                                  f"entries: {entries}")
+        sd = obj[entry]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{where}: entry {entry!r} is not a state_dict of tensors")
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}, entry
 
 
-def load_pfpld(path: str | os.PathLike, device: str = "cpu"):
-    """A :class:`pfpld_train.model.PFPLD` in eval mode with the checkpoint's weights (strict)."""
+def pfpld_weights(path: str | os.PathLike, key: str | None = None) -> tuple[dict, str | None]:
+    """A checkpoint file's PFPLD weights, checked: ``(state_dict, entry)``.
+
+    Missing and unexpected keys, shape mismatches and non-finite values are each listed in the
+    :class:`CheckpointError`; a missing ``num_batches_tracked`` counter is filled in.
+    """
+    import torch
+
+    from .model import PFPLD
+
+    sd, entry = model_state_dict(load_checkpoint(path), where=str(path), key=key)
+    expected = PFPLD().state_dict()
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs network {tuple(v.shape)}"
+                  for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:6]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:6]}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es), e.g. {mismatched[:4]}")
+    if problems:
+        raise CheckpointError(f"{path}: not a PFPLD state_dict (entry {entry!r}): " + "; ".join(problems))
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite values in {bad[:6]}")
+    for k, v in expected.items():
+        sd.setdefault(k, v)
+    return sd, entry
+
+
+def load_pfpld(path: str | os.PathLike, device: str = "cpu", key: str | None = None):
+    """A :class:`pfpld_train.model.PFPLD` in eval mode with the checkpoint's weights (checked, strict)."""
     from .model import PFPLD
 
     model = PFPLD()
-    sd = model_state_dict(load_checkpoint(path), where=str(path))
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the PFPLD network: {exc}") from None
+    model.load_state_dict(pfpld_weights(path, key)[0], strict=True)
     return model.to(device).eval()

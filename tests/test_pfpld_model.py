@@ -142,3 +142,19 @@ def test_public_names_are_exported_lazily():
     assert set(pfpld_train.__all__) >= {"PFPLD", "fit", "TrainConfig", "evaluate_manifest", "export_caffe"}
     with pytest.raises(AttributeError):
         pfpld_train.no_such_name  # noqa: B018
+
+
+def test_one_checked_loader_for_training_evaluation_and_export(tmp_path):
+    """evaluate/predict (load_pfpld) and export (load_checkpoint) read weights through the same checks."""
+    from pfpld_train.checkpoint import CheckpointError, load_pfpld
+    from pfpld_train.export.errors import ExportError
+    from pfpld_train.export.onnx_export import load_checkpoint
+
+    sd = PFPLD().state_dict()
+    torch.save({"state_dict": {**sd, "fc.weight": torch.zeros(10, 176)}}, tmp_path / "bad.pt")
+    for load, error in ((load_pfpld, CheckpointError), (load_checkpoint, ExportError)):
+        with pytest.raises(error, match=r"entry 'state_dict'.*1 shape mismatch.*fc\.weight"):
+            load(tmp_path / "bad.pt")
+    torch.save({"plfd_backbone": {f"module.{k}": v for k, v in sd.items() if "num_batches" not in k}},
+               tmp_path / "published.pt")
+    assert isinstance(load_pfpld(tmp_path / "published.pt"), PFPLD)

@@ -64,8 +64,9 @@ def load_checkpoint(path: str | Path, key: str | None = None):
     """Load a trainer checkpoint into a fresh :class:`~pfpld_train.model.PFPLD` (eval mode).
 
     Args:
-        path: torch file. Either a dict holding the state_dict under ``key`` (default: ``model``, else
-            ``state_dict``) or a bare state_dict. A ``module.`` prefix (DataParallel) is stripped.
+        path: torch file, read with ``weights_only=True``: a dict holding the state_dict under ``key``
+            (default: ``model``, ``state_dict``, ``plfd_backbone``) or a bare state_dict; ``module.``
+            prefixes are stripped (:func:`pfpld_train.checkpoint.pfpld_weights`).
         key: entry of the checkpoint dict holding the state_dict.
 
     Returns:
@@ -75,55 +76,14 @@ def load_checkpoint(path: str | Path, key: str | None = None):
         ExportError: unreadable file, no state_dict, missing/unexpected keys, shape mismatches or
             non-finite weights (each named).
     """
-    import torch
-
-    from ..checkpoint import CheckpointError
-    from ..checkpoint import load_checkpoint as read_checkpoint
+    from ..checkpoint import CheckpointError, pfpld_weights
     from ..model import build_model
 
-    path = Path(path)
     try:
-        obj = read_checkpoint(path)  # torch.load(..., weights_only=True), a dict or a typed error
+        sd, entry = pfpld_weights(path, key)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from None
-    entry = None
-    if key is not None:
-        if key not in obj:
-            raise ExportError(f"{path}: no entry {key!r}; entries: {sorted(map(str, obj))[:12]}")
-        entry, sd = key, obj[key]
-    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = obj
-    else:
-        for k in ("model", "state_dict", "plfd_backbone", "pfld_backbone"):
-            if isinstance(obj.get(k), dict):
-                entry, sd = k, obj[k]
-                break
-        else:
-            raise ExportError(f"{path}: no 'model' or 'state_dict' entry and not a bare state_dict; "
-                              f"entries: {sorted(map(str, obj))[:12]}")
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ExportError(f"{path}: entry {entry!r} is not a state_dict of tensors")
-    sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
     model = build_model()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in expected]
-    mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs network {tuple(v.shape)}"
-                  for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:6]}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:6]}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es), e.g. {mismatched[:4]}")
-    if problems:
-        raise ExportError(f"{path}: not a PFPLD state_dict (entry {entry!r}): " + "; ".join(problems))
-    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ExportError(f"{path}: non-finite values in {bad[:6]}")
-    for k, v in expected.items():
-        sd.setdefault(k, v)
     model.load_state_dict(sd, strict=True)
     model.eval()
     return model, {"checkpoint": str(path), "entry": entry, "tensors": len(sd)}
