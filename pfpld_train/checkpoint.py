@@ -14,7 +14,6 @@ dicts (so ``torch.load(..., weights_only=True)`` reads it):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from landmark_unify.errors import LandmarkUnifyError
@@ -33,17 +32,11 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` atomically (temporary file in the same folder, then rename)."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from landmark_unify._io import atomic_path
+
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:

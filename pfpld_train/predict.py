@@ -227,13 +227,6 @@ def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
 
 def write_predictions(results: list[dict], out_dir: Path) -> Path:
     """``out_dir/predictions.json`` (atomic): a list of ``{"image", "width", "height", "faces": [...]}``."""
-    import tempfile
+    from landmark_unify._io import write_text_atomic
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "predictions.json"
-    fd, tmp = tempfile.mkstemp(prefix=".predictions.", suffix=".tmp", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(json.dumps(results, indent=1) + "\n", out_dir / "predictions.json")

@@ -22,15 +22,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from landmark_unify._io import write_text_atomic
 from landmark_unify.errors import LandmarkUnifyError
 
 from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
@@ -159,13 +158,6 @@ def _set_rng_state(state: dict) -> None:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     import io
 
@@ -175,7 +167,7 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None or (isinstance(r.get(k), float) and math.isnan(r[k])) else r[k])
                     for k in METRIC_FIELDS})
-    _atomic_text(path, buf.getvalue())
+    write_text_atomic(buf.getvalue(), path)
 
 
 def mean_face_nme(train: FaceDataset, val: FaceDataset) -> float:
@@ -383,7 +375,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
             "steps_per_epoch": steps_per_epoch, "total_steps": total,
             "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
             "mean_face_val_nme": mean_face_nme(train_ds, val_ds) if val_ds else None}
-    _atomic_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "data": info}, indent=2) + "\n")
+    write_text_atomic(json.dumps({"config": cfg.to_dict(), "data": info}, indent=2) + "\n", out / "config.json")
     log(f"train {n_train} faces, val {info['val_faces']} faces, {steps_per_epoch} steps/epoch, "
         f"device {device}, amp {info['amp']}")
     for name, d in (("train", train_ds.dropped), ("val", val_ds.dropped if val_ds else None)):

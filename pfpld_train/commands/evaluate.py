@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ._model_options import add_model_options, load_model_from_args
@@ -28,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from landmark_unify._io import atomic_path, write_text_atomic
     from landmark_unify.errors import LandmarkUnifyError
     from landmark_unify.manifest import read_manifest
 
@@ -49,16 +48,13 @@ def run(args: argparse.Namespace) -> int:
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
     print(format_table(summary))
     if args.json_out:
-        _atomic_write(Path(args.json_out), json.dumps(_no_nan(summary), indent=2, allow_nan=False) + "\n")
+        write_text_atomic(json.dumps(_no_nan(summary), indent=2, allow_nan=False) + "\n", args.json_out)
         print(f"wrote {args.json_out}")
     if args.save_predictions:
         path = Path(args.save_predictions)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
         extra = {} if result.pose_deg is None else {"pose_deg": result.pose_deg}
-        np.savez(tmp, sample_id=df["sample_id"].to_numpy(dtype=str), pred=result.pred, nme=result.nme, **extra)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no ".npz"
+            np.savez(f, sample_id=df["sample_id"].to_numpy(dtype=str), pred=result.pred, nme=result.nme, **extra)
         print(f"wrote {path}")
     return 0
 
@@ -72,11 +68,3 @@ def _no_nan(obj):
     if isinstance(obj, float) and obj != obj:
         return None
     return obj
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -40,8 +40,7 @@ def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
+    from landmark_unify._io import write_png_atomic
     from landmark_unify.errors import LandmarkUnifyError
 
     from ..evaluate import read_image_rgb
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                     stem, k = f"{path.stem}_{k}", k + 1
                 used.add(stem)
                 png = out / f"{stem}_overlay.png"
-                cv2.imwrite(str(png), draw_overlay(image, faces))
+                write_png_atomic(draw_overlay(image, faces), png)
                 entry["overlay"] = str(png)
             results.append(entry)
             print(f"{path}: {len(faces)} face(s)")

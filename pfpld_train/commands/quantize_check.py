@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(_table(rep))
     if args.out is not None:
-        from pfpld_train.export.onnx_export import _atomic_write_bytes
+        from landmark_unify._io import write_bytes_atomic
 
-        _atomic_write_bytes(args.out, (json.dumps(rep, indent=2) + "\n").encode())
+        write_bytes_atomic((json.dumps(rep, indent=2) + "\n").encode(), args.out)
         print(f"report: {args.out}")
     return 0

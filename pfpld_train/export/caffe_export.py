@@ -11,11 +11,12 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from landmark_unify._io import write_bytes_atomic
+
 from .caffe_convert import onnx_to_caffe
 from .caffe_proto import caffe_messages, net_to_prototxt
 from .errors import ExportError
 from .nnie_check import format_issues
-from .onnx_export import _atomic_write_bytes
 
 __all__ = ["export_caffe", "compare_prototxt", "read_prototxt"]
 
@@ -33,9 +34,9 @@ def export_caffe(onnx_path: str | Path, out_dir: str | Path, stem: str = "pfpld"
     if conv.errors:
         raise ExportError(f"{onnx_path}: cannot be written as a Caffe 1.0 model:\n" + format_issues(conv.issues))
     prototxt, caffemodel = out_dir / f"{stem}.prototxt", out_dir / f"{stem}.caffemodel"
-    _atomic_write_bytes(prototxt, net_to_prototxt(conv.net).encode())
+    write_bytes_atomic(net_to_prototxt(conv.net).encode(), prototxt)
     data = conv.net.SerializeToString()
-    _atomic_write_bytes(caffemodel, data)
+    write_bytes_atomic(data, caffemodel)
     back = caffe_messages().NetParameter.FromString(caffemodel.read_bytes())
     if back != conv.net:
         raise ExportError(f"{caffemodel}: re-read model differs from the one written")

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify._io import write_bytes_atomic
+
 from .errors import ExportError
 from .faces import PFPLD_PREPROCESS, FaceSet
-from .onnx_export import _atomic_write_bytes
 
 __all__ = ["write_calibration_images", "write_cfg", "write_board_readme", "CFG_KEYS"]
 
@@ -55,10 +56,10 @@ def write_calibration_images(faces: FaceSet, out_dir: str | Path, fmt: str = "jp
         ok, buf = cv2.imencode(f".{fmt}", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise ExportError(f"{out_dir / name}: cannot encode image")
-        _atomic_write_bytes(out_dir / name, buf.tobytes())
+        write_bytes_atomic(buf.tobytes(), out_dir / name)
         lines.append(f"./{out_dir.name}/{name}")
     listing = out_dir / "image_list.txt"
-    _atomic_write_bytes(listing, ("\n".join(lines) + "\n").encode())
+    write_bytes_atomic(("\n".join(lines) + "\n").encode(), listing)
     return listing
 
 
@@ -129,7 +130,7 @@ def write_cfg(path: str | Path, *, stem: str, image_list: str, n_images: int, co
         if key in comments:
             lines.append(f"# {key}: {comments[key]}")
         lines.append(f"[{key}] {values[key]}")
-    _atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
+    write_bytes_atomic(("\n".join(lines) + "\n").encode(), Path(path))
     return values
 
 
@@ -175,4 +176,4 @@ NNIE's own quantizer differs from onnxruntime's; compare the `.wk` output with `
 crops (cosine similarity) before deployment. If the int8 drift is too large, compile with
 `[compile_mode] 1` (16-bit).
 """
-    _atomic_write_bytes(Path(path), text.encode())
+    write_bytes_atomic(text.encode(), Path(path))

@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from landmark_unify._io import write_bytes_atomic
 
 from .errors import ExportError
 from .faces import PFPLD_PREPROCESS
@@ -43,21 +44,6 @@ OUTPUT_DOC = {
     "pose": "(N, 3) float32 radians, pitch, yaw, roll (300W-LP Pose_Para convention)",
     "landmarks": "(N, 196) float32 x0, y0, x1, y1 ... of the 98 WFLW points in crop units (0..1 of the crop side)",
 }
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path, key: str | None = None):
@@ -129,7 +115,7 @@ def export_onnx(model, path: str | Path, *, opset: int = 17, dynamic_batch: bool
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
     proto.producer_name = "pfpld_train"
-    _atomic_write_bytes(path, proto.SerializeToString())
+    write_bytes_atomic(proto.SerializeToString(), path)
     return {
         "path": str(path),
         "opset": opset,

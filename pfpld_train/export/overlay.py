@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_export import _atomic_write_bytes
+from landmark_unify._io import write_png_atomic
 
 __all__ = ["draw_crops"]
 
@@ -37,7 +37,4 @@ def draw_crops(crops_rgb: np.ndarray, landmarks: np.ndarray, path: str | Path, *
     blank = np.zeros_like(tiles[0])
     tiles += [blank] * (rows * cols - n)
     grid = np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], 1) for r in range(rows)], 0)
-    ok, buf = cv2.imencode(".png", grid)
-    path = Path(path)
-    _atomic_write_bytes(path, buf.tobytes())
-    return path
+    return write_png_atomic(grid, path)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify._io import write_bytes_atomic
+
 from .errors import ExportError
 from .faces import PFPLD_PREPROCESS, FaceSet, photo_crops, read_faces
-from .onnx_export import _atomic_write_bytes, caffe_outputs, export_onnx, max_abs_diff, onnx_outputs, torch_outputs
+from .onnx_export import caffe_outputs, export_onnx, max_abs_diff, onnx_outputs, torch_outputs
 
 __all__ = ["parity_batch", "export_onnx_dir", "export_caffe_dir", "export_nnie_dir", "write_report"]
 
@@ -28,7 +30,7 @@ DEFAULT_TOL = 1e-4
 
 def write_report(path: Path, report: dict) -> None:
     clean = {k: v for k, v in report.items() if not k.startswith("_")}
-    _atomic_write_bytes(path, (json.dumps(clean, indent=2, default=str) + "\n").encode())
+    write_bytes_atomic((json.dumps(clean, indent=2, default=str) + "\n").encode(), path)
 
 
 def parity_batch(faces: list[str | Path] = (), photos: list[str | Path] = (), n: int = 16,
@@ -79,7 +81,7 @@ def export_onnx_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, s
             onnx.checker.check_model(proto)
         except Exception as exc:  # noqa: BLE001
             raise ExportError(f"{model}: onnx.checker rejected the model: {exc}") from exc
-        _atomic_write_bytes(onnx_path, proto.SerializeToString())
+        write_bytes_atomic(proto.SerializeToString(), onnx_path)
         report["onnx"] = {"path": str(onnx_path), "source": str(model), "checker": "passed"}
         report["_ref"] = onnx_outputs(onnx_path, x, batch=1)
         return report
@@ -148,9 +150,9 @@ def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, c
     conv = onnx_to_caffe(onnx.load(str(out_dir / f"{stem}.onnx")), net_name=stem)
     issues = check_nnie(conv, limits)
     text = format_issues(issues)
-    _atomic_write_bytes(out_dir / "compatibility.txt", (text + "\n").encode())
-    _atomic_write_bytes(out_dir / "compatibility.json", (json.dumps(
-        {"limits": limits.as_dict(), "issues": [i.as_dict() for i in issues]}, indent=2) + "\n").encode())
+    write_bytes_atomic((text + "\n").encode(), out_dir / "compatibility.txt")
+    write_bytes_atomic((json.dumps(
+        {"limits": limits.as_dict(), "issues": [i.as_dict() for i in issues]}, indent=2) + "\n").encode(), out_dir / "compatibility.json")
     report["nnie_check"] = {"errors": sum(i.severity == "error" for i in issues),
                             "warnings": sum(i.severity != "error" for i in issues),
                             "limits": limits.as_dict(), "file": str(out_dir / "compatibility.txt")}
@@ -176,7 +178,7 @@ def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, c
                     holdout_faces, "landmarks", "pose", pose_radians=True)
         rep = {"simulation": "onnxruntime static QDQ, int8 per-tensor weights, uint8 activations, MinMax "
                f"calibration on the {len(calib_faces)} calib/ images", "int8_model": str(q_path), **rep}
-        _atomic_write_bytes(out_dir / "int8_report.json", (json.dumps(rep, indent=2) + "\n").encode())
+        write_bytes_atomic((json.dumps(rep, indent=2) + "\n").encode(), out_dir / "int8_report.json")
         pose = rep.get("pose_drift_deg", {})
         rep["summary"] = (f"on {rep['faces']} held-out faces: NME fp32 {rep['nme_fp32_pct']:.2f} % -> int8 "
                           f"{rep['nme_int8_pct']:.2f} %, landmark drift {rep['landmark_drift_pct']['mean']:.2f} % "
