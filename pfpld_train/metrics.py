@@ -59,19 +59,31 @@ def nme(
     gt: np.ndarray,
     valid: np.ndarray | None = None,
     norm_pair: tuple[int, int] = DEFAULT_NORM_PAIR,
+    norm_points: np.ndarray | None = None,
 ) -> np.ndarray:
     """Normalised mean error per face, ``(N,)`` float64 (a fraction; x100 for percent).
 
     Mean Euclidean error over the face's valid points divided by the ground-truth distance between the
     two ``norm_pair`` points (WFLW 60 and 72, the outer eye corners). NaN for a face with no valid
     point or with an invalid / degenerate normalisation pair (reported, never silently scored).
+
+    ``norm_points``: ``(N, K, 2)`` points to take the normalising distance from instead of ``gt`` (NaN
+    where unknown), e.g. the ground truth when ``gt`` is another model's prediction (int8 drift).
     """
     pred, gt, valid = _check(pred, gt, valid)
     i, j = norm_pair
     err = np.where(valid, np.linalg.norm(pred - gt, axis=-1), 0.0)
     count = valid.sum(1)
-    d = np.linalg.norm(gt[:, i] - gt[:, j], axis=-1)
-    ok = (count > 0) & valid[:, i] & valid[:, j] & (d > 0)
+    if norm_points is None:
+        d = np.linalg.norm(gt[:, i] - gt[:, j], axis=-1)
+        pair_ok = valid[:, i] & valid[:, j]
+    else:
+        ref = np.asarray(norm_points, dtype=np.float64)
+        if ref.shape != gt.shape:
+            raise MetricsError(f"norm_points must be {gt.shape}, got {ref.shape}")
+        d = np.linalg.norm(ref[:, i] - ref[:, j], axis=-1)
+        pair_ok = np.isfinite(d)
+    ok = (count > 0) & pair_ok & (d > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = err.sum(1) / np.maximum(count, 1) / d
     return np.where(ok, out, np.nan)

@@ -93,3 +93,17 @@ def test_bad_shapes_raise():
         nme(np.zeros((2, 98, 2)), np.zeros((2, 98, 2)), np.ones((2, 97), bool))
     with pytest.raises(MetricsError, match=r"\(N, 3\)"):
         pose_mae(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_nme_normalised_by_other_points():
+    """Drift of one prediction against another, normalised by the ground truth's eye corners."""
+    rng = np.random.default_rng(7)
+    gt = rng.uniform(0, 100, (5, 98, 2))
+    a, b = gt + rng.normal(0, 1, gt.shape), gt + rng.normal(0, 1, gt.shape)
+    d = np.linalg.norm(gt[:, 60] - gt[:, 72], axis=-1)
+    expected = np.linalg.norm(a - b, axis=-1).mean(1) / d
+    np.testing.assert_allclose(nme(a, b, norm_points=gt), expected)
+    gt[1, 60] = np.nan  # unknown normalisation: not scored
+    assert np.isnan(nme(a, b, norm_points=gt)[1]) and np.isfinite(nme(a, b, norm_points=gt)[[0, 2]]).all()
+    with pytest.raises(MetricsError):
+        nme(a, b, norm_points=gt[:, :10])

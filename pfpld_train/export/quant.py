@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import nme
 from .errors import ExportError
 from .faces import FaceSet, Preprocess
 
-__all__ = ["quantize_model", "model_outputs", "nme", "drift", "quantize_check", "find_outputs"]
+__all__ = ["quantize_model", "model_outputs", "drift", "quantize_check", "find_outputs"]
 
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 60, 72
 FAILURE_NME = 0.10
 
 
@@ -144,22 +144,6 @@ def _opset_at_least(model_path: str | Path, opset: int, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def nme(pred: np.ndarray, ref: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-face normalised mean error ``(N,)``: ``|pred - ref|`` over valid points / ``|gt60 - gt72|``.
-
-    pred, ref, gt: ``(N, 98, 2)`` (same units); valid: ``(N, 98)`` bool. NaN where the eye corners or all
-    points are invalid.
-    """
-    iod = np.linalg.norm(gt[:, LEFT_EYE_OUTER] - gt[:, RIGHT_EYE_OUTER], axis=-1)
-    ok = valid & np.isfinite(ref).all(-1)
-    err = np.where(ok, np.linalg.norm(pred - np.nan_to_num(ref), axis=-1), 0.0)
-    count = ok.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = err.sum(1) / count / iod
-    bad = (count == 0) | ~valid[:, LEFT_EYE_OUTER] | ~valid[:, RIGHT_EYE_OUTER] | ~(iod > 0)
-    return np.where(bad, np.nan, out)
-
-
 def _stats(v: np.ndarray) -> dict:
     v = v[np.isfinite(v)]
     if not len(v):
@@ -182,8 +166,8 @@ def drift(fp32: dict, int8: dict, faces: FaceSet, landmarks: str, pose: str | No
     gt, valid = faces.landmarks, faces.valid
     p32 = fp32[landmarks].reshape(-1, 98, 2)
     p8 = int8[landmarks].reshape(-1, 98, 2)
-    n32, n8 = nme(p32, gt, gt, valid), nme(p8, gt, gt, valid)
-    d = nme(p8, p32, gt, np.ones_like(valid))
+    n32, n8 = nme(p32, gt, valid), nme(p8, gt, valid)
+    d = nme(p8, p32, norm_points=gt)  # int8 against fp32 on every point, normalised by the ground truth
     ok = np.isfinite(n32)
     rep = {
         "faces": int(len(faces)),
