@@ -49,6 +49,7 @@ __all__ = [
     "FaceDataset",
     "build_cache",
     "make_loader",
+    "pose_array",
     "split_by_image",
     "to_input",
 ]
@@ -94,6 +95,15 @@ class AugmentConfig:
 # --- manifest arrays ----------------------------------------------------------------------------------
 
 
+def pose_array(df) -> np.ndarray:
+    """``(N, 3) float32`` pitch, yaw, roll in degrees from a manifest DataFrame; NaN where unknown (all NaN
+    when the columns are absent)."""
+    if not all(c in df.columns for c in ("pitch", "yaw", "roll")):
+        return np.full((len(df), 3), np.nan, np.float32)
+    cols = [df[c].astype("float64").to_numpy(na_value=np.nan) for c in ("pitch", "yaw", "roll")]
+    return np.stack(cols, 1).astype(np.float32) if len(df) else np.zeros((0, 3), np.float32)
+
+
 @dataclass
 class FaceArrays:
     """What training needs from a manifest, as arrays (``N`` faces)."""
@@ -111,14 +121,10 @@ class FaceArrays:
         from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
         n = len(df)
-        if all(c in df.columns for c in ("pitch", "yaw", "roll")):
-            pose = np.stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in ("pitch", "yaw", "roll")], 1)
-        else:
-            pose = np.full((n, 3), np.nan)
         weight = df["weight"].to_numpy(np.float32) if "weight" in df.columns else np.ones(n, np.float32)
         keys = (df["source"].astype(str) + "/" + df["image_path"].astype(str)).to_numpy(str)
         return cls(
-            landmarks=landmarks_array(df), valid=valid_array(df), pose=pose.astype(np.float32),
+            landmarks=landmarks_array(df), valid=valid_array(df), pose=pose_array(df),
             weight=weight, paths=image_paths(df), sample_ids=df["sample_id"].to_numpy(str), image_keys=keys,
         )
 

@@ -378,6 +378,8 @@ def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:
     """
     from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
+    from .data import pose_array
+
     attributes = {}
     for a in ATTRIBUTES:
         col = f"attr_{a}"
@@ -387,12 +389,9 @@ def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:
     if "source" in df.columns and df["source"].nunique() > 1:
         for s in sorted(df["source"].unique()):
             groups[f"source={s}"] = (df["source"] == s).to_numpy()
-    pose = None
-    if all(c in df.columns for c in ANGLE_NAMES):
-        pose = np.stack([df[c].astype("float64").to_numpy(na_value=np.nan) for c in ANGLE_NAMES], 1)
     return evaluate_faces(
         model, image_paths(df), landmarks_array(df), valid_array(df),
-        attributes=attributes, groups=groups, pose_deg=pose, **kwargs,
+        attributes=attributes, groups=groups, pose_deg=pose_array(df), **kwargs,
     )
 
 

@@ -90,12 +90,13 @@ PFPLD_PREPROCESS = Preprocess("RGB", 0.0, 1.0 / 255.0)
 
 
 def _read_image_rgb(path: Path) -> np.ndarray | None:
-    import cv2
+    """``(H, W, 3) uint8`` RGB, or None when the file is missing or not decodable."""
+    from ..evaluate import EvaluationError, read_image_rgb
 
-    if not path.is_file():
+    try:
+        return read_image_rgb(path)
+    except EvaluationError:
         return None
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _wflw_records(path: Path, images_root: Path | None):
@@ -126,6 +127,8 @@ def _wflw_records(path: Path, images_root: Path | None):
 def _manifest_records(path: Path, split: str | None):
     from landmark_unify.manifest import image_paths, landmarks_array, read_manifest, valid_array
 
+    from ..data import pose_array
+
     try:
         df = read_manifest(path)
     except Exception as exc:  # noqa: BLE001 - re-raised with the path
@@ -135,8 +138,7 @@ def _manifest_records(path: Path, split: str | None):
         df = df[df["split"] == split].reset_index(drop=True)
         df.attrs.update(attrs)
     pts, val, paths = landmarks_array(df), valid_array(df), image_paths(df)
-    pose = np.stack([df[c].astype("float32").to_numpy(na_value=np.nan) for c in ("pitch", "yaw", "roll")], 1) \
-        if len(df) else np.zeros((0, 3), np.float32)
+    pose = pose_array(df)
     for i, sid in enumerate(df["sample_id"].to_list()):
         yield sid, paths[i], pts[i], val[i], pose[i]
 
