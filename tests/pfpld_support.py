@@ -10,6 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One torch and one OpenCV thread while a test module runs (import it into the module to use it).
+
+    The workloads are tiny (a few faces, batches of 4): on a 2-core CI runner busy with other jobs,
+    spinning intra-op threads cost more than they give. Measured on this machine with two other busy
+    processes: the pfpld tests took 144 s with the default threads, 89 s with one.
+    """
+    import cv2
+    import torch
+
+    n, c = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    yield
+    torch.set_num_threads(n)
+    cv2.setNumThreads(c)
+
 
 ATTRS = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 LIST_NAMES = {"largepose": "pose", "expression": "expression", "illumination": "illumination",

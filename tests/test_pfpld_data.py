@@ -6,7 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from pfpld_support import synthetic_manifest, write_wflw_manifest
+from pfpld_support import (
+    single_thread,  # noqa: F401 (autouse: one torch/OpenCV thread)
+    synthetic_manifest,
+    write_wflw_manifest,
+)
 
 from landmark_unify.layouts import get_layout
 from landmark_unify.manifest import read_manifest

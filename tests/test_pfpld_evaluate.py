@@ -7,7 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from pfpld_support import write_wflw_manifest
+from pfpld_support import (
+    single_thread,  # noqa: F401 (autouse: one torch/OpenCV thread)
+    write_wflw_manifest,
+)
 
 from landmark_unify.manifest import landmarks_array, read_manifest, valid_array
 from pfpld_train.checkpoint import save_checkpoint

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pfpld_support import single_thread  # noqa: F401 (autouse: one torch/OpenCV thread)
 
 from pfpld_train.export.caffe_convert import NNIE_RESERVED_SUFFIXES, onnx_to_caffe, sanitize_name
 from pfpld_train.export.caffe_proto import caffe_messages, net_to_prototxt

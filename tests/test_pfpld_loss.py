@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pfpld_support import single_thread  # noqa: F401 (autouse: one torch/OpenCV thread)
 
 from pfpld_train.loss import LossConfig, landmark_loss, pfpld_loss, point_weights, pose_loss, wing
 

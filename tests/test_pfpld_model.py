@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pfpld_support import single_thread  # noqa: F401 (autouse: one torch/OpenCV thread)
 
 from pfpld_train.model import NUM_PARAMETERS, PFPLD, count_parameters, pose_to_degrees
 

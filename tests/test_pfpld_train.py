@@ -8,20 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from pfpld_support import synthetic_manifest
+from pfpld_support import (
+    single_thread,  # noqa: F401 (autouse: one torch/OpenCV thread; tiny batches)
+    synthetic_manifest,
+)
 
 from pfpld_train.checkpoint import load_checkpoint, load_pfpld
 from pfpld_train.cli import main
 from pfpld_train.train import METRIC_FIELDS, TrainConfig, WarmupCosine, fit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +28,29 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_smoke_fit_then_evaluate(tiny, tmp_path, capsys):
-    out = tmp_path / "run"
-    rc = main(["fit", str(tiny), "--out", str(out), "--val-fraction", "0.3", "--epochs", "2", "--batch-size", "4",
-               "--workers", "0", "--quiet"])
-    assert rc == 0
-    assert "best val NME" in capsys.readouterr().out
+#: The run every training test starts from: 12 synthetic faces, 30 % of the images for validation,
+#: batches of 4, two epochs (2 steps each), no worker processes.
+BASE = dict(val_fraction=0.3, epochs=2, batch_size=4, workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny, tmp_path_factory):
+    """One uninterrupted run through the command line, shared by the smoke test and the resume tests."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("full") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["fit", str(tiny), "--out", str(out), "--val-fraction", "0.3", "--epochs", "2", "--batch-size", "4",
+                   "--workers", "0", "--quiet"])
+    assert rc == 0, printed.getvalue()
+    return out, printed.getvalue()
+
+
+def test_smoke_fit_then_evaluate(full_run, tmp_path, capsys):
+    out, printed = full_run
+    assert "best val NME" in printed
     for name in ("config.json", "metrics.csv", "last.pt", "best.pt", "val.parquet"):
         assert (out / name).is_file(), name
     cfg = json.loads((out / "config.json").read_text())
@@ -61,23 +72,22 @@ def test_smoke_fit_then_evaluate(tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("stop", [2, 3], ids=["epoch-boundary", "mid-epoch"])
-def test_resume_continues_the_same_curve(tiny, tmp_path, stop):
-    """Stopped at the end of epoch 1 (what a kill inside epoch 2 leaves) or inside epoch 2, then resumed."""
-    base = dict(manifest=str(tiny), val_fraction=0.3, epochs=2, batch_size=4, workers=0, progress=False)
-    a = fit(TrainConfig(out=str(tmp_path / "a"), **base), log=lambda *_: None)
-    fit(TrainConfig(out=str(tmp_path / "b"), max_steps=stop, **base), log=lambda *_: None)
+def test_resume_continues_the_same_curve(tiny, full_run, tmp_path, stop):
+    """Stopped at the end of epoch 1 (what a kill inside epoch 2 leaves) or inside epoch 2, then resumed:
+    the same numbers as the uninterrupted run."""
+    a = load_checkpoint(full_run[0] / "last.pt")
+    fit(TrainConfig(manifest=str(tiny), out=str(tmp_path / "b"), max_steps=stop, **BASE), log=lambda *_: None)
     ck = load_checkpoint(tmp_path / "b" / "last.pt")
     assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == ((1, 0, 2) if stop == 2 else (1, 1, 3))
-    b = fit(TrainConfig(out=str(tmp_path / "b"), **base), resume=True, log=lambda *_: None)
+    b = fit(TrainConfig(manifest=str(tiny), out=str(tmp_path / "b"), **BASE), resume=True, log=lambda *_: None)
     keys = ("train_loss", "train_landmark", "train_pose", "val_nme", "lr")
     assert len(a["history"]) == len(b["history"]) == 2
     for ra, rb in zip(a["history"], b["history"]):
         for k in keys:
             assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-9), k
-    wa = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
     wb = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], wb[k], rtol=1e-5, atol=1e-6)
     assert [r["epoch"] for r in _rows(tmp_path / "b" / "metrics.csv")] == ["1", "2"]
 
 
