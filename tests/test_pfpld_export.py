@@ -294,3 +294,16 @@ def test_pool_size_rules_match_pytorch(size, k, s, p):
         assert caffe == ceil
     if (size + 2 * p - k) % s == 0:
         assert ceil == floor
+
+
+def test_repeated_findings_fold_into_one_line_on_the_terminal():
+    """A MobileNet with 41 ReLU6 layers: the terminal gets one line for them, compatibility.txt all 41."""
+    from pfpld_train.export.caffe_convert import Issue
+    from pfpld_train.export.nnie_check import format_issues
+
+    issues = [Issue("error", "unsupported-op", f"Clip_{k}", "Clip (ReLU6) has no Caffe 1.0 layer; use ReLU")
+              for k in range(41)] + [Issue("error", "conv-kernel", "conv9", "kernel 17x17 exceeds the NNIE limit")]
+    full, brief = format_issues(issues), format_issues(issues, brief=True)
+    assert full.count("Clip (ReLU6)") == 41 and "42 error(s)" in full
+    assert brief.count("Clip (ReLU6)") == 1 and "41 layers (Clip_0, Clip_1, Clip_2, ...)" in brief
+    assert "conv9" in brief and "42 error(s)" in brief

@@ -32,7 +32,7 @@ def export_caffe(onnx_path: str | Path, out_dir: str | Path, stem: str = "pfpld"
     out_dir = Path(out_dir)
     conv = onnx_to_caffe(onnx.load(str(onnx_path)), net_name=stem)
     if conv.errors:
-        raise ExportError(f"{onnx_path}: cannot be written as a Caffe 1.0 model:\n" + format_issues(conv.issues))
+        raise ExportError(f"{onnx_path}: cannot be written as a Caffe 1.0 model:\n" + format_issues(conv.issues, brief=True))
     prototxt, caffemodel = out_dir / f"{stem}.prototxt", out_dir / f"{stem}.caffemodel"
     write_bytes_atomic(net_to_prototxt(conv.net).encode(), prototxt)
     data = conv.net.SerializeToString()

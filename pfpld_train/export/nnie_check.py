@@ -123,17 +123,19 @@ def check_nnie(conv: CaffeConversion, limits: NnieLimits = NnieLimits()) -> list
     return issues
 
 
-def format_issues(issues: list[Issue]) -> str:
+def format_issues(issues: list[Issue], brief: bool = False) -> str:
     """One line per finding, errors first, then a count line.
 
     Errors that only follow from an earlier one (an input that was not converted) are summed up in one line;
-    ``compatibility.json`` keeps them all.
+    ``compatibility.json`` keeps them all. ``brief`` (for a terminal) also folds errors with the same rule
+    and message into one line naming the first nodes and the count.
     """
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity != "error"]
     cascade = [i for i in errors if i.rule in ("missing-input", "missing-output")]
     roots = [i for i in errors if i not in cascade]
-    lines = [str(i) for i in (roots or cascade) + _collapse(warnings)]
+    shown = roots or cascade
+    lines = [str(i) for i in (_collapse(shown) if brief else shown) + _collapse(warnings)]
     if roots and cascade:
         names = ", ".join(dict.fromkeys(i.node for i in cascade[:4]))
         lines.append(f"[error] missing-input: {len(cascade)} further node input(s)/output(s) depend on the "
@@ -142,16 +144,16 @@ def format_issues(issues: list[Issue]) -> str:
     return "\n".join(lines)
 
 
-def _collapse(warnings: list[Issue]) -> list[Issue]:
-    """Same-rule warnings folded into one line naming the first layers."""
-    by_rule: dict[str, list[Issue]] = {}
-    for w in warnings:
-        by_rule.setdefault(w.rule, []).append(w)
+def _collapse(issues: list[Issue]) -> list[Issue]:
+    """Findings with the same severity, rule and message folded into one naming the first layers."""
+    groups: dict[tuple[str, str, str], list[Issue]] = {}
+    for i in issues:
+        groups.setdefault((i.severity, i.rule, i.message), []).append(i)
     out = []
-    for rule, items in by_rule.items():
+    for (severity, rule, message), items in groups.items():
         if len(items) == 1:
             out.append(items[0])
         else:
             names = ", ".join(i.node for i in items[:3])
-            out.append(Issue("warning", rule, f"{len(items)} layers ({names}, ...)", items[0].message))
+            out.append(Issue(severity, rule, f"{len(items)} layers ({names}, ...)", message))
     return out
