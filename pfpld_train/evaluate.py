@@ -222,7 +222,11 @@ def load_model(spec: str | os.PathLike, device: str = "cpu", **onnx_options):
     p = Path(spec)
     if p.suffix == ".onnx" or (p.is_dir() and any(p.glob("*.onnx"))):
         return OnnxLandmarkModel(p, **{k: v for k, v in onnx_options.items() if v is not None})
-    if p.is_dir() and (p / "best.pt").is_file():
+    if p.is_dir():
+        if not (p / "best.pt").is_file():
+            hint = f"; {p / 'last.pt'} is there: pass it" if (p / "last.pt").is_file() else ""
+            raise EvaluationError(f"{p}: a folder without best.pt or an .onnx file (fit writes best.pt after its "
+                                  f"first full epoch){hint}")
         p = p / "best.pt"
     return TorchLandmarkModel(p, device=device)
 

@@ -165,3 +165,10 @@ def test_onnx_model_without_input_convention_warns(shared_data, tmp_path, capsys
     assert "warning" in err and "--preset" in err and "pfld_ghostone" in err
     assert main(["evaluate", str(shared_data / GHOSTONE), str(small), "--quiet", *GHOSTONE_ARGS]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_run_folder_without_best_checkpoint_says_what_to_pass(tmp_path):
+    """A run stopped by --max-steps inside its first epoch has last.pt but no best.pt yet."""
+    save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "run" / "last.pt")
+    with pytest.raises(EvaluationError, match="without best.pt.*last.pt is there: pass it"):
+        load_model(tmp_path / "run")

@@ -307,3 +307,12 @@ def test_repeated_findings_fold_into_one_line_on_the_terminal():
     assert full.count("Clip (ReLU6)") == 41 and "42 error(s)" in full
     assert brief.count("Clip (ReLU6)") == 1 and "41 layers (Clip_0, Clip_1, Clip_2, ...)" in brief
     assert "conv9" in brief and "42 error(s)" in brief
+
+
+def test_quantize_check_takes_evaluates_channel_order_spelling():
+    from pfpld_train.commands import quantize_check as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    for flag, value in (("--channel-order", "bgr"), ("--color", "BGR"), ("--color", "rgb")):
+        assert parser.parse_args(["m.onnx", "faces.parquet", flag, value]).color == value.upper()

@@ -6,7 +6,7 @@ MANIFEST, left out of the evaluation), and scored on the crops of MANIFEST: NME 
 and int8, landmark drift int8 vs fp32, pose drift. MANIFEST may be a manifest or a WFLW list / folder.
 
 Preprocessing: read from the model's metadata when it was written by ``pfpld_train export``; otherwise
-give ``--color``, ``--mean`` and ``--scale`` (x = (pixel - mean) * scale). Presets: ``--preset pfpld``
+give ``--channel-order`` (or ``--color``), ``--mean`` and ``--scale`` (x = (pixel - mean) * scale). Presets: ``--preset pfpld``
 (RGB, x/255), ``--preset pfld_ghostone`` (BGR, (x-127.5)/127.5), ``--preset proxyless_gaze`` (BGR, x/255).
 """
 
@@ -35,8 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=("per-tensor", "per-channel", "both"), default="both")
     p.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="preprocessing of a known model")
-    p.add_argument("--color", choices=("RGB", "BGR"), default=None)
-    p.add_argument("--mean", type=float, default=None)
+    p.add_argument("--color", "--channel-order", dest="color", type=str.upper, choices=("RGB", "BGR"), default=None,
+                   help="channel order the model expects (rgb or bgr, as in evaluate)")
+    p.add_argument("--mean", type=float, default=None, help="x = (pixel - mean) * scale")
     p.add_argument("--scale", type=float, default=None)
     p.add_argument("--landmarks-output", default=None, help="output name of the 196 landmark values")
     p.add_argument("--pose-output", default=None, help="output name of the pose (3 values)")
