@@ -316,3 +316,12 @@ def test_quantize_check_takes_evaluates_channel_order_spelling():
     cmd.add_arguments(parser)
     for flag, value in (("--channel-order", "bgr"), ("--color", "BGR"), ("--color", "rgb")):
         assert parser.parse_args(["m.onnx", "faces.parquet", flag, value]).color == value.upper()
+
+
+def test_nnie_calibration_count_is_checked_before_any_work(checkpoint, shared_data, tmp_path, capsys):
+    from pfpld_train.commands import export as cmd
+
+    rc = _run_cli(cmd, [str(checkpoint), "--format", "nnie", "-o", str(tmp_path / "n"), "--calib",
+                        str(_wflw_lists(shared_data)), "--calib-count", "300"])
+    assert rc == 1 and "1 to 256" in capsys.readouterr().err
+    assert not (tmp_path / "n" / "pfpld.onnx").exists()

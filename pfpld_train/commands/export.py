@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("nnie")
     g.add_argument("--calib", type=Path, help="manifest / WFLW list for calibration crops (required for nnie)")
     g.add_argument("--calib-split", default=None, help="manifest split for calibration (e.g. train)")
-    g.add_argument("--calib-count", type=int, default=64, help="calibration images, drawn across the whole manifest (default 64, at most 256 used)")
+    g.add_argument("--calib-count", type=int, default=64,
+                   help="calibration images, drawn across the whole manifest (default 64; 1 to 256, the mapper's "
+                   "[batch_num] limit)")
     g.add_argument("--calib-format", default="jpg", choices=("jpg", "png", "bmp"))
     g.add_argument("--holdout", type=Path, help="manifest / WFLW list for the int8 drift check")
     g.add_argument("--holdout-split", default=None, help="manifest split for the int8 check (e.g. test)")
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from pfpld_train.export.errors import ExportError
     from pfpld_train.export.faces import read_faces
     from pfpld_train.export.nnie_check import NnieLimits
+    from pfpld_train.export.nnie_package import MAX_CALIB_IMAGES
     from pfpld_train.export.onnx_export import load_checkpoint
     from pfpld_train.export.pipeline import (
         export_caffe_dir,
@@ -104,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             if args.calib is None:
                 raise ExportError("--format nnie needs --calib (a manifest or WFLW list for calibration crops)")
+            if not 1 <= args.calib_count <= MAX_CALIB_IMAGES:
+                raise ExportError(f"--calib-count {args.calib_count}: the mapper calibrates on 1 to "
+                                  f"{MAX_CALIB_IMAGES} images ([batch_num]); writing more would leave some unused")
             calib = read_faces(args.calib, limit=args.calib_count, split=args.calib_split, spread=True)
             holdout = None
             if args.holdout is not None:

@@ -27,11 +27,14 @@ from landmark_unify._io import write_bytes_atomic
 from .errors import ExportError
 from .faces import PFPLD_PREPROCESS, FaceSet
 
-__all__ = ["write_calibration_images", "write_cfg", "write_board_readme", "CFG_KEYS"]
+__all__ = ["write_calibration_images", "write_cfg", "write_board_readme", "CFG_KEYS", "MAX_CALIB_IMAGES"]
 
 CFG_KEYS = ("prototxt_file", "caffemodel_file", "batch_num", "net_type", "sparse_rate", "compile_mode",
             "is_simulation", "log_level", "instruction_name", "RGB_order", "data_scale", "internal_stride",
             "image_list", "image_type", "mean_file", "norm_type")
+
+#: Most calibration images the mapper takes (``[batch_num]``).
+MAX_CALIB_IMAGES = 256
 
 #: NNIE returns output blobs as signed 32-bit fixed point with 12 fractional bits.
 NNIE_FIXED_POINT_SCALE = 4096
@@ -92,7 +95,7 @@ def write_cfg(path: str | Path, *, stem: str, image_list: str, n_images: int, co
     values = {
         "prototxt_file": f"./{stem}.prototxt",
         "caffemodel_file": f"./{stem}.caffemodel",
-        "batch_num": str(max(1, min(int(n_images), 256))),
+        "batch_num": str(max(1, min(int(n_images), MAX_CALIB_IMAGES))),
         "net_type": "0",
         "sparse_rate": "0",
         "compile_mode": str(compile_mode),
