@@ -78,8 +78,13 @@ class TorchLandmarkModel:
     units, pose (B,3) degrees)``."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        import torch
+
         from .checkpoint import load_pfpld
 
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise EvaluationError(f"device {device!r} requested but CUDA is not available to this torch build; "
+                                  "use --device cpu")
         self.name = str(path)
         self.device = device
         self.model = load_pfpld(path, device)

@@ -172,3 +172,12 @@ def test_run_folder_without_best_checkpoint_says_what_to_pass(tmp_path):
     save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "run" / "last.pt")
     with pytest.raises(EvaluationError, match="without best.pt.*last.pt is there: pass it"):
         load_model(tmp_path / "run")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path, capsys):
+    ckpt = save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "m.pt")
+    with pytest.raises(EvaluationError, match="CUDA is not available"):
+        load_model(ckpt, device="cuda")
+    assert main(["predict", str(ckpt), str(tmp_path / "none.jpg"), "-o", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
