@@ -132,7 +132,8 @@ class OnnxLandmarkModel:
         if path.is_dir():
             found = sorted(path.glob("*.onnx"))
             if len(found) != 1:
-                raise EvaluationError(f"{path}: expected exactly one .onnx file in the folder, found {len(found)}")
+                raise EvaluationError(f"{path}: expected exactly one .onnx file in the folder, found {len(found)} "
+                                      f"{[f.name for f in found]}; pass the file itself")
             path = found[0]
         if not path.is_file():
             raise EvaluationError(f"{path}: ONNX model not found")

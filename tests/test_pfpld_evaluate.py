@@ -106,6 +106,10 @@ def test_onnx_option_errors(shared_data, tmp_path):
         OnnxLandmarkModel(shared_data / GHOSTONE, output=3)
     with pytest.raises(EvaluationError, match="not found"):
         OnnxLandmarkModel(tmp_path / "none.onnx")
+    for name in ("pfpld.onnx", "pfpld_int8_sim.onnx"):  # an NNIE package folder holds both
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(EvaluationError, match=r"found 2 \['pfpld.onnx', 'pfpld_int8_sim.onnx'\]; pass the file"):
+        OnnxLandmarkModel(tmp_path)
 
 
 def test_evaluate_command_prints_table_and_writes_json(shared_data, wflw303, tmp_path, capsys):
