@@ -2,7 +2,8 @@
 
 ``wflw2``: WFLW + the closed-eye faces of LaPa + 300W-LP in one manifest, with a balance report.
 
-1. each source is built into a staging folder ``OUT.parts/`` (``build_manifest``, with the command's
+1. each source is built into a temporary staging folder beside OUT, removed afterwards, also after an error
+   (``keep_parts=True`` keeps it as ``OUT.parts/``) (``build_manifest``, with the command's
    ``--policy``, ``--on-error`` and ``--check-images``);
 2. LaPa keeps only its faces with a closed eye (either eye's EAR <= the default threshold,
    :func:`landmark_unify.eyes.mine_closed_eyes_file`);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,22 +67,37 @@ def _sources_by_kind(recipe: Recipe, specs) -> dict:
 
 def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise", check_images: bool = False,
                 weights=None, closed_threshold: float | None = None, closed_mode: str = "either",
-                fit_pose: bool = True, progress: bool = True, log=print, command: str | None = None) -> dict:
+                fit_pose: bool = True, progress: bool = True, log=print, command: str | None = None,
+                keep_parts: bool = False) -> dict:
     """Run the ``wflw2`` recipe (see the module docstring). ``weights``: per source label (or kind)
     ``{name: w}`` or ``["NAME=W"]`` over the recipe's defaults. ``command``: the command line, recorded in
     the metadata with the recipe's settings (under ``recipe``). Returns the balance report dict, with the
-    merge report's figures under ``"merge"`` and the staged files under ``"parts"``."""
+    merge report's figures under ``"merge"`` and, with ``keep_parts``, the staged files under ``"parts"``."""
+    recipe = RECIPES["wflw2"]
+    by_kind = _sources_by_kind(recipe, sources)
+    from .eyes import CLOSED_THRESHOLD
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    options = dict(policy=policy, on_error=on_error, check_images=check_images, weights=weights,
+                   threshold=CLOSED_THRESHOLD if closed_threshold is None else closed_threshold,
+                   closed_mode=closed_mode, fit_pose=fit_pose, progress=progress, log=log, command=command)
+    if keep_parts:
+        return _run_wflw2(recipe, by_kind, out, out.with_name(out.name.removesuffix(".parquet") + ".parts"), **options)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts-", dir=out.parent) as tmp:
+        balance = _run_wflw2(recipe, by_kind, out, Path(tmp), **options)
+    balance.pop("parts", None)
+    return balance
+
+
+def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, check_images, weights, threshold,
+               closed_mode, fit_pose, progress, log, command) -> dict:
     from .build import build_manifest
-    from .eyes import CLOSED_THRESHOLD, mine_closed_eyes_file
+    from .eyes import mine_closed_eyes_file
     from .manifest import read_manifest
     from .merge import merge_manifest_files, parse_weights
     from .report import write_balance
 
-    recipe = RECIPES["wflw2"]
-    by_kind = _sources_by_kind(recipe, sources)
-    threshold = CLOSED_THRESHOLD if closed_threshold is None else closed_threshold
-    out = Path(out)
-    parts = out.with_name(out.name.removesuffix(".parquet") + ".parts")
     given = parse_weights(weights)
     w_by_label = {}
     for kind, src in by_kind.items():

@@ -53,6 +53,8 @@ def test_wflw2_recipe_on_the_samples(shared_data, tmp_path, capsys):
     assert sum(balance["sources"]["wflw"]["yaw_bins"].values()) == 1966
     assert balance["sources"]["wflw"]["eye_state"]["both_closed"] == int((wflw["eye_state"] == "both_closed").sum())
     assert "## Yaw, 15-degree bins" in capsys.readouterr().out
+    # the per-source staging files are gone: only the manifest and its balance report remain
+    assert sorted(p.name for p in out.parent.iterdir()) == ["wflw2.balance.json", "wflw2.balance.md", "wflw2.parquet"]
 
 
 def test_wflw2_keeps_lapa_closed_eyes_with_weights(shared_data, lapa_with_closed_eyes, tmp_path):
@@ -68,6 +70,17 @@ def test_wflw2_keeps_lapa_closed_eyes_with_weights(shared_data, lapa_with_closed
     assert balance["sources"]["lapa"]["weight_sum"] == 3.0
     assert balance["merge"]["duplicates"] == 0
     assert lu.image_paths(df[df["source"] == "lapa"])[0].exists()
+
+
+def test_wflw2_leaves_no_staging_folder_after_an_error(shared_data, tmp_path):
+    bad = tmp_path / "lapa" / "test" / "landmarks"
+    bad.mkdir(parents=True)
+    (bad / "x.txt").write_text("106\n1 2\n")
+    out = tmp_path / "out" / "wflw2.parquet"
+    with pytest.raises(lu.LandmarkUnifyError):
+        build_wflw2([f"wflw={shared_data / 'WFLW'}", f"lapa={tmp_path / 'lapa'}", f"300wlp={shared_data / '300W_LP'}"],
+                    out, progress=False, log=lambda *_: None)
+    assert list(out.parent.iterdir()) == []
 
 
 def test_wflw2_needs_its_three_sources(shared_data, tmp_path):
