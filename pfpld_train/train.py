@@ -281,8 +281,10 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     On ``resume`` the configuration saved in ``cfg.out/last.pt`` is used. ``given`` names the fields of
     ``cfg`` that the caller set (``"loss.eye_weight"`` for an entry of ``loss``; the command line passes what
     it was given): those in :data:`RESUME_OVERRIDES` replace the saved values, any other must equal the
-    saved one (:class:`TrainError` otherwise). Without ``given``, the :data:`RESUME_OVERRIDES` fields are
-    taken from ``cfg``. A new ``epochs`` stretches the learning-rate schedule to the new length (logged).
+    saved one (:class:`TrainError` otherwise). Without ``given``, the :data:`RESUME_OVERRIDES` fields of
+    ``cfg`` that differ from :class:`TrainConfig`'s defaults are taken (``max_steps`` and ``progress``
+    always), so ``fit(TrainConfig(manifest, out), resume=True)`` continues the run as it was. A new
+    ``epochs`` stretches the learning-rate schedule to the new length (logged).
     """
     import torch
     from tqdm import tqdm
@@ -300,7 +302,10 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
         if ckpt.get("format") != FORMAT:
             raise TrainError(f"{last}: not a training checkpoint of this trainer (format {ckpt.get('format')!r})")
         saved = TrainConfig.from_dict(ckpt["config"])
-        given = set(RESUME_OVERRIDES if given is None else given)
+        if given is None:  # a library call: what differs from the defaults counts as given
+            default = TrainConfig(manifest=cfg.manifest, out=cfg.out)
+            given = {k for k in RESUME_OVERRIDES if getattr(cfg, k) != getattr(default, k)} | {"max_steps", "progress"}
+        given = set(given)
         differ = [f"{k}: saved {_field(saved, k)!r}, given {_field(cfg, k)!r}" for k in sorted(given)
                   if k not in RESUME_OVERRIDES and not _same_setting(k, _field(saved, k), _field(cfg, k))]
         if differ:

@@ -171,3 +171,11 @@ def test_cli_resume_keeps_the_saved_configuration(tmp_path, capsys):
     rows = _rows(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["train_pose"] == "" for r in rows)
     capsys.readouterr()
+
+
+def test_library_resume_with_a_bare_config_continues_the_run(tiny, tmp_path):
+    """fit(TrainConfig(manifest, out), resume=True): the run's own epochs and workers, not the defaults."""
+    fit(TrainConfig(manifest=str(tiny), out=str(tmp_path / "r"), max_steps=1, **BASE), log=lambda *_: None)
+    done = fit(TrainConfig(manifest=str(tiny), out=str(tmp_path / "r")), resume=True, log=lambda *_: None)
+    assert done["epochs_done"] == 2 and done["step"] == 4
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["config"]["epochs"] == 2
