@@ -380,6 +380,8 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
             "steps_per_epoch": steps_per_epoch, "total_steps": total,
             "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
             "mean_face_val_nme": mean_face_nme(train_ds, val_ds) if val_ds else None}
+    if info["mean_face_val_nme"] is not None and not math.isfinite(info["mean_face_val_nme"]):
+        info["mean_face_val_nme"] = None  # no validation face with both eye corners: nothing to normalise by
     write_text_atomic(json.dumps({"config": cfg.to_dict(), "data": info}, indent=2) + "\n", out / "config.json")
     log(f"train {n_train} faces, val {info['val_faces']} faces, {steps_per_epoch} steps/epoch, "
         f"device {device}, amp {info['amp']}")
