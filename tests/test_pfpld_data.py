@@ -178,7 +178,7 @@ def test_cache_command_and_errors(synthetic, tmp_path, capsys):
     assert "cached 12 of 12" in capsys.readouterr().out
     info = json.loads((out / "index.json").read_text())
     assert info["count"] == 12 and (out / "crops.u8").stat().st_size == 12 * 176 * 176 * 3
-    assert main(["cache", str(synthetic), "-o", str(out), "--quiet"]) == 2  # exists
+    assert main(["cache", str(synthetic), "-o", str(out), "--quiet"]) == 1  # exists
     assert "already exists" in capsys.readouterr().err
     cache = CropCache(out)
     with pytest.raises(CacheError, match="not in the cache"):

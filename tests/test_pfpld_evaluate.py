@@ -124,7 +124,7 @@ def test_evaluate_command_prints_table_and_writes_json(shared_data, wflw303, tmp
     preds = np.load(tmp_path / "p.npz")
     assert preds["pred"].shape == (303, 98, 2)
     rc = main(["evaluate", str(tmp_path / "missing.pt"), str(wflw303), "--quiet"])
-    assert rc == 2 and "not found" in capsys.readouterr().err
+    assert rc == 1 and "not found" in capsys.readouterr().err
 
 
 def test_our_onnx_export_scores_like_the_checkpoint(shared_data, wflw303, tmp_path):
@@ -183,5 +183,5 @@ def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path, capsys):
     ckpt = save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "m.pt")
     with pytest.raises(EvaluationError, match="CUDA is not available"):
         load_model(ckpt, device="cuda")
-    assert main(["predict", str(ckpt), str(tmp_path / "none.jpg"), "-o", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert main(["predict", str(ckpt), str(tmp_path / "none.jpg"), "-o", str(tmp_path / "o"), "--device", "cuda"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err

@@ -112,9 +112,9 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys
     out = tmp_path / "r"
     args = ["fit", str(tiny), "--out", str(out), "--epochs", "1", "--batch-size", "6", "--workers", "0", "--quiet"]
     assert main(args) == 0
-    assert main(args) == 2
+    assert main(args) == 1
     assert "--resume" in capsys.readouterr().err
-    assert main(["fit", "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
+    assert main(["fit", "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 1
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["fit", "--out", str(tmp_path / "x")]) == 2
 
@@ -161,7 +161,7 @@ def test_cli_resume_keeps_the_saved_configuration(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["fit", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "4", "--workers", "0", "--quiet"]
     assert main([*args, "--max-steps", "1"]) == 0  # 8 faces, 2 steps per epoch: stops inside epoch 1
-    assert main(["fit", "--out", str(out), "--resume", "--quiet", "--batch-size", "2"]) == 2
+    assert main(["fit", "--out", str(out), "--resume", "--quiet", "--batch-size", "2"]) == 1
     assert "batch_size" in capsys.readouterr().err
     assert main(["fit", "--out", str(out), "--resume", "--quiet", "--max-steps", "2"]) == 0
     ck = load_checkpoint(out / "last.pt")

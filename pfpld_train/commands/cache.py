@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
                            progress=not args.quiet, overwrite=args.overwrite)
     except LandmarkUnifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     gib = info["count"] * info["size"] ** 2 * 3 / 2**30
     print(f"cached {info['cached']} of {info['count']} faces into {args.out} ({gib:.2f} GiB, "
           f"{info['size']}x{info['size']} RGB, {info['enlarge']}x the standard crop)")

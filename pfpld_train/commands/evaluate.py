@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
             df = df[df["split"] == args.split].reset_index(drop=True)
             if not len(df):
                 print(f"error: {args.manifest}: no row with split {args.split!r}", file=sys.stderr)
-                return 2
+                return 1
         model = load_model_from_args(args)
         result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
                                    progress=not args.quiet)
     except LandmarkUnifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
     print(format_table(summary))
     if args.json_out:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         summary = fit(cfg, resume=args.resume, given=given)
     except LandmarkUnifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     best = summary["best_val_nme"]
     print(f"done: {summary['epochs_done']} epochs, {summary['step']} steps; "
           + (f"best val NME {100 * best:.2f} %; " if best is not None else "")

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         table = json.loads(Path(args.boxes).read_text()) if args.boxes else None
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: --boxes {args.boxes}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     try:
         model = load_model_from_args(args)
         detector = None
@@ -95,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
         written = write_predictions(results, out)
     except LandmarkUnifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(f"wrote {written}")
     return 1 if failed and not results else 0
