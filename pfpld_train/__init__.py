@@ -5,7 +5,7 @@ OpenCV or onnx until a name that needs them is used).
 """
 from __future__ import annotations
 
-import importlib
+from landmark_unify._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -31,17 +31,4 @@ _EXPORTS = {
     "quantize_check": "export.quant",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pfpld_train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,0 +1,22 @@
+"""Lazy public names for a package: ``name -> submodule``, imported on first access (PEP 562)."""
+from __future__ import annotations
+
+import importlib
+
+
+def lazy_exports(package: str, namespace: dict, exports: dict[str, str]):
+    """Return ``(__getattr__, __dir__, __all__)`` for ``package`` whose public names live in submodules."""
+    public = sorted(exports) + ["__version__"]
+
+    def __getattr__(name: str):
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", package), name)
+        namespace[name] = value
+        return value
+
+    def __dir__():
+        return public
+
+    return __getattr__, __dir__, public
