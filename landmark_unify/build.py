@@ -321,7 +321,7 @@ def _drop_duplicates(table: pa.Table, skipped: list[dict], on_error: str) -> pa.
 def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",
                    check_images: bool = False, command: str | None = None, engine: str | None = None,
                    workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True,
-                   weights=None) -> BuildReport:
+                   weights=None, scheduler: str | None = None, single_file=None) -> BuildReport:
     """Read the sources, map every face onto the canonical layout and write the manifest ``out``.
 
     sources: ``KIND=ROOT`` / ``LABEL:KIND=ROOT`` strings or :class:`~landmark_unify.readers.Source`.
@@ -330,7 +330,8 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     skipped ones in ``OUT``'s ``.skipped.jsonl`` sidecar and the summary. check_images: decode every image
     (missing or corrupt ones are errors) and fill image_width / image_height. weights: per-source training
     weights for the ``weight`` column, ``{"lapa": 2}`` or ``["lapa=2"]`` by source label or reader kind
-    (default 1; local engine only).
+    (default 1; local engine only). engine, workers, scheduler, single_file: run the units on a cluster
+    (see :func:`landmark_unify.distributed.build_manifest_distributed`).
     """
     if on_error not in ON_ERROR:
         raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
@@ -349,7 +350,7 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
 
         return build_manifest_distributed(srcs, out, policy=policy, on_error=on_error, check_images=check_images,
                                           command=command, engine=engine, workers=workers, chunk_bytes=chunk_bytes,
-                                          progress=progress)
+                                          progress=progress, scheduler=scheduler, single_file=single_file)
     units = plan_units(srcs, chunk_bytes)
     tables, skipped = [], []
     from tqdm import tqdm

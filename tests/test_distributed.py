@@ -280,9 +280,10 @@ def test_build_manifest_command_with_dask_engine(shared_data, tmp_path, capsys):
     srcs = ["--source", f"ibug={shared_data}/300W", "--source", f"coco={shared_data}/mmpose_tests/wflw"]
     assert main(["build-manifest", "-o", str(tmp_path / "demo.parquet"), "--no-progress", *srcs]) == 0
     assert main(["build-manifest", "-o", str(tmp_path / "demo_ds"), "--engine", "dask", "--workers", "2",
-                 "--no-progress", *srcs]) == 0
+                 "--single-file", str(tmp_path / "demo_one.parquet"), "--no-progress", *srcs]) == 0
     assert "engine dask x2" in capsys.readouterr().out
     assert D.compare_manifests(tmp_path / "demo.parquet", tmp_path / "demo_ds") == []
+    assert (tmp_path / "demo_one.parquet").read_bytes() == (tmp_path / "demo.parquet").read_bytes()
     assert D.validate_dataset(tmp_path / "demo_ds") == []
 
 

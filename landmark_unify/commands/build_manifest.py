@@ -23,9 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-images", action="store_true", help="decode every image; missing or corrupt ones are errors")
     p.add_argument("--relabel-pose", action="store_true", help="fit head pose from the landmarks after writing")
     p.add_argument("--recipe", metavar="NAME", help="run a named build recipe instead (see landmark_unify.recipes)")
-    p.add_argument("--engine", choices=("local", "dask", "ray"), default="local", help="where the work units run")
-    p.add_argument("--workers", type=int, default=None, help="number of workers for a non-local engine")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from ..distributed import add_engine_arguments
+
+    add_engine_arguments(p, partition_rows=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = build_manifest(args.source, args.output, policy=args.policy, on_error=args.on_error,
                                 check_images=args.check_images, command=command, engine=args.engine,
-                                workers=args.workers, progress=not args.no_progress, weights=args.weight or None)
+                                workers=args.workers, progress=not args.no_progress, weights=args.weight or None,
+                                scheduler=args.scheduler, single_file=args.single_file)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
         if args.on_error == "raise":
