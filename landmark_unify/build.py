@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from . import manifest as mf
 from ._io import write_jsonl_atomic
 from .errors import LandmarkUnifyError, ParseError
-from .maps import POLICIES, to_canonical
+from .maps import POLICIES, finite_points, to_canonical
 from .readers import FaceBatch, Source, Unit, parse_source, plan_source, read_unit
 from .readers._base import ErrorSink
 
@@ -139,7 +139,7 @@ def _masked(values: np.ndarray, typ: pa.DataType) -> pa.Array:
 
 def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool) -> pa.Table:
     pts98, valid98 = to_canonical(b.points, b.schema, policy, source_valid=b.source_valid)
-    src_ok = np.isfinite(b.points).all(-1)
+    src_ok = finite_points(b.points)
     if b.source_valid is not None:
         src_ok &= b.source_valid
     keep = src_ok.any(1) & valid98.any(1)

@@ -95,7 +95,7 @@ class CompiledMap:
         pts, squeeze = _as_batch(points, self.source.num_points, self.source.name)
         pts = pts.astype(np.float32, copy=False)
         n, k = pts.shape[0], pts.shape[1]
-        ok = np.isfinite(pts[..., 0]) & np.isfinite(pts[..., 1])
+        ok = finite_points(pts)
         if source_valid is not None:
             sv = np.asarray(source_valid, dtype=bool)
             if sv.shape != ok.shape[-sv.ndim:] and sv.shape != ok.shape:
@@ -136,6 +136,15 @@ def _as_batch(points, num_points: int, schema: str) -> tuple[np.ndarray, bool]:
     return arr, squeeze
 
 
+def finite_points(points) -> np.ndarray:
+    """``(..., K)`` bool: both coordinates of the point are finite. ``points``: ``(..., K, 2)``.
+
+    Two element-wise tests instead of ``isfinite(points).all(-1)``: a reduction over an axis of length 2 is
+    about six times slower on large batches."""
+    pts = np.asarray(points)
+    return np.isfinite(pts[..., 0]) & np.isfinite(pts[..., 1])
+
+
 def canonical_batch(points98, valid98=None) -> tuple[np.ndarray, np.ndarray]:
     """Checked canonical points for the functions that take them (eye aspect ratio, pose fit).
 
@@ -144,7 +153,7 @@ def canonical_batch(points98, valid98=None) -> tuple[np.ndarray, np.ndarray]:
     finite and, when ``valid98`` is given, marked valid. Raises MappingError on a wrong shape or dtype.
     """
     pts = _as_batch(points98, 98, "wflw98")[0].astype(np.float64)
-    ok = np.isfinite(pts).all(-1)
+    ok = finite_points(pts)
     if valid98 is not None:
         v = np.asarray(valid98, dtype=bool)
         if v.ndim == 1:
