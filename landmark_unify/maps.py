@@ -216,14 +216,23 @@ def _ibug68_forward(jaw_kind: str) -> list[MapEntry]:
     return entries
 
 
-_COFW29_FORWARD = [
-    *[_e("exact", n, n) for n in ("eye_l_outer", "eye_r_outer", "eye_l_inner", "eye_r_inner", "pupil_l", "pupil_r",
-                                   "lip_outer_l", "lip_outer_r", "lip_outer_upper_c", "lip_outer_lower_c",
-                                   "lip_inner_upper_c", "lip_inner_lower_c")],
+# Points that COFW 29 and AFLW 19/21 name alike: brow ends, nose tip and wings, chin.
+_SPARSE_SHARED = [
     _e("exact", "brow_l_upper_0", "brow_l_outer"),
     _e("exact", "brow_r_upper_0", "brow_r_outer"),
     _e("approx", "brow_l_upper_4", "brow_l_inner"),
     _e("approx", "brow_r_upper_4", "brow_r_inner"),
+    _e("approx", "nose_bridge_3", "nose_tip"),
+    _e("approx", "nose_base_l_1", "nose_wing_l"),
+    _e("approx", "nose_base_r_1", "nose_wing_r"),
+    _e("approx", "contour_16", "chin"),
+]
+
+_COFW29_FORWARD = [
+    *[_e("exact", n, n) for n in ("eye_l_outer", "eye_r_outer", "eye_l_inner", "eye_r_inner", "pupil_l", "pupil_r",
+                                   "lip_outer_l", "lip_outer_r", "lip_outer_upper_c", "lip_outer_lower_c",
+                                   "lip_inner_upper_c", "lip_inner_lower_c")],
+    *_SPARSE_SHARED,
     _e("approx", "brow_l_upper_2", "brow_l_upper_mid"),
     _e("approx", "brow_r_upper_2", "brow_r_upper_mid"),
     _e("approx", "brow_l_lower_1", "brow_l_lower_mid"),
@@ -232,31 +241,17 @@ _COFW29_FORWARD = [
     _e("approx", "eye_r_upper_1", "eye_r_upper_mid"),
     _e("approx", "eye_l_lower_1", "eye_l_lower_mid"),
     _e("approx", "eye_r_lower_1", "eye_r_lower_mid"),
-    _e("approx", "nose_bridge_3", "nose_tip"),
     _e("approx", "nose_base_c", "nose_base_c"),
-    _e("approx", "nose_base_l_1", "nose_wing_l"),
-    _e("approx", "nose_base_r_1", "nose_wing_r"),
-    _e("approx", "contour_16", "chin"),
 ]
 
-
-def _aflw_forward() -> list[MapEntry]:
-    return [
-        *[_e("exact", n, n) for n in ("eye_l_outer", "eye_l_inner", "eye_r_inner", "eye_r_outer",
-                                       "lip_outer_l", "lip_outer_r")],
-        _e("exact", "brow_l_upper_0", "brow_l_outer"),
-        _e("exact", "brow_r_upper_0", "brow_r_outer"),
-        _e("approx", "brow_l_upper_4", "brow_l_inner"),
-        _e("approx", "brow_r_upper_4", "brow_r_inner"),
-        _e("approx", "brow_l_upper_2", "brow_l_centre"),
-        _e("approx", "brow_r_upper_2", "brow_r_centre"),
-        _e("approx", "pupil_l", "eye_l_centre"),
-        _e("approx", "pupil_r", "eye_r_centre"),
-        _e("approx", "nose_bridge_3", "nose_tip"),
-        _e("approx", "nose_base_l_1", "nose_wing_l"),
-        _e("approx", "nose_base_r_1", "nose_wing_r"),
-        _e("approx", "contour_16", "chin"),
-    ]
+_AFLW_FORWARD = [
+    *[_e("exact", n, n) for n in ("eye_l_outer", "eye_l_inner", "eye_r_inner", "eye_r_outer", "lip_outer_l", "lip_outer_r")],
+    *_SPARSE_SHARED,
+    _e("approx", "brow_l_upper_2", "brow_l_centre"),
+    _e("approx", "brow_r_upper_2", "brow_r_centre"),
+    _e("approx", "pupil_l", "eye_l_centre"),
+    _e("approx", "pupil_r", "eye_r_centre"),
+]
 
 
 def _invert(entries: list[MapEntry], extra: list[MapEntry] = ()) -> list[MapEntry]:
@@ -294,8 +289,8 @@ _ibug_rev = _invert(_ibug_fwd, _IBUG68_LID_REVERSE)
 _register("ibug68", "ibug68", _ibug_fwd, _ibug_rev)
 _register("ibug68_3d", "ibug68", _ibug68_forward("projected"), _invert(_ibug68_forward("projected"), _IBUG68_LID_REVERSE))
 _register("cofw29", "cofw29", _COFW29_FORWARD, _invert(_COFW29_FORWARD))
-_register("aflw19", "aflw19", _aflw_forward(), _invert(_aflw_forward()))
-_register("aflw21", "aflw21", _aflw_forward(), _invert(_aflw_forward()))
+_register("aflw19", "aflw19", _AFLW_FORWARD, _invert(_AFLW_FORWARD))
+_register("aflw21", "aflw21", _AFLW_FORWARD, _invert(_AFLW_FORWARD))
 
 
 def list_schemas() -> list[str]:
