@@ -1,8 +1,6 @@
 """``landmark_unify merge A.parquet B.parquet ... -o OUT.parquet``: merge manifests."""
 from __future__ import annotations
 
-import sys
-
 from .._cli_base import non_negative_float
 from ..merge import DUPLICATE_TOLERANCE
 
@@ -26,21 +24,16 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..distributed import wants_engine
-    from ..errors import LandmarkUnifyError
     from ..merge import merge_manifest_files
 
-    try:
-        if wants_engine(args):  # --engine dask, or a partitioned dataset among the inputs
-            from ..distributed import engine_kwargs, merge_distributed
+    # a LandmarkUnifyError (bad input, bad --weight) is printed by the dispatcher as "merge: error: ..."
+    if wants_engine(args):  # --engine dask, or a partitioned dataset among the inputs
+        from ..distributed import engine_kwargs, merge_distributed
 
-            report, _ = merge_distributed(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
-                                          tolerance=args.tolerance, progress=not args.no_progress,
-                                          **engine_kwargs(args))
-        else:
-            report = merge_manifest_files(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
-                                          tolerance=args.tolerance, progress=not args.no_progress)
-    except LandmarkUnifyError as exc:
-        print(f"merge: error: {exc}", file=sys.stderr)
-        return 1
+        report, _ = merge_distributed(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
+                                      tolerance=args.tolerance, progress=not args.no_progress, **engine_kwargs(args))
+    else:
+        report = merge_manifest_files(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
+                                      tolerance=args.tolerance, progress=not args.no_progress)
     print(f"{args.output}\n{report.summary}")
     return 0

@@ -1,8 +1,6 @@
 """``landmark_unify render FILE -o sheet.png``: a contact sheet of faces with landmarks and pose axes."""
 from __future__ import annotations
 
-import sys
-
 from .._cli_base import positive_int
 
 
@@ -19,15 +17,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import LandmarkUnifyError
     from ..render import render_manifest
 
-    try:
-        out, n = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,
-                                 seed=args.seed)
-    except LandmarkUnifyError as exc:
-        print(f"render: error: {exc}", file=sys.stderr)
-        return 1
+    # a LandmarkUnifyError (bad input, bad --where) is printed by the dispatcher as "render: error: ..."
+    out, n = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,
+                             seed=args.seed)
     print(f"{out}: {n} faces (landmarks by group: contour cyan, brows orange, nose green, eyes magenta, lips red, "
           "pupils white; pose axes x red, y green, z blue)")
     return 0
