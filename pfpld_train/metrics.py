@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.layouts import get_layout
 
 __all__ = [
     "ANGLE_NAMES",
@@ -24,8 +25,8 @@ __all__ = [
 
 #: Pose angle order everywhere in this project.
 ANGLE_NAMES = ("pitch", "yaw", "roll")
-#: Outer eye corners of the WFLW layout (FACTS section 1), the NME normalisation pair.
-DEFAULT_NORM_PAIR = (60, 72)
+#: Outer eye corners of the WFLW layout (60 and 72, FACTS section 1), the NME normalisation pair.
+DEFAULT_NORM_PAIR = get_layout("wflw98").norm_indices
 
 
 class MetricsError(LandmarkUnifyError, ValueError):
