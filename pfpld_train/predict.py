@@ -14,7 +14,6 @@ Pipeline per image:
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,12 +189,21 @@ def pose_axes(pose_deg: Sequence[float], length: float) -> np.ndarray:
     Convention (FACTS section 4): ``R = Rz(roll) Ry(yaw) Rx(pitch)``; a model point ``X`` projects to
     ``(R^T X)[:2]`` with the image row axis flipped.
     """
-    p, y, r = (math.radians(float(v)) for v in pose_deg)
-    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    v = (rz @ ry @ rx).T @ np.eye(3)  # columns: rotated unit axes
+    from landmark_unify.pose import matrix_from_euler
+
+    v = matrix_from_euler(np.asarray(pose_deg, np.float64)[None])[0].T  # columns: rotated unit axes
     return np.stack([v[0], -v[1]], 1) * length
+
+
+def _overlay_points() -> tuple[frozenset, frozenset, int]:
+    """Indices of the left eye and pupil, the right eye and pupil, and the nose tip in the WFLW layout."""
+    from landmark_unify.layouts import get_layout
+
+    lay = get_layout("wflw98")
+    eyes = [int(i) for g in ("eye", "pupil") for i in lay.group_indices(g)]
+    side = {i: lay.names[i].split("_")[1] for i in eyes}  # eye_l_outer, pupil_r, ...
+    return (frozenset(i for i in eyes if side[i] == "l"), frozenset(i for i in eyes if side[i] == "r"),
+            lay.index("nose_bridge_3"))
 
 
 def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
@@ -204,16 +212,17 @@ def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     import cv2
 
     out = np.ascontiguousarray(image[..., ::-1]).copy()
+    left, right, nose_tip = _overlay_points()
     scale = max(1.0, max(image.shape[:2]) / 640)
     t = max(1, int(round(scale)))
     for f in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in f.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), (255, 200, 0), t)
         for k, (x, y) in enumerate(f.landmarks):
-            colour = (0, 0, 255) if 60 <= k <= 67 or k == 96 else (255, 0, 0) if 68 <= k <= 75 or k == 97 else (0, 255, 0)
+            colour = (0, 0, 255) if k in left else (255, 0, 0) if k in right else (0, 255, 0)
             cv2.circle(out, (int(round(x)), int(round(y))), t, colour, -1, cv2.LINE_AA)
         if f.pose is not None:
-            origin = f.landmarks[54]
+            origin = f.landmarks[nose_tip]
             size = float(np.ptp(f.landmarks[:, 0]))
             for d, colour in zip(pose_axes(f.pose, 0.5 * size), ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
                 end = origin + d
