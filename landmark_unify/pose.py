@@ -28,6 +28,7 @@ Method (:func:`estimate_pose`)
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -183,16 +184,23 @@ def _load_model(path: str, key: str) -> FaceModel:
         )
     try:
         if p.suffix == ".npy":
-            return build_face_model(np.load(p), f"{p}")
-        with np.load(p) as data:
-            if key not in data.files:
-                raise PoseModelError(f"{p}: no shape {key!r}; it holds {data.files}")
-            x68 = np.asarray(data[key], dtype=np.float64)
+            x68, axes, source = np.asarray(np.load(p), dtype=np.float64), (1.0, 1.0, 1.0), f"{p}"
+        else:
+            loaded = np.load(p)
+            if isinstance(loaded, np.ndarray):
+                raise PoseModelError(f"{p}: one array, not an .npz of named shapes (a (68, 3) array goes in a .npy)")
+            with loaded as data:
+                if key not in data.files:
+                    raise PoseModelError(f"{p}: no shape {key!r}; it holds {data.files}")
+                x68 = np.asarray(data[key], dtype=np.float64)
+            if key not in SHAPE_AXES:
+                raise PoseModelError(f"{p}: unknown axes for shape {key!r}; known: {sorted(SHAPE_AXES)}")
+            axes, source = SHAPE_AXES[key], f"{p}:{key}"
     except (OSError, ValueError) as exc:
         raise PoseModelError(f"{p}: cannot read the mean 3D face: {exc}") from None
-    if key not in SHAPE_AXES:
-        raise PoseModelError(f"{p}: unknown axes for shape {key!r}; known: {sorted(SHAPE_AXES)}")
-    return build_face_model(x68 * np.array(SHAPE_AXES[key]), f"{p}:{key}")
+    if np.shape(x68) != (68, 3):  # checked here too so that the message names the file (and the key)
+        raise PoseModelError(f"{source}: a 68-point 3D shape must be (68, 3); got {np.shape(x68)}")
+    return build_face_model(x68 * np.array(axes), source)
 
 
 def load_face_model(path: str | os.PathLike | None = None, key: str = DEFAULT_SHAPE_KEY) -> FaceModel:
@@ -264,19 +272,34 @@ def _openblas_thread_api():
 
 
 class _SingleThreadBLAS:
-    """Context manager: numpy's OpenBLAS on one thread inside, as before outside (no-op elsewhere)."""
+    """Context manager: numpy's OpenBLAS on one thread inside, as before outside (no-op where numpy's
+    OpenBLAS is not found). The thread count is process-wide, so entries from several threads (a threaded
+    dask worker) are counted: the first saves the count and the last restores it."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved: int | None = None
 
     def __enter__(self):
         api = _openblas_thread_api()
-        self._old = None
         if api is not None:
-            self._old = api[0]()
-            api[1](1)
+            cls = type(self)
+            with cls._lock:
+                if cls._depth == 0:
+                    old = api[0]()
+                    cls._saved = old if old >= 1 else None
+                    api[1](1)
+                cls._depth += 1
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            _openblas_thread_api()[1](self._old)
+        api = _openblas_thread_api()
+        if api is not None:
+            cls = type(self)
+            with cls._lock:
+                cls._depth -= 1
+                if cls._depth == 0 and cls._saved is not None:
+                    api[1](cls._saved)
         return False
 
 
