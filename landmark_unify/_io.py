@@ -30,13 +30,15 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``path`` to write to; when the block ends without error it becomes
-    ``path`` (folders created as needed), otherwise it is removed."""
+    ``path``, otherwise it is removed. Missing folders are created unless ``make_parents`` is False
+    (then a missing folder raises FileNotFoundError)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder; a file path is needed here", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

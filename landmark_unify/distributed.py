@@ -46,7 +46,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import manifest as mf
+from ._io import atomic_path
 from .errors import LandmarkUnifyError, ManifestError
+from .manifest import take_rows
 
 ENGINES = ("local", "dask")
 DATASET_FORMAT = "landmark_unify.partitioned"
@@ -301,7 +303,8 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
         for piece in Path(rel).parent.parts:  # never re-creates a staging directory removed by an abort
             folder = folder / piece
             folder.mkdir(exist_ok=True)
-        _write_part_file(sub, staging / rel, meta)
+        # no make_parents: a late task of an aborted run fails here instead of re-creating staging
+        mf.write_manifest(sub, staging / rel, meta, make_parents=False)
         parts.append({"path": rel, "rows": sub.num_rows, "source": key[0], "split": key[1], "unit": index})
         offsets[key] = 0
     runs = []
@@ -310,43 +313,6 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
         runs.append([rel, offsets[key], b - a])
         offsets[key] += b - a
     return parts, runs
-
-
-def take_rows(table: pa.Table, rows) -> pa.Table:
-    """``table``'s rows at ``rows`` (in that order), by slicing runs of consecutive rows and concatenating.
-
-    Used instead of ``Table.take`` / ``Table.filter``: with pyarrow 26, both return wrong values for the
-    nested fixed-size-list ``landmarks`` column of a *sliced* table (the slice offset is applied twice).
-    """
-    import numpy as np
-
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return table.slice(0, 0)
-    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [rows.size]])
-    return pa.concat_tables([table.slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends)])
-
-
-def _write_part_file(table: pa.Table, path: Path, metadata: Mapping) -> None:
-    """:func:`manifest.write_manifest`'s format and settings, but never creating folders: when the run
-    was aborted and its staging directory removed, a late task fails here instead of re-creating it."""
-    import tempfile
-
-    if not table.schema.equals(mf.SCHEMA, check_metadata=False):
-        raise ManifestError(f"table does not have the manifest schema:\n{table.schema}")
-    meta = dict(metadata)
-    meta.setdefault("format_version", mf.FORMAT_VERSION)
-    table = table.replace_schema_metadata({mf.METADATA_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- the staged dataset (driver side) ----------------------------------------------------------------------
@@ -434,12 +400,11 @@ class StagedDataset:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    """Write ``text`` atomically, flushed to disk before the rename."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -597,42 +562,28 @@ def validate_dataset(path: str | os.PathLike) -> list[str]:
 # --- single-file form ------------------------------------------------------------------------------------------
 
 def write_single_file(tables: Iterator[pa.Table], path: str | os.PathLike, metadata: Mapping,
-                      row_group_size: int = 65536) -> Path:
+                      row_group_size: int = mf.ROW_GROUP_SIZE) -> Path:
     """Stream tables (manifest schema) into one manifest file, atomically, with the same writer settings
     as :func:`manifest.write_manifest` and row groups of exactly ``row_group_size`` rows (so the file
     matches the one ``write_manifest`` writes for the concatenated table). Memory: one row group."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(metadata)
-    meta.setdefault("format_version", mf.FORMAT_VERSION)
-    schema = mf.SCHEMA.with_metadata({mf.METADATA_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True) as writer:
-            buf: list[pa.Table] = []
-            held, wrote = 0, False
-            for t in tables:
-                if not t.schema.equals(mf.SCHEMA, check_metadata=False):
-                    raise ManifestError(f"table does not have the manifest schema:\n{t.schema}")
-                buf.append(t.replace_schema_metadata(schema.metadata))
-                held += t.num_rows
-                while held >= row_group_size:
-                    merged = pa.concat_tables(buf)
-                    writer.write_table(merged.slice(0, row_group_size), row_group_size=row_group_size)
-                    wrote = True
-                    rest = merged.slice(row_group_size)
-                    buf, held = [rest], rest.num_rows
-            if held or not wrote:
-                merged = pa.concat_tables(buf) if buf else schema.empty_table()
-                writer.write_table(merged, row_group_size=row_group_size)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    schema = mf.SCHEMA.with_metadata(mf.schema_metadata(metadata))
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **mf.WRITE_OPTIONS) as writer:
+        buf: list[pa.Table] = []
+        held, wrote = 0, False
+        for t in tables:
+            mf.check_schema(t)
+            buf.append(t.replace_schema_metadata(schema.metadata))
+            held += t.num_rows
+            while held >= row_group_size:
+                merged = pa.concat_tables(buf)
+                writer.write_table(merged.slice(0, row_group_size), row_group_size=row_group_size)
+                wrote = True
+                rest = merged.slice(row_group_size)
+                buf, held = [rest], rest.num_rows
+        if held or not wrote:
+            merged = pa.concat_tables(buf) if buf else schema.empty_table()
+            writer.write_table(merged, row_group_size=row_group_size)
+    return Path(path)
 
 
 def dataset_to_file(dataset: str | os.PathLike, path: str | os.PathLike) -> Path:

@@ -197,12 +197,32 @@ def take_rows(table: pa.Table, rows) -> pa.Table:
 
 # --- writing ------------------------------------------------------------------------------------------
 
-def write_manifest(data, path: str | os.PathLike, metadata: Mapping) -> Path:
+#: Parquet writer settings of every manifest file (with row groups of :data:`ROW_GROUP_SIZE` rows).
+WRITE_OPTIONS = {"compression": "zstd", "write_statistics": True}
+ROW_GROUP_SIZE = 65536
+
+
+def schema_metadata(metadata: Mapping) -> dict[bytes, bytes]:
+    """The Arrow schema metadata of a manifest file: ``metadata`` (``format_version`` added when absent)
+    as key-sorted JSON under :data:`METADATA_KEY`."""
+    meta = dict(metadata)
+    meta.setdefault("format_version", FORMAT_VERSION)
+    return {METADATA_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")}
+
+
+def check_schema(table: pa.Table) -> None:
+    """Raise ManifestError unless ``table`` has :data:`SCHEMA` (schema metadata aside)."""
+    if not table.schema.equals(SCHEMA, check_metadata=False):
+        raise ManifestError(f"table does not have the manifest schema:\n{table.schema}")
+
+
+def write_manifest(data, path: str | os.PathLike, metadata: Mapping, *, make_parents: bool = True) -> Path:
     """Write a manifest atomically (temporary file in the same folder, then rename).
 
     data: a ``pyarrow.Table`` with :data:`SCHEMA`, a DataFrame as returned by :func:`read_manifest`, or a
     mapping of column arrays (see :func:`table_from_columns`). The output depends only on the content:
-    the same table and metadata give the same bytes.
+    the same table and metadata give the same bytes. make_parents: create missing folders (when False,
+    a missing folder raises FileNotFoundError).
     """
     if isinstance(data, pa.Table):
         table = data
@@ -210,14 +230,11 @@ def write_manifest(data, path: str | os.PathLike, metadata: Mapping) -> Path:
         table = table_from_dataframe(data)
     else:
         table = table_from_columns(data)
-    if not table.schema.equals(SCHEMA, check_metadata=False):
-        raise ManifestError(f"table does not have the manifest schema:\n{table.schema}")
-    meta = dict(metadata)
-    meta.setdefault("format_version", FORMAT_VERSION)
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")})
+    check_schema(table)
+    table = table.replace_schema_metadata(schema_metadata(metadata))
     path = Path(path)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
+    with atomic_path(path, make_parents=make_parents) as tmp:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, **WRITE_OPTIONS)
     return path
 
 
