@@ -637,16 +637,14 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
         fit_options["point_weights"] = np.where(projected, PROJECTED_CONTOUR_WEIGHTS, DEFAULT_POINT_WEIGHTS)
     fit = estimate_pose(landmarks_array(df), valid_array(df), model=model, **fit_options) if n else np.zeros((0, 3), np.float32)
     known_fit = np.isfinite(fit).all(1)
-    src = df["pose_source"].astype(object).where(df["pose_source"].notna(), None).to_numpy() if n else np.array([], object)
     # only the dataset's own pose is kept: a pose from an earlier fit is fitted again (not kept as if it
     # were the dataset's, with the new fit beside it)
-    has_dataset = np.array([s == "dataset" for s in src], bool)
+    has_dataset = df["pose_source"].astype(object).eq("dataset").to_numpy(bool)
     for j, name in enumerate(("pitch", "yaw", "roll")):
         col = pd.to_numeric(df[name], errors="coerce").to_numpy(np.float64) if n else np.zeros(0)
         out[f"fit_{name}"] = np.where(has_dataset & known_fit, fit[:, j], np.nan).astype(np.float32)
         out[name] = np.where(has_dataset, col, fit[:, j]).astype(np.float32)
-    new_src = np.where(has_dataset, src, np.where(known_fit, "fit", None)).astype(object)
-    out["pose_source"] = [None if v is None else str(v) for v in new_src]
+    out["pose_source"] = np.where(has_dataset, "dataset", np.where(known_fit, "fit", None)).astype(object)
     counts = {"filled": int((~has_dataset & known_fit).sum()), "kept": int(has_dataset.sum()),
               "unknown": int((~has_dataset & ~known_fit).sum())}
     return out, counts
