@@ -418,11 +418,6 @@ def _fsync_dir(path: Path) -> None:
 
 # --- reading datasets ----------------------------------------------------------------------------------------
 
-def is_dataset(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a partitioned manifest directory (complete or not)."""
-    return Path(path).is_dir() and (Path(path) / MANIFEST_FILE).exists()
-
-
 def read_dataset_info(path: str | os.PathLike) -> dict:
     """The ``_manifest.json`` of a complete dataset; raises :class:`ManifestError` when the dataset is
     incomplete (no ``_SUCCESS``) or not a dataset."""

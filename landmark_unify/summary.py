@@ -15,16 +15,6 @@ from . import manifest as mf
 from .layouts import CANONICAL, get_layout
 
 
-def coverage_by_group(valid: np.ndarray) -> dict[str, float]:
-    """Share of valid points per canonical group; valid ``(N, 98)`` bool. NaN when N == 0."""
-    layout = get_layout(CANONICAL)
-    out = {}
-    for g in layout.present_groups:
-        idx = layout.group_indices(g)
-        out[g] = float(valid[:, idx].mean()) if valid.shape[0] else float("nan")
-    return out
-
-
 def _counts(table: pa.Table, by: list[str]) -> dict[tuple, int]:
     """Row counts per distinct value tuple of the columns ``by`` (nulls included as None)."""
     if table.num_rows == 0:

@@ -217,22 +217,6 @@ def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
     return v
 
 
-def point_field(index: int, axis: int) -> str:
-    """Field name of a coordinate: ``x12`` / ``y12`` (0-based point index)."""
-    return f"{'xy'[axis]}{index}"
-
-
-def check_points(arr: np.ndarray, path, *, line=None, key=None, what: str = "points", allow_nan: bool = False) -> None:
-    """Raise a ParseError naming the first non-finite coordinate of ``arr`` ``(K, 2)``."""
-    bad = ~np.isfinite(arr)
-    if allow_nan:
-        bad &= ~np.isnan(arr)
-    if bad.any():
-        i, a = np.argwhere(bad)[0]
-        raise ParseError(path, f"not a finite number: {str(float(arr[i, a]))!r}", line=line, key=key,
-                         field=f"{what}[{i}].{'xy'[a]}")
-
-
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:
     """Files under ``root`` matching the glob ``pattern``, sorted by relative path; folders named in
     ``exclude_dirs`` are left out."""
