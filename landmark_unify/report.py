@@ -34,8 +34,9 @@ def yaw_bins(yaw, width: float = YAW_BIN) -> np.ndarray:
 
 
 def _counts(values, labels) -> dict[str, int]:
-    vals = list(values)
-    return {lab: int(sum(1 for v in vals if v == lab)) for lab in labels}
+    """How often each label occurs in the pandas Series ``values``."""
+    found = values.value_counts()
+    return {lab: int(found.get(lab, 0)) for lab in labels}
 
 
 def balance_report(df) -> dict:
@@ -196,12 +197,11 @@ def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, c
     df = read_manifest(manifest_path)
     out = Path(out_dir)
     sources = sorted(df["source"].unique()) if len(df) else []
+    groups = {s: df[df["source"] == s] for s in sources}
     pngs = []
     for name, (cols, rng, width, unit) in QUANTITIES.items():
-        series = {}
-        for s in sources:
-            g = df[df["source"] == s]
-            series[s] = np.concatenate([pd.to_numeric(g[c], errors="coerce").to_numpy(np.float64) for c in cols])
+        series = {s: np.concatenate([pd.to_numeric(g[c], errors="coerce").to_numpy(np.float64) for c in cols])
+                  for s, g in groups.items()}
         shown = DISPLAY_NAMES.get(name, name)
         title = f"{shown} per source" + (" (closed-eye threshold in red)" if name == "ear" else "")
         img = draw_histograms(series, rng, width, title, f"{shown} ({unit}); values beyond the axis in the end bins",
