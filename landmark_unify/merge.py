@@ -161,7 +161,7 @@ def merge_manifests(
         raise ManifestError("merge needs at least one manifest")
     out = Path(out) if out is not None else paths[0]
     w_by_source = parse_weights(weights)
-    frames, roots, merged_from = [], {}, []
+    frames, roots, merged_from, files = [], {}, [], []
     for p in paths:
         df = read_manifest(p)
         meta = df.attrs["manifest"]
@@ -171,12 +171,10 @@ def merge_manifests(
                 raise ManifestError(f"{p}: source {name!r} has root {root!r} but an earlier manifest gives {roots[name]!r}; "
                                     "relabel one of them (build-manifest --source LABEL:KIND=ROOT)")
             roots.setdefault(name, root)
-        df = df.copy()
-        df["_path"] = [str(q) if q is not None else None for q in image_paths(df)]
-        df["_input"] = len(merged_from)
+        files += [str(q) if q is not None else None for q in image_paths(df)]
         frames.append(df)
         merged_from.append({"path": str(p), "rows": len(df), "sources": sorted(set(df["source"]))})
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
     known = set(df["source"]) | set(roots)
     unknown = sorted(set(w_by_source) - known)
     if unknown:
@@ -186,25 +184,22 @@ def merge_manifests(
     drop = np.zeros(len(df), bool)
     duplicates: list[dict] = []
 
-    # (1) the same face twice
-    ids = df["sample_id"].to_numpy()
-    seen: dict[str, int] = {}
-    for i, sid in enumerate(ids):
-        if sid in seen:
-            drop[i] = True
-            duplicates.append(_dup_record(df, i, seen[sid], "sample_id"))
-        else:
-            seen[sid] = i
+    # (1) the same face twice: every row whose sample_id an earlier row has
+    _, first, inverse = np.unique(df["sample_id"].to_numpy(), return_index=True, return_inverse=True)
+    first_row = first[inverse.ravel()]
+    for i in np.flatnonzero(first_row != np.arange(len(df))):
+        drop[i] = True
+        duplicates.append(_dup_record(df, i, int(first_row[i]), "sample_id"))
 
     # (2) the same image content and nearby landmarks
     if hash_images and len(df):
         from tqdm import tqdm
 
         digests: dict[str, str | None] = {}
-        for path in tqdm(sorted({p for p in df["_path"] if p}), desc="hash images", disable=not progress, leave=False):
+        for path in tqdm(sorted({p for p in files if p}), desc="hash images", disable=not progress, leave=False):
             digests[path] = file_digest(path)
         # an unreadable image is still the same image as another row's when both name the same file
-        h = np.array([(digests.get(p) or f"path:{Path(p).resolve()}") if p else None for p in df["_path"]], dtype=object)
+        h = np.array([(digests.get(p) or f"path:{Path(p).resolve()}") if p else None for p in files], dtype=object)
         lm, valid, box = landmarks_array(df), valid_array(df), bbox_array(df)
         groups: dict[str, list[int]] = {}
         for i in np.flatnonzero(~drop):
@@ -223,12 +218,11 @@ def merge_manifests(
     merged = df[~drop].reset_index(drop=True)
     factor = merged["source"].map(lambda s: w_by_source.get(s, 1.0)).to_numpy(np.float64)
     merged["weight"] = (merged["weight"].to_numpy(np.float64) * factor).astype(np.float32)
-    merged = merged.drop(columns=["_path", "_input"])
     rows_out = merged["source"].value_counts().to_dict()
-    used = set(merged["source"]) | set(rows_in) | set(roots)
+    # rows_in names every source: those of the inputs' roots and those of their rows
     report = MergeReport({k: int(v) for k, v in rows_in.items()}, {k: int(v) for k, v in rows_out.items()},
-                         {s: w_by_source.get(s, 1.0) for s in sorted(used)}, duplicates)
-    meta = make_metadata({k: v for k, v in roots.items() if k in used}, command="merge",
+                         {s: w_by_source.get(s, 1.0) for s in sorted(rows_in)}, duplicates)
+    meta = make_metadata(roots, command="merge",
                          merged_from=merged_from, source_weights=report.weights,
                          num_duplicates=len(duplicates))
     return merged, meta, report
