@@ -111,8 +111,7 @@ def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
     depends only on the arguments and the files the unit names. Raises the first ParseError under
     ``on_error='raise'``.
     """
-    if policy not in POLICIES:
-        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    check_options(policy)
     batches, skipped = read_unit(unit, on_error)
     sink = ErrorSink(on_error, unit.source, unit.kind)
     tables = [t for t in (_batch_table(unit, b, policy, sink, check_images) for b in batches) if t.num_rows]
@@ -247,6 +246,53 @@ def eye_columns(points98: np.ndarray, valid98: np.ndarray) -> dict:
 
 # --- the whole build ------------------------------------------------------------------------------------
 
+def check_options(policy: str, on_error: str | None = None) -> None:
+    """Raise LandmarkUnifyError on a policy (or on_error) that is not one of the valid values."""
+    if on_error is not None and on_error not in ON_ERROR:
+        raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
+    if policy not in POLICIES:
+        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+
+
+def build_metadata(sources: Sequence[Source], command: str | None, *, policy: str, on_error: str,
+                   check_images: bool, num_skipped: int, **extra) -> dict:
+    """The manifest metadata of a build (the same for every engine)."""
+    return mf.make_metadata({s.label: s.root for s in sources}, command, policy=policy,
+                            sources=[s.spec() for s in sources], on_error=on_error,
+                            check_images=bool(check_images), num_skipped=num_skipped, **extra)
+
+
+def write_skipped(skipped: Sequence[dict], out: str | os.PathLike) -> Path | None:
+    """Write the skipped records to ``OUT``'s sidecar (see :func:`skipped_path_for`), or remove a stale
+    sidecar when there are none. Returns the sidecar written, or None."""
+    side = skipped_path_for(out)
+    if not skipped:
+        side.unlink(missing_ok=True)
+        return None
+    return write_jsonl_atomic(skipped, side)
+
+
+def duplicate_record(on_error: str, source: str, sample_id: str, file: str, line, key) -> dict:
+    """The skipped record of a face whose ``sample_id`` was already produced; raises it under
+    ``on_error='raise'``."""
+    err = ParseError(file, f"duplicate face: sample_id {sample_id} was already produced", line=line, key=key,
+                     field="sample_id")
+    if on_error == "raise":
+        raise err
+    rec = {"source": source, "kind": None}
+    rec.update(err.as_record())
+    return rec
+
+
+def faces_per_source(table: pa.Table, sources: Sequence[Source]) -> dict[str, int]:
+    """Rows per source label of ``table`` (a table with a ``source`` column), every source listed."""
+    counts = {}
+    if table.num_rows:
+        vc = pc.value_counts(table.column("source"))
+        counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
+    return {s.label: int(counts.get(s.label, 0)) for s in sources}
+
+
 def skipped_path_for(out: str | os.PathLike) -> Path:
     """The sidecar of skipped records: ``OUT`` with ``.skipped.jsonl`` in place of its suffix."""
     out = Path(out)
@@ -271,24 +317,12 @@ def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: S
     if weights:
         table = _apply_weights(table, weights)
         extra["source_weights"] = dict(sorted(weights.items()))
-    roots = {s.label: s.root for s in sources}
-    meta = mf.make_metadata(
-        roots, command, policy=policy, sources=[s.spec() for s in sources], on_error=on_error,
-        check_images=bool(check_images), num_skipped=len(skipped), **extra,
-    )
+    meta = build_metadata(sources, command, policy=policy, on_error=on_error, check_images=check_images,
+                          num_skipped=len(skipped), **extra)
     out = Path(out)
-    side = skipped_path_for(out)
-    if skipped:
-        write_jsonl_atomic(skipped, side)
-    else:
-        side.unlink(missing_ok=True)
+    side = write_skipped(skipped, out)
     mf.write_manifest(table, out, meta)
-    counts = {}
-    if table.num_rows:
-        vc = pc.value_counts(table.column("source"))
-        counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
-    faces = {s.label: int(counts.get(s.label, 0)) for s in sources}
-    report = BuildReport(out, table.num_rows, faces, skipped, side if skipped else None, meta, units=units)
+    report = BuildReport(out, table.num_rows, faces_per_source(table, sources), skipped, side, meta, units=units)
     report.summary = summary_text(table, meta, skipped, title=str(out), sidecar=report.skipped_path)
     return report
 
@@ -308,13 +342,7 @@ def _drop_duplicates(table: pa.Table, skipped: list[dict], on_error: str) -> pa.
     lines = table.column("origin_line").to_pylist()
     keys = table.column("origin_key").to_pylist()
     for r in rows:
-        err = ParseError(files[r], f"duplicate face: sample_id {ids[r]} was already produced", line=lines[r],
-                         key=keys[r], field="sample_id")
-        if on_error == "raise":
-            raise err
-        rec = {"source": src[r], "kind": None}
-        rec.update(err.as_record())
-        skipped.append(rec)
+        skipped.append(duplicate_record(on_error, src[r], ids[r], files[r], lines[r], keys[r]))
     return mf.take_rows(table, ~dup)
 
 
@@ -333,10 +361,7 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     (default 1; local engine only). engine, workers, scheduler, single_file: run the units on a cluster
     (see :func:`landmark_unify.distributed.build_manifest_distributed`).
     """
-    if on_error not in ON_ERROR:
-        raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
-    if policy not in POLICIES:
-        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    check_options(policy, on_error)
     engine = engine or "local"
     if engine not in ENGINES:
         raise LandmarkUnifyError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")

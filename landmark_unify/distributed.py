@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import manifest as mf
-from ._io import atomic_path
+from ._io import atomic_path, write_jsonl_atomic
 from .errors import LandmarkUnifyError, ManifestError
 from .manifest import take_rows
 
@@ -761,7 +761,7 @@ def _drop_global_duplicates(staging: Path, results: list[TaskResult], on_error: 
     duplicate; raise on it or drop it from its unit's parts and record it, as ``build.finish_build`` does."""
     import numpy as np
 
-    from .errors import ParseError
+    from .build import duplicate_record
 
     results = sorted(results, key=lambda r: r.index)
     keys = [r.ids if r.ids is not None else np.zeros(0, np.uint64) for r in results]
@@ -784,13 +784,8 @@ def _drop_global_duplicates(staging: Path, results: list[TaskResult], on_error: 
         cols = {c: table.column(c).to_pylist() for c in ("sample_id", "source", "origin_file", "origin_line",
                                                            "origin_key")}
         for i in rows.tolist():
-            err = ParseError(cols["origin_file"][i], f"duplicate face: sample_id {cols['sample_id'][i]} was already "
-                             "produced", line=cols["origin_line"][i], key=cols["origin_key"][i], field="sample_id")
-            if on_error == "raise":
-                raise err
-            rec = {"source": cols["source"][i], "kind": None}
-            rec.update(err.as_record())
-            dup_records.append(rec)
+            dup_records.append(duplicate_record(on_error, cols["source"][i], cols["sample_id"][i],
+                                                cols["origin_file"][i], cols["origin_line"][i], cols["origin_key"][i]))
         keep = np.ones(table.num_rows, bool)
         keep[rows] = False
         for p in r.parts:
@@ -815,21 +810,24 @@ def build_manifest_distributed(sources, out, policy: str = "strict", on_error: s
     Skipped records go to ``OUT``'s ``.skipped.jsonl`` sidecar for a file and to ``_skipped.jsonl`` inside
     a dataset. Returns a :class:`build.BuildReport` whose ``extra["run"]`` is the :class:`RunResult`.
     """
-    from .build import BuildReport, parse_sources, plan_units, skipped_path_for
-    from .maps import POLICIES
+    from .build import (
+        BuildReport,
+        build_metadata,
+        check_options,
+        faces_per_source,
+        parse_sources,
+        plan_units,
+        write_skipped,
+    )
     from .summary import summary_text
 
-    if on_error not in ("raise", "skip"):
-        raise LandmarkUnifyError(f"on_error must be one of ['raise', 'skip']; got {on_error!r}")
-    if policy not in POLICIES:
-        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    check_options(policy, on_error)
     srcs = parse_sources(sources)
     units = plan_units(srcs, chunk_bytes)
-    roots = {s.label: s.root for s in srcs}
 
     def metadata(num_skipped: int) -> dict:
-        return mf.make_metadata(roots, command, policy=policy, sources=[s.spec() for s in srcs], on_error=on_error,
-                                check_images=bool(check_images), num_skipped=num_skipped)
+        return build_metadata(srcs, command, policy=policy, on_error=on_error, check_images=check_images,
+                              num_skipped=num_skipped)
 
     part_meta = metadata(0)
     dup_records: list = []
@@ -840,8 +838,7 @@ def build_manifest_distributed(sources, out, policy: str = "strict", on_error: s
         all_skipped.extend(s for r in results for s in r.skipped)
         all_skipped.extend(dup_records)
         if all_skipped and not _single_file_wanted(out):
-            _write_text(staging / "_skipped.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n"
-                                                            for r in all_skipped))
+            write_jsonl_atomic(all_skipped, staging / "_skipped.jsonl")
         return results
 
     task = partial(_build_task, policy, on_error, bool(check_images), part_meta)
@@ -851,19 +848,12 @@ def build_manifest_distributed(sources, out, policy: str = "strict", on_error: s
                     progress=progress, engine_options=engine_options)
     meta = metadata(len(all_skipped))
     if _single_file_wanted(out):
-        side = skipped_path_for(out)
-        if all_skipped:
-            _write_text(side, "".join(json.dumps(r, sort_keys=True) + "\n" for r in all_skipped))
-        else:
-            side.unlink(missing_ok=True)
+        side = write_skipped(all_skipped, out)
     else:
-        side = Path(run.output) / "_skipped.jsonl"
+        side = Path(run.output) / "_skipped.jsonl" if all_skipped else None
     cols = ["source", "split", "valid", "source_schema", "bbox_source", "pose_source", "eye_state"]
     table = _read_columns(run.output, cols)
-    faces = dict.fromkeys(roots, 0)
-    for s in table.column("source").to_pylist():
-        faces[s] = faces.get(s, 0) + 1
-    report = BuildReport(Path(run.output), run.rows, faces, all_skipped, side if all_skipped else None, meta,
+    report = BuildReport(Path(run.output), run.rows, faces_per_source(table, srcs), all_skipped, side, meta,
                          units=len(units), extra={"run": run})
     report.summary = summary_text(table, meta, all_skipped, title=str(run.output), sidecar=report.skipped_path) + \
         "\n" + run.summary()
