@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,18 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify.errors import LandmarkUnifyError
     from landmark_unify.manifest import read_manifest
 
     from ..data import build_cache
 
-    try:
-        df = read_manifest(args.manifest)
-        info = build_cache(df, args.out, size=args.size, enlarge=args.enlarge, workers=args.workers,
-                           progress=not args.quiet, overwrite=args.overwrite)
-    except LandmarkUnifyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    df = read_manifest(args.manifest)
+    info = build_cache(df, args.out, size=args.size, enlarge=args.enlarge, workers=args.workers,
+                       progress=not args.quiet, overwrite=args.overwrite)
     gib = info["count"] * info["size"] ** 2 * 3 / 2**30
     print(f"cached {info['cached']} of {info['count']} faces into {args.out} ({gib:.2f} GiB, "
           f"{info['size']}x{info['size']} RGB, {info['enlarge']}x the standard crop)")

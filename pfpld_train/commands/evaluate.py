@@ -27,24 +27,19 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from landmark_unify._io import atomic_path, write_text_atomic
-    from landmark_unify.errors import LandmarkUnifyError
     from landmark_unify.manifest import read_manifest
 
     from ..evaluate import evaluate_manifest, format_table
 
-    try:
-        df = read_manifest(args.manifest)
-        if args.split:
-            df = df[df["split"] == args.split].reset_index(drop=True)
-            if not len(df):
-                print(f"error: {args.manifest}: no row with split {args.split!r}", file=sys.stderr)
-                return 1
-        model = load_model_from_args(args)
-        result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
-                                   progress=not args.quiet)
-    except LandmarkUnifyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    df = read_manifest(args.manifest)
+    if args.split:
+        df = df[df["split"] == args.split].reset_index(drop=True)
+        if not len(df):
+            print(f"evaluate: error: {args.manifest}: no row with split {args.split!r}", file=sys.stderr)
+            return 1
+    model = load_model_from_args(args)
+    result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
+                               progress=not args.quiet)
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
     print(format_table(summary))
     if args.json_out:

@@ -38,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify.errors import LandmarkUnifyError
-
     from ..data import AugmentConfig
     from ..loss import LossConfig
     from ..train import TrainConfig, fit
@@ -71,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
         given.add("manifest")
     if args.no_augment:
         given.add("augment")
-    try:
-        summary = fit(cfg, resume=args.resume, given=given)
-    except LandmarkUnifyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    summary = fit(cfg, resume=args.resume, given=given)
     best = summary["best_val_nme"]
     print(f"done: {summary['epochs_done']} epochs, {summary['step']} steps; "
           + (f"best val NME {100 * best:.2f} %; " if best is not None else "")
