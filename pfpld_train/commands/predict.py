@@ -35,7 +35,14 @@ def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
         return None
     for key in (str(image), image.name):
         if key in table:
-            return np.asarray(table[key], np.float64).reshape(-1, 4)
+            boxes = np.asarray(table[key], dtype=object)
+            try:
+                return boxes.astype(np.float64).reshape(-1, 4)
+            except (TypeError, ValueError):
+                from ..predict import PredictError
+
+                raise PredictError(f"--boxes entry {key!r}: expected [[x_min, y_min, x_max, y_max], ...], "
+                                   f"got {table[key]!r}") from None
     return np.zeros((0, 4))
 
 
@@ -61,40 +68,40 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: --boxes {args.boxes}: {exc}", file=sys.stderr)
         return 1
-    try:
-        model = load_model_from_args(args)
-        detector = None
-        if box is None and table is None:
-            detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)
-        results = []
-        failed = 0
-        used: set[str] = set()
-        for name in args.images:
-            path = Path(name)
-            try:
-                image = read_image_rgb(path)
-            except LandmarkUnifyError as exc:
-                print(f"warning: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            faces = predict_image(model, image, boxes=_boxes_for(path, table, box), detector=detector,
-                                  refine=args.refine, max_faces=args.max_faces)
-            entry = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
-                     "faces": [f.to_dict() for f in faces]}
-            if not args.no_overlay:
-                out.mkdir(parents=True, exist_ok=True)
-                stem, k = path.stem, 1
-                while stem in used:
-                    stem, k = f"{path.stem}_{k}", k + 1
-                used.add(stem)
-                png = out / f"{stem}_overlay.png"
-                write_png_atomic(draw_overlay(image, faces), png)
-                entry["overlay"] = str(png)
-            results.append(entry)
-            print(f"{path}: {len(faces)} face(s)")
-        written = write_predictions(results, out)
-    except LandmarkUnifyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if table is not None and not isinstance(table, dict):
+        print(f"error: --boxes {args.boxes}: expected a JSON object {{image: [[x_min, y_min, x_max, y_max], ...]}}, "
+              f"got {type(table).__name__}", file=sys.stderr)
         return 1
+    model = load_model_from_args(args)
+    detector = None
+    if box is None and table is None:
+        detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)
+    results = []
+    failed = 0
+    used: set[str] = set()
+    for name in args.images:
+        path = Path(name)
+        try:
+            image = read_image_rgb(path)
+        except LandmarkUnifyError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        faces = predict_image(model, image, boxes=_boxes_for(path, table, box), detector=detector,
+                              refine=args.refine, max_faces=args.max_faces)
+        entry = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
+                 "faces": [f.to_dict() for f in faces]}
+        if not args.no_overlay:
+            out.mkdir(parents=True, exist_ok=True)
+            stem, k = path.stem, 1
+            while stem in used:
+                stem, k = f"{path.stem}_{k}", k + 1
+            used.add(stem)
+            png = out / f"{stem}_overlay.png"
+            write_png_atomic(draw_overlay(image, faces), png)
+            entry["overlay"] = str(png)
+        results.append(entry)
+        print(f"{path}: {len(faces)} face(s)")
+    written = write_predictions(results, out)
     print(f"wrote {written}")
     return 1 if failed and not results else 0
