@@ -113,8 +113,7 @@ def mine_closed_eyes_file(in_path, out_path, threshold: float = CLOSED_THRESHOLD
     if mode not in MINE_MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {list(MINE_MODES)}")
     df = with_eye_columns(read_manifest(in_path), threshold)
-    ear = np.stack([df["ear_left"].to_numpy(np.float64), df["ear_right"].to_numpy(np.float64)], 1) if len(df) else np.zeros((0, 2))
-    keep = closed_eye_mask(ear, threshold, mode)
+    keep = closed_eye_mask(df[["ear_left", "ear_right"]].to_numpy(np.float64), threshold, mode)
     sel = df[keep].reset_index(drop=True)
     meta = derived_metadata(df.attrs["manifest"], in_path, out_path, "mine-closed-eyes",
                             mined_closed_eyes={"from": str(in_path), "threshold": threshold, "mode": mode,
