@@ -12,6 +12,7 @@ import numpy as np
 
 from ._io import write_png_atomic
 from .layouts import get_layout
+from .maps import finite_points
 from .pose import matrix_from_euler
 
 #: BGR colour of each point group.
@@ -41,7 +42,7 @@ def draw_landmarks(img: np.ndarray, points, valid=None, *, radius: int = 1, layo
     import cv2
 
     pts = np.asarray(points, dtype=np.float64)
-    ok = np.isfinite(pts).all(1)
+    ok = finite_points(pts)
     if valid is not None:
         ok &= np.asarray(valid, dtype=bool)
     colours = point_colours(layout)
@@ -81,7 +82,7 @@ def crop_box(points, valid, bbox, margin: float = 0.25) -> tuple[int, int, int]:
     68-point face under ``strict``, whose jaw is invalid, still shows its chin), with ``margin`` of the
     side added on each side."""
     pts = np.asarray(points, dtype=np.float64)
-    ok = np.isfinite(pts).all(1) & np.asarray(valid, bool)
+    ok = finite_points(pts) & np.asarray(valid, bool)
     b = np.asarray(bbox, dtype=np.float64).ravel()
     box_ok = b.size == 4 and np.isfinite(b).all() and b[2] >= b[0] and b[3] >= b[1]
     if ok.sum() >= 2:
@@ -133,7 +134,7 @@ def render_face(image, points, valid, bbox, angles=None, *, size: int = 192, cap
         cv2.putText(tile, "no image", (4, size - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (220, 220, 220), 1, cv2.LINE_AA)
     tp = to_tile(points, x0, y0, side, size)
     if angles is not None:
-        ok = np.isfinite(tp).all(1) & np.asarray(valid, bool)
+        ok = finite_points(tp) & np.asarray(valid, bool)
         centre = tp[54] if ok[54] else (tp[ok].mean(0) if ok.any() else np.array([size / 2, size / 2]))
         draw_pose_axes(tile, centre, angles, size * 0.22)
     draw_landmarks(tile, tp, valid, radius=radius)
