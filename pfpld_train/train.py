@@ -170,14 +170,20 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     write_text_atomic(buf.getvalue(), path)
 
 
+def _mean_shape(ds: FaceDataset) -> np.ndarray:
+    """``(98, 2)`` mean of the valid landmarks in crop units (standard crop); NaN where no face has the point."""
+    from .crop import image_to_crop
+
+    c = image_to_crop(ds.landmarks, ds.params)
+    return np.nanmean(np.where(ds.valid[..., None], c, np.nan), 0)
+
+
 def mean_face_nme(train: FaceDataset, val: FaceDataset) -> float:
     """NME of predicting the mean training shape (crop units, standard crop) for every validation face."""
     from .crop import image_to_crop
 
-    tr = image_to_crop(train.landmarks, train.params)
-    mean = np.nanmean(np.where(train.valid[..., None], tr, np.nan), 0)
     va = image_to_crop(val.landmarks, val.params)
-    pred = np.broadcast_to(mean, va.shape)
+    pred = np.broadcast_to(_mean_shape(train), va.shape)
     return float(np.nanmean(nme(pred, va, val.valid)))
 
 
@@ -357,10 +363,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     epoch, batch_in_epoch, step, best, history = 0, 0, 0, float("inf"), []
     if ckpt is None:
         # Start the landmark head at the mean training shape (crop units): faster, steadier first epochs.
-        from .crop import image_to_crop
-
-        c = image_to_crop(train_ds.landmarks, train_ds.params)
-        mean = np.nan_to_num(np.nanmean(np.where(train_ds.valid[..., None], c, np.nan), 0), nan=0.5)
+        mean = np.nan_to_num(_mean_shape(train_ds), nan=0.5)
         with torch.no_grad():
             model.fc.bias.copy_(torch.from_numpy(mean.reshape(-1).astype(np.float32)))
     else:
