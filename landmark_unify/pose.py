@@ -322,17 +322,31 @@ def _nearest_scaled_rotation(a: np.ndarray):
     return q, s
 
 
+#: Index pairs of the six distinct products of a point's coordinates (a symmetric 3 x 3 moment).
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+
+
+def _moment_features(xs: np.ndarray) -> np.ndarray:
+    """``(K, 10)`` per model point ``xs`` (3, K): 1, x, y, z and the products of :data:`_PAIRS`; a
+    weights matrix (N, K) times it gives each face's weighted zeroth, first and second moments."""
+    return np.concatenate([np.ones((1, xs.shape[1])), xs, np.stack([xs[a] * xs[b] for a, b in _PAIRS])]).T
+
+
+def _fill_symmetric(out: np.ndarray, moments: np.ndarray) -> None:
+    """Write the six second moments ``moments`` (N, 6), in :data:`_PAIRS` order, into the symmetric
+    ``out[:, :3, :3]``."""
+    for j, (a, b) in enumerate(_PAIRS):
+        out[:, a, b] = out[:, b, a] = moments[:, j]
+
+
 def _affine_init(x: np.ndarray, X: np.ndarray, w: np.ndarray):
     """Weighted affine camera x ~ A X + t per face, from weighted moments; returns the nearest
     scaled-orthographic (Q, s)."""
-    xs = X.T
-    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
-    feats = np.concatenate([np.ones((1, xs.shape[1])), xs, np.stack([xs[a] * xs[b] for a, b in pairs])]).T
+    feats = _moment_features(X.T)
     mo = w @ feats  # (N, 10)
     n = len(w)
     g = np.empty((n, 4, 4))
-    for j, (a, b) in enumerate(pairs):
-        g[:, a, b] = g[:, b, a] = mo[:, 4 + j]
+    _fill_symmetric(g, mo[:, 4:10])
     g[:, :3, 3] = g[:, 3, :3] = mo[:, 1:4]
     g[:, 3, 3] = mo[:, 0]
     g[:, np.arange(4), np.arange(4)] += 1e-9
@@ -403,10 +417,9 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
     diag = np.arange(d_par)
     scale = None
     xs = X.T  # (3, K)
-    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
     f32 = np.float32  # per-point work in single precision; moments and the solve in double
-    feats = np.concatenate([np.ones((1, k)), xs, np.stack([xs[a] * xs[b] for a, b in pairs]), masks,
-                            masks * xs[0], masks * xs[1], masks * xs[2]]).T.astype(f32)  # (K, 10 + 4G)
+    feats = np.concatenate([_moment_features(xs).T, masks, masks * xs[0], masks * xs[1], masks * xs[2]]
+                           ).T.astype(f32)  # (K, 10 + 4G); this memory order fixes the float32 sums' rounding
     feats_z = np.concatenate([np.ones((1, k)), xs, masks]).T.astype(f32)  # (K, 4 + G)
     xs32, masks32 = xs.astype(f32), masks.astype(f32)
     u_img, v_img = x[..., 0].astype(f32), x[..., 1].astype(f32)
@@ -429,8 +442,7 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
         wsum = np.maximum(a[:, 0], 1e-12)
         s1 = a[:, 1:4].copy()
         s2 = np.empty((n, 3, 3))
-        for j, (p, r) in enumerate(pairs):
-            s2[:, p, r] = s2[:, r, p] = a[:, 4 + j]
+        _fill_symmetric(s2, a[:, 4:10])
         wg = a[:, 10:10 + g]
         gy = np.stack([a[:, 10 + g:10 + 2 * g], a[:, 10 + 2 * g:10 + 3 * g], a[:, 10 + 3 * g:10 + 4 * g]], 1)  # (N, 3, G)
         bz = np.stack([(ww * u_img) @ feats_z, (ww * v_img) @ feats_z], 2).astype(np.float64)  # (N, 4 + G, 2)
