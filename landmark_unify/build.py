@@ -137,10 +137,8 @@ def _masked(values: np.ndarray, typ: pa.DataType) -> pa.Array:
 
 
 def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool) -> pa.Table:
-    pts98, valid98 = to_canonical(b.points, b.schema, policy, source_valid=b.source_valid)
+    pts98, valid98 = to_canonical(b.points, b.schema, policy)
     src_ok = finite_points(b.points)
-    if b.source_valid is not None:
-        src_ok &= b.source_valid
     keep = src_ok.any(1) & valid98.any(1)
     for i in np.flatnonzero(~keep):
         w = _where(unit, b, i)

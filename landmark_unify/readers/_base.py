@@ -74,7 +74,6 @@ class FaceBatch:
     attributes: np.ndarray | None = None
     pose: np.ndarray | None = None
     image_size: np.ndarray | None = None
-    source_valid: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.points.shape[0]
@@ -114,7 +113,6 @@ class FaceRecord:
     attributes: Sequence[float] | None = None
     pose: Sequence[float] | None = None
     image_size: Sequence[float] | None = None
-    source_valid: np.ndarray | None = None
     schema: str = ""
 
 
@@ -135,9 +133,6 @@ def batches_from_records(records: Sequence[FaceRecord], num_points_of) -> list[F
                     arr[i] = v
             return arr
 
-        sv = None
-        if any(r.source_valid is not None for r in recs):
-            sv = np.stack([r.source_valid if r.source_valid is not None else np.ones(k, bool) for r in recs])
         out.append(FaceBatch(
             schema=schema,
             points=np.stack([np.asarray(r.points, np.float64) for r in recs]).reshape(n, k, 2),
@@ -151,7 +146,6 @@ def batches_from_records(records: Sequence[FaceRecord], num_points_of) -> list[F
             attributes=stack("attributes", NUM_ATTRIBUTES),
             pose=stack("pose", 3),
             image_size=stack("image_size", 2),
-            source_valid=sv,
         ))
     return out
 
@@ -204,6 +198,22 @@ def read_files(unit: Unit, sink: ErrorSink, read_one: Callable[[Path, str, Path]
 def rel(path: str | os.PathLike, root: str | os.PathLike) -> str:
     """``path`` relative to ``root``, '/' separated."""
     return Path(os.path.relpath(path, root)).as_posix()
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text annotation file (undecodable bytes replaced); a ParseError when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise ParseError(path, f"cannot read file: {exc}", field="file") from None
+
+
+def parse_xy(tokens: Sequence[str], path, line: int, k: int) -> tuple[float, float]:
+    """Point ``k`` from the tokens of an ``x y`` line, or a ParseError naming the line and field."""
+    if len(tokens) != 2:
+        raise ParseError(path, f"expected 'x y'; found {len(tokens)} fields", line=line, field=f"point {k}")
+    return (parse_float(tokens[0], path, line=line, field=f"x{k}"),
+            parse_float(tokens[1], path, line=line, field=f"y{k}"))
 
 
 def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, parse_float, plan_files, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, parse_float, plan_files, read_lines, sorted_files
 
 NUM_POINTS = 68
 NUM_FIELDS = 4 + 2 * NUM_POINTS
@@ -50,9 +50,9 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     offset = float(unit.opts.get("offset", 1.0))
     split = split_of(f)
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        sink(ParseError(path, f"cannot read file: {exc}", field="file"))
+        lines = read_lines(path)
+    except ParseError as err:
+        sink(err)
         return []
     if not lines or not lines[0].startswith("image_name"):
         sink(ParseError(path, "first line must be the header 'image_name,scale,center_w,center_h,...'", line=1, field="header"))

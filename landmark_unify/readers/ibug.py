@@ -20,7 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, find_image, parse_float, plan_files, read_files, rel, sorted_files
+from ._base import (
+    ErrorSink,
+    FaceRecord,
+    Unit,
+    find_image,
+    parse_xy,
+    plan_files,
+    read_files,
+    read_lines,
+    rel,
+    sorted_files,
+)
 
 FILES_PER_UNIT = 1000
 NUM_POINTS = 68
@@ -33,11 +44,7 @@ def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None)
 
 def parse_pts(path: Path, offset: float = 1.0) -> np.ndarray:
     """Read one ``.pts`` file: ``(n_points, 2)`` float64, 0-based (``offset`` subtracted)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise ParseError(path, f"cannot read file: {exc}", field="file") from None
-    lines = text.splitlines()
+    lines = read_lines(path)
     declared, open_at = None, None
     for i, line in enumerate(lines):
         s = line.strip()
@@ -63,11 +70,7 @@ def parse_pts(path: Path, offset: float = 1.0) -> np.ndarray:
             break
         if not s:
             continue
-        tok = s.split()
-        k = len(pts)
-        if len(tok) != 2:
-            raise ParseError(path, f"expected 'x y'; found {len(tok)} fields", line=i + 1, field=f"point {k}")
-        pts.append((parse_float(tok[0], path, line=i + 1, field=f"x{k}"), parse_float(tok[1], path, line=i + 1, field=f"y{k}")))
+        pts.append(parse_xy(s.split(), path, i + 1, len(pts)))
     if close_at is None:
         raise ParseError(path, "file ends before the closing '}' (truncated?)", line=len(lines), field="points")
     if len(pts) != declared:

@@ -7,7 +7,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, find_image, parse_float, plan_files, read_files, rel, sorted_files
+from ._base import (
+    ErrorSink,
+    FaceRecord,
+    Unit,
+    find_image,
+    parse_xy,
+    plan_files,
+    read_files,
+    read_lines,
+    rel,
+    sorted_files,
+)
 
 FILES_PER_UNIT = 1000
 NUM_POINTS = 106
@@ -20,10 +31,7 @@ def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None)
 
 def parse_txt(path: Path) -> np.ndarray:
     """``(106, 2)`` float64 pixels from one LaPa landmark file."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise ParseError(path, f"cannot read file: {exc}", field="file") from None
+    lines = read_lines(path)
     rows = [(i + 1, s.split()) for i, s in enumerate(lines) if s.strip()]
     if not rows:
         raise ParseError(path, "empty file", line=1, field="count")
@@ -33,11 +41,7 @@ def parse_txt(path: Path) -> np.ndarray:
     count = int(tok[0])
     if count != NUM_POINTS:
         raise ParseError(path, f"expected {NUM_POINTS} points (LaPa layout); the count line says {count}", line=ln, field="count")
-    pts = []
-    for k, (ln, tok) in enumerate(rows[1:]):
-        if len(tok) != 2:
-            raise ParseError(path, f"expected 'x y'; found {len(tok)} fields", line=ln, field=f"point {k}")
-        pts.append((parse_float(tok[0], path, line=ln, field=f"x{k}"), parse_float(tok[1], path, line=ln, field=f"y{k}")))
+    pts = [parse_xy(tok, path, ln, k) for k, (ln, tok) in enumerate(rows[1:])]
     if len(pts) != count:
         raise ParseError(path, f"count line says {count} but {len(pts)} point lines follow", line=rows[-1][0], field="count")
     return np.asarray(pts, dtype=np.float64)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceBatch, Unit, rel
+from ._base import ErrorSink, FaceBatch, Unit, parse_float, rel
 
 NUM_POINTS = 98
 NUM_COORDS = 2 * NUM_POINTS
@@ -203,14 +203,7 @@ def _parse_lines(data: bytes, path: Path, first_line: int, has_rect: bool, sink:
                                  line=ln, field="fields" if len(tokens) > nfields else _field_name(len(tokens), has_rect))
             vals = np.empty(nfields - 1)
             for j in range(nfields - 1):
-                tok = tokens[j]
-                try:
-                    v = float(tok)
-                except ValueError:
-                    raise ParseError(path, f"not a number: {tok!r}", line=ln, field=_field_name(j, has_rect)) from None
-                if not np.isfinite(v):
-                    raise ParseError(path, f"not a finite number: {tok!r}", line=ln, field=_field_name(j, has_rect))
-                vals[j] = v
+                vals[j] = parse_float(tokens[j], path, line=ln, field=_field_name(j, has_rect))
             if has_rect:
                 prob = _rect_problem(vals[None])
                 if prob is not None:
