@@ -163,15 +163,19 @@ def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
     return {"pose": pose.numpy(), "landmarks": lms.numpy()}
 
 
-def onnx_outputs(path: str | Path, x: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
-    """onnxruntime (CPU) on ``x``; run in chunks of ``batch`` (all at once by default)."""
+def onnx_outputs(path: str | Path, x: np.ndarray, batch: int | None = None,
+                 names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """onnxruntime (CPU) on ``x``; run in chunks of ``batch`` (all at once by default). ``names``: the
+    outputs to return (default: all)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    names = [o.name for o in sess.get_outputs()]
-    step = batch or len(x)
-    chunks = [sess.run(None, {name: np.ascontiguousarray(x[i:i + step], dtype=np.float32)})
+    names = list(names) if names is not None else [o.name for o in sess.get_outputs()]
+    step = batch or len(x) or 1
+    chunks = [sess.run(names, {name: np.ascontiguousarray(x[i:i + step], dtype=np.float32)})
               for i in range(0, len(x), step)]
     return {n: np.concatenate([c[j] for c in chunks]) for j, n in enumerate(names)}
 

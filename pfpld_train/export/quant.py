@@ -63,19 +63,10 @@ def find_outputs(model_path: str | Path, landmarks: str | None = None, pose: str
 
 def model_outputs(model_path: str | Path, x: np.ndarray, names: list[str], batch: int | None = None) -> dict:
     """Run ``model_path`` on ``(N, 3, H, W) float32`` in chunks of ``batch``; outputs flattened per face."""
-    import onnxruntime as ort
+    from .onnx_export import onnx_outputs
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    step = batch or len(x) or 1
-    res = {n: [] for n in names}
-    for i in range(0, len(x), step):
-        outs = sess.run(names, {name: np.ascontiguousarray(x[i:i + step], dtype=np.float32)})
-        for n, v in zip(names, outs):
-            res[n].append(v.reshape(v.shape[0], -1))
-    return {n: np.concatenate(v).astype(np.float32) for n, v in res.items()}
+    out = onnx_outputs(model_path, x, batch, names=names)
+    return {n: v.reshape(v.shape[0], -1).astype(np.float32) for n, v in out.items()}
 
 
 def quantize_model(model_path: str | Path, calib_x: np.ndarray, out_path: str | Path, *,
