@@ -110,8 +110,7 @@ class Source:
         return f"{self.label}:{self.kind}{f'[{opts}]' if opts else ''}={self.root}"
 
 
-_POINTS = {"300wlp": ("auto", "pt2d", "pts_2d", "pts_3d"), "aflw2000": ("pt3d_68", "pt2d"),
-           "aflw2000-21": ("pt3d_68", "pt2d")}
+_POINTS = {"300wlp": mat.POINTS_300WLP, "aflw2000": mat.POINTS_AFLW2000, "aflw2000-21": mat.POINTS_AFLW2000}
 
 
 def _check_option(kind: str, name: str, value: str) -> None:

@@ -27,6 +27,9 @@ from ._base import ErrorSink, FaceRecord, Unit, find_image, plan_files, read_fil
 
 FILES_PER_UNIT = 500
 NOT_SUBSETS = ("landmarks", "Code", "code")
+#: valid values of the option ``points``
+POINTS_300WLP = ("auto", "pt2d", "pts_2d", "pts_3d")
+POINTS_AFLW2000 = ("pt3d_68", "pt2d")
 
 
 def plan_300wlp(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
@@ -92,8 +95,8 @@ def _read_mat_faces(unit: Unit, sink: ErrorSink, split: str, points) -> list[Fac
 
 def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     choice = unit.opts.get("points", "auto")
-    if choice not in ("auto", "pt2d", "pts_2d", "pts_3d"):
-        raise LandmarkUnifyError(f"300wlp option points={choice!r}; valid: auto, pt2d, pts_2d, pts_3d")
+    if choice not in POINTS_300WLP:
+        raise LandmarkUnifyError(f"300wlp option points={choice!r}; valid: {', '.join(POINTS_300WLP)}")
 
     def points(root: Path, f: str, path: Path, mat: dict):
         lm_rel = f"landmarks/{Path(f).parent.name}/{path.stem}_pts.mat"
@@ -108,8 +111,8 @@ def read_300wlp(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
 
 def read_aflw2000(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     choice = unit.opts.get("points", "pt3d_68")
-    if choice not in ("pt3d_68", "pt2d"):
-        raise LandmarkUnifyError(f"aflw2000 option points={choice!r}; valid: pt3d_68, pt2d")
+    if choice not in POINTS_AFLW2000:
+        raise LandmarkUnifyError(f"aflw2000 option points={choice!r}; valid: {', '.join(POINTS_AFLW2000)}")
 
     def points(root: Path, f: str, path: Path, mat: dict):
         if choice == "pt3d_68":
