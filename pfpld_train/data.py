@@ -373,6 +373,7 @@ class FaceDataset:
         usable = faces.valid & np.isfinite(faces.landmarks).all(-1)
         keep = usable.any(1)
         self.dropped = {"no_valid_point": int((~keep).sum()), "no_image": 0}
+        crow = None
         if cache is not None:
             crow = np.full(len(faces), -1, np.int64)
             crow[keep] = cache.rows_for(faces.sample_ids[keep])
@@ -394,7 +395,7 @@ class FaceDataset:
         self.valid = usable[self.rows]
         self.params = standard_crop_params(self.landmarks, self.valid)
         self.cache = cache
-        self.cache_rows = cache.rows_for(f.sample_ids) if cache is not None else None
+        self.cache_rows = crow[self.rows] if crow is not None else None
         self.flip = np.asarray(get_layout("wflw98").flip_indices, np.int64)
 
     def __len__(self) -> int:
