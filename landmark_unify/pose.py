@@ -133,9 +133,8 @@ def canonical_model_points(x68: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     exact = np.array([k in ("exact", "projected") for k in cmap.kinds])
     out[exact] = x68[cmap.a[exact]]
     has[exact] = True
-    for i in range(16):
-        out[2 * i + 1] = (x68[i] + x68[i + 1]) / 2
-        has[2 * i + 1] = True
+    out[1:32:2] = (x68[:16] + x68[1:17]) / 2
+    has[1:32:2] = True
     lids = {  # canonical lid indices <- iBUG polyline from corner to corner
         (61, 62, 63): (36, 37, 38, 39), (65, 66, 67): (39, 40, 41, 36),
         (69, 70, 71): (42, 43, 44, 45), (73, 74, 75): (45, 46, 47, 42),
@@ -509,6 +508,23 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
     return q, c
 
 
+def _fit_inputs(points98, valid98, model, point_weights, min_points):
+    """The checked inputs of both pose estimators: ``(points (N, 98, 2) float64, model, prior weights
+    (98,) or (N, 98), use (N, 98) bool, enough (N,) bool)``. A point is used where it is valid and finite,
+    has a model point and a prior weight > 0; a face is fitted when it has ``min_points`` (at least 6)
+    such points, one of them on the nose."""
+    pts, ok = canonical_batch(points98, valid98)
+    model = model or load_face_model()
+    pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
+    if pw.shape not in ((98,), (len(pts), 98)):
+        raise MappingError(f"point_weights must be (98,) or (N, 98); got {pw.shape}")
+    if (pw < 0).any() or not np.isfinite(pw).all():
+        raise ValueError("point_weights must be finite and >= 0")
+    use = ok & model.has_point[None] & (pw > 0)
+    enough = (np.count_nonzero(use, axis=1) >= max(int(min_points), 6)) & use[:, NOSE].any(1)
+    return pts, model, pw, use, enough
+
+
 def estimate_pose(
     points98,
     valid98=None,
@@ -531,15 +547,7 @@ def estimate_pose(
     module docstring); with ``return_rotation`` also ``(N, 3, 3)`` float64 rotations R (NaN rows where
     unknown).
     """
-    pts, ok = canonical_batch(points98, valid98)
-    model = model or load_face_model()
-    pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
-    if pw.shape not in ((98,), (len(pts), 98)):
-        raise MappingError(f"point_weights must be (98,) or (N, 98); got {pw.shape}")
-    if (pw < 0).any() or not np.isfinite(pw).all():
-        raise ValueError("point_weights must be finite and >= 0")
-    use = ok & model.has_point[None] & (pw > 0)
-    enough = (np.count_nonzero(use, axis=1) >= max(int(min_points), 6)) & use[:, NOSE].any(1)
+    pts, model, pw, use, enough = _fit_inputs(points98, valid98, model, point_weights, min_points)
     n = len(pts)
     out = np.full((n, 3), np.nan)
     rot = np.full((n, 3, 3), np.nan)
@@ -592,20 +600,15 @@ def estimate_pose_pnp(points98, valid98=None, image_size=None, *, model: FaceMod
     """
     import cv2
 
-    pts, ok = canonical_batch(points98, valid98)
-    model = model or load_face_model()
-    pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
-    use = ok & model.has_point[None] & (np.broadcast_to(pw, ok.shape) > 0)  # the fit's points, unweighted
+    pts, model, _, use, enough = _fit_inputs(points98, valid98, model, point_weights, min_points)  # unweighted
     n = len(pts)
     if image_size is not None:
         size = np.broadcast_to(np.asarray(image_size, dtype=np.float64).reshape(-1, 2), (n, 2))
     flip = np.diag([1.0, -1.0, -1.0])  # model frame -> OpenCV camera axes (a proper rotation)
     obj_all = model.raw_points @ flip.T
     out = np.full((n, 3), np.nan)
-    for i in range(n):
+    for i in np.flatnonzero(enough):
         m = use[i]
-        if m.sum() < max(min_points, 6) or not m[NOSE].any():
-            continue
         img = np.ascontiguousarray(pts[i, m])
         if image_size is not None:
             w_img, h_img = size[i]
