@@ -89,12 +89,6 @@ class TorchLandmarkModel:
         self.device = device
         self.model = load_pfpld(path, device)
 
-    @classmethod
-    def from_module(cls, module, name: str = "model", device: str = "cpu") -> TorchLandmarkModel:
-        obj = cls.__new__(cls)
-        obj.name, obj.device, obj.model = name, device, module
-        return obj
-
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
