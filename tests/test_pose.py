@@ -155,6 +155,19 @@ def test_bad_input_and_missing_model(tmp_path):
         load_face_model(tmp_path / "m.npz")
 
 
+@pytest.mark.parametrize("name, save", [
+    ("short.npy", lambda p: np.save(p, np.zeros((5, 3)))),
+    ("short.npz", lambda p: np.savez(p, **{"3ddfa_bfm_raw": np.zeros((60, 3))})),
+    ("bare.npz", lambda p: np.save(open(p, "wb"), np.zeros((68, 3)))),
+    ("text.npy", lambda p: np.save(p, np.array(["a", "b", "c"]))),
+])
+def test_a_bad_mean_shape_is_named(tmp_path, name, save):
+    path = tmp_path / name
+    save(path)
+    with pytest.raises(PoseModelError, match=name):
+        load_face_model(path)
+
+
 def test_pnp_baseline(aflw, model):
     p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
     est = lu.estimate_pose_pnp(p98, v98, (450, 450), model=model)
@@ -251,6 +264,40 @@ def test_blas_threads_are_restored(aflw, model):
     p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
     lu.estimate_pose(p98, v98, model=model)
     assert api[0]() == before
+
+
+def test_blas_hold_is_shared_by_overlapping_threads():
+    import threading
+
+    from landmark_unify import pose
+
+    api = pose._openblas_thread_api()
+    if api is None:
+        pytest.skip("numpy's BLAS is not the bundled OpenBLAS")
+    before = api[0]()
+    entered, leave = threading.Event(), threading.Event()
+
+    def other():  # enters first and leaves first
+        with pose._SingleThreadBLAS():
+            entered.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(10)
+    with pose._SingleThreadBLAS():
+        leave.set()
+        t.join()
+        assert api[0]() == 1  # still held for this thread
+    assert api[0]() == before  # restored by the last to leave
+
+
+def test_blas_hold_is_a_no_op_without_openblas(monkeypatch, aflw, model):
+    from landmark_unify import pose
+
+    monkeypatch.setattr(pose, "_openblas_thread_api", lambda: None)
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    assert np.isfinite(lu.estimate_pose(p98, v98, model=model)).all()
 
 
 def test_return_rotation_matches_the_angles(aflw, model):
