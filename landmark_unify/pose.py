@@ -66,10 +66,10 @@ HUBER = 1.345  # Huber threshold, in robust residual scales (MAD) of the face
 MIN_SCALE = 0.01  # lower bound of that scale, in face radii
 ITERATIONS = 8
 MIN_POINTS = 8
-NOSE = np.arange(51, 60)
 CHUNK = 512
 
 _layout = get_layout("wflw98")
+NOSE = _layout.group_indices("nose")  # a face needs one of these to be fitted
 _contour = np.array(_layout.groups) == "contour"
 _chin = np.zeros(98, bool)
 _chin[14:19] = True
