@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ._io import write_png_atomic, write_text_atomic
-from .manifest import ATTRIBUTE_COLUMNS, EYE_STATES
+from .manifest import ATTRIBUTE_COLUMNS, EYE_STATES, POSE_SOURCES
 
 YAW_BIN = 15.0
+#: the pose_source values counted by the balance report (null counted as "unknown")
+POSE_LABELS = (*POSE_SOURCES, "unknown")
 
 
 # --- balance ----------------------------------------------------------------------------------------------
@@ -66,7 +68,7 @@ def balance_report(df) -> dict:
             "weight_sum": float(g["weight"].astype(np.float64).sum()),
             "weights": sorted({float(w) for w in g["weight"].astype(np.float64)}),
             "yaw_bins": {lab: int(n) for lab, n in zip(labels, b)},
-            "pose_source": _counts(pose_src, ("dataset", "fit", "unknown")),
+            "pose_source": _counts(pose_src, POSE_LABELS),
             "eye_state": _counts(eye, EYE_STATES),
             "attributes": attrs,
         }
@@ -92,7 +94,7 @@ def balance_markdown(rep: dict, title: str = "balance") -> str:
     parts.append(_table(["yaw"] + names, [[lab] + [src[s]["yaw_bins"][lab] for s in names] for lab in labels]))
     parts += ["", "## Pose source", ""]
     parts.append(_table(["pose source"] + names, [[k] + [src[s]["pose_source"][k] for s in names]
-                                                  for k in ("dataset", "fit", "unknown")]))
+                                                  for k in POSE_LABELS]))
     parts += ["", "## Eye state", ""]
     parts.append(_table(["eye state"] + names, [[k] + [src[s]["eye_state"][k] for s in names] for k in EYE_STATES]))
     parts += ["", "## Attributes (true / false / unknown)", ""]
