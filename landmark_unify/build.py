@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from . import manifest as mf
 from ._io import write_jsonl_atomic
 from .errors import LandmarkUnifyError, ParseError
+from .eyes import eye_columns
 from .maps import POLICIES, finite_points, to_canonical
 from .readers import FaceBatch, Source, Unit, parse_source, plan_source, read_unit
 from .readers._base import ErrorSink
@@ -98,10 +99,6 @@ def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None) 
 
 # --- one unit -------------------------------------------------------------------------------------------
 
-def empty_table() -> pa.Table:
-    return mf.SCHEMA.empty_table()
-
-
 def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
                  check_images: bool = False) -> tuple[pa.Table, list[dict]]:
     """Read one unit and turn it into manifest rows.
@@ -117,7 +114,7 @@ def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
     tables = [t for t in (_batch_table(unit, b, policy, sink, check_images) for b in batches) if t.num_rows]
     skipped = skipped + sink.skipped
     if not tables:
-        return empty_table(), skipped
+        return mf.SCHEMA.empty_table(), skipped
     return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), skipped
 
 
@@ -161,7 +158,7 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
                 size[i] = got
     idx = np.flatnonzero(keep)
     if idx.size == 0:
-        return empty_table()
+        return mf.SCHEMA.empty_table()
     pts98, valid98 = pts98[idx], valid98[idx]
     bbox = _bbox(b.bbox[idx], b.points[idx], src_ok[idx])
     given = np.isfinite(b.bbox[idx]).all(1)
@@ -235,13 +232,6 @@ def _image_size(path: Path) -> tuple[int, int] | ParseError:
     return int(img.shape[1]), int(img.shape[0])
 
 
-def eye_columns(points98: np.ndarray, valid98: np.ndarray) -> dict:
-    """ear_left, ear_right, eye_state for ``(N, 98, 2)`` points, from :mod:`landmark_unify.eyes`."""
-    from .eyes import eye_columns as _eye_columns
-
-    return dict(_eye_columns(points98, valid98))
-
-
 # --- the whole build ------------------------------------------------------------------------------------
 
 def check_options(policy: str, on_error: str | None = None) -> None:
@@ -309,7 +299,7 @@ def finish_build(tables: Sequence[pa.Table], skipped: Sequence[dict], sources: S
 
     skipped = list(skipped)
     tables = [t for t in tables if t.num_rows]
-    table = pa.concat_tables(tables) if tables else empty_table()
+    table = pa.concat_tables(tables) if tables else mf.SCHEMA.empty_table()
     table = _drop_duplicates(table, skipped, on_error)
     extra = {}
     if weights:
