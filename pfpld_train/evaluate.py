@@ -92,6 +92,8 @@ class TorchLandmarkModel:
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
+        from .model import pose_to_degrees
+
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         was_training = self.model.training
@@ -102,7 +104,7 @@ class TorchLandmarkModel:
             self.model.train()
         return (
             lm.float().cpu().numpy().reshape(-1, 98, 2),
-            pose.float().cpu().numpy() * (180.0 / math.pi),
+            pose_to_degrees(pose.float()).cpu().numpy(),
         )
 
 

@@ -236,6 +236,8 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
     similarity), failure rate, AUC at 0.1, pose MAE (degrees, mean of the three angles)."""
     import torch
 
+    from .model import pose_to_degrees
+
     sampler = EpochSampler(len(ds), shuffle=False)
     loader = make_loader(ds, batch_size, sampler, workers=0 if len(ds) < 2000 else min(workers, 2))
     was = model.training
@@ -252,7 +254,7 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
             pt = batch["pose"].numpy()
             known = np.isfinite(pt).all(1)
             if known.any():
-                pd = pose.float().cpu().numpy() * (180 / math.pi)
+                pd = pose_to_degrees(pose.float()).cpu().numpy()
                 pose_err.append(np.abs(pd[known] - pt[known]).mean(1))
     if was:
         model.train()
