@@ -20,6 +20,18 @@ class ManifestError(LandmarkUnifyError):
     """A manifest file does not follow the manifest spec (docs/manifest.md)."""
 
 
+def describe_location(path, line: int | None = None, key: str | None = None, field: str | None = None) -> str:
+    """``PATH, line L, key 'K', field 'F'`` with the parts that are known: how every message locates a record."""
+    where = str(path)
+    if line is not None:
+        where += f", line {line}"
+    if key is not None:
+        where += f", key {key!r}"
+    if field is not None:
+        where += f", field {field!r}"
+    return where
+
+
 class ParseError(LandmarkUnifyError):
     """A record of a source file could not be read.
 
@@ -41,14 +53,7 @@ class ParseError(LandmarkUnifyError):
         self.key = key
         self.field = field
         self.reason = message
-        where = self.path
-        if line is not None:
-            where += f", line {line}"
-        if key is not None:
-            where += f", key {key!r}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{describe_location(self.path, line, key, field)}: {message}")
 
     def as_record(self) -> dict:
         """The error as a plain dict, for skip reports."""

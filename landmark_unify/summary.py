@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import manifest as mf
+from .errors import describe_location
 from .layouts import CANONICAL, get_layout
 
 
@@ -86,14 +87,7 @@ def _reason_class(rec: Mapping) -> str:
 
 
 def _where(rec: Mapping) -> str:
-    w = str(rec.get("path"))
-    if rec.get("line") is not None:
-        w += f", line {rec['line']}"
-    if rec.get("key") is not None:
-        w += f", key {rec['key']!r}"
-    if rec.get("field") is not None:
-        w += f", field {rec['field']!r}"
-    return w
+    return describe_location(rec.get("path"), rec.get("line"), rec.get("key"), rec.get("field"))
 
 
 def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence[dict] = (), *,
