@@ -85,9 +85,6 @@ class Layout:
         except KeyError:
             raise SchemaError(f"layout {self.name!r} has no point named {name!r}") from None
 
-    def indices(self, names) -> np.ndarray:
-        return np.array([self.index(n) for n in names], dtype=np.intp)
-
     @cached_property
     def flip_indices(self) -> np.ndarray:
         """(K,) intp permutation: after a horizontal flip, point i of the new face is point flip[i] of the old."""
