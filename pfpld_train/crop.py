@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.maps import finite_points
 
 __all__ = [
     "CROP_SCALE",
@@ -70,7 +71,7 @@ def standard_crop_params(
         CropError: a face has no usable point.
     """
     pts = _check_points(points)
-    ok = np.isfinite(pts).all(-1)
+    ok = finite_points(pts)
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != pts.shape[:2]:

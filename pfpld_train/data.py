@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.maps import finite_points
 
 from .crop import CROP_SIZE, resize_matrix, standard_crop_params
 
@@ -127,6 +128,11 @@ class FaceArrays:
             landmarks=landmarks_array(df), valid=valid_array(df), pose=pose_array(df),
             weight=weight, paths=image_paths(df), sample_ids=df["sample_id"].to_numpy(str), image_keys=keys,
         )
+
+    @property
+    def usable(self) -> np.ndarray:
+        """``(N, 98) bool``: the point is marked valid and both its coordinates are finite."""
+        return self.valid & finite_points(self.landmarks)
 
     def subset(self, rows: np.ndarray) -> FaceArrays:
         rows = np.asarray(rows)
@@ -267,7 +273,7 @@ def build_cache(
     if size < CROP_SIZE // 2 or enlarge < 1:
         raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge >= 1; got {size}, {enlarge}")
     faces = FaceArrays.from_manifest(df)
-    usable = faces.valid & np.isfinite(faces.landmarks).all(-1)
+    usable = faces.usable
     has = usable.any(1)
     params = np.zeros((len(faces), 3), np.int64)
     if has.any():
@@ -370,7 +376,7 @@ class FaceDataset:
 
         self.augment = augment if augment is not None else AugmentConfig()
         self.seed = int(seed)
-        usable = faces.valid & np.isfinite(faces.landmarks).all(-1)
+        usable = faces.usable
         keep = usable.any(1)
         self.dropped = {"no_valid_point": int((~keep).sum()), "no_image": 0}
         crow = None

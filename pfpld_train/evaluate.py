@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.maps import finite_points
 
 from .crop import CROP_SIZE, crop_image, crop_to_image, standard_crop_params
 from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme
@@ -290,7 +291,7 @@ def evaluate_faces(
         raise EvaluationError(
             f"expected landmarks (N,98,2), valid (N,98) and N paths; got {gt.shape}, {valid.shape}, {len(paths)}"
         )
-    usable = valid & np.isfinite(gt).all(-1)
+    usable = valid & finite_points(gt)
     has_points = usable.any(1)
     has_path = np.array([p is not None for p in paths], bool)
     todo = np.flatnonzero(has_points & has_path)

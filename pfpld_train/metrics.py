@@ -11,6 +11,7 @@ import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.layouts import get_layout
+from landmark_unify.maps import finite_points
 
 __all__ = [
     "ANGLE_NAMES",
@@ -39,12 +40,12 @@ def _check(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> tuple[
     if pred.ndim != 3 or pred.shape[-1] != 2 or pred.shape != gt.shape:
         raise MetricsError(f"pred and gt must both be (N, K, 2); got {pred.shape} and {gt.shape}")
     if valid is None:
-        valid = np.isfinite(gt).all(-1)
+        valid = finite_points(gt)
     else:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != gt.shape[:2]:
             raise MetricsError(f"valid must be {gt.shape[:2]}, got {valid.shape}")
-        valid = valid & np.isfinite(gt).all(-1)
+        valid = valid & finite_points(gt)
     return pred, gt, valid
 
 

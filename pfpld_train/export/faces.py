@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify.maps import finite_points
+
 from ..crop import CROP_SIZE, crop_image, image_to_crop, standard_crop_params
 from .errors import ExportError
 
@@ -183,7 +185,7 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
         if img is None:
             skipped.append((sid, f"image not found or unreadable: {img_path}"))
             continue
-        ok = val & np.isfinite(pts).all(-1)
+        ok = val & finite_points(pts)
         if not ok.any():
             skipped.append((sid, "no valid landmark"))
             continue
