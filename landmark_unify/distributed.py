@@ -461,8 +461,11 @@ def _iter_doc_segments(root: Path, doc: Mapping, rows_per_batch: int | None = No
 
 def read_dataset_table(path: str | os.PathLike) -> pa.Table:
     """All rows of a complete dataset as one table, in its row order, with the dataset's metadata."""
-    doc = read_dataset_info(path)
-    tables = list(iter_segments(path))
+    return _dataset_table(Path(path), read_dataset_info(path))
+
+
+def _dataset_table(path: Path, doc: Mapping) -> pa.Table:
+    tables = list(_iter_doc_segments(path, doc))
     table = pa.concat_tables(tables) if tables else mf.SCHEMA.empty_table()
     meta = json.dumps(doc["metadata"], sort_keys=True).encode("utf-8")
     return table.replace_schema_metadata({mf.METADATA_KEY: meta})
@@ -473,7 +476,7 @@ def read_dataset(path: str | os.PathLike) -> pd.DataFrame:
     row order as the single-file form, ``df.attrs["manifest"]`` the metadata and ``df.attrs["path"]`` the
     dataset directory (relative source roots resolve against its parent folder)."""
     doc = read_dataset_info(path)
-    df = mf.dataframe_from_table(read_dataset_table(path))
+    df = mf.dataframe_from_table(_dataset_table(Path(path), doc))
     df.attrs["manifest"] = doc["metadata"]
     df.attrs["path"] = str(Path(path).resolve())
     return df

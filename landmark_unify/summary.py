@@ -139,10 +139,10 @@ def summarize_manifest(path: str | Path) -> str:
 
     path = Path(path)
     if path.is_dir():
-        from .distributed import read_dataset_info, read_dataset_table
+        from .distributed import read_dataset_table
 
-        meta = dict(read_dataset_info(path)["metadata"])
         table = read_dataset_table(path)
+        meta = json.loads(table.schema.metadata[mf.METADATA_KEY])
         side = path / "_skipped.jsonl"
     else:
         meta = mf.read_metadata(path)
