@@ -41,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -282,16 +283,17 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
     n = table.num_rows
     if n == 0:
         return [], []
-    sources = table.column("source").to_pylist()
-    splits = table.column("split").to_pylist()
-    keys = list(zip(sources, splits))
-    # runs of consecutive rows with the same key, in table order
-    bounds = [0] + [i for i in range(1, n) if keys[i] != keys[i - 1]] + [n]
+    sources = table.column("source").to_numpy(zero_copy_only=False)
+    splits = table.column("split").to_numpy(zero_copy_only=False)
+    # runs of consecutive rows with the same (source, split), in table order
+    change = np.flatnonzero((sources[1:] != sources[:-1]) | (splits[1:] != splits[:-1])) + 1
+    bounds = [0, *change.tolist(), n]
     order: dict[tuple[str, str], list[int]] = {}
     run_keys = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        order.setdefault(keys[a], []).append((a, b))
-        run_keys.append((keys[a], a, b))
+        key = (str(sources[a]), str(splits[a]))
+        order.setdefault(key, []).append((a, b))
+        run_keys.append((key, a, b))
     parts, offsets = [], {}
     for key, spans in order.items():
         rel = f"{partition_dir(*key)}/part-{index:05d}.parquet"
@@ -491,8 +493,6 @@ def compare_manifests(a: str | os.PathLike, b: str | os.PathLike, atol: float = 
     """Differences in rows and values between two manifests (files or datasets), in row order; NaN equals
     NaN; float columns (angles, EAR, weight) may differ by ``atol`` (default: exactly equal). Empty when
     they hold the same rows with the same values (metadata is not compared)."""
-    import numpy as np
-
     da, db = read_any(a), read_any(b)
     if len(da) != len(db):
         return [f"{a} has {len(da)} rows, {b} has {len(db)}"]
@@ -746,8 +746,6 @@ def _build_task(policy: str, on_error: str, check_images: bool, metadata: Mappin
 
 def _id_keys(table: pa.Table):
     """sample_id (16 hex digits) as uint64, for a compact global duplicate check on the driver."""
-    import numpy as np
-
     ids = table.column("sample_id").to_pylist()
     try:
         return np.fromiter((int(x, 16) for x in ids), dtype=np.uint64, count=len(ids))
@@ -762,8 +760,6 @@ def _drop_global_duplicates(staging: Path, results: list[TaskResult], on_error: 
                             dup_records: list) -> list[TaskResult]:
     """The local build's duplicate rule across all units: a sample_id seen before (in unit order) is a
     duplicate; raise on it or drop it from its unit's parts and record it, as ``build.finish_build`` does."""
-    import numpy as np
-
     from .build import duplicate_record
 
     results = sorted(results, key=lambda r: r.index)
@@ -987,8 +983,6 @@ def map_manifest(input: str | os.PathLike, output: str | os.PathLike, fn: Callab
 # --- mine-closed-eyes ----------------------------------------------------------------------------------------------
 
 def _closed_eyes_fn(threshold: float, mode: str, df: pd.DataFrame):
-    import numpy as np
-
     from .eyes import closed_eye_mask, with_eye_columns
 
     df = with_eye_columns(df, threshold)
@@ -1062,8 +1056,6 @@ def relabel_pose_distributed(input: str | os.PathLike, output: str | os.PathLike
 # --- image checks on an existing manifest ----------------------------------------------------------------------------
 
 def _check_images_fn(roots: Mapping | None, on_error: str, df: pd.DataFrame):
-    import numpy as np
-
     from .build import _image_size
     from .errors import ParseError
 
@@ -1142,8 +1134,6 @@ def _hash_key(text: str) -> int:
 def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, index: int, unit: MergeUnit) -> TaskResult:
     """Phase 1 on a worker: per row the sample_id key and the image-content key (SHA-1 of the image file,
     or its resolved path when unreadable, as :func:`merge.merge_manifests` defines them), as uint64."""
-    import numpy as np
-
     from .merge import file_digest
 
     t0 = time.perf_counter()
@@ -1175,8 +1165,6 @@ def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, inde
 def _merge_write_task(inputs: Sequence[tuple[str, dict]], weights: Mapping[str, float], part_meta: Mapping,
                       index: int, unit: MergeUnit, staging: str) -> TaskResult:
     """Phase 2 on a worker: the slice without its dropped rows, weights multiplied, written as parts."""
-    import numpy as np
-
     t0 = time.perf_counter()
     path, meta = inputs[unit.input]
     df = _slice_frame(unit.slice, meta, path)
@@ -1207,8 +1195,6 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
     Duplicates go to ``OUT.duplicates.jsonl`` beside a file, ``_duplicates.jsonl`` inside a dataset.
     Returns ``(MergeReport, RunResult)``.
     """
-    import numpy as np
-
     from .merge import DUPLICATE_TOLERANCE, MergeReport, _dup_record, _resolve, parse_weights, rebased_roots, same_face
 
     tolerance = DUPLICATE_TOLERANCE if tolerance is None else float(tolerance)
