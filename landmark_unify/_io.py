@@ -10,7 +10,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,6 +63,15 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 def write_jsonl_atomic(records: Iterable[dict], path: str | os.PathLike) -> Path:
     """One JSON object per line, keys sorted (deterministic)."""
     return write_text_atomic("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), path)
+
+
+def write_sidecar(records: Sequence[dict], path: str | os.PathLike) -> Path | None:
+    """A JSONL sidecar of records (skipped, duplicates) beside an output: written atomically when there are
+    records, removed (a stale one from an earlier run) when there are none. Returns the path written or None."""
+    if not records:
+        Path(path).unlink(missing_ok=True)
+        return None
+    return write_jsonl_atomic(records, path)
 
 
 def write_png_atomic(img, path: str | os.PathLike) -> Path:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import manifest as mf
-from ._io import write_jsonl_atomic
+from ._io import write_sidecar
 from .errors import LandmarkUnifyError, ParseError
 from .eyes import eye_columns
 from .maps import POLICIES, finite_points, to_canonical
@@ -253,11 +253,7 @@ def build_metadata(sources: Sequence[Source], command: str | None, *, policy: st
 def write_skipped(skipped: Sequence[dict], out: str | os.PathLike) -> Path | None:
     """Write the skipped records to ``OUT``'s sidecar (see :func:`skipped_path_for`), or remove a stale
     sidecar when there are none. Returns the sidecar written, or None."""
-    side = skipped_path_for(out)
-    if not skipped:
-        side.unlink(missing_ok=True)
-        return None
-    return write_jsonl_atomic(skipped, side)
+    return write_sidecar(skipped, skipped_path_for(out))
 
 
 def duplicate_record(on_error: str, source: str, sample_id: str, file: str, line, key) -> dict:

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import manifest as mf
-from ._io import atomic_path, write_jsonl_atomic
+from ._io import atomic_path, write_jsonl_atomic, write_sidecar
 from .errors import LandmarkUnifyError, ManifestError
 from .manifest import take_rows
 
@@ -750,10 +750,7 @@ def _id_keys(table: pa.Table):
     try:
         return np.fromiter((int(x, 16) for x in ids), dtype=np.uint64, count=len(ids))
     except ValueError:  # ids that are not 16 hex digits: hash them (collisions are re-checked exactly)
-        import hashlib
-
-        return np.fromiter((int(hashlib.sha1(x.encode()).hexdigest()[:16], 16) for x in ids), dtype=np.uint64,
-                           count=len(ids))
+        return np.fromiter((_hash_key(x) for x in ids), dtype=np.uint64, count=len(ids))
 
 
 def _drop_global_duplicates(staging: Path, results: list[TaskResult], on_error: str, part_metadata: Mapping,
@@ -1294,11 +1291,9 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
         meta = mf.make_metadata({k: v for k, v in roots.items() if k in used}, command="merge",
                                 merged_from=merged_from, source_weights=report_weights,
                                 num_duplicates=len(duplicates))
-        dup_text = "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in duplicates)
-
         def post_run(staging: Path, results):
             if duplicates and not _single_file_wanted(out):
-                _write_text(staging / "_duplicates.jsonl", dup_text)
+                write_jsonl_atomic(duplicates, staging / "_duplicates.jsonl")
             return results
 
         run = run_units(partial(_merge_write_task, inputs, w_by_source, meta), units, out, meta,
@@ -1306,11 +1301,7 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
                         describe=lambda i: units[i].slice.describe(), post_run=post_run, progress=progress)
     run.seconds = {"keys": key_seconds, "dedupe": dedupe_seconds, **run.seconds}
     if _single_file_wanted(out):
-        side = out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl")
-        if duplicates:
-            _write_text(side, dup_text)
-        else:
-            side.unlink(missing_ok=True)
+        write_sidecar(duplicates, out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl"))
     rows_out: dict = {}
     dropped_src: dict = {}
     for d in duplicates:
