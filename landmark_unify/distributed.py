@@ -1232,8 +1232,6 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
 
         def rows_frame(rows: np.ndarray):
             """Manifest rows by global index (sorted; few: duplicates and rows sharing an image)."""
-            import pandas as pd
-
             unit_of = np.searchsorted(offsets, rows, side="right") - 1
             frames = [mf.dataframe_from_table(take_rows(read_slice(all_slices[u].slice), rows[unit_of == u] - offsets[u]))
                       for u in np.unique(unit_of)]
