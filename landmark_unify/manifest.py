@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from ._io import atomic_path
 from .errors import ManifestError
 from .layouts import CANONICAL, get_layout
+from .maps import finite_points
 
 FORMAT_VERSION = "1.0"
 METADATA_KEY = b"landmark_unify"
@@ -368,7 +369,7 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
         problems.append(f"{where}: {int(ids.duplicated().sum())} duplicate sample_id values, e.g. {ids[ids.duplicated()].iloc[0]!r}")
     lm = _fixed_to_numpy(table.column("landmarks"), (NUM_POINTS, 2), np.float32)
     valid = _fixed_to_numpy(table.column("valid"), (NUM_POINTS,), bool)
-    finite = np.isfinite(lm[..., 0]) & np.isfinite(lm[..., 1])
+    finite = finite_points(lm)
     bad = np.flatnonzero((finite != valid).any(1))
     if bad.size:
         problems.append(f"{where}: {bad.size} rows where landmarks are not finite exactly at valid points (first row {bad[0]})")
