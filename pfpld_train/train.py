@@ -266,6 +266,23 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
 # --- the run ---------------------------------------------------------------------------------------------
 
 
+def _check_config(cfg: TrainConfig) -> None:
+    """:class:`TrainError` naming every field out of range (before anything is read or written)."""
+    bad = [f"{k} must be >= 1, got {getattr(cfg, k)}" for k in ("epochs", "batch_size") if getattr(cfg, k) < 1]
+    bad += [f"{k} must be >= 1, got {getattr(cfg, k)}" for k in ("max_steps", "checkpoint_every")
+            if getattr(cfg, k) is not None and getattr(cfg, k) < 1]
+    if cfg.workers < 0:
+        bad.append(f"workers must be >= 0, got {cfg.workers}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        bad.append(f"lr must be a finite number > 0, got {cfg.lr}")
+    bad += [f"{k} must be a finite number >= 0, got {getattr(cfg, k)}" for k in ("weight_decay", "warmup_epochs")
+            if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0)]
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        bad.append(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
+    if bad:
+        raise TrainError("; ".join(bad))
+
+
 #: What may change when a run is resumed: how long, where and how fast it runs.
 RESUME_OVERRIDES = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "progress")
 
@@ -299,6 +316,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
 
     from .model import PFPLD
 
+    _check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = None

@@ -119,6 +119,20 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys
     assert main(["fit", "--out", str(tmp_path / "x")]) == 2
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-size", "0", "batch_size must be >= 1"),
+    ("--workers", "-1", "workers must be >= 0"),
+    ("--lr", "-1", "lr must be a finite number > 0"),
+    ("--max-steps", "0", "max_steps must be >= 1"),
+])
+def test_out_of_range_options_are_refused_before_anything_is_written(tiny, tmp_path, capsys, option, value, message):
+    out = tmp_path / "r"
+    assert main(["fit", str(tiny), "--out", str(out), "--quiet", option, value]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_schedule_warmup_then_cosine():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.Adam([p], lr=1.0)
