@@ -79,8 +79,6 @@ class TaskResult:
     runs: list[list]
     skipped: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
-    pid: int = 0
-    peak_rss: int = 0
     extra: dict = field(default_factory=dict)
     ids: object = None  # (rows,) uint64 sample ids in row order, where the run checks duplicates
 
@@ -723,10 +721,7 @@ def _terminate_as_exception():
 
 
 def _call_task(task: Callable, staging: str, index: int, unit) -> TaskResult:
-    res = task(index, unit, staging)
-    res.pid = os.getpid()
-    res.peak_rss = _peak_rss()
-    return res
+    return task(index, unit, staging)
 
 
 # --- commands: build ---------------------------------------------------------------------------------------------
