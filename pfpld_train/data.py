@@ -270,8 +270,8 @@ def build_cache(
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise CacheError(f"{folder}: already exists (pass overwrite=True / --overwrite)")
-    if size < CROP_SIZE // 2 or enlarge < 1:
-        raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge >= 1; got {size}, {enlarge}")
+    if size < CROP_SIZE // 2 or not 1 <= enlarge < math.inf:
+        raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge a finite number >= 1; got {size}, {enlarge}")
     faces = FaceArrays.from_manifest(df)
     usable = faces.usable
     has = usable.any(1)

@@ -291,6 +291,8 @@ def evaluate_faces(
         raise EvaluationError(
             f"expected landmarks (N,98,2), valid (N,98) and N paths; got {gt.shape}, {valid.shape}, {len(paths)}"
         )
+    if batch_size < 1 or not 0 < threshold < math.inf:
+        raise EvaluationError(f"batch_size must be >= 1 and threshold a number > 0; got {batch_size}, {threshold}")
     usable = valid & finite_points(gt)
     has_points = usable.any(1)
     has_path = np.array([p is not None for p in paths], bool)

@@ -189,3 +189,10 @@ def test_cache_command_and_errors(synthetic, tmp_path, capsys):
         CropCache(out)
     with pytest.raises(CacheError, match="not a crop cache"):
         CropCache(tmp_path)
+
+
+@pytest.mark.parametrize("option, value", [("--enlarge", "nan"), ("--enlarge", "0.5"), ("--size", "8")])
+def test_cache_refuses_bad_window_settings(synthetic, tmp_path, capsys, option, value):
+    out = tmp_path / "cache"
+    assert main(["cache", str(synthetic), "-o", str(out), "--quiet", option, value]) == 1
+    assert "enlarge a finite number >= 1" in capsys.readouterr().err and not out.exists()

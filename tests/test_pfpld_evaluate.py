@@ -185,3 +185,12 @@ def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path, capsys):
         load_model(ckpt, device="cuda")
     assert main(["predict", str(ckpt), str(tmp_path / "none.jpg"), "-o", str(tmp_path / "o"), "--device", "cuda"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"threshold": 0.0}, {"threshold": float("nan")}])
+def test_evaluate_faces_refuses_bad_batch_or_threshold(kwargs):
+    from pfpld_train.evaluate import EvaluationError, evaluate_faces
+
+    with pytest.raises(EvaluationError, match="batch_size must be >= 1"):
+        evaluate_faces(lambda c: (np.zeros((len(c), 98, 2)), None), [None], np.zeros((1, 98, 2), np.float32),
+                       np.ones((1, 98), bool), progress=False, **kwargs)

@@ -163,6 +163,8 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
         ExportError: unreadable file, or not a single face with an image.
     """
     path = Path(path)
+    if limit is not None and limit < 1:
+        raise ExportError(f"{path}: the number of faces to read must be >= 1, got {limit}")
     if not path.exists():
         raise ExportError(f"{path}: no such manifest or WFLW list")
     root = Path(images_root) if images_root is not None else None
