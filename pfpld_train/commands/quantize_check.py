@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.model.is_file():
             raise ExportError(f"{args.model}: model not found")
+        if min(args.calib_sizes) < 1:
+            raise ExportError(f"--calib-sizes must all be >= 1, got {args.calib_sizes}")
         pre = _preprocess(args)
         faces = read_faces(args.manifest, limit=args.limit, split=args.split, spread=args.limit is not None)
         largest = max(args.calib_sizes)
