@@ -125,6 +125,8 @@ class OnnxLandmarkModel:
     ) -> None:
         import onnxruntime as ort
 
+        from .export.onnx_export import METADATA_OUTPUTS, METADATA_PREPROCESS
+
         path = Path(path)
         if path.is_dir():
             found = sorted(path.glob("*.onnx"))
@@ -144,8 +146,8 @@ class OnnxLandmarkModel:
         meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
         # Our exporter's metadata (pfpld_train.export): preprocessing and output units.
         try:
-            pre = json.loads(meta.get("pfpld_train.preprocess", "{}"))
-            outs_doc = json.loads(meta.get("pfpld_train.outputs", "{}"))
+            pre = json.loads(meta.get(METADATA_PREPROCESS, "{}"))
+            outs_doc = json.loads(meta.get(METADATA_OUTPUTS, "{}"))
         except json.JSONDecodeError:
             pre, outs_doc = {}, {}
         if pre:
