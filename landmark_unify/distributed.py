@@ -1187,7 +1187,16 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
     Duplicates go to ``OUT.duplicates.jsonl`` beside a file, ``_duplicates.jsonl`` inside a dataset.
     Returns ``(MergeReport, RunResult)``.
     """
-    from .merge import DUPLICATE_TOLERANCE, MergeReport, _dup_record, _resolve, parse_weights, rebased_roots, same_face
+    from .merge import (
+        DUPLICATE_TOLERANCE,
+        MergeReport,
+        _dup_record,
+        _resolve,
+        duplicates_path_for,
+        parse_weights,
+        rebased_roots,
+        same_face,
+    )
 
     tolerance = DUPLICATE_TOLERANCE if tolerance is None else float(tolerance)
     paths = [Path(p) for p in paths]
@@ -1294,7 +1303,7 @@ def merge_distributed(paths, output: str | os.PathLike, weights=None, *, hash_im
                         describe=lambda i: units[i].slice.describe(), post_run=post_run, progress=progress)
     run.seconds = {"keys": key_seconds, "dedupe": dedupe_seconds, **run.seconds}
     if _single_file_wanted(out):
-        write_sidecar(duplicates, out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl"))
+        write_sidecar(duplicates, duplicates_path_for(out))
     rows_out: dict = {}
     dropped_src: dict = {}
     for d in duplicates:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import write_jsonl_atomic
+from ._io import write_sidecar
 from .errors import ManifestError
 from .manifest import make_metadata
 
@@ -245,6 +245,12 @@ def _dup_record(df, i: int, kept: int, reason: str) -> dict:
     return {"reason": reason, "dropped": where(i), "kept": where(kept)}
 
 
+def duplicates_path_for(out) -> Path:
+    """The sidecar of dropped duplicates: ``OUT.duplicates.jsonl`` beside the manifest ``OUT.parquet``."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl")
+
+
 def merge_manifest_files(paths, out, weights=None, *, hash_images: bool = True,
                          tolerance: float = DUPLICATE_TOLERANCE, progress: bool = False,
                          metadata: Mapping | None = None) -> MergeReport:
@@ -257,10 +263,6 @@ def merge_manifest_files(paths, out, weights=None, *, hash_images: bool = True,
     merged, meta, report = merge_manifests(paths, weights, out=out, hash_images=hash_images, tolerance=tolerance,
                                            progress=progress)
     meta.update(metadata or {})
-    side = out.with_name(out.name.removesuffix(".parquet") + ".duplicates.jsonl")
-    if report.duplicates:
-        write_jsonl_atomic(report.duplicates, side)
-    else:
-        side.unlink(missing_ok=True)
+    write_sidecar(report.duplicates, duplicates_path_for(out))
     write_manifest(merged, out, meta)
     return report
