@@ -43,9 +43,10 @@ def _trained_like_model(seed: int = 0):
 
 
 def _run_cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
+    """The command ``module`` run through the ``pfpld_train`` dispatcher (its error handling included)."""
+    from pfpld_train.cli import main
+
+    return main([module.__name__.rsplit(".", 1)[1].replace("_", "-"), *argv])
 
 
 @pytest.fixture(scope="module")

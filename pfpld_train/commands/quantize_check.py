@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..evaluate import INPUT_PRESETS
@@ -86,34 +85,30 @@ def run(args: argparse.Namespace) -> int:
     from pfpld_train.export.faces import read_faces
     from pfpld_train.export.quant import quantize_check
 
-    try:
-        if not args.model.is_file():
-            raise ExportError(f"{args.model}: model not found")
-        if min(args.calib_sizes) < 1:
-            raise ExportError(f"--calib-sizes must all be >= 1, got {args.calib_sizes}")
-        pre = _preprocess(args)
-        faces = read_faces(args.manifest, limit=args.limit, split=args.split, spread=args.limit is not None)
-        largest = max(args.calib_sizes)
-        if args.calib is not None:
-            calib = read_faces(args.calib, limit=largest, split=args.calib_split, spread=True)
-            ids = set(calib.ids)
-            evalset = faces.subset([i for i, s in enumerate(faces.ids) if s not in ids])
-            note = f"calibration from {args.calib}"
-        else:
-            if largest >= len(faces):
-                raise ExportError(f"{args.manifest}: {len(faces)} faces, too few to calibrate on {largest} and "
-                                  "evaluate on the rest; give --calib or smaller --calib-sizes")
-            calib, evalset = faces.split(largest)
-            note = f"calibration faces drawn from {args.manifest} (deterministic hash split), not evaluated"
-        modes = {"per-tensor": (False,), "per-channel": (True,), "both": (False, True)}[args.weights]
-        rep = quantize_check(args.model, evalset, calib, pre, calib_sizes=sorted(set(args.calib_sizes)),
-                             per_channel=modes, method=args.method, landmarks=args.landmarks_output,
-                             pose=args.pose_output, pose_radians=args.pose_unit == "radians",
-                             work_dir=args.keep_models, keep=args.keep_models is not None)
-        rep["calibration_note"] = note
-    except ExportError as exc:
-        print(f"pfpld_train quantize-check: error: {exc}", file=sys.stderr)
-        return 1
+    if not args.model.is_file():
+        raise ExportError(f"{args.model}: model not found")
+    if min(args.calib_sizes) < 1:
+        raise ExportError(f"--calib-sizes must all be >= 1, got {args.calib_sizes}")
+    pre = _preprocess(args)
+    faces = read_faces(args.manifest, limit=args.limit, split=args.split, spread=args.limit is not None)
+    largest = max(args.calib_sizes)
+    if args.calib is not None:
+        calib = read_faces(args.calib, limit=largest, split=args.calib_split, spread=True)
+        ids = set(calib.ids)
+        evalset = faces.subset([i for i, s in enumerate(faces.ids) if s not in ids])
+        note = f"calibration from {args.calib}"
+    else:
+        if largest >= len(faces):
+            raise ExportError(f"{args.manifest}: {len(faces)} faces, too few to calibrate on {largest} and "
+                              "evaluate on the rest; give --calib or smaller --calib-sizes")
+        calib, evalset = faces.split(largest)
+        note = f"calibration faces drawn from {args.manifest} (deterministic hash split), not evaluated"
+    modes = {"per-tensor": (False,), "per-channel": (True,), "both": (False, True)}[args.weights]
+    rep = quantize_check(args.model, evalset, calib, pre, calib_sizes=sorted(set(args.calib_sizes)),
+                         per_channel=modes, method=args.method, landmarks=args.landmarks_output,
+                         pose=args.pose_output, pose_radians=args.pose_unit == "radians",
+                         work_dir=args.keep_models, keep=args.keep_models is not None)
+    rep["calibration_note"] = note
     print(_table(rep))
     if args.out is not None:
         from landmark_unify._io import write_bytes_atomic
