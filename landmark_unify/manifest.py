@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from ._io import atomic_path
 from .errors import ManifestError
+from .eyes import EYE_STATES
 from .layouts import CANONICAL, get_layout
 from .maps import finite_points
 
@@ -25,7 +26,6 @@ METADATA_KEY = b"landmark_unify"
 NUM_POINTS = 98
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 ATTRIBUTE_COLUMNS = tuple(f"attr_{a}" for a in ATTRIBUTES)
-EYE_STATES = ("open", "one_closed", "both_closed", "unknown")
 POSE_SOURCES = ("dataset", "fit")
 ANGLES = ("pitch", "yaw", "roll")
 
@@ -296,7 +296,11 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     the metadata dict and ``df.attrs["path"]`` the file.
     """
     meta = read_metadata(path)
-    df = dataframe_from_table(read_table(path))
+    table = read_table(path)
+    missing = [c for c in COLUMN_NAMES if c not in table.column_names]
+    if missing:
+        raise ManifestError(f"{path}: missing manifest columns {missing}; run `landmark_unify validate {path}`")
+    df = dataframe_from_table(table)
     df.attrs["manifest"] = meta
     df.attrs["path"] = str(Path(path).resolve())
     return df

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ._io import write_png_atomic, write_text_atomic
-from .manifest import ATTRIBUTE_COLUMNS, EYE_STATES, POSE_SOURCES
+from .eyes import EYE_STATES
+from .manifest import ATTRIBUTE_COLUMNS, POSE_SOURCES
 
 YAW_BIN = 15.0
 #: the pose_source values counted by the balance report (null counted as "unknown")

@@ -56,3 +56,14 @@ def test_validate_names_each_problem():
     assert any("not finite exactly at valid points" in p for p in problems)
     assert any("source_roots" in p for p in mf.validate_table(t, mf.make_metadata({})))
     assert mf.validate_table(t, mf.make_metadata({"s": "."})) == []
+
+
+def test_read_manifest_names_a_missing_column(tmp_path):
+    path = tmp_path / "m.parquet"
+    mf.write_manifest(_table(2), path, mf.make_metadata({"s": "."}))
+    import pyarrow.parquet as pq
+
+    cut = pq.read_table(path).drop_columns(["valid"])
+    pq.write_table(cut, tmp_path / "cut.parquet")
+    with pytest.raises(mf.ManifestError, match=r"cut\.parquet: missing manifest columns \['valid'\]"):
+        mf.read_manifest(tmp_path / "cut.parquet")
