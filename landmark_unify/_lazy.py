@@ -5,14 +5,17 @@ import importlib
 
 
 def lazy_exports(package: str, namespace: dict, exports: dict[str, str]):
-    """Return ``(__getattr__, __dir__, __all__)`` for ``package`` whose public names live in submodules."""
-    public = sorted(exports) + ["__version__"]
+    """Return ``(__getattr__, __dir__, __all__)`` for ``package`` whose public names live in submodules.
+
+    ``exports`` maps a public name to its submodule, relative to ``package`` (``"maps"`` or ``".maps"``).
+    ``__version__`` is listed when the package defines it."""
+    public = sorted(exports) + (["__version__"] if "__version__" in namespace else [])
 
     def __getattr__(name: str):
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{module}", package), name)
+        value = getattr(importlib.import_module("." + module.lstrip("."), package), name)
         namespace[name] = value
         return value
 

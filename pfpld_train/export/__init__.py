@@ -8,7 +8,7 @@ comparison), :mod:`.nnie_check` (NNIE constraints), :mod:`.nnie_package` (cfg, c
 
 from __future__ import annotations
 
-import importlib
+from landmark_unify._lazy import lazy_exports
 
 _EXPORTS = {
     "ExportError": ".errors",
@@ -27,10 +27,4 @@ _EXPORTS = {
     "export_nnie_dir": ".pipeline",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)
