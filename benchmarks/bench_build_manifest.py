@@ -43,7 +43,7 @@ print(json.dumps({"seconds": dt, "rows": len(df), "peak_rss": resource.getrusage
 BUILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[3])
-from landmark_unify.build import build_manifest
+from landmark_unify.ops.build import build_manifest
 t = time.perf_counter()
 r = build_manifest([f"wflw={sys.argv[1]}"], sys.argv[2], command="bench", progress=False)
 dt = time.perf_counter() - t
@@ -55,7 +55,7 @@ BASE = """
 import json, resource, sys
 sys.path.insert(0, sys.argv[1])
 import numpy, pandas, pyarrow, pyarrow.csv, pyarrow.parquet, tqdm, scipy.io
-import landmark_unify.build, landmark_unify.summary, landmark_unify.eyes
+import landmark_unify.ops.build, landmark_unify.report.summary, landmark_unify.core.eyes
 print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 

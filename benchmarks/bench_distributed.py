@@ -91,13 +91,15 @@ def make_image_root(dest: Path, faces: int) -> Path:
 # --- one configuration, in its own process ------------------------------------------------------------------
 
 def run_one(engine: str, workers: int, root: str, out: str, chunk_mb: float, check_images: bool) -> dict:
-    from landmark_unify import distributed as D
+    from landmark_unify.engines import peak_rss
+    from landmark_unify.ops.build import build_manifest
+    from landmark_unify.ops.check_images import check_images
 
     chunk = int(chunk_mb * (1 << 20))
     t0 = time.perf_counter()
     if engine == "local":
         # build_manifest's local path, step by step, to see where its time goes
-        from landmark_unify.build import finish_build, parse_sources, plan_units, process_unit
+        from landmark_unify.ops.build import finish_build, parse_sources, plan_units, process_unit
 
         srcs = parse_sources([f"wflw={root}"])
         units = plan_units(srcs, chunk)
@@ -114,14 +116,14 @@ def run_one(engine: str, workers: int, root: str, out: str, chunk_mb: float, che
                    "total": time.perf_counter() - t0}
         worker_rss = {}
     else:
-        rep = D.build_manifest_distributed([f"wflw={root}"], out, on_error="skip", check_images=check_images,
+        rep = build_manifest([f"wflw={root}"], out, on_error="skip", check_images=check_images,
                                            engine=engine, workers=workers, chunk_bytes=chunk, progress=False)
         run = rep.extra["run"]
         seconds = run.seconds
         worker_rss = run.worker_peak_rss
     wall = time.perf_counter() - t0
     return {"engine": engine, "workers": workers, "faces": rep.num_faces, "units": rep.units, "wall": wall,
-            "seconds": seconds, "driver_peak_rss": D._peak_rss(), "worker_peak_rss": worker_rss,
+            "seconds": seconds, "driver_peak_rss": peak_rss(), "worker_peak_rss": worker_rss,
             "skipped": len(rep.skipped)}
 
 

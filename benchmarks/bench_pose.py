@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import landmark_unify as lu  # noqa: E402
-from landmark_unify.pose import load_face_model  # noqa: E402
+from landmark_unify.core.pose import load_face_model  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -80,7 +80,7 @@ def main() -> int:
 
     p68, gt = aflw2000()
     print("accuracy on the 16 AFLW2000-3D faces, MAE degrees (pitch, yaw, roll | mean):")
-    from landmark_unify.pose import DEFAULT_POINT_WEIGHTS, PROJECTED_CONTOUR_WEIGHTS
+    from landmark_unify.core.pose import DEFAULT_POINT_WEIGHTS, PROJECTED_CONTOUR_WEIGHTS
 
     for name, kwargs, weights in (("pt3d_68, strict (no jaw)", {}, DEFAULT_POINT_WEIGHTS),
                                   ("pt3d_68, with projected jaw", {"projected_contour": True}, PROJECTED_CONTOUR_WEIGHTS)):

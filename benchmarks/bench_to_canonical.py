@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from landmark_unify.maps import compile_map, to_canonical  # noqa: E402
+from landmark_unify.core.maps import compile_map, to_canonical  # noqa: E402
 from landmark_unify.readers import read_source  # noqa: E402
 
 

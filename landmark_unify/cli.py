@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ._cli_base import make_main
+from .cli_base import make_main
 
 COMMANDS = {
     "build-manifest": "read datasets in their official layout and write a canonical manifest",

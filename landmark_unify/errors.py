@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: What a bulk command does with a bad record: ``raise`` stops at the first one, ``skip`` leaves it out and
+#: reports it (``--on-error`` of every command that reads many records).
+ON_ERROR = ("raise", "skip")
+
 
 class LandmarkUnifyError(Exception):
     """Base class of every error this library raises on purpose."""

@@ -5,7 +5,7 @@ OpenCV or onnx until a name that needs them is used).
 """
 from __future__ import annotations
 
-from landmark_unify._lazy import lazy_exports
+from landmark_unify.lazy import lazy_exports
 
 __version__ = "0.1.0"
 

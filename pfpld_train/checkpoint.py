@@ -32,7 +32,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` atomically (temporary file in the same folder, then rename)."""
     import torch
 
-    from landmark_unify._io import atomic_path
+    from landmark_unify.io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

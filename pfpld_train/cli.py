@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from landmark_unify._cli_base import make_main
+from landmark_unify.cli_base import make_main
 
 COMMANDS = {
     "fit": "train PFPLD on a manifest",

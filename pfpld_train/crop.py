@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
-from landmark_unify.maps import finite_points
+from landmark_unify.core.maps import finite_points
 
 __all__ = [
     "CROP_SCALE",

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
-from landmark_unify.maps import finite_points
+from landmark_unify.core.maps import finite_points
 
 from .crop import CROP_SIZE, resize_matrix, standard_crop_params
 
@@ -372,7 +372,7 @@ class FaceDataset:
 
     def __init__(self, faces: FaceArrays, augment: AugmentConfig | None = None,
                  cache: CropCache | None = None, seed: int = 0) -> None:
-        from landmark_unify.layouts import get_layout
+        from landmark_unify.core.layouts import get_layout
 
         self.augment = augment if augment is not None else AugmentConfig()
         self.seed = int(seed)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
-from landmark_unify.maps import finite_points
+from landmark_unify.core.maps import finite_points
 
 from .crop import CROP_SIZE, crop_image, crop_to_image, standard_crop_params
 from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme

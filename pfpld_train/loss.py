@@ -64,7 +64,7 @@ def wing(x: torch.Tensor, w: float = 10.0, epsilon: float = 2.0) -> torch.Tensor
 
 def point_weights(cfg: LossConfig, device=None) -> torch.Tensor:
     """``(98,)`` float32: ``eye_weight`` on the points of ``cfg.eye_groups`` of the wflw98 layout, else 1."""
-    from landmark_unify.layouts import get_layout
+    from landmark_unify.core.layouts import get_layout
 
     layout = get_layout("wflw98")
     g = torch.ones(layout.num_points, dtype=torch.float32)

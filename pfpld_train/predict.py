@@ -189,7 +189,7 @@ def pose_axes(pose_deg: Sequence[float], length: float) -> np.ndarray:
     Convention (FACTS section 4): ``R = Rz(roll) Ry(yaw) Rx(pitch)``; a model point ``X`` projects to
     ``(R^T X)[:2]`` with the image row axis flipped.
     """
-    from landmark_unify.pose import matrix_from_euler
+    from landmark_unify.core.pose import matrix_from_euler
 
     v = matrix_from_euler(np.asarray(pose_deg, np.float64)[None])[0].T  # columns: rotated unit axes
     return np.stack([v[0], -v[1]], 1) * length
@@ -197,7 +197,7 @@ def pose_axes(pose_deg: Sequence[float], length: float) -> np.ndarray:
 
 def _overlay_points() -> tuple[frozenset, frozenset, int]:
     """Indices of the left eye and pupil, the right eye and pupil, and the nose tip in the WFLW layout."""
-    from landmark_unify.layouts import get_layout
+    from landmark_unify.core.layouts import get_layout
 
     lay = get_layout("wflw98")
     eyes = [int(i) for g in ("eye", "pupil") for i in lay.group_indices(g)]
@@ -236,6 +236,6 @@ def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
 
 def write_predictions(results: list[dict], out_dir: Path) -> Path:
     """``out_dir/predictions.json`` (atomic): a list of ``{"image", "width", "height", "faces": [...]}``."""
-    from landmark_unify._io import write_text_atomic
+    from landmark_unify.io import write_text_atomic
 
     return write_text_atomic(json.dumps(results, indent=1) + "\n", out_dir / "predictions.json")

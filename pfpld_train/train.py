@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_unify._io import write_text_atomic
+from landmark_unify.io import write_text_atomic
 from landmark_unify.errors import LandmarkUnifyError
 
 from .checkpoint import FORMAT, load_checkpoint, save_checkpoint

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# helpers shared by the trainer's tests (``import pfpld_support``); tests import in importlib mode
+sys.path.insert(0, str(Path(__file__).resolve().parent / "pfpld_train"))
 SHARED_DATA = Path(os.environ.get("LANDMARK_UNIFY_SHARED", REPO.parent / "shared")) / "data"
 
 

@@ -2,77 +2,98 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
+from pathlib import Path
+
+from ..cli_base import add_engine_options, add_on_error, add_output, add_quiet, command_line, engine_kwargs
+from ..ops.recipes import RECIPES
+from .relabel_pose import add_pose_model_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..readers import list_readers
 
-    p.add_argument("-o", "--output", "--out", dest="output", help="output manifest (.parquet)")
+    add_output(p, "output manifest (.parquet, or a folder for a partitioned dataset)", required=False)
     p.add_argument("--source", action="append", default=[], metavar="[LABEL:]KIND=ROOT",
                    help=f"a dataset root; KIND is one of {', '.join(list_readers())}; reader options as "
                         "KIND[opt=value,...]=ROOT (repeatable)")
     p.add_argument("--policy", choices=("strict", "extended"), default="strict",
                    help="which points of a source become valid: exact ones only, or approximations too")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="raise: stop at the first bad record, write nothing; skip: leave it out and list it")
+    add_on_error(p)
     p.add_argument("--weight", action="append", default=[], metavar="SOURCE=W",
                    help="training weight of every face of SOURCE (a source label or reader kind) in the weight "
                         "column; repeatable; default 1. With --recipe, passed to the recipe's merge")
     p.add_argument("--check-images", action="store_true", help="decode every image; missing or corrupt ones are errors")
     p.add_argument("--relabel-pose", action="store_true", help="fit head pose from the landmarks after writing")
-    p.add_argument("--recipe", metavar="NAME", help="run a named build recipe instead (see landmark_unify.recipes)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from ..distributed import add_engine_arguments
-
-    add_engine_arguments(p, partition_rows=False)
+    add_pose_model_options(p)
+    recipes = "; ".join(f"{name}: {r.description} (sources {', '.join(r.kinds)})" for name, r in sorted(RECIPES.items()))
+    p.add_argument("--recipe", metavar="NAME", choices=sorted(RECIPES),
+                   help=f"run a named multi-source build instead: {recipes}")
+    add_quiet(p)
+    add_engine_options(p, partition_rows=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import LandmarkUnifyError
-
     if args.recipe:
-        from ..recipes import run_recipe
-
-        return int(run_recipe(args) or 0)
+        return run_recipe(args)
     if not args.output:
         print("build-manifest: -o/--output is required", file=sys.stderr)
         return 2
     if not args.source:
         print("build-manifest: give at least one --source KIND=ROOT", file=sys.stderr)
         return 2
-    if args.relabel_pose and args.engine != "local":
-        print(f"build-manifest: --relabel-pose runs on the local engine only; with --engine {args.engine} build "
-              f"first, then run `landmark_unify relabel-pose {args.output} -o OUT --engine {args.engine}`",
-              file=sys.stderr)
-        return 2
-    from ..build import build_manifest
+    from ..errors import LandmarkUnifyError
+    from ..ops.build import build_manifest
 
-    command = "landmark_unify " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["build-manifest"] \
-        else None
+    engine = engine_kwargs(args)
     try:
         report = build_manifest(args.source, args.output, policy=args.policy, on_error=args.on_error,
-                                check_images=args.check_images, command=command, engine=args.engine,
-                                workers=args.workers, progress=not args.no_progress, weights=args.weight or None,
-                                scheduler=args.scheduler, single_file=args.single_file)
+                                check_images=args.check_images, command=command_line("landmark_unify", args),
+                                weights=args.weight or None, **engine)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
         if args.on_error == "raise":
             print("build-manifest: nothing was written", file=sys.stderr)
         return 1
-    summary = getattr(report, "summary", None) or str(report)
+    summary = report.summary
     if args.relabel_pose:
-        from ..pose import relabel_manifest_file
-        from ..summary import summarize_manifest
+        from ..ops.relabel import POSE_COUNTS, relabel_pose
+        from ..report.summary import summarize_manifest
 
+        engine.pop("single_file")
         try:
-            counts = relabel_manifest_file(args.output, args.output)
+            run = relabel_pose(args.output, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
+                               **engine)
         except LandmarkUnifyError as exc:
             print(f"build-manifest: error while relabelling pose (the manifest is written): {exc}", file=sys.stderr)
             return 1
+        counts = {k: int(run.extra.get(k, 0)) for k in POSE_COUNTS}
         summary = summarize_manifest(args.output) + (
-            f"\npose relabelled: fitted {counts.get('filled', 0)}, dataset pose kept {counts.get('kept', 0)}, "
-            f"unknown {counts.get('unknown', 0)}" if counts else "")
+            f"\npose relabelled: fitted {counts['filled']}, dataset pose kept {counts['kept']}, "
+            f"unknown {counts['unknown']}")
     print(summary)
+    return 0
+
+
+def run_recipe(args: argparse.Namespace) -> int:
+    """``build-manifest --recipe NAME``: the recipe with the command's sources and options."""
+    from ..errors import LandmarkUnifyError
+    from ..ops.recipes import build_wflw2
+
+    recipe = RECIPES[args.recipe]
+    out = args.output or recipe.default_output
+    engine = engine_kwargs(args)
+    engine.pop("single_file")
+    try:
+        balance = build_wflw2(args.source, out, policy=args.policy, on_error=args.on_error,
+                              check_images=bool(args.check_images), weights=args.weight or None,
+                              log=lambda m: print(m, file=sys.stderr), command=command_line("landmark_unify", args),
+                              mean_shape=args.mean_shape, shape_key=args.shape_key, **engine)
+    except LandmarkUnifyError as exc:
+        print(f"build-manifest --recipe {args.recipe}: error: {exc}", file=sys.stderr)
+        return 1
+    md = Path(balance["report_files"][1]).read_text(encoding="utf-8")
+    print(f"{out}: {balance['faces']} faces; balance report {balance['report_files'][1]}\n")
+    print(md)
+    print(f"command: {command_line('landmark_unify', args)}", file=sys.stderr)
     return 0

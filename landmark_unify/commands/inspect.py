@@ -10,7 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """A manifest that cannot be read is reported by the dispatcher (``inspect: error: ...``, exit 1)."""
-    from ..summary import summarize_manifest
+    from ..report.summary import summarize_manifest
 
     print(summarize_manifest(args.file))
     return 0

@@ -1,12 +1,12 @@
 """``landmark_unify render FILE -o sheet.png``: a contact sheet of faces with landmarks and pose axes."""
 from __future__ import annotations
 
-from .._cli_base import positive_int
+from ..cli_base import add_output, positive_int
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest (.parquet)")
-    parser.add_argument("-o", "--output", required=True, help="PNG to write")
+    add_output(parser, "PNG to write")
     parser.add_argument("--where", default=None,
                         help="pandas query selecting rows, e.g. \"source == 'wflw' and yaw > 30\" or "
                              "\"eye_state == 'both_closed'\"")
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..render import render_manifest
+    from ..report.render import render_manifest
 
     # a LandmarkUnifyError (bad input, bad --where) is printed by the dispatcher as "render: error: ..."
     out, n = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,

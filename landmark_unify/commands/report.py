@@ -1,18 +1,18 @@
 """``landmark_unify report FILE -o DIR``: histograms of yaw, pitch, roll and EAR per source + HTML page."""
 from __future__ import annotations
 
-from .._cli_base import non_negative_float
+from ..cli_base import add_output, non_negative_float
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest (.parquet)")
-    parser.add_argument("-o", "--output", required=True, help="folder to write the PNG files and index.html into")
+    add_output(parser, "folder to write the PNG files and index.html into")
     parser.add_argument("--closed-threshold", type=non_negative_float, default=None,
                         help="EAR threshold marked on the EAR histogram (default: the library's)")
 
 
 def run(args) -> int:
-    from ..report import write_report
+    from ..report.html import write_report
 
     # a LandmarkUnifyError (bad input) is printed by the dispatcher as "report: error: ..."
     index = write_report(args.input, args.output, closed=args.closed_threshold)

@@ -10,8 +10,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..layouts import get_layout, list_layouts
-    from ..maps import compile_map, list_schemas, schema_layout
+    from ..core.layouts import get_layout, list_layouts
+    from ..core.maps import compile_map, list_schemas, schema_layout
 
     print("layouts:")
     for name in list_layouts():

@@ -7,22 +7,15 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="manifest(s) to check")
+    p.add_argument("files", nargs="+", metavar="FILE", help="manifest(s) to check (files or dataset folders)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..manifest import validate_manifest
+    from ..manifest import validate
 
     bad = 0
     for f in args.files:
-        if Path(f).is_dir():  # a partitioned dataset written by a distributed build
-            from ..distributed import validate_dataset
-
-            problems = validate_dataset(f)
-        else:
-            problems = validate_manifest(f)
+        problems = validate(f)
         if problems:
             bad += 1
             print(f"{f}: INVALID ({len(problems)} problems)", file=sys.stderr)

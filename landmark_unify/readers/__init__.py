@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.maps import schema_layout
 from ..errors import LandmarkUnifyError, ParseError
-from ..maps import schema_layout
 from . import coco, hrnet, ibug, lapa, mat, wflw
 from ._base import ErrorSink, FaceBatch, FaceRecord, Unit, batches_from_records
 
 __all__ = [
-    "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
+    "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
     "parse_source", "plan_source", "read_unit", "read_source",
 ]
 
@@ -122,7 +122,7 @@ def _check_option(kind: str, name: str, value: str) -> None:
     elif name == "points" and value not in _POINTS[kind]:
         raise LandmarkUnifyError(f"reader {kind!r}: option points={value!r}; valid: {list(_POINTS[kind])}")
     elif name == "schema":
-        from ..maps import list_schemas
+        from ..core.maps import list_schemas
 
         if value not in list_schemas():
             raise LandmarkUnifyError(f"reader {kind!r}: option schema={value!r}; valid: {list_schemas()}")

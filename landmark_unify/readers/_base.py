@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LandmarkUnifyError, ParseError
+from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 
 NUM_ATTRIBUTES = 6
-ON_ERROR = ("raise", "skip")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from landmark_unify._io import atomic_path, write_text_atomic
+    from landmark_unify.io import atomic_path, write_text_atomic
     from landmark_unify.manifest import read_manifest
 
     from ..evaluate import evaluate_manifest, format_table

@@ -47,7 +47,7 @@ def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify._io import write_png_atomic
+    from landmark_unify.io import write_png_atomic
     from landmark_unify.errors import LandmarkUnifyError
 
     from ..evaluate import read_image_rgb

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     rep["calibration_note"] = note
     print(_table(rep))
     if args.out is not None:
-        from landmark_unify._io import write_bytes_atomic
+        from landmark_unify.io import write_bytes_atomic
 
         write_bytes_atomic((json.dumps(rep, indent=2) + "\n").encode(), args.out)
         print(f"report: {args.out}")

@@ -8,7 +8,7 @@ comparison), :mod:`.nnie_check` (NNIE constraints), :mod:`.nnie_package` (cfg, c
 
 from __future__ import annotations
 
-from landmark_unify._lazy import lazy_exports
+from landmark_unify.lazy import lazy_exports
 
 _EXPORTS = {
     "ExportError": ".errors",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from landmark_unify._io import write_bytes_atomic
+from landmark_unify.io import write_bytes_atomic
 
 from .caffe_convert import onnx_to_caffe
 from .caffe_proto import caffe_messages, net_to_prototxt

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_unify.maps import finite_points
+from landmark_unify.core.maps import finite_points
 
 from ..crop import CROP_SIZE, crop_image, image_to_crop, standard_crop_params
 from .errors import ExportError

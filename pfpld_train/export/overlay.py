@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_unify._io import write_png_atomic
+from landmark_unify.io import write_png_atomic
 
 __all__ = ["draw_crops"]
 

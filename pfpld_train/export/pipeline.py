@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_unify._io import write_bytes_atomic
+from landmark_unify.io import write_bytes_atomic
 
 from .errors import ExportError
 from .faces import PFPLD_PREPROCESS, FaceSet, photo_crops, read_faces

@@ -1,0 +1,337 @@
+"""Build a manifest from dataset sources: plan units, process each (pure), write as they finish.
+
+1. :func:`plan_units` enumerates deterministic work units (a batch of files, or a byte range of a big
+   list file) for every source;
+2. :func:`process_unit` is a pure function of one unit: it reads it, maps the points onto the canonical
+   layout with :func:`landmark_unify.core.maps.to_canonical`, and returns a ``pyarrow.Table`` with the
+   manifest schema plus the records it skipped;
+3. :func:`build_manifest` runs the units on an engine (:mod:`landmark_unify.ops.runner`), drops repeated
+   faces, writes the manifest (streamed in unit order), the skipped-record sidecar and the summary.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import manifest as mf
+from ..core.eyes import eye_columns
+from ..core.maps import POLICIES, finite_points, to_canonical
+from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
+from ..io import write_sidecar
+from ..manifest import skipped_path_for
+from ..readers import ErrorSink, FaceBatch, Source, Unit, parse_source, plan_source, read_unit
+from ..report.summary import summary_text
+from .merge import parse_weights
+from .runner import UnitResult, run_units, wants_file
+
+
+@dataclass
+class BuildReport:
+    """What a build did. ``summary`` is the text printed at the end of ``build-manifest``."""
+
+    out: Path
+    num_faces: int
+    faces_per_source: dict[str, int]
+    skipped: list[dict]
+    skipped_path: Path | None
+    metadata: dict
+    summary: str = ""
+    units: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+# --- sources and units ---------------------------------------------------------------------------------
+
+def parse_sources(sources: Iterable[str | Source]) -> list[Source]:
+    """Sources from ``--source`` strings or :class:`Source` objects; labels must be unique."""
+    out = [parse_source(s) for s in sources]
+    if not out:
+        raise LandmarkUnifyError("no sources given: pass at least one --source KIND=ROOT")
+    labels = [s.label for s in out]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise LandmarkUnifyError(f"source labels {dupes} are used twice; name them apart with LABEL:KIND=ROOT")
+    return out
+
+
+def source_weights(weights, sources: Sequence[Source]) -> dict[str, float]:
+    """Per-source weights ``{label: w}`` from ``["SOURCE=W", ...]`` or a mapping; SOURCE is a source label
+    or a reader kind (that kind's sources). Every source is listed (default 1). Raises on a name that is no
+    source of the build, or a weight that is not a finite number >= 0."""
+    given = parse_weights(weights)
+    unknown = sorted(set(given) - {s.label for s in sources} - {s.kind for s in sources})
+    if unknown:
+        raise LandmarkUnifyError(f"--weight for {unknown}, which are not sources of this build; "
+                                 f"sources: {[s.label for s in sources]}")
+    return {s.label: float(given.get(s.label, given.get(s.kind, 1.0))) for s in sources}
+
+
+def _apply_weights(table: pa.Table, weights: dict[str, float]) -> pa.Table:
+    """``table`` with its ``weight`` column set to its source's weight."""
+    if table.num_rows == 0:
+        return table
+    labels, inverse = np.unique(table.column("source").to_numpy(zero_copy_only=False), return_inverse=True)
+    w = np.array([weights.get(label, 1.0) for label in labels], dtype=np.float32)[inverse]
+    i = table.schema.get_field_index("weight")
+    return table.set_column(i, table.schema.field(i), pa.array(w, type=pa.float32()))
+
+
+def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None) -> list[Unit]:
+    """Deterministic work units of all sources, in order (sources as given, units in file order)."""
+    units: list[Unit] = []
+    for s in parse_sources(sources):
+        units.extend(plan_source(s, chunk_bytes))
+    return units
+
+
+# --- one unit -------------------------------------------------------------------------------------------
+
+def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
+                 check_images: bool = False) -> tuple[pa.Table, list[dict]]:
+    """Read one unit and turn it into manifest rows.
+
+    Returns ``(table, skipped)``: a ``pyarrow.Table`` with :data:`manifest.SCHEMA` (no schema metadata)
+    and the skipped records (dicts with source, kind, path, line, key, field, reason). Pure: the result
+    depends only on the arguments and the files the unit names. Raises the first ParseError under
+    ``on_error='raise'``.
+    """
+    check_options(policy)
+    batches, skipped = read_unit(unit, on_error)
+    sink = ErrorSink(on_error, unit.source, unit.kind)
+    tables = [t for t in (_batch_table(unit, b, policy, sink, check_images) for b in batches) if t.num_rows]
+    skipped = skipped + sink.skipped
+    if not tables:
+        return mf.SCHEMA.empty_table(), skipped
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), skipped
+
+
+def _where(unit: Unit, b: FaceBatch, i: int) -> dict:
+    return {"path": str(Path(unit.root) / b.origin_file[i]), "line": b.origin_line[i], "key": b.origin_key[i]}
+
+
+def _masked(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+    values = np.asarray(values, dtype=np.float64)
+    mask = ~np.isfinite(values)
+    filled = np.where(mask, 0, values)
+    if pa.types.is_boolean(typ):
+        return pa.array(filled != 0, type=typ, mask=mask)
+    if pa.types.is_integer(typ):
+        return pa.array(filled.astype(np.int64), mask=mask).cast(typ)
+    return pa.array(filled.astype(np.float32), type=typ, mask=mask)
+
+
+def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool) -> pa.Table:
+    pts98, valid98 = to_canonical(b.points, b.schema, policy)
+    src_ok = finite_points(b.points)
+    keep = src_ok.any(1) & valid98.any(1)
+    for i in np.flatnonzero(~keep):
+        w = _where(unit, b, i)
+        sink(ParseError(w["path"], f"no valid landmarks under policy {policy!r} (schema {b.schema})",
+                        line=w["line"], key=w["key"], field="landmarks"))
+    size = b.image_size.copy()
+    if check_images:
+        cache: dict[str, tuple[int, int] | ParseError] = {}
+        for i in np.flatnonzero(keep):
+            rel_img = b.image_path[i]
+            if rel_img not in cache:
+                cache[rel_img] = image_size(Path(unit.root) / rel_img)
+            got = cache[rel_img]
+            if isinstance(got, ParseError):
+                # located at the face's annotation (file, line or key); the reason names the image
+                w = _where(unit, b, i)
+                sink(ParseError(w["path"], f"{got.reason}: {got.path}", line=w["line"], key=w["key"], field="image"))
+                keep[i] = False
+            else:
+                size[i] = got
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return mf.SCHEMA.empty_table()
+    pts98, valid98 = pts98[idx], valid98[idx]
+    bbox = _bbox(b.bbox[idx], b.points[idx], src_ok[idx])
+    given = np.isfinite(b.bbox[idx]).all(1)
+    pose = b.pose[idx]
+    pose_known = np.isfinite(pose).all(1)
+    pose = np.where(pose_known[:, None], pose, np.nan)
+    attrs = b.attributes[idx]
+    split = [b.split[i] for i in idx]
+    ident = [b.identity[i] for i in idx]
+    cols = {
+        "sample_id": sample_ids(unit.source, split, ident),
+        "source": [unit.source] * idx.size,
+        "split": split,
+        "image_path": [b.image_path[i] for i in idx],
+        "landmarks": pts98,
+        "valid": valid98,
+        "bbox": bbox,
+        "bbox_source": np.where(given, "given", "landmarks").tolist(),
+        "pitch": _masked(pose[:, 0], pa.float32()),
+        "yaw": _masked(pose[:, 1], pa.float32()),
+        "roll": _masked(pose[:, 2], pa.float32()),
+        "pose_source": pa.array(np.where(pose_known, "dataset", None).tolist(), type=pa.string()),
+        "source_schema": [b.schema] * idx.size,
+        "origin_file": [b.origin_file[i] for i in idx],
+        "origin_line": pa.array([b.origin_line[i] for i in idx], type=pa.int32()),
+        "origin_key": pa.array([b.origin_key[i] for i in idx], type=pa.string()),
+        "image_width": _masked(size[idx, 0], pa.int32()),
+        "image_height": _masked(size[idx, 1], pa.int32()),
+    }
+    for j, name in enumerate(mf.ATTRIBUTE_COLUMNS):
+        cols[name] = _masked(attrs[:, j], pa.bool_())
+    cols.update(eye_columns(pts98, valid98))
+    return mf.table_from_columns(cols)
+
+
+def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
+    """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead)."""
+
+    sha1 = hashlib.sha1
+    out, prefix_of = [], {}
+    for s, k in zip(split, identity):
+        prefix = prefix_of.get(s)
+        if prefix is None:
+            prefix = prefix_of[s] = f"{source}\x00{s}\x00"
+        out.append(sha1((prefix + k).encode("utf-8")).hexdigest()[:16])
+    return out
+
+
+def _bbox(given: np.ndarray, points: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """(N, 4): the given box where it is finite, else the extent of the valid source points."""
+    has = np.isfinite(given).all(1)
+    if has.all():
+        return given
+    x = np.where(ok, points[..., 0], np.nan)
+    y = np.where(ok, points[..., 1], np.nan)
+    with np.errstate(all="ignore"):
+        extent = np.stack([np.nanmin(x, 1), np.nanmin(y, 1), np.nanmax(x, 1), np.nanmax(y, 1)], 1)
+    return np.where(has[:, None], given, extent)
+
+
+def image_size(path: Path) -> tuple[int, int] | ParseError:
+    import cv2
+
+    if not path.is_file():
+        return ParseError(path, "image file not found", field="image")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        return ParseError(path, "image cannot be decoded (corrupt or not an image)", field="image")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+# --- the whole build ------------------------------------------------------------------------------------
+
+def check_options(policy: str, on_error: str | None = None) -> None:
+    """Raise LandmarkUnifyError on a policy (or on_error) that is not one of the valid values."""
+    if on_error is not None and on_error not in ON_ERROR:
+        raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
+    if policy not in POLICIES:
+        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+
+
+def build_metadata(sources: Sequence[Source], command: str | None, *, policy: str, on_error: str,
+                   check_images: bool, num_skipped: int, **extra) -> dict:
+    """The manifest metadata of a build (the same for every engine)."""
+    return mf.make_metadata({s.label: s.root for s in sources}, command, policy=policy,
+                            sources=[s.spec() for s in sources], on_error=on_error,
+                            check_images=bool(check_images), num_skipped=num_skipped, **extra)
+
+
+def write_skipped(skipped: Sequence[dict], out: str | os.PathLike) -> Path | None:
+    """Write the skipped records to ``OUT``'s sidecar (see :func:`skipped_path_for`), or remove a stale
+    sidecar when there are none. Returns the sidecar written, or None."""
+    return write_sidecar(skipped, skipped_path_for(out))
+
+
+def duplicate_record(on_error: str, source: str, sample_id: str, file: str, line, key) -> dict:
+    """The skipped record of a face whose ``sample_id`` was already produced; raises it under
+    ``on_error='raise'``."""
+    err = ParseError(file, f"duplicate face: sample_id {sample_id} was already produced", line=line, key=key,
+                     field="sample_id")
+    if on_error == "raise":
+        raise err
+    rec = {"source": source, "kind": None}
+    rec.update(err.as_record())
+    return rec
+
+
+def faces_per_source(table: pa.Table, sources: Sequence[Source]) -> dict[str, int]:
+    """Rows per source label of ``table`` (a table with a ``source`` column), every source listed."""
+    counts = {}
+    if table.num_rows:
+        vc = pc.value_counts(table.column("source"))
+        counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
+    return {s.label: int(counts.get(s.label, 0)) for s in sources}
+
+
+def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[str, float] | None, index: int,
+                unit: Unit) -> UnitResult:
+    """One unit of a build: its rows (weights applied), skipped records and sample_id keys."""
+    t0 = time.perf_counter()
+    table, skipped = process_unit(unit, policy=policy, on_error=on_error, check_images=check_images)
+    if weights:
+        table = _apply_weights(table, weights)
+    return UnitResult(table, skipped=list(skipped), ids=mf.id_keys(table), seconds={"process": time.perf_counter() - t0})
+
+
+def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
+    cols = {c: table.column(c).to_pylist() for c in ("sample_id", "source", "origin_file", "origin_line", "origin_key")}
+    return [duplicate_record(on_error, cols["source"][i], cols["sample_id"][i], cols["origin_file"][i],
+                             cols["origin_line"][i], cols["origin_key"][i]) for i in rows.tolist()]
+
+
+def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",
+                   check_images: bool = False, command: str | None = None, engine="local",
+                   workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True,
+                   weights=None, scheduler: str | None = None, single_file=None,
+                   engine_options: Mapping | None = None) -> BuildReport:
+    """Read the sources, map every face onto the canonical layout and write the manifest ``out``.
+
+    sources: ``KIND=ROOT`` / ``LABEL:KIND=ROOT`` strings or :class:`~landmark_unify.readers.Source`.
+    policy: ``strict`` or ``extended`` (see :mod:`landmark_unify.core.maps`). on_error: ``raise`` stops at
+    the first bad record (nothing is written); ``skip`` leaves bad records out, writes the rest and lists
+    the skipped ones in ``OUT``'s ``.skipped.jsonl`` sidecar (``_skipped.jsonl`` inside a dataset) and the
+    summary. check_images: decode every image (missing or corrupt ones are errors) and fill image_width /
+    image_height. weights: per-source training weights for the ``weight`` column, ``{"lapa": 2}`` or
+    ``["lapa=2"]`` by source label or reader kind (default 1). engine (``local``, ``dask`` or an engine
+    object), workers, scheduler: where the units run. ``out`` is a manifest file (``.parquet``) or a
+    partitioned dataset directory; single_file: with a dataset, also write the file form there.
+    """
+    check_options(policy, on_error)
+    srcs = parse_sources(sources)
+    w_by_label = source_weights(weights, srcs) if weights else None
+    units = plan_units(srcs, chunk_bytes)
+    extra = {"source_weights": dict(sorted(w_by_label.items()))} if w_by_label else {}
+
+    def metadata(state) -> dict:
+        return build_metadata(srcs, command, policy=policy, on_error=on_error, check_images=check_images,
+                              num_skipped=state.skipped, **extra)
+
+    def dataset_files(state, skipped) -> dict:
+        return {"_skipped.jsonl": skipped}
+
+    task = partial(_build_task, policy, on_error, bool(check_images), w_by_label)
+    run = run_units(task, units, out, metadata, engine=engine, workers=workers, scheduler=scheduler,
+                    single_file=single_file, describe=lambda i: units[i].describe(),
+                    on_duplicate=partial(_duplicates, on_error), dataset_files=dataset_files,
+                    progress=progress, engine_options=engine_options)
+    if wants_file(out):
+        side = write_skipped(run.skipped, out)
+    else:
+        side = Path(run.output) / "_skipped.jsonl" if run.skipped else None
+    cols = ["source", "split", "valid", "source_schema", "bbox_source", "pose_source", "eye_state"]
+    table = mf.read_columns(run.output, cols)
+    report = BuildReport(Path(run.output), run.rows, faces_per_source(table, srcs), run.skipped, side, run.metadata,
+                         units=len(units), extra={"run": run})
+    report.summary = summary_text(table, run.metadata, run.skipped, title=str(run.output), sidecar=side)
+    if run.engine != "local":
+        report.summary += "\n" + run.summary()
+    return report

@@ -1,0 +1,327 @@
+"""Merging manifests: per-source weights and duplicate detection, on any engine.
+
+:func:`merge_manifests` concatenates manifests (files or datasets) in priority order, drops the faces
+that occur twice (the same ``sample_id``, or the same image content with landmarks that agree) and
+multiplies each row's weight by its source's weight.
+
+Phase 1 (per slice of rows, on the engine): a 64-bit key of each row's sample_id and of its image content
+(the image files are read and hashed there, the expensive part). Then the duplicate rules run on those
+keys; only the rows that share an image are read back to compare their landmarks. Phase 2 (per slice, on
+the engine): the slice without its dropped rows, weights applied, written.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import manifest as mf
+from ..engines import engine_context
+from ..errors import ManifestError
+from ..io import write_sidecar
+from ..manifest import (
+    RowSlice,
+    duplicates_path_for,
+    hash_key,
+    id_keys,
+    plan_slices,
+    read_slice,
+    rebased_roots,
+    take_rows,
+)
+from .runner import UnitResult, run_units, wants_file
+
+#: Two faces on the same image are the same face when the mean distance of their common valid points
+#: is at most this fraction of the face size (the larger bbox side).
+DUPLICATE_TOLERANCE = 0.05
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_manifests` did: rows in and out per source, and the duplicates it dropped."""
+
+    rows_in: dict[str, int]
+    rows_out: dict[str, int]
+    weights: dict[str, float]
+    duplicates: list[dict] = field(default_factory=list)
+    run: object = None
+
+    @property
+    def summary(self) -> str:
+        lines = [f"{'source':<16} {'in':>8} {'out':>8} {'weight':>8}"]
+        for s in sorted(self.rows_in):
+            lines.append(f"{s:<16} {self.rows_in[s]:>8} {self.rows_out.get(s, 0):>8} {self.weights.get(s, 1.0):>8.3g}")
+        kinds = {}
+        for d in self.duplicates:
+            kinds[d["reason"]] = kinds.get(d["reason"], 0) + 1
+        by_reason = ", ".join(f"{n} by {reason}" for reason, n in sorted(kinds.items()))
+        lines.append(f"duplicates dropped: {len(self.duplicates)}" + (f" ({by_reason})" if kinds else ""))
+        return "\n".join(lines)
+
+
+def parse_weights(items) -> dict[str, float]:
+    """``["wflw=1", "lapa=2.5"]`` (or a mapping) -> ``{"wflw": 1.0, "lapa": 2.5}``; weights must be >= 0."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            name, sep, value = str(item).partition("=")
+            if not sep or not name.strip():
+                raise ManifestError(f"bad weight {item!r}: expected SOURCE=WEIGHT")
+            pairs.append((name.strip(), value))
+    out = {}
+    for name, value in pairs:
+        try:
+            w = float(value)
+        except (TypeError, ValueError):
+            raise ManifestError(f"bad weight for source {name!r}: {value!r} is not a number") from None
+        if not np.isfinite(w) or w < 0:
+            raise ManifestError(f"bad weight for source {name!r}: {w} (must be finite and >= 0)")
+        out[name] = w
+    return out
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str | None:
+    """SHA-1 of a file's bytes, or None when it cannot be read."""
+    h = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def same_face(lm_a: np.ndarray, valid_a: np.ndarray, box_a: np.ndarray, lm_b: np.ndarray, valid_b: np.ndarray,
+              box_b: np.ndarray, tolerance: float = DUPLICATE_TOLERANCE) -> bool:
+    """Whether two annotations of one image are the same face: the mean distance of their common valid
+    points (at least 3; else the bbox centres) is at most ``tolerance`` times the larger bbox side."""
+    size = max(float(np.max(box_a[2:] - box_a[:2])), float(np.max(box_b[2:] - box_b[:2])), 1.0)
+    common = valid_a & valid_b
+    if common.sum() >= 3:
+        d = np.linalg.norm(lm_a[common] - lm_b[common], axis=-1).mean()
+    else:
+        d = np.linalg.norm((box_a[:2] + box_a[2:]) / 2 - (box_b[:2] + box_b[2:]) / 2)
+    return bool(d <= tolerance * size)
+
+
+def resolve_root(root: str, manifest: Path) -> Path:
+    p = Path(root)
+    return p if p.is_absolute() else (manifest.resolve().parent / p).resolve()
+
+
+def dup_record(df, i: int, kept: int, reason: str) -> dict:
+    def where(j):
+        line = df["origin_line"].iloc[j]
+        return {"sample_id": df["sample_id"].iloc[j], "source": df["source"].iloc[j],
+                "image_path": df["image_path"].iloc[j], "origin_file": df["origin_file"].iloc[j],
+                "origin_line": None if pd.isna(line) else int(line)}
+
+    return {"reason": reason, "dropped": where(i), "kept": where(kept)}
+
+
+@dataclass(frozen=True)
+class MergeUnit:
+    """Rows of input manifest number ``input`` (in priority order); ``drop``: row offsets within the
+    slice to leave out (phase 2 only)."""
+
+    input: int
+    slice: RowSlice
+    drop: tuple[int, ...] = ()
+
+
+def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, index: int, unit: MergeUnit) -> UnitResult:
+    """Phase 1 on a worker: per row the sample_id key and the image-content key (SHA-1 of the image file,
+    or its resolved path when unreadable, the keys of the duplicate rules), as uint64."""
+    t0 = time.perf_counter()
+    path, meta = inputs[unit.input]
+    table = read_slice(unit.slice, columns=["sample_id", "source", "image_path"])
+    df = table.to_pandas()
+    df.attrs["manifest"] = meta
+    df.attrs["path"] = str(Path(path).resolve())
+    n = len(df)
+    hkeys = np.zeros(n, np.uint64)
+    has = np.zeros(n, bool)
+    if hash_images and n:
+        digests: dict = {}
+        for i, p in enumerate(mf.image_paths(df)):
+            if p is None:
+                continue
+            p = str(p)
+            if p not in digests:
+                digests[p] = hash_key(file_digest(p) or f"path:{Path(p).resolve()}")
+            hkeys[i], has[i] = digests[p], True
+    counts: dict = {}
+    for s in df["source"].tolist():
+        counts[s] = counts.get(s, 0) + 1
+    return UnitResult(None, index=index, rows=n, ids=id_keys(table),
+                      seconds={"read": 0.0, "process": time.perf_counter() - t0},
+                      extra={"hkeys": hkeys, "has_image": has, "sources": counts})
+
+
+def _merge_write_task(inputs: Sequence[tuple[str, dict]], weights: Mapping[str, float], index: int,
+                      unit: MergeUnit) -> UnitResult:
+    """Phase 2: the slice without its dropped rows, weights multiplied."""
+    t0 = time.perf_counter()
+    path, meta = inputs[unit.input]
+    df = mf.dataframe_from_table(read_slice(unit.slice))
+    df.attrs["manifest"] = meta
+    df.attrs["path"] = str(Path(path).resolve())
+    keep = np.ones(len(df), bool)
+    keep[list(unit.drop)] = False
+    merged = df[keep].reset_index(drop=True)
+    if len(merged):
+        factor = merged["source"].map(lambda s: weights.get(s, 1.0)).to_numpy(np.float64)
+        merged["weight"] = (merged["weight"].to_numpy(np.float64) * factor).astype(np.float32)
+    table = mf.table_from_dataframe(merged) if len(merged) else mf.SCHEMA.empty_table()
+    return UnitResult(table, seconds={"process": time.perf_counter() - t0})
+
+
+def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_images: bool = True,
+                    tolerance: float | None = None, engine="local", workers: int | None = None,
+                    scheduler: str | None = None, rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION,
+                    single_file: str | os.PathLike | None = None, progress: bool = True,
+                    metadata: Mapping | None = None, engine_options: Mapping | None = None) -> MergeReport:
+    """Merge manifests (files or datasets, in priority order: of two rows that are the same face the
+    earlier is kept) into ``output`` (a ``.parquet`` file or a dataset directory), on any engine.
+
+    weights: per-source weight (mapping or ``["SOURCE=W", ...]``); a row's weight becomes its own weight
+    times its source's (default 1); sources named must exist. Duplicates dropped: (1) a repeated
+    ``sample_id``; (2) with ``hash_images``, two rows whose images have the same content (SHA-1 of the
+    file; where an image cannot be read, the same resolved path) and whose landmarks agree
+    (:func:`same_face`, ``tolerance``). A source label used by two inputs must have the same root.
+    The dropped duplicates go to ``OUT.duplicates.jsonl`` beside a file, ``_duplicates.jsonl`` inside a
+    dataset. metadata: keys to add to (or replace in) the written metadata. Returns a
+    :class:`MergeReport` whose ``run`` is the :class:`~landmark_unify.ops.runner.RunResult`.
+    """
+    tolerance = DUPLICATE_TOLERANCE if tolerance is None else float(tolerance)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ManifestError("merge needs at least one manifest")
+    out = Path(output)
+    w_by_source = parse_weights(weights)
+    inputs, roots, all_slices = [], {}, []
+    for k, p in enumerate(paths):
+        slices, meta = plan_slices(p, rows_per_partition)
+        rebased = rebased_roots(meta.get("source_roots", {}), p, out)
+        for name, root in rebased.items():
+            if name in roots and resolve_root(roots[name], out) != resolve_root(root, out):
+                raise ManifestError(f"{p}: source {name!r} has root {root!r} but an earlier manifest gives "
+                                    f"{roots[name]!r}; relabel one of them (build-manifest --source LABEL:KIND=ROOT)")
+            roots.setdefault(name, root)
+        inputs.append((str(p), meta))
+        all_slices += [MergeUnit(k, s) for s in slices]
+
+    t0 = time.perf_counter()
+    with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
+        keyed = sorted((r for _, r in eng.map(partial(_merge_keys_task, inputs, hash_images), all_slices,
+                                              lambda i: all_slices[i].slice.describe())), key=lambda r: r.index)
+        key_seconds = time.perf_counter() - t0
+        ids = np.concatenate([r.ids for r in keyed]) if keyed else np.zeros(0, np.uint64)
+        hk = np.concatenate([r.extra["hkeys"] for r in keyed]) if keyed else np.zeros(0, np.uint64)
+        has = np.concatenate([r.extra["has_image"] for r in keyed]) if keyed else np.zeros(0, bool)
+        offsets = np.cumsum([0] + [r.rows for r in keyed])
+        rows_in = dict.fromkeys(roots, 0)
+        for r in keyed:
+            for s, c in r.extra["sources"].items():
+                rows_in[s] = rows_in.get(s, 0) + c
+        known = set(rows_in) | set(roots)
+        unknown = sorted(set(w_by_source) - known)
+        if unknown:
+            raise ManifestError(f"weights given for sources {unknown} that no input holds; sources: {sorted(known)}")
+
+        def rows_frame(rows: np.ndarray):
+            """Manifest rows by global index (sorted; few: duplicates and rows sharing an image)."""
+            unit_of = np.searchsorted(offsets, rows, side="right") - 1
+            frames = [mf.dataframe_from_table(take_rows(read_slice(all_slices[u].slice), rows[unit_of == u] - offsets[u]))
+                      for u in np.unique(unit_of)]
+            return pd.concat(frames, ignore_index=True)
+
+        # (1) the same sample_id again: every repeat after the first
+        drop = np.zeros(ids.size, bool)
+        duplicates: list[dict] = []
+        _, first = np.unique(ids, return_index=True)
+        rep = np.ones(ids.size, bool)
+        rep[first] = False
+        rep_rows = np.flatnonzero(rep)
+        if rep_rows.size:
+            first_of = {int(k): int(i) for k, i in zip(ids[first], first)}
+            kept_rows = np.array([first_of[int(ids[i])] for i in rep_rows])
+            both = np.unique(np.concatenate([rep_rows, kept_rows]))
+            df = rows_frame(both)
+            pos = {int(g): j for j, g in enumerate(both)}
+            for i, k in zip(rep_rows.tolist(), kept_rows.tolist()):
+                drop[i] = True
+                duplicates.append(dup_record(df, pos[i], pos[k], "sample_id"))
+        # (2) the same image content and nearby landmarks
+        if hash_images and ids.size:
+            cand = np.flatnonzero(~drop & has)
+            uk, inv, cnt = np.unique(hk[cand], return_inverse=True, return_counts=True)
+            shared = cand[cnt[inv] > 1]
+            if shared.size:
+                df = rows_frame(shared)
+                lm, valid, box = mf.landmarks_array(df), mf.valid_array(df), mf.bbox_array(df)
+                groups: dict[int, list[int]] = {}
+                for j, g in enumerate(shared.tolist()):
+                    groups.setdefault(int(hk[g]), []).append(j)
+                # the local merge visits groups in order of their first row, members in row order
+                for members in groups.values():
+                    kept: list[int] = []
+                    for j in members:
+                        match = next((k for k in kept if same_face(lm[k], valid[k], box[k], lm[j], valid[j], box[j],
+                                                                    tolerance)), None)
+                        if match is None:
+                            kept.append(j)
+                        else:
+                            drop[shared[j]] = True
+                            duplicates.append(dup_record(df, j, match, "image content and landmarks"))
+        dedupe_seconds = time.perf_counter() - t0 - key_seconds
+
+        units = [MergeUnit(mu.input, mu.slice, tuple((np.flatnonzero(drop[offsets[i]:offsets[i + 1]])).tolist()))
+                 for i, mu in enumerate(all_slices)]
+        used = set(rows_in) | set(roots)
+        report_weights = {s: w_by_source.get(s, 1.0) for s in sorted(used)}
+        merged_from = []
+        for k in range(len(inputs)):
+            n = sum(r.rows for r, mu in zip(keyed, all_slices) if mu.input == k)
+            srcs = sorted({s for r, mu in zip(keyed, all_slices) if mu.input == k for s in r.extra["sources"]})
+            merged_from.append({"path": str(paths[k]), "rows": n, "sources": srcs})
+        meta = mf.make_metadata({k: v for k, v in roots.items() if k in used}, command="merge",
+                                merged_from=merged_from, source_weights=report_weights,
+                                num_duplicates=len(duplicates))
+        meta.update(metadata or {})
+        run = run_units(partial(_merge_write_task, inputs, w_by_source), units, out, lambda state: meta,
+                        engine=eng, workers=workers, scheduler=scheduler, single_file=single_file,
+                        describe=lambda i: units[i].slice.describe(),
+                        dataset_files=lambda state, skipped: {"_duplicates.jsonl": duplicates},
+                        progress=progress, total_rows=int(offsets[-1]) - int(drop.sum()))
+    run.seconds = {"keys": key_seconds, "dedupe": dedupe_seconds, **run.seconds}
+    if wants_file(out):
+        write_sidecar(duplicates, duplicates_path_for(out))
+    rows_out: dict = {}
+    dropped_src: dict = {}
+    for d in duplicates:
+        dropped_src[d["dropped"]["source"]] = dropped_src.get(d["dropped"]["source"], 0) + 1
+    for s, c in rows_in.items():
+        if c - dropped_src.get(s, 0):
+            rows_out[s] = c - dropped_src.get(s, 0)
+    report = MergeReport({k: int(v) for k, v in rows_in.items()}, rows_out, report_weights, duplicates)
+    report.run = run
+    return report
+
+
+#: The name of :func:`merge_manifests` before it took an engine (kept for scripts).
+merge_manifest_files = merge_manifests
+
+

@@ -1,0 +1,62 @@
+"""Closed-eye mining: the faces of a manifest with one or both eyes closed, by eye aspect ratio."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES, closed_eye_mask, eye_columns
+from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
+from .runner import RunResult, map_manifest
+
+
+def with_eye_columns(df, closed: float = CLOSED_THRESHOLD):
+    """A copy of manifest DataFrame ``df`` with ``ear_left``, ``ear_right`` and ``eye_state`` computed
+    from its landmarks and validity."""
+    out = df.copy()
+    cols = eye_columns(landmarks_array(df), valid_array(df), closed)
+    for name, values in cols.items():
+        out[name] = values
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _closed_eyes_fn(threshold: float, mode: str, df: pd.DataFrame):
+    df = with_eye_columns(df, threshold)
+    ear = np.stack([df["ear_left"].to_numpy(np.float64), df["ear_right"].to_numpy(np.float64)], 1) \
+        if len(df) else np.zeros((0, 2))
+    keep = closed_eye_mask(ear, threshold, mode)
+    return df[keep].reset_index(drop=True), {"kept": int(keep.sum()), "total": len(df)}
+
+
+def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, threshold: float | None = None,
+                     mode: str = "either", engine="local", workers: int | None = None,
+                     scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
+                     single_file: str | os.PathLike | None = None, progress: bool = True,
+                     engine_options: Mapping | None = None) -> RunResult:
+    """Write the faces of ``input`` (file or dataset) with a closed eye (``mode`` either|both) to
+    ``output``, on any engine. The eye columns are recomputed from the landmarks with ``threshold``.
+    ``RunResult.extra`` holds ``kept`` and ``total``."""
+    threshold = CLOSED_THRESHOLD if threshold is None else float(threshold)
+    if mode not in MINE_MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {list(MINE_MODES)}")
+
+    def meta(in_meta, sums):
+        return derived_metadata(in_meta, input, output, "mine-closed-eyes",
+                                mined_closed_eyes={"from": str(input), "threshold": threshold, "mode": mode,
+                                                   "kept": int(sums.get("kept", 0)),
+                                                   "total": int(sums.get("total", 0))})
+
+    return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode), metadata=meta, engine=engine,
+                        workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
+                        single_file=single_file, progress=progress, engine_options=engine_options)
+
+
+def mine_closed_eyes_file(in_path, out_path, threshold: float = CLOSED_THRESHOLD, mode: str = "either",
+                          progress: bool = False) -> tuple[int, int]:
+    """:func:`mine_closed_eyes` on the local engine; returns (kept, total)."""
+    run = mine_closed_eyes(in_path, out_path, threshold=threshold, mode=mode, progress=progress)
+    return int(run.extra.get("kept", 0)), int(run.extra.get("total", 0))

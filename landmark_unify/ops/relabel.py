@@ -1,0 +1,88 @@
+"""Head-pose relabelling of a manifest: the pose fit of :mod:`landmark_unify.core.pose` on every row."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from ..core.pose import (
+    DEFAULT_POINT_WEIGHTS,
+    PROJECTED_CONTOUR_SCHEMAS,
+    PROJECTED_CONTOUR_WEIGHTS,
+    FaceModel,
+    estimate_pose,
+)
+from ..face_models import DEFAULT_SHAPE_KEY, load_face_model
+from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
+from .runner import RunResult, map_manifest
+
+POSE_FIT_METHOD = "scaled-orthographic fit with expression modes"
+POSE_COUNTS = ("filled", "kept", "unknown")
+
+
+def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
+    """A copy of manifest DataFrame ``df`` with fitted poses.
+
+    Rows without a dataset pose (none, or an earlier fit) get ``pitch``, ``yaw``, ``roll`` from the fit and
+    ``pose_source = "fit"`` (or null when the fit is unknown). Point weights follow the row's ``source_schema``:
+    :data:`PROJECTED_CONTOUR_WEIGHTS` for projected 3D contours, else :data:`DEFAULT_POINT_WEIGHTS`. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
+    ``fit_yaw``, ``fit_roll`` beside it. Returns ``(df, counts)`` with counts of filled, kept, unknown rows.
+    """
+    model = model or load_face_model()
+    out = df.copy()
+    out.attrs = dict(df.attrs)
+    n = len(df)
+    if n and "point_weights" not in fit_options:
+        projected = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()[:, None]
+        fit_options["point_weights"] = np.where(projected, PROJECTED_CONTOUR_WEIGHTS, DEFAULT_POINT_WEIGHTS)
+    fit = estimate_pose(landmarks_array(df), valid_array(df), model=model, **fit_options) if n else np.zeros((0, 3), np.float32)
+    known_fit = np.isfinite(fit).all(1)
+    # only the dataset's own pose is kept: a pose from an earlier fit is fitted again (not kept as if it
+    # were the dataset's, with the new fit beside it)
+    has_dataset = df["pose_source"].astype(object).eq("dataset").to_numpy(bool)
+    for j, name in enumerate(("pitch", "yaw", "roll")):
+        col = pd.to_numeric(df[name], errors="coerce").to_numpy(np.float64) if n else np.zeros(0)
+        out[f"fit_{name}"] = np.where(has_dataset & known_fit, fit[:, j], np.nan).astype(np.float32)
+        out[name] = np.where(has_dataset, col, fit[:, j]).astype(np.float32)
+    out["pose_source"] = np.where(has_dataset, "dataset", np.where(known_fit, "fit", None)).astype(object)
+    counts = {"filled": int((~has_dataset & known_fit).sum()), "kept": int(has_dataset.sum()),
+              "unknown": int((~has_dataset & ~known_fit).sum())}
+    return out, counts
+
+
+def _relabel_fn(model: FaceModel, fit_options: Mapping, df: pd.DataFrame):
+    return relabel_dataframe(df, model=model, **dict(fit_options))
+
+
+def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_shape=None,
+                 shape_key: str | None = None, engine="local", workers: int | None = None,
+                 scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
+                 single_file: str | os.PathLike | None = None, progress: bool = True,
+                 engine_options: Mapping | None = None, **fit_options) -> RunResult:
+    """Fit head pose for every row of a manifest (file or dataset) and write ``output``, on any engine.
+
+    :func:`relabel_dataframe` on every slice of rows. The face model is loaded once here and shipped to
+    the workers, so they do not need the mean-shape file. ``RunResult.extra`` holds the counts (filled,
+    kept, unknown) and the written metadata records them with the model.
+    """
+    model = load_face_model(mean_shape, shape_key or DEFAULT_SHAPE_KEY)
+
+    def meta(in_meta, sums):
+        counts = {k: int(sums.get(k, 0)) for k in POSE_COUNTS}
+        return derived_metadata(in_meta, input, output, "relabel-pose",
+                                pose_fit={"model": model.source, "method": POSE_FIT_METHOD, **counts})
+
+    return map_manifest(input, output, partial(_relabel_fn, model, dict(fit_options)), metadata=meta, engine=engine,
+                        workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
+                        single_file=single_file, progress=progress, engine_options=engine_options)
+
+
+def relabel_manifest_file(in_path, out_path, *, mean_shape=None, shape_key: str = DEFAULT_SHAPE_KEY,
+                          progress: bool = False, **fit_options) -> dict:
+    """:func:`relabel_pose` on the local engine; returns the counts (filled, kept, unknown)."""
+    run = relabel_pose(in_path, out_path, mean_shape=mean_shape, shape_key=shape_key, progress=progress,
+                       **fit_options)
+    return {k: int(run.extra.get(k, 0)) for k in POSE_COUNTS}

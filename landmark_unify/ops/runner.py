@@ -1,0 +1,316 @@
+"""Run an operation's units on an engine and commit the output: the one execution path of every operation.
+
+An operation is a list of *units* (a batch of annotation files, a byte range of a list file, a slice of
+manifest rows) and a picklable per-unit function ``task(index, unit) -> UnitResult`` that returns the
+unit's manifest rows. :func:`run_units` runs the task on any engine and writes what it returns:
+
+- ``output`` ending in ``.parquet``: one manifest file. With an in-process engine (``local``) the unit
+  tables are streamed into it in unit order as they come (:class:`~landmark_unify.manifest.ManifestWriter`,
+  constant memory, the write of one row group overlapping the next unit's work). With other engines the
+  workers write their rows as parts of a hidden staged dataset, assembled into the file at the end.
+- any other ``output``: a partitioned dataset (``docs/spec/manifest.md``), staged and renamed into place
+  only when every unit has succeeded.
+
+Either way a failed, interrupted (Ctrl-C) or terminated (SIGTERM) run leaves the output as it was, and
+the same inputs give the same bytes. :func:`map_manifest` is the same for an operation that maps the rows
+of an existing manifest (mine, relabel, image checks).
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .. import manifest as mf
+from ..engines import Engine, EngineError, engine_context
+from ..io import write_jsonl_atomic
+
+
+@dataclass
+class UnitResult:
+    """What one unit produced. ``table`` holds its rows (manifest schema) until they are written; a
+    worker of a remote engine writes them as parts and sends back only ``parts`` and ``runs``."""
+
+    table: pa.Table | None
+    skipped: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # numbers, summed over the units
+    ids: np.ndarray | None = None  # uint64 sample_id keys in row order, where the run checks duplicates
+    seconds: dict = field(default_factory=dict)
+    index: int = 0
+    rows: int = 0
+    parts: list = field(default_factory=list)
+    runs: list = field(default_factory=list)
+
+
+@dataclass
+class RunState:
+    """What the metadata of an output may depend on: numbers summed over the units and the skip count."""
+
+    sums: dict = field(default_factory=dict)
+    skipped: int = 0
+    rows: int = 0
+
+
+@dataclass
+class RunResult:
+    """What a run did: where it wrote, how many rows, what it skipped, where time went."""
+
+    output: Path
+    rows: int
+    units: int
+    parts: int
+    skipped: list
+    engine: str
+    workers: int
+    seconds: dict
+    worker_peak_rss: dict
+    extra: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        busy = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
+        return (f"{self.output}: {self.rows} faces in {self.units} units ({self.parts} parts), engine "
+                f"{self.engine} x{self.workers}, {len(self.skipped)} skipped; {busy}")
+
+
+def wants_file(output: str | Path) -> bool:
+    """True when ``output`` names a single manifest file (``.parquet``), False for a dataset directory."""
+    return str(output).endswith(".parquet")
+
+
+class Terminated(EngineError):
+    """The run received SIGTERM (it was aborted and left nothing behind)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """In the main thread, turn SIGTERM into an exception for the duration of a run, so that ``kill PID``
+    (like Ctrl-C) aborts it cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM; the run is aborted and no output was written")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _SeenIds:
+    """sample_id keys seen so far, as one sorted uint64 array (8 bytes a face, no tables kept)."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, np.uint64)
+
+    def repeats(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of ``ids`` whose key was seen before (in an earlier unit or earlier in this one); adds
+        the new keys."""
+        ids = np.asarray(ids, np.uint64)
+        pos = np.searchsorted(self.keys, ids)
+        seen = (pos < self.keys.size) & (self.keys[np.minimum(pos, max(self.keys.size - 1, 0))] == ids) \
+            if self.keys.size else np.zeros(ids.size, bool)
+        _, first = np.unique(ids, return_index=True)
+        repeat = np.ones(ids.size, bool)
+        repeat[first] = False
+        repeat |= seen
+        fresh = np.unique(ids[~repeat])
+        if fresh.size:
+            self.keys = np.union1d(self.keys, fresh)
+        return np.flatnonzero(repeat)
+
+
+def _staged_task(task: Callable, staging: str, part_meta: Mapping, index: int, unit) -> UnitResult:
+    """On a worker: run the unit and write its rows as parts of the staged dataset."""
+    res = task(index, unit)
+    t0 = time.perf_counter()
+    res.index, res.rows = index, res.table.num_rows
+    res.parts, res.runs = mf.write_parts(res.table, staging, index, part_meta)
+    res.table = None
+    res.seconds["write"] = res.seconds.get("write", 0.0) + time.perf_counter() - t0
+    return res
+
+
+def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Callable[[RunState], Mapping], *,
+              engine: str | Engine = "local", workers: int | None = None, scheduler: str | None = None,
+              single_file: str | Path | None = None, describe: Callable[[int], str] | None = None,
+              on_duplicate: Callable[[pa.Table, np.ndarray], list[dict]] | None = None,
+              dataset_files: Callable[[RunState, list], Mapping[str, list]] | None = None,
+              progress: bool = True, total_rows: int | None = None,
+              engine_options: Mapping | None = None) -> RunResult:
+    """Run ``task(index, unit) -> UnitResult`` for every unit on an engine and commit the output.
+
+    metadata: ``metadata(state) -> dict``, the output's metadata from the summed unit numbers and the
+    skip count (called with an empty state for the parts, and once more at the end). on_duplicate: when
+    given, a row whose ``ids`` key was produced before (in unit order) is a duplicate:
+    ``on_duplicate(table, rows)`` returns the skipped records of those rows of a unit's table (or raises),
+    and the rows are dropped; the records follow every unit's own skipped records. dataset_files:
+    ``dataset_files(state, skipped) -> {name: records}``, JSONL files committed inside a dataset output.
+    single_file: with a dataset output, also write the single-file form there. On any failure nothing is
+    left at ``output``.
+    """
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    output = Path(output)
+    want_file = wants_file(output)
+    results: list[UnitResult] = []
+    dup_records: list[dict] = []
+    state = RunState()
+    seconds: dict[str, float] = {}
+    seen = _SeenIds() if on_duplicate is not None else None
+
+    def account(res: UnitResult) -> None:
+        state.rows += res.rows
+        state.skipped += len(res.skipped)
+        for k, v in res.extra.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                state.sums[k] = state.sums.get(k, 0) + v
+
+    def drop_rows(res: UnitResult, table: pa.Table, rows: np.ndarray) -> pa.Table:
+        recs = on_duplicate(table, rows)
+        dup_records.extend(recs)
+        state.skipped += len(recs)
+        keep = np.ones(table.num_rows, bool)
+        keep[rows] = False
+        res.ids = res.ids[keep]
+        return mf.take_rows(table, keep)
+
+    bar = tqdm(total=total_rows, desc=output.name, unit=" faces", unit_scale=True, disable=not progress, leave=False)
+    with _terminate_as_exception():
+        t0 = time.perf_counter()
+        with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
+            seconds["engine_start"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if want_file and eng.in_process:
+                with mf.ManifestWriter(output, lambda: metadata(state)) as writer:
+                    for i, res in eng.map(task, units, describe):
+                        res.index = i
+                        table = res.table
+                        repeats = seen.repeats(_ids(res)) if seen is not None else ()
+                        if len(repeats):
+                            table = drop_rows(res, table, repeats)
+                        res.rows, res.table = table.num_rows, None
+                        writer.write(table)
+                        account(res)
+                        results.append(res)
+                        bar.update(res.rows)
+                    seconds["run"] = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    final_meta = dict(metadata(state))
+                    writer.close(final_meta)
+                final = output
+                n_parts = 0
+            else:
+                staged = mf.StagedDataset(output, for_file=want_file)
+                try:
+                    part_meta = metadata(RunState())
+                    bound = partial(_staged_task, task, str(staged.staging), part_meta)
+                    for _, res in eng.map(bound, units, describe):
+                        results.append(res)
+                        bar.update(res.rows)
+                    seconds["run"] = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    results.sort(key=lambda r: r.index)
+                    for res in results:
+                        repeats = seen.repeats(_ids(res)) if seen is not None else ()
+                        if len(repeats):
+                            _restage(res, staged.staging, part_meta, partial(drop_rows, rows=repeats))
+                        account(res)
+                    final_meta = dict(metadata(state))
+                    skipped = [s for r in results for s in r.skipped] + dup_records
+                    if not want_file and dataset_files is not None:
+                        for name, records in dataset_files(state, skipped).items():
+                            if records:
+                                write_jsonl_atomic(records, staged.staging / name)
+                    doc = staged.finalize([(r.parts, r.runs) for r in results], final_meta)
+                    if want_file:
+                        mf.write_manifest_stream(mf.dataset.iter_doc_segments(staged.staging, doc), output, final_meta)
+                        staged.abort()
+                        final = output
+                    else:
+                        final = staged.publish()
+                        if single_file is not None:
+                            mf.dataset_to_file(final, single_file)
+                except BaseException:
+                    staged.abort()
+                    raise
+                n_parts = sum(len(r.parts) for r in results)
+            seconds["commit"] = time.perf_counter() - t0
+            rss = eng.worker_peak_rss()
+            n_workers, eng_name = eng.workers, eng.name
+    bar.close()
+    for key in ("read", "process", "write"):
+        vals = [r.seconds.get(key, 0.0) for r in results]
+        if any(vals):
+            seconds[f"tasks_{key}_sum"] = float(sum(vals))
+    seconds["total"] = time.perf_counter() - t_start
+    skipped = [s for r in results for s in r.skipped] + dup_records
+    return RunResult(output=final, rows=sum(r.rows for r in results), units=len(units), parts=n_parts,
+                     skipped=skipped, engine=eng_name, workers=n_workers, seconds=seconds, worker_peak_rss=rss,
+                     extra=dict(state.sums), metadata=final_meta)
+
+
+def _ids(res: UnitResult) -> np.ndarray:
+    return res.ids if res.ids is not None else np.zeros(0, np.uint64)
+
+
+def _restage(res: UnitResult, staging: Path, part_meta: Mapping, drop: Callable) -> None:
+    """Staged path: read a unit's parts back, drop rows with ``drop(res, table)``, write them again."""
+    tables = list(mf.dataset.iter_doc_segments(staging, {"parts": res.parts, "order": res.runs}))
+    table = pa.concat_tables(tables) if tables else mf.SCHEMA.empty_table()
+    kept = drop(res, table)
+    for p in res.parts:
+        (staging / p["path"]).unlink()
+    res.parts, res.runs = mf.write_parts(kept, staging, res.index, part_meta)
+    res.rows = kept.num_rows
+
+
+# --- operations on the rows of an existing manifest -------------------------------------------------------------
+
+def _frame_task(fn: Callable, metadata: Mapping, input_path: str, index: int, unit: mf.RowSlice) -> UnitResult:
+    """Read a slice of rows, apply ``fn(df) -> (df, extra)`` (a pure per-row function), return the rows."""
+    t0 = time.perf_counter()
+    df = mf.dataframe_from_table(mf.read_slice(unit))
+    df.attrs["manifest"] = dict(metadata)
+    df.attrs["path"] = str(Path(input_path).resolve())
+    t1 = time.perf_counter()
+    out, extra = fn(df)
+    extra = dict(extra)
+    skipped = list(extra.pop("skipped", []))
+    table = mf.table_from_dataframe(out) if len(out) else mf.SCHEMA.empty_table()
+    return UnitResult(table, skipped=skipped, extra=extra,
+                      seconds={"read": t1 - t0, "process": time.perf_counter() - t1})
+
+
+def map_manifest(input: str | Path, output: str | Path, fn: Callable, *,
+                 metadata: Callable[[dict, dict], Mapping], engine: str | Engine = "local",
+                 workers: int | None = None, scheduler: str | None = None,
+                 rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION, single_file: str | Path | None = None,
+                 progress: bool = True, engine_options: Mapping | None = None) -> RunResult:
+    """Apply a per-row function to a manifest (file or dataset), slice by slice, on an engine.
+
+    fn: ``fn(df) -> (df_out, extra)``, picklable (a module-level function or a ``functools.partial`` of
+    one), taking the manifest DataFrame of one slice (``attrs`` as :func:`manifest.read` sets them) and
+    returning the rows to write plus a dict of numbers summed over slices (and ``"skipped"``: records).
+    Each row must be treated independently of the others, which makes every engine's result the same.
+    metadata: ``metadata(input_meta, sums) -> output metadata``.
+    """
+    slices, in_meta = mf.plan_slices(input, rows_per_partition)
+    task = partial(_frame_task, fn, in_meta, str(input))
+    return run_units(task, slices, output, lambda state: metadata(in_meta, state.sums), engine=engine,
+                     workers=workers, scheduler=scheduler, single_file=single_file,
+                     describe=lambda i: slices[i].describe(), progress=progress,
+                     total_rows=sum(s.length for s in slices), engine_options=engine_options)
+

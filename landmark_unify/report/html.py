@@ -1,0 +1,261 @@
+"""Reports on a manifest: the balance tables (faces per source, yaw bins, eye state, attributes) and
+histograms of yaw, pitch, roll and eye aspect ratio per source, drawn with OpenCV, plus an HTML page.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..core.eyes import EYE_STATES
+from ..io import write_png_atomic, write_text_atomic
+from ..manifest import ATTRIBUTE_COLUMNS, POSE_SOURCES
+
+YAW_BIN = 15.0
+#: the pose_source values counted by the balance report (null counted as "unknown")
+POSE_LABELS = (*POSE_SOURCES, "unknown")
+
+
+# --- balance ----------------------------------------------------------------------------------------------
+
+def yaw_bin_labels(width: float = YAW_BIN) -> list[str]:
+    edges = np.arange(-90.0, 90.0 + width / 2, width)
+    return ["< -90"] + [f"[{a:g}, {b:g})" for a, b in zip(edges[:-1], edges[1:])] + [">= 90", "unknown"]
+
+
+def yaw_bins(yaw, width: float = YAW_BIN) -> np.ndarray:
+    """Bin index into :func:`yaw_bin_labels` for each yaw (degrees; NaN -> 'unknown')."""
+    y = np.asarray(yaw, dtype=np.float64)
+    nb = int(round(180 / width))
+    yc = np.clip(np.nan_to_num(y, nan=0.0), -91.0, 91.0)
+    idx = np.floor((yc + 90.0) / width).astype(np.int64)
+    idx = np.where(np.isnan(y), nb + 2, np.where(yc < -90, 0, np.where(yc >= 90, nb + 1, idx + 1)))
+    return idx
+
+
+def _counts(values, labels) -> dict[str, int]:
+    """How often each label occurs in the pandas Series ``values``."""
+    found = values.value_counts()
+    return {lab: int(found.get(lab, 0)) for lab in labels}
+
+
+def balance_report(df) -> dict:
+    """Balance of a manifest DataFrame, per source: faces (per split), summed weight, yaw in 15-degree
+    bins (the ``yaw`` column: the dataset's pose or the fit), pose source, eye state and the WFLW
+    attribute flags (true / false / unknown). Sources named in the metadata's ``source_roots`` that have
+    no faces are listed with zeros."""
+    import pandas as pd
+
+    out: dict = {"faces": int(len(df)), "sources": {}}
+    labels = yaw_bin_labels()
+    names = sorted(set(df["source"]) | set(df.attrs.get("manifest", {}).get("source_roots", {})))
+    for source in names:  # sources of the metadata with no faces left are listed with zeros
+        g = df[df["source"] == source]
+        yaw = pd.to_numeric(g["yaw"], errors="coerce").to_numpy(np.float64)
+        b = np.bincount(yaw_bins(yaw), minlength=len(labels))
+        eye = g["eye_state"].astype(object).where(g["eye_state"].notna(), "unknown")
+        pose_src = g["pose_source"].astype(object).where(g["pose_source"].notna(), "unknown")
+        attrs = {}
+        for col in ATTRIBUTE_COLUMNS:
+            v = g[col]
+            attrs[col[5:]] = {"true": int((v == True).sum()), "false": int((v == False).sum()),  # noqa: E712
+                              "unknown": int(v.isna().sum())}
+        out["sources"][str(source)] = {
+            "faces": int(len(g)),
+            "splits": {str(k): int(n) for k, n in g["split"].value_counts().sort_index().items()},
+            "weight_sum": float(g["weight"].astype(np.float64).sum()),
+            "weights": sorted({float(w) for w in g["weight"].astype(np.float64)}),
+            "yaw_bins": {lab: int(n) for lab, n in zip(labels, b)},
+            "pose_source": _counts(pose_src, POSE_LABELS),
+            "eye_state": _counts(eye, EYE_STATES),
+            "attributes": attrs,
+        }
+    return out
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def balance_markdown(rep: dict, title: str = "balance") -> str:
+    """The balance report as Markdown tables."""
+    src = rep["sources"]
+    names = list(src)
+    parts = [f"# {title}", "", f"{rep['faces']} faces.", "", "## Faces per source", ""]
+    parts.append(_table(["source", "faces", "splits", "weights", "summed weight"],
+                        [[s, src[s]["faces"], ", ".join(f"{k} {v}" for k, v in src[s]["splits"].items()),
+                          ", ".join(f"{w:g}" for w in src[s]["weights"]), f"{src[s]['weight_sum']:g}"] for s in names]))
+    labels = yaw_bin_labels()
+    parts += ["", "## Yaw, 15-degree bins (dataset pose or fitted)", ""]
+    parts.append(_table(["yaw"] + names, [[lab] + [src[s]["yaw_bins"][lab] for s in names] for lab in labels]))
+    parts += ["", "## Pose source", ""]
+    parts.append(_table(["pose source"] + names, [[k] + [src[s]["pose_source"][k] for s in names]
+                                                  for k in POSE_LABELS]))
+    parts += ["", "## Eye state", ""]
+    parts.append(_table(["eye state"] + names, [[k] + [src[s]["eye_state"][k] for s in names] for k in EYE_STATES]))
+    parts += ["", "## Attributes (true / false / unknown)", ""]
+    attrs = [c[5:] for c in ATTRIBUTE_COLUMNS]
+    parts.append(_table(["attribute"] + names, [[a] + ["{true} / {false} / {unknown}".format(**src[s]["attributes"][a])
+                                                      for s in names] for a in attrs]))
+    return "\n".join(parts) + "\n"
+
+
+def write_balance(df, stem: str | os.PathLike, title: str = "balance") -> tuple[Path, Path, dict]:
+    """Write ``STEM.balance.json`` and ``STEM.balance.md``; returns their paths and the report."""
+    stem = Path(stem)
+    rep = balance_report(df)
+    base = stem.with_name(stem.name.removesuffix(".parquet"))
+    js, md = base.with_name(base.name + ".balance.json"), base.with_name(base.name + ".balance.md")
+    write_text_atomic(json.dumps(rep, indent=1, sort_keys=True) + "\n", js)
+    write_text_atomic(balance_markdown(rep, title), md)
+    return js, md, rep
+
+
+# --- histograms (OpenCV) ---------------------------------------------------------------------------------
+
+#: BGR colours for sources, in order of appearance.
+PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
+           (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
+#: how a quantity is named in titles
+DISPLAY_NAMES = {"yaw": "Yaw", "pitch": "Pitch", "roll": "Roll", "ear": "EAR"}
+QUANTITIES = {
+    # name: (columns, range, bin width, unit)
+    "yaw": (("yaw",), (-100.0, 100.0), 5.0, "degrees"),
+    "pitch": (("pitch",), (-100.0, 100.0), 5.0, "degrees"),
+    "roll": (("roll",), (-100.0, 100.0), 5.0, "degrees"),
+    "ear": (("ear_left", "ear_right"), (0.0, 0.6), 0.01, "eye aspect ratio, both eyes"),
+}
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
+    span = max(hi - lo, 1e-12)
+    raw = span / n
+    mag = 10 ** np.floor(np.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
+    return np.arange(np.ceil(lo / step) * step, hi + step / 2, step)
+
+
+def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, float], bin_width: float,
+                    title: str, xlabel: str, marker: float | None = None, panel_size=(720, 170)) -> np.ndarray:
+    """One histogram panel per entry of ``series`` (label -> values; NaN ignored), stacked with a shared
+    x axis. Values outside ``value_range`` are counted in the end bins. Returns a BGR uint8 image."""
+    import cv2
+
+    w, ph = panel_size
+    left, right, top, bottom = 64, 16, 34, 40
+    names = list(series) or ["(no faces)"]
+    h = top + ph * len(names) + bottom
+    img = np.full((h, w, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, title, (left, 22), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    lo, hi = value_range
+    edges = np.arange(lo, hi + bin_width / 2, bin_width)
+    xs = lambda v: int(round(left + (v - lo) / (hi - lo) * (w - left - right)))  # noqa: E731
+    for k, name in enumerate(names):
+        y0 = top + k * ph
+        y1 = y0 + ph - 18
+        vals = np.asarray(series.get(name, []), dtype=np.float64)
+        vals = np.clip(vals[np.isfinite(vals)], lo, hi - 1e-9)
+        counts, _ = np.histogram(vals, bins=edges)
+        peak = max(int(counts.max()) if counts.size else 0, 1)
+        colour = PALETTE[k % len(PALETTE)]
+        cv2.rectangle(img, (left, y0 + 14), (w - right, y1), (235, 235, 235), -1)
+        for c, a, b in zip(counts, edges[:-1], edges[1:]):
+            if c:
+                top_px = int(round(y1 - c / peak * (y1 - y0 - 18)))
+                cv2.rectangle(img, (xs(a), top_px), (max(xs(b) - 1, xs(a)), y1), colour, -1)
+        if marker is not None:
+            cv2.line(img, (xs(marker), y0 + 14), (xs(marker), y1), (0, 0, 200), 1, cv2.LINE_AA)
+        label = f"{name}  (n={vals.size}, peak {peak})" if vals.size else f"{name}  (n=0: no known value)"
+        cv2.putText(img, label, (left + 4, y0 + 12), font, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
+        if vals.size:
+            cv2.putText(img, str(peak), (8, y0 + 28), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+            cv2.putText(img, "0", (8, y1), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+    axis_y = top + ph * len(names) - 18
+    for t in _nice_ticks(lo, hi, 8):
+        x = xs(t)
+        cv2.line(img, (x, axis_y), (x, axis_y + 5), (0, 0, 0), 1)
+        label = f"{t:g}"
+        (tw, _), _ = cv2.getTextSize(label, font, 0.4, 1)
+        cv2.putText(img, label, (x - tw // 2, axis_y + 18), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.line(img, (left, axis_y), (w - right, axis_y), (0, 0, 0), 1)
+    cv2.putText(img, xlabel, (left, h - 6), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, closed: float | None = None) -> Path:
+    """Histograms of yaw, pitch, roll and EAR per source as PNG files in ``out_dir`` and an ``index.html``
+    linking them with the balance tables. Returns the HTML path."""
+    import pandas as pd
+
+    from ..core.eyes import CLOSED_THRESHOLD
+    from ..manifest import read_manifest
+
+    closed = CLOSED_THRESHOLD if closed is None else closed
+    df = read_manifest(manifest_path)
+    out = Path(out_dir)
+    sources = sorted(df["source"].unique()) if len(df) else []
+    groups = {s: df[df["source"] == s] for s in sources}
+    pngs = []
+    for name, (cols, rng, width, unit) in QUANTITIES.items():
+        series = {s: np.concatenate([pd.to_numeric(g[c], errors="coerce").to_numpy(np.float64) for c in cols])
+                  for s, g in groups.items()}
+        shown = DISPLAY_NAMES.get(name, name)
+        title = f"{shown} per source" + (" (closed-eye threshold in red)" if name == "ear" else "")
+        img = draw_histograms(series, rng, width, title, f"{shown} ({unit}); values beyond the axis in the end bins",
+                              marker=closed if name == "ear" else None)
+        path = out / f"{name}.png"
+        write_png_atomic(img, path)
+        pngs.append(path)
+    rep = balance_report(df)
+    write_text_atomic(json.dumps(rep, indent=1, sort_keys=True) + "\n", out / "balance.json")
+    md = balance_markdown(rep, Path(manifest_path).name)
+    page = ["<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>{html.escape(Path(manifest_path).name)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{display:block;margin:1em 0}</style>",
+            "</head><body>",
+            f"<h1>{html.escape(str(manifest_path))}</h1>",
+            f"<p>{len(df)} faces from {len(sources)} sources. Angles in degrees, 300W-LP Pose_Para convention "
+            f"(dataset pose where the source has one, else the landmark fit). EAR closed-eye threshold {closed:g}.</p>"]
+    for p in pngs:
+        shown = html.escape(DISPLAY_NAMES.get(p.stem, p.stem))
+        page.append(f"<h2>{shown}</h2><a href='{p.name}'><img src='{p.name}' alt='{shown} histogram'></a>")
+    page.append("<h2>Balance</h2>")
+    page.append(_markdown_tables_to_html(md))
+    page.append("<p><a href='balance.json'>balance.json</a></p></body></html>")
+    index = out / "index.html"
+    write_text_atomic("\n".join(page) + "\n", index)
+    return index
+
+
+def _markdown_tables_to_html(md: str) -> str:
+    out, in_table = [], False
+    for line in md.splitlines():
+        if line.startswith("|") and set(line.replace("|", "").strip()) <= {"-"}:
+            continue
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if not in_table:
+                out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>")
+                in_table = True
+            else:
+                out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("## "):
+            out.append(f"<h3>{html.escape(line[3:])}</h3>")
+        elif line.startswith("# "):
+            continue
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return "\n".join(out)

@@ -1,0 +1,215 @@
+"""Contact sheets: face crops with their landmarks coloured by group and their head-pose axes (OpenCV).
+
+Pixel convention: landmark coordinates are 0-based with integer values at pixel centres (the manifest's).
+A crop of the image starting at integer pixel ``(x0, y0)`` and resized by ``scale`` maps a point ``p`` to
+``(p - (x0, y0) + 0.5) * scale - 0.5`` in the tile, the same mapping ``cv2.resize`` uses for pixel centres.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.layouts import get_layout
+from ..core.maps import finite_points
+from ..core.pose import matrix_from_euler
+from ..io import write_png_atomic
+
+#: BGR colour of each point group.
+GROUP_COLOURS = {
+    "contour": (255, 255, 0),
+    "brow": (0, 165, 255),
+    "nose": (0, 255, 0),
+    "eye": (255, 0, 255),
+    "lip": (0, 0, 255),
+    "pupil": (255, 255, 255),
+    "ear": (0, 255, 255),
+}
+#: BGR colours of the model's x (image right), y (up) and z (toward the camera) axes.
+AXIS_COLOURS = ((0, 0, 255), (0, 200, 0), (255, 0, 0))
+NO_IMAGE_GREY = 96
+
+
+def point_colours(layout: str = "wflw98") -> np.ndarray:
+    """``(K, 3)`` uint8 BGR colour of every point of ``layout``, by group."""
+    lay = get_layout(layout)
+    return np.array([GROUP_COLOURS[g] for g in lay.groups], dtype=np.uint8)
+
+
+def draw_landmarks(img: np.ndarray, points, valid=None, *, radius: int = 1, layout: str = "wflw98") -> np.ndarray:
+    """Draw ``(K, 2)`` points (pixels of ``img``) in place, coloured by group; invalid or non-finite
+    points are not drawn. A point lands on pixel ``round(x), round(y)``. Returns ``img``."""
+    import cv2
+
+    pts = np.asarray(points, dtype=np.float64)
+    ok = finite_points(pts)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    colours = point_colours(layout)
+    h, w = img.shape[:2]
+    for i in np.flatnonzero(ok):
+        x, y = int(np.floor(pts[i, 0] + 0.5)), int(np.floor(pts[i, 1] + 0.5))
+        if -radius <= x < w + radius and -radius <= y < h + radius:
+            c = tuple(int(v) for v in colours[i])
+            if radius <= 0:
+                if 0 <= x < w and 0 <= y < h:
+                    img[y, x] = c
+            else:
+                cv2.circle(img, (x, y), radius, c, -1, cv2.LINE_8)
+    return img
+
+
+def draw_pose_axes(img: np.ndarray, centre, angles, length: float) -> np.ndarray:
+    """Draw the head's axes at ``centre`` (pixels) for ``(pitch, yaw, roll)`` degrees (300W-LP
+    convention, orthographic): x red, y green, z (toward the camera) blue. NaN angles draw nothing."""
+    import cv2
+
+    a = np.asarray(angles, dtype=np.float64)
+    if not np.isfinite(a).all() or not np.isfinite(centre).all():
+        return img
+    rt = matrix_from_euler(a[None])[0].T  # R^T maps model axes to the camera
+    c = np.asarray(centre, dtype=np.float64)
+    for k in (2, 0, 1):
+        d = rt[:, k]
+        end = c + length * np.array([d[0], -d[1]])  # image y points down
+        cv2.arrowedLine(img, tuple(int(round(v)) for v in c), tuple(int(round(v)) for v in end), AXIS_COLOURS[k], 2,
+                        cv2.LINE_AA, tipLength=0.15)
+    return img
+
+
+def crop_box(points, valid, bbox, margin: float = 0.25) -> tuple[int, int, int]:
+    """Square crop ``(x0, y0, side)`` in integer pixels around the valid points and the face box (so a
+    68-point face under ``strict``, whose jaw is invalid, still shows its chin), with ``margin`` of the
+    side added on each side."""
+    pts = np.asarray(points, dtype=np.float64)
+    ok = finite_points(pts) & np.asarray(valid, bool)
+    b = np.asarray(bbox, dtype=np.float64).ravel()
+    box_ok = b.size == 4 and np.isfinite(b).all() and b[2] >= b[0] and b[3] >= b[1]
+    if ok.sum() >= 2:
+        lo, hi = pts[ok].min(0), pts[ok].max(0)
+        if box_ok:
+            lo, hi = np.minimum(lo, b[:2]), np.maximum(hi, b[2:])
+    elif box_ok:
+        lo, hi = b[:2], b[2:]
+    else:
+        lo = hi = np.zeros(2)
+    side = max(float((hi - lo).max()), 8.0) * (1 + 2 * margin)
+    centre = (lo + hi) / 2
+    x0, y0 = np.floor(centre - side / 2).astype(int)
+    return int(x0), int(y0), int(np.ceil(side))
+
+
+def crop_tile(image: np.ndarray | None, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """The ``side`` x ``side`` square of ``image`` at ``(x0, y0)`` (zeros outside it), resized to ``size``.
+    A missing image gives a grey tile."""
+    import cv2
+
+    if image is None:
+        return np.full((size, size, 3), NO_IMAGE_GREY, np.uint8)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    h, w = image.shape[:2]
+    canvas = np.zeros((side, side, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (size, size), interpolation=interp)
+
+
+def to_tile(points, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """Map image points into the tile of :func:`crop_tile` (pixel centres kept, see the module doc)."""
+    scale = size / side
+    return (np.asarray(points, dtype=np.float64) - [x0, y0] + 0.5) * scale - 0.5
+
+
+def render_face(image, points, valid, bbox, angles=None, *, size: int = 192, caption: str | None = None,
+                radius: int = 1) -> np.ndarray:
+    """One tile: the face crop, its landmarks by group, its pose axes at the nose tip and a caption."""
+    import cv2
+
+    x0, y0, side = crop_box(points, valid, bbox)
+    tile = crop_tile(image, x0, y0, side, size)
+    if image is None:
+        cv2.putText(tile, "no image", (4, size - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (220, 220, 220), 1, cv2.LINE_AA)
+    tp = to_tile(points, x0, y0, side, size)
+    if angles is not None:
+        ok = finite_points(tp) & np.asarray(valid, bool)
+        centre = tp[54] if ok[54] else (tp[ok].mean(0) if ok.any() else np.array([size / 2, size / 2]))
+        draw_pose_axes(tile, centre, angles, size * 0.22)
+    draw_landmarks(tile, tp, valid, radius=radius)
+    if caption:
+        cv2.rectangle(tile, (0, 0), (size, 14), (0, 0, 0), -1)
+        cv2.putText(tile, caption[: size // 6], (2, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def contact_sheet(tiles: list[np.ndarray], cols: int | None = None, gap: int = 2) -> np.ndarray:
+    """Tiles (same size) on a grid, ``cols`` wide (default: about square)."""
+    if not tiles:
+        return np.full((64, 256, 3), 255, np.uint8)
+    size = tiles[0].shape[0]
+    cols = cols or int(np.ceil(np.sqrt(len(tiles))))
+    rows = int(np.ceil(len(tiles) / cols))
+    sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 255, np.uint8)
+    for k, t in enumerate(tiles):
+        r, c = divmod(k, cols)
+        y, x = gap + r * (size + gap), gap + c * (size + gap)
+        sheet[y:y + size, x:x + size] = t
+    return sheet
+
+
+def select_rows(df, where: str | None = None, n: int | None = None, seed: int | None = None):
+    """Rows of a manifest DataFrame matching the pandas query ``where`` (e.g. ``"source == 'wflw' and
+    yaw > 30"``), then the first ``n`` (or ``n`` drawn at random with ``seed``)."""
+    from ..errors import ManifestError
+
+    sel = df
+    if where:
+        try:
+            sel = df.query(where, engine="python")
+        except Exception as exc:  # pandas raises many kinds for a bad expression
+            raise ManifestError(f"bad --where expression {where!r}: {exc}; columns: {list(df.columns)}") from None
+    if n is not None and len(sel) > n:
+        sel = sel.sample(n=n, random_state=seed) if seed is not None else sel.head(n)
+    return sel
+
+
+def _caption(row) -> str:
+    import pandas as pd
+
+    parts = [str(row["source"])]
+    if pd.notna(row["yaw"]):
+        parts.append(f"y{row['yaw']:.0f} p{row['pitch']:.0f} r{row['roll']:.0f}")
+    if pd.notna(row["eye_state"]) and row["eye_state"] in ("one_closed", "both_closed"):
+        parts.append("shut:1" if row["eye_state"] == "one_closed" else "shut:2")
+    return " ".join(parts)
+
+
+def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: int = 192, cols: int | None = None,
+                    seed: int | None = None) -> tuple[Path, int]:
+    """Draw a contact sheet of up to ``n`` faces of manifest ``path`` to PNG ``out``; returns
+    ``(out, faces drawn)``."""
+    import cv2
+    import pandas as pd
+
+    from ..errors import ManifestError
+    from ..manifest import image_paths, read_manifest
+
+    df = read_manifest(path)
+    sel = select_rows(df, where, n, seed)
+    if len(sel) == 0:
+        raise ManifestError(f"{path}: no faces to draw ({len(df)} faces in the manifest"
+                            + (f", none matching --where {where!r})" if where else ")") + "; nothing written")
+    files = image_paths(sel)
+    cache: dict[Path, np.ndarray | None] = {}
+    tiles = []
+    for (_, row), f in zip(sel.iterrows(), files):
+        if f not in cache:
+            cache[f] = cv2.imread(str(f), cv2.IMREAD_COLOR) if f is not None and Path(f).is_file() else None
+        angles = [float(row[a]) if pd.notna(row[a]) else np.nan for a in ("pitch", "yaw", "roll")]
+        tiles.append(render_face(cache[f], row["landmarks"], row["valid"], row["bbox"], angles, size=size,
+                                 caption=_caption(row), radius=max(1, size // 128)))
+    sheet = contact_sheet(tiles, cols)
+    out = write_png_atomic(sheet, out)
+    return out, len(tiles)
