@@ -116,6 +116,27 @@ def add_on_error(parser: argparse.ArgumentParser) -> None:
                              "rest and report every skipped record")
 
 
+def add_where(parser: argparse.ArgumentParser, what: str = "faces") -> None:
+    """``--where EXPR``: the row filter of every command that selects rows (the filter language of
+    :mod:`landmark_unify.manifest.filters`, ``docs/guides/filters.md``; it never runs code)."""
+    parser.add_argument("--where", default=None, metavar="EXPR",
+                        help=f"keep only the {what} matching EXPR, e.g. \"source == 'wflw' and yaw > 30\", "
+                             "\"eye_state in ['one_closed', 'both_closed']\", \"yaw is not null\": columns, "
+                             "literals, comparisons, and/or/not, in, null tests (docs/guides/filters.md)")
+
+
+def where_filter(args: argparse.Namespace):
+    """The parsed ``--where`` of ``args`` (checked against the manifest columns), or None; a bad expression
+    is a FilterError (exit 1 with its message) before anything is read or written."""
+    text = getattr(args, "where", None)
+    if text is None:
+        return None
+    from .manifest.filters import parse_filter
+    from .manifest.schema import COLUMN_NAMES
+
+    return parse_filter(text, COLUMN_NAMES)
+
+
 def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool = True) -> None:
     """``--engine``, ``--workers``, ``--scheduler`` (and ``--partition-rows``, ``--single-file``): where an
     operation's units run. ``-o`` names a dataset directory, or a single file when it ends in ``.parquet``."""

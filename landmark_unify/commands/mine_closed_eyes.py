@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..cli_base import add_engine_options, add_output, add_quiet, engine_kwargs, non_negative_float
+from ..cli_base import add_engine_options, add_output, add_quiet, add_where, engine_kwargs, non_negative_float, where_filter
 from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES
 
 
@@ -14,6 +14,7 @@ def add_arguments(parser) -> None:
                         help=f"an eye is closed when its aspect ratio is <= this (default {CLOSED_THRESHOLD})")
     parser.add_argument("--mode", choices=MINE_MODES, default="either",
                         help="keep faces with either eye closed (default) or both")
+    add_where(parser, "faces (among those with closed eyes)")
     add_quiet(parser)
     add_engine_options(parser)
 
@@ -21,7 +22,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..ops.mine import mine_closed_eyes
 
-    res = mine_closed_eyes(args.input, args.output, threshold=args.threshold, mode=args.mode, **engine_kwargs(args))
+    where_filter(args)  # a bad --where is refused before anything is read
+    res = mine_closed_eyes(args.input, args.output, threshold=args.threshold, mode=args.mode, where=args.where,
+                           **engine_kwargs(args))
     kept, total = res.extra.get("kept", 0), res.extra.get("total", 0)
     which = "either eye" if args.mode == "either" else "both eyes"
     print(f"{args.output}: kept {kept} of {total} faces (eye aspect ratio <= {args.threshold}, {which})",

@@ -1,15 +1,13 @@
 """``landmark_unify render FILE -o sheet.png``: a contact sheet of faces with landmarks and pose axes."""
 from __future__ import annotations
 
-from ..cli_base import add_output, positive_int
+from ..cli_base import add_output, add_where, positive_int, where_filter
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest (.parquet)")
     add_output(parser, "PNG to write")
-    parser.add_argument("--where", default=None,
-                        help="pandas query selecting rows, e.g. \"source == 'wflw' and yaw > 30\" or "
-                             "\"eye_state == 'both_closed'\"")
+    add_where(parser)
     parser.add_argument("--n", type=positive_int, default=36, help="number of faces (default 36)")
     parser.add_argument("--size", type=positive_int, default=192, help="tile side in pixels (default 192)")
     parser.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: about square)")
@@ -18,6 +16,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..report.render import render_manifest
+
+    where_filter(args)  # a bad --where is refused before anything is read
 
     # a LandmarkUnifyError (bad input, bad --where) is printed by the dispatcher as "render: error: ..."
     out, n = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,

@@ -1,7 +1,7 @@
 """``landmark_unify report FILE -o DIR``: histograms of yaw, pitch, roll and EAR per source + HTML page."""
 from __future__ import annotations
 
-from ..cli_base import add_output, non_negative_float
+from ..cli_base import add_output, add_where, non_negative_float, where_filter
 
 
 def add_arguments(parser) -> None:
@@ -9,12 +9,13 @@ def add_arguments(parser) -> None:
     add_output(parser, "folder to write the PNG files and index.html into")
     parser.add_argument("--closed-threshold", type=non_negative_float, default=None,
                         help="EAR threshold marked on the EAR histogram (default: the library's)")
+    add_where(parser)
 
 
 def run(args) -> int:
     from ..report.html import write_report
 
     # a LandmarkUnifyError (bad input) is printed by the dispatcher as "report: error: ..."
-    index = write_report(args.input, args.output, closed=args.closed_threshold)
+    index = write_report(args.input, args.output, closed=args.closed_threshold, where=where_filter(args))
     print(index)
     return 0

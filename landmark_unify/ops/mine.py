@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES, closed_eye_mask, eye_columns
 from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
+from ..manifest.filters import filter_rows, parse_filter
 from .runner import RunResult, map_manifest
 
 
@@ -24,8 +25,8 @@ def with_eye_columns(df, closed: float = CLOSED_THRESHOLD):
     return out
 
 
-def _closed_eyes_fn(threshold: float, mode: str, df: pd.DataFrame):
-    df = with_eye_columns(df, threshold)
+def _closed_eyes_fn(threshold: float, mode: str, where: str | None, df: pd.DataFrame):
+    df = with_eye_columns(filter_rows(df, where), threshold)
     ear = np.stack([df["ear_left"].to_numpy(np.float64), df["ear_right"].to_numpy(np.float64)], 1) \
         if len(df) else np.zeros((0, 2))
     keep = closed_eye_mask(ear, threshold, mode)
@@ -36,21 +37,26 @@ def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, thr
                      mode: str = "either", engine="local", workers: int | None = None,
                      scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
                      single_file: str | os.PathLike | None = None, progress: bool = True,
-                     engine_options: Mapping | None = None) -> RunResult:
+                     engine_options: Mapping | None = None, where: str | None = None) -> RunResult:
     """Write the faces of ``input`` (file or dataset) with a closed eye (``mode`` either|both) to
     ``output``, on any engine. The eye columns are recomputed from the landmarks with ``threshold``.
-    ``RunResult.extra`` holds ``kept`` and ``total``."""
+    ``where``: a row filter (:mod:`landmark_unify.manifest.filters`); only matching faces are considered
+    (``total`` counts those). ``RunResult.extra`` holds ``kept`` and ``total``."""
+    if where is not None:
+        from ..manifest import COLUMN_NAMES
+
+        parse_filter(where, COLUMN_NAMES)  # refused before anything is read
     threshold = CLOSED_THRESHOLD if threshold is None else float(threshold)
     if mode not in MINE_MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {list(MINE_MODES)}")
 
     def meta(in_meta, sums):
         return derived_metadata(in_meta, input, output, "mine-closed-eyes",
-                                mined_closed_eyes={"from": str(input), "threshold": threshold, "mode": mode,
+                                mined_closed_eyes={"from": str(input), "threshold": threshold, "mode": mode, "where": where,
                                                    "kept": int(sums.get("kept", 0)),
                                                    "total": int(sums.get("total", 0))})
 
-    return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode), metadata=meta, engine=engine,
+    return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode, where), metadata=meta, engine=engine,
                         workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
                         single_file=single_file, progress=progress, engine_options=engine_options)
 

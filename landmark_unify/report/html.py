@@ -188,16 +188,20 @@ def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, flo
     return img
 
 
-def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, closed: float | None = None) -> Path:
+def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, closed: float | None = None,
+                 where=None) -> Path:
     """Histograms of yaw, pitch, roll and EAR per source as PNG files in ``out_dir`` and an ``index.html``
-    linking them with the balance tables. Returns the HTML path."""
+    linking them with the balance tables. ``where``: a row filter (:mod:`landmark_unify.manifest.filters`)
+    selecting the faces reported. Returns the HTML path."""
     import pandas as pd
 
     from ..core.eyes import CLOSED_THRESHOLD
     from ..manifest import read_manifest
 
     closed = CLOSED_THRESHOLD if closed is None else closed
-    df = read_manifest(manifest_path)
+    from ..manifest.filters import filter_rows
+
+    df = filter_rows(read_manifest(manifest_path), where)
     out = Path(out_dir)
     sources = sorted(df["source"].unique()) if len(df) else []
     groups = {s: df[df["source"] == s] for s in sources}

@@ -159,20 +159,21 @@ def contact_sheet(tiles: list[np.ndarray], cols: int | None = None, gap: int = 2
     return sheet
 
 
-def select_rows(df, where: str | None = None, n: int | None = None, seed: int | None = None):
-    """Rows of a manifest DataFrame matching the pandas query ``where`` (e.g. ``"source == 'wflw' and
-    yaw > 30"``), then the first ``n`` (or ``n`` drawn at random with ``seed``)."""
-    from ..errors import ManifestError
+def select_rows(df, where=None, n: int | None = None, seed: int | None = None):
+    """Rows of a manifest DataFrame matching the row filter ``where`` (text in the language of
+    :mod:`landmark_unify.manifest.filters`, e.g. ``"source == 'wflw' and yaw > 30"``, or a parsed
+    :class:`~landmark_unify.manifest.filters.Filter`), then the first ``n`` (or ``n`` drawn at random with
+    ``seed``). A bad expression is a :class:`~landmark_unify.manifest.filters.FilterError`; nothing in it runs."""
+    from ..manifest.filters import filter_rows
 
-    sel = df
-    if where:
-        try:
-            sel = df.query(where, engine="python")
-        except Exception as exc:  # pandas raises many kinds for a bad expression
-            raise ManifestError(f"bad --where expression {where!r}: {exc}; columns: {list(df.columns)}") from None
+    sel = filter_rows(df, where)
     if n is not None and len(sel) > n:
         sel = sel.sample(n=n, random_state=seed) if seed is not None else sel.head(n)
     return sel
+
+
+#: how the eye states are written in tile headers
+EYE_STATE_WORDS = {"one_closed": "one eye closed", "both_closed": "both eyes closed"}
 
 
 def _caption(row) -> str:
