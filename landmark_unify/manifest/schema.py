@@ -92,7 +92,7 @@ def make_metadata(source_roots: Mapping[str, str], command: str | None = None, *
 
 # --- building tables --------------------------------------------------------------------------------
 
-def _fixed_list(values: np.ndarray, inner: int, outer: int | None, value_type: pa.DataType) -> pa.Array:
+def fixed_list(values: np.ndarray, inner: int, outer: int | None, value_type: pa.DataType) -> pa.Array:
     flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=value_type)
     arr = pa.FixedSizeListArray.from_arrays(flat, inner)
     if outer is not None:
@@ -125,11 +125,11 @@ def table_from_columns(columns: Mapping[str, object]) -> pa.Table:
     arrays = []
     for name, typ, nullable, _ in COLUMNS:
         if name == "landmarks":
-            arrays.append(_fixed_list(lm, 2, NUM_POINTS, pa.float32()))
+            arrays.append(fixed_list(lm, 2, NUM_POINTS, pa.float32()))
         elif name == "valid":
-            arrays.append(_fixed_list(valid, NUM_POINTS, None, pa.bool_()))
+            arrays.append(fixed_list(valid, NUM_POINTS, None, pa.bool_()))
         elif name == "bbox":
-            arrays.append(_fixed_list(bbox, 4, None, pa.float32()))
+            arrays.append(fixed_list(bbox, 4, None, pa.float32()))
         elif name in columns:
             arrays.append(_column_array(name, columns[name], typ, nullable, n))
         elif name in _DEFAULTS:
@@ -186,7 +186,7 @@ def take_rows(table: pa.Table, rows) -> pa.Table:
         if name in fixed:
             shape, dtype, inner, outer, vtype = fixed[name]
             values = fixed_to_numpy(col, shape, dtype)[rows]
-            arrays.append(_fixed_list(values, inner, outer, vtype))
+            arrays.append(fixed_list(values, inner, outer, vtype))
         else:
             arrays.append(col.combine_chunks().take(idx))
     return pa.Table.from_arrays(arrays, schema=table.schema)

@@ -8,18 +8,12 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from ..core.pose import (
-    DEFAULT_POINT_WEIGHTS,
-    PROJECTED_CONTOUR_SCHEMAS,
-    PROJECTED_CONTOUR_WEIGHTS,
-    FaceModel,
-    estimate_pose,
-)
-from ..face_models import DEFAULT_SHAPE_KEY, load_face_model
+from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, FaceModel, estimate_pose
+from ..face_models import load_face_model
 from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
 from .runner import RunResult, map_manifest
 
-POSE_FIT_METHOD = "scaled-orthographic fit with expression modes"
+POSE_FIT_METHOD = "scaled-orthographic fit with expression modes (occluded points down-weighted, refit)"
 POSE_COUNTS = ("filled", "kept", "unknown")
 
 
@@ -28,16 +22,21 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
 
     Rows without a dataset pose (none, or an earlier fit) get ``pitch``, ``yaw``, ``roll`` from the fit and
     ``pose_source = "fit"`` (or null when the fit is unknown). Point weights follow the row's ``source_schema``:
-    :data:`PROJECTED_CONTOUR_WEIGHTS` for projected 3D contours, else :data:`DEFAULT_POINT_WEIGHTS`. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
+    ``model.default_weights(True)`` (:data:`PROJECTED_CONTOUR_WEIGHTS`, one pass) for points projected from
+    a 3D model, else ``model.default_weights()`` with the model's occlusion pass. The default model is the
+    shipped face. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
     ``fit_yaw``, ``fit_roll`` beside it. Returns ``(df, counts)`` with counts of filled, kept, unknown rows.
     """
     model = model or load_face_model()
     out = df.copy()
     out.attrs = dict(df.attrs)
     n = len(df)
-    if n and "point_weights" not in fit_options:
-        projected = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()[:, None]
-        fit_options["point_weights"] = np.where(projected, PROJECTED_CONTOUR_WEIGHTS, DEFAULT_POINT_WEIGHTS)
+    if n:
+        projected = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()
+        if "point_weights" not in fit_options:
+            fit_options["point_weights"] = np.where(projected[:, None], model.default_weights(True), model.default_weights())
+        if "occluded_weight" not in fit_options:  # projected model points are never hidden
+            fit_options["occluded_weight"] = np.where(projected, 1.0, model.occluded_weight)
     fit = estimate_pose(landmarks_array(df), valid_array(df), model=model, **fit_options) if n else np.zeros((0, 3), np.float32)
     known_fit = np.isfinite(fit).all(1)
     # only the dataset's own pose is kept: a pose from an earlier fit is fitted again (not kept as if it
@@ -68,7 +67,7 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
     the workers, so they do not need the mean-shape file. ``RunResult.extra`` holds the counts (filled,
     kept, unknown) and the written metadata records them with the model.
     """
-    model = load_face_model(mean_shape, shape_key or DEFAULT_SHAPE_KEY)
+    model = load_face_model(mean_shape, shape_key)
 
     def meta(in_meta, sums):
         counts = {k: int(sums.get(k, 0)) for k in POSE_COUNTS}
@@ -80,7 +79,7 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
                         single_file=single_file, progress=progress, engine_options=engine_options)
 
 
-def relabel_manifest_file(in_path, out_path, *, mean_shape=None, shape_key: str = DEFAULT_SHAPE_KEY,
+def relabel_manifest_file(in_path, out_path, *, mean_shape=None, shape_key: str | None = None,
                           progress: bool = False, **fit_options) -> dict:
     """:func:`relabel_pose` on the local engine; returns the counts (filled, kept, unknown)."""
     run = relabel_pose(in_path, out_path, mean_shape=mean_shape, shape_key=shape_key, progress=progress,

@@ -62,39 +62,43 @@ def test_schemas_lists_layouts_and_counts(capsys):
 
 
 def test_engine_recipe_and_relabel_are_delegated(repo_root, tmp_path, capsys, monkeypatch):
-    import landmark_unify.distributed as dist
+    import landmark_unify.ops.build as build
+    import landmark_unify.ops.relabel as relabel
 
     seen = {}
 
-    def fake_distributed(sources, out, **kw):
-        seen.update(kw, sources=[s.kind for s in sources], out=out)
-        return types.SimpleNamespace(summary="distributed done")
+    def fake_build(sources, out, **kw):
+        seen.update(kw, sources=list(sources), out=out)
+        return types.SimpleNamespace(summary="engine build done")
 
-    monkeypatch.setattr(dist, "build_manifest_distributed", fake_distributed, raising=False)
+    monkeypatch.setattr(build, "build_manifest", fake_build)
     src = f"ibug={repo_root / 'landmark_unify/demo_data/300W'}"
     assert main(["build-manifest", "-o", str(tmp_path / "d"), "--source", src, "--engine", "dask", "--workers", "3"]) == 0
-    assert "distributed done" in capsys.readouterr().out
-    assert seen["engine"] == "dask" and seen["workers"] == 3 and seen["sources"] == ["ibug"] and seen["policy"] == "strict"
+    assert "engine build done" in capsys.readouterr().out
+    assert seen["engine"] == "dask" and seen["workers"] == 3 and seen["sources"] == [src] and seen["policy"] == "strict"
 
-    fake = types.ModuleType("landmark_unify.ops.recipes")
-    fake.run_recipe = lambda args: 7 if args.recipe == "pfpld" else 0
-    monkeypatch.setitem(sys.modules, "landmark_unify.ops.recipes", fake)
-    assert main(["build-manifest", "--recipe", "pfpld"]) == 7
+    assert main(["build-manifest", "--recipe", "pfpld"]) == 2
+    assert "unknown recipe 'pfpld'" in capsys.readouterr().err
 
-    import landmark_unify.core.pose as pose
-
+    monkeypatch.undo()
     calls = []
-    monkeypatch.setattr(pose, "relabel_manifest_file", lambda a, b: calls.append((a, b)) or {"filled": 5, "kept": 1, "unknown": 0})
+
+    def fake_relabel(a, b, **kw):
+        calls.append((a, b, kw["engine"]))
+        return types.SimpleNamespace(extra={"filled": 5, "kept": 1, "unknown": 0})
+
+    monkeypatch.setattr(relabel, "relabel_pose", fake_relabel)
     out = tmp_path / "r.parquet"
     assert main(["build-manifest", "-o", str(out), "--source", src, "--relabel-pose", "--no-progress"]) == 0
-    assert calls == [(str(out), str(out))]
+    assert calls == [(str(out), str(out), "local")]
     assert "pose relabelled: fitted 5, dataset pose kept 1, unknown 0" in capsys.readouterr().out
 
 
 def test_usage_errors(tmp_path, capsys):
+    # --relabel-pose works on every engine; a bad source fails before any engine starts, nothing written
     assert main(["build-manifest", "-o", str(tmp_path / "d"), "--source", "ibug=x", "--engine", "dask",
-                 "--relabel-pose"]) == 2
-    assert "relabel-pose" in capsys.readouterr().err and not (tmp_path / "d").exists()
+                 "--relabel-pose"]) == 1
+    assert "ibug" in capsys.readouterr().err and not (tmp_path / "d").exists()
     assert main(["build-manifest", "--source", "ibug=x"]) == 2
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet")]) == 2
     assert main(["build-manifest", "-o", str(tmp_path / "x.parquet"), "--source", "nope=x"]) == 1
@@ -144,10 +148,10 @@ def test_render_with_no_matching_face_writes_nothing(repo_root, tmp_path, capsys
 
 
 def test_inspect_and_validate_a_partitioned_dataset(repo_root, tmp_path, capsys):
-    from landmark_unify.distributed import build_manifest_distributed
+    from landmark_unify.ops.build import build_manifest
 
     out = tmp_path / "ds"
-    build_manifest_distributed([f"ibug={repo_root / 'landmark_unify/demo_data/300W'}"], out, engine="local", progress=False)
+    build_manifest([f"ibug={repo_root / 'landmark_unify/demo_data/300W'}"], out, engine="local", progress=False)
     assert out.is_dir()
     assert main(["inspect", str(out)]) == 0
     assert "5 faces" in capsys.readouterr().out
@@ -165,9 +169,13 @@ def test_output_piped_into_a_closed_reader_stops_quietly(repo_root):
 
 def test_an_output_that_cannot_be_written_is_a_message(repo_root, tmp_path, capsys):
     src = f"coco={repo_root}/landmark_unify/demo_data/mmpose/wflw"
-    assert main(["build-manifest", "-o", str(tmp_path), "--source", src, "--no-progress"]) == 1
+    occupied = tmp_path / "occupied"  # a folder that is no dataset is never replaced by one
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    assert main(["build-manifest", "-o", str(occupied), "--source", src, "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "is a folder" in err and str(tmp_path) in err and list(tmp_path.iterdir()) == []
+    assert "not a dataset" in err and str(occupied) in err and [p.name for p in occupied.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["occupied"]
     m = tmp_path / "m.parquet"
     assert main(["build-manifest", "-o", str(m), "--source", src, "--no-progress"]) == 0
     capsys.readouterr()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from landmark_unify import manifest as mf
+from landmark_unify.errors import ManifestError
 from landmark_unify.engines import EngineError
 from landmark_unify.engines.dask import DaskEngine
 from landmark_unify.ops.build import build_manifest
@@ -106,7 +107,7 @@ def test_killed_worker_without_retries_fails_clearly_and_leaves_nothing(manifest
     assert "no output was written" in str(info.value)
     time.sleep(0.5)  # tasks still running when the run was aborted must not re-create anything
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(mf.ManifestError):
+    with pytest.raises(ManifestError):
         mf.read_dataset(out)
 
 

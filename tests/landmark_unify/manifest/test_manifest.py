@@ -6,6 +6,8 @@ import pyarrow as pa
 import pytest
 
 from landmark_unify import manifest as mf
+from landmark_unify.errors import ManifestError
+from landmark_unify.manifest.schema import fixed_list
 
 
 def _table(n: int, seed: int = 0) -> pa.Table:
@@ -46,11 +48,11 @@ def test_write_is_deterministic_and_atomic(tmp_path):
 
 def test_validate_names_each_problem():
     t = _table(3)
-    lm = mf._fixed_to_numpy(t.column("landmarks"), (98, 2), np.float32).copy()
-    valid = mf._fixed_to_numpy(t.column("valid"), (98,), bool).copy()
+    lm = mf.fixed_to_numpy(t.column("landmarks"), (98, 2), np.float32).copy()
+    valid = mf.fixed_to_numpy(t.column("valid"), (98,), bool).copy()
     valid[1, 4] = False  # the point keeps its coordinates: invalid but finite
     lm[1, 4] = [1.0, 2.0]
-    arrays = {"landmarks": mf._fixed_list(lm, 2, 98, pa.float32()), "valid": mf._fixed_list(valid, 98, None, pa.bool_())}
+    arrays = {"landmarks": fixed_list(lm, 2, 98, pa.float32()), "valid": fixed_list(valid, 98, None, pa.bool_())}
     bad = pa.Table.from_arrays([arrays.get(c, t.column(c)) for c in t.column_names], schema=mf.SCHEMA)
     problems = mf.validate_table(bad, mf.make_metadata({"s": "."}))
     assert any("not finite exactly at valid points" in p for p in problems)
@@ -65,5 +67,5 @@ def test_read_manifest_names_a_missing_column(tmp_path):
 
     cut = pq.read_table(path).drop_columns(["valid"])
     pq.write_table(cut, tmp_path / "cut.parquet")
-    with pytest.raises(mf.ManifestError, match=r"cut\.parquet: missing manifest columns \['valid'\]"):
+    with pytest.raises(ManifestError, match=r"cut\.parquet: missing manifest columns \['valid'\]"):
         mf.read_manifest(tmp_path / "cut.parquet")

@@ -195,6 +195,8 @@ def test_per_source_weights_by_label_or_kind(shared_data, tmp_path, capsys):
     for bad, match in [(["wflw=2"], "not sources of this build"), (["ibug=-1"], ">= 0"), (["ibug"], "SOURCE=WEIGHT")]:
         with pytest.raises(LandmarkUnifyError, match=match):
             build_manifest([f"ibug={shared_data / '300W'}"], tmp_path / "bad.parquet", weights=bad, progress=False)
-    with pytest.raises(LandmarkUnifyError, match="not supported with engine"):
-        build_manifest([f"ibug={shared_data / '300W'}"], tmp_path / "bad_ds", weights=["ibug=2"], engine="dask")
     assert not list(tmp_path.glob("bad*"))
+    # weights work on every engine: a dataset output on the local engine carries the same weights
+    build_manifest([f"ibug={shared_data / '300W'}", f"lp:lapa={shared_data / 'LaPa'}"], tmp_path / "w_ds",
+                   weights={"lapa": 2.0, "lp": 3.0}, progress=False)
+    assert set(read_manifest(tmp_path / "w_ds").query("source == 'lp'")["weight"]) == {3.0}

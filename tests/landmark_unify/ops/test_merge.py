@@ -50,7 +50,8 @@ def test_merge_with_weights(built, tmp_path):
 
 
 def test_the_same_manifest_twice_is_merged_once(built):
-    df, meta, report = merge_manifests([built["lapa"], built["wflw"], built["lapa"]], out=built["dir"] / "x.parquet")
+    report = merge_manifests([built["lapa"], built["wflw"], built["lapa"]], built["dir"] / "x.parquet", progress=False)
+    df = lu.read_manifest(built["dir"] / "x.parquet")
     assert len(df) == 1968 and df["sample_id"].is_unique
     assert len(report.duplicates) == 2 and {d["reason"] for d in report.duplicates} == {"sample_id"}
     assert report.summary.splitlines()[-1] == "duplicates dropped: 2 (2 by sample_id)"
@@ -69,22 +70,24 @@ def test_duplicates_by_image_content_and_landmarks(built, tmp_path):
     assert (tmp_path / "dup.duplicates.jsonl").read_text().count("\n") == 1
     assert len(df) == 3
     # without hashing images, nothing ties the copies together
-    df2, _, rep2 = merge_manifests([built["lapa"], built["lapa2"]], hash_images=False)
+    rep2 = merge_manifests([built["lapa"], built["lapa2"]], tmp_path / "nohash.parquet", hash_images=False)
+    df2 = lu.read_manifest(tmp_path / "nohash.parquet")
     assert len(df2) == 4 and not rep2.duplicates
 
 
-def test_faces_sharing_an_image_are_kept(built):
+def test_faces_sharing_an_image_are_kept(built, tmp_path):
     # WFLW has several faces on some images: merging must not collapse them
     df = lu.read_manifest(built["wflw"])
     assert df["image_path"].duplicated().any()
-    merged, _, report = merge_manifests([built["wflw"]])
+    report = merge_manifests([built["wflw"]], tmp_path / "w.parquet")
+    merged = lu.read_manifest(tmp_path / "w.parquet")
     assert len(merged) == len(df) and not report.duplicates
 
 
 def test_a_source_label_with_two_roots_is_an_error(built, tmp_path):
     other = build_manifest([f"lapa={built['dir'] / 'lapa_copy'}"], tmp_path / "l.parquet", progress=False).out
     with pytest.raises(ManifestError, match="root"):
-        merge_manifests([built["lapa"], other])
+        merge_manifests([built["lapa"], other], tmp_path / "x.parquet")
 
 
 def test_bad_weights():
@@ -94,6 +97,7 @@ def test_bad_weights():
             parse_weights(bad)
 
 
-def test_weight_for_an_unknown_source(built):
+def test_weight_for_an_unknown_source(built, tmp_path):
     with pytest.raises(ManifestError, match="no input holds"):
-        merge_manifests([built["lapa"]], ["nope=2"])
+        merge_manifests([built["lapa"]], tmp_path / "x.parquet", ["nope=2"])
+    assert not (tmp_path / "x.parquet").exists()

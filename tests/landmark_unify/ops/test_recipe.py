@@ -114,7 +114,9 @@ def test_wflw2_weights_from_the_command_line(shared_data, lapa_with_closed_eyes,
     assert recipe["name"] == "wflw2" and recipe["weights"] == {"lapa": 4.0, "wflw": 0.25, "300wlp": 1.0}
     assert recipe["policy"] == "strict" and recipe["closed_threshold"] == CLOSED_THRESHOLD
     assert [s.split(":")[0] for s in recipe["sources"]] == ["wflw", "lapa", "300wlp"]
-    assert df.attrs["manifest"]["command"] == "recipe wflw2" and "merged_from" in df.attrs["manifest"]
+    command = df.attrs["manifest"]["command"]  # the whole command line, --weight included
+    assert command.startswith("landmark_unify build-manifest --recipe wflw2 --source wflw=") and "--weight lapa=4" in command
+    assert "merged_from" in df.attrs["manifest"]
     assert main(["build-manifest", "--recipe", "wflw2", "--source", f"wflw={shared_data / 'WFLW'}",
                  "--source", f"lapa={lapa_with_closed_eyes}", "--source", f"300wlp={shared_data / '300W_LP'}",
                  "--weight", "ibug=2", "-o", str(tmp_path / "y.parquet"), "--no-progress"]) == 1
