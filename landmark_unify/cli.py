@@ -15,6 +15,7 @@ COMMANDS = {
     "merge": "merge manifests with per-source weights and duplicate detection",
     "render": "draw a contact sheet of faces with their landmarks",
     "report": "write histograms of pose and eye aspect ratio as PNG plus an HTML page",
+    "export": "write a manifest as a COCO keypoint file (MMPose, pycocotools, FiftyOne)",
 }
 
 main = make_main("landmark_unify", __doc__, "landmark_unify", COMMANDS)
