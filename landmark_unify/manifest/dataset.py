@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ManifestError
 from ..io import fsync_dir, write_text_durable
+from .checks import check_parquet_schema, check_table
 from .files import read_metadata, read_table, write_manifest, write_manifest_stream
 from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
 
@@ -278,13 +279,26 @@ def dataset_to_file(dataset: str | os.PathLike, path: str | os.PathLike) -> Path
 
 
 def read_columns(path: str | os.PathLike, columns: Sequence[str]) -> pa.Table:
-    """Some columns of a manifest file or complete dataset (any row order)."""
+    """Some columns of a manifest file or complete dataset (any row order), schema-checked."""
     path = Path(path)
     if not path.is_dir():
-        return pq.read_table(path, columns=list(columns))
+        return check_table(_read_parquet(path, columns), path, columns=columns)
     doc = read_dataset_info(path)
-    tables = [pq.read_table(path / p["path"], columns=list(columns)) for p in doc["parts"]]
+    tables = [check_table(_read_parquet(path / p["path"], columns), path / p["path"], columns=columns)
+              for p in doc["parts"]]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table().select(list(columns))
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """``pq.read_table`` with its failures (a missing file or column, not Parquet) as ManifestError."""
+    try:
+        if columns is not None:
+            check_parquet_schema(path, pq.read_schema(path), columns)
+        return pq.read_table(path, columns=list(columns) if columns is not None else None)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: file not found") from None
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
 
 
 # --- commands on an existing manifest: slices of rows ------------------------------------------------------------
@@ -315,9 +329,11 @@ def plan_slices(input: str | os.PathLike, rows_per_partition: int = DEFAULT_ROWS
     else:
         meta = read_metadata(path)
         try:
-            n = pq.ParquetFile(path).metadata.num_rows
+            pfile = pq.ParquetFile(path)
+            n = pfile.metadata.num_rows
         except (OSError, pa.ArrowInvalid) as exc:
             raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
+        check_parquet_schema(path, pfile.schema_arrow)  # a wrong column is named before any work starts
         runs = [(str(path.resolve()), 0, n)]
     slices = []
     for p, off, length in runs:
@@ -327,8 +343,15 @@ def plan_slices(input: str | os.PathLike, rows_per_partition: int = DEFAULT_ROWS
 
 
 def read_slice(s: RowSlice, columns: Sequence[str] | None = None) -> pa.Table:
-    """The rows of a slice, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(s.path)
+    """The rows of a slice, reading only the row groups that hold them; schema-checked (:mod:`.checks`,
+    errors name the file and the row in it)."""
+    try:
+        pf = pq.ParquetFile(s.path)
+        check_parquet_schema(s.path, pf.schema_arrow, columns)
+    except FileNotFoundError:
+        raise ManifestError(f"{s.path}: file not found") from None
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"{s.path}: cannot read as Parquet: {exc}") from None
     md = pf.metadata
     groups, first, start = [], None, 0
     for g in range(md.num_row_groups):
@@ -341,4 +364,5 @@ def read_slice(s: RowSlice, columns: Sequence[str] | None = None) -> pa.Table:
     if not groups:
         return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(list(columns))
     table = pf.read_row_groups(groups, columns=list(columns) if columns else None)
-    return table.slice(s.offset - first, s.length).replace_schema_metadata(None)
+    table = table.slice(s.offset - first, s.length).replace_schema_metadata(None)
+    return check_table(table, s.path, offset=s.offset, columns=columns)

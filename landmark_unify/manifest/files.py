@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 
 from ..errors import ManifestError
 from ..io import atomic_path
+from .checks import check_table
 from .schema import (
-    COLUMN_NAMES,
     METADATA_KEY,
     SCHEMA,
     check_schema,
@@ -68,11 +68,17 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise ManifestError(f"{path}: metadata is not valid JSON: {exc}") from None
 
 
-def read_table(path: str | os.PathLike) -> pa.Table:
+def read_table(path: str | os.PathLike, *, check: bool = True) -> pa.Table:
+    """All rows of a manifest file. ``check``: the schema check of every read (:mod:`.checks`: a missing
+    column, a wrong type or list length, a null in a required column is a ManifestError naming the file,
+    column and first bad row); ``validate`` reads with ``check=False`` to list every problem instead."""
     try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: file not found") from None
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
+    return check_table(table, path) if check else table
 
 
 
@@ -85,10 +91,7 @@ def read_manifest_file(path: str | os.PathLike) -> pd.DataFrame:
     the metadata dict and ``df.attrs["path"]`` the file.
     """
     meta = read_metadata(path)
-    table = read_table(path)
-    missing = [c for c in COLUMN_NAMES if c not in table.column_names]
-    if missing:
-        raise ManifestError(f"{path}: missing manifest columns {missing}; run `landmark_unify validate {path}`")
+    table = read_table(path)  # checked: columns, types, list lengths, nulls
     df = dataframe_from_table(table)
     df.attrs["manifest"] = meta
     df.attrs["path"] = str(Path(path).resolve())

@@ -1,0 +1,134 @@
+"""The schema check of every manifest read: a missing column, a wrong type (a list of another length, text
+where numbers belong), or a null in a required column is a :class:`ManifestError` naming the file, the
+column and the first bad row, before any command works on the rows.
+
+:func:`check_schema_of` needs only the Arrow schema (a Parquet footer); :func:`check_table` also looks at
+the rows (nulls, and the first bad row of a wrong type). Values (finite points, box corners, angle ranges)
+are the business of ``validate`` (:mod:`landmark_unify.manifest.validate`).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ManifestError
+from .schema import COLUMN_NAMES, COLUMNS, NUM_POINTS
+
+_SPEC = {name: (typ, nullable) for name, typ, nullable, _ in COLUMNS}
+#: expected list lengths of the array columns, outer first
+_LENGTHS = {"landmarks": (NUM_POINTS, 2), "valid": (NUM_POINTS,), "bbox": (4,)}
+
+
+def _wanted(columns: Sequence[str] | None) -> list[str]:
+    return list(COLUMN_NAMES) if columns is None else [c for c in COLUMN_NAMES if c in columns]
+
+
+def _missing(names: Sequence[str], path, columns: Sequence[str] | None) -> None:
+    missing = [c for c in _wanted(columns) if c not in names]
+    if missing:
+        raise ManifestError(f"{path}: missing manifest columns {missing}; run `landmark_unify validate {path}`")
+
+
+def check_schema_of(schema: pa.Schema, path: str | os.PathLike, columns: Sequence[str] | None = None) -> None:
+    """Raise ManifestError when ``schema`` lacks a manifest column or gives one another type (only
+    ``columns`` when given). Extra columns are allowed here (``validate`` reports them)."""
+    _missing(schema.names, path, columns)
+    for name in _wanted(columns):
+        got = schema.field(name).type
+        typ = _SPEC[name][0]
+        if not got.equals(typ):
+            raise ManifestError(f"{path}: column {name!r} has type {got}; expected {typ}; "
+                                f"run `landmark_unify validate {path}`")
+
+
+def check_table(table: pa.Table, path: str | os.PathLike, *, offset: int = 0,
+                columns: Sequence[str] | None = None) -> pa.Table:
+    """Raise ManifestError naming ``path``, the column and the first bad row (``offset`` + row in
+    ``table``) when a manifest column is missing, has another type or holds a null where none is allowed.
+    Returns ``table``."""
+    _missing(table.column_names, path, columns)
+    for name in _wanted(columns):
+        typ, nullable = _SPEC[name]
+        col = table.column(name)
+        if not col.type.equals(typ):
+            row, detail = _first_bad_row(name, col)
+            where = f"first bad row {offset + row}" if row is not None else "no rows"
+            raise ManifestError(f"{path}: column {name!r} has type {col.type}; expected {typ} ({where}"
+                                f"{': ' + detail if detail else ''}); run `landmark_unify validate {path}`")
+        if not nullable and col.null_count:
+            row = _first_null(col)
+            raise ManifestError(f"{path}: column {name!r} holds {col.null_count} nulls and may hold none "
+                                f"(first bad row {offset + row})")
+    return table
+
+
+def _first_null(col: pa.ChunkedArray) -> int:
+    nulls = pc.is_null(col.combine_chunks()).to_numpy(zero_copy_only=False)
+    return int(nulls.argmax())
+
+
+def _first_bad_row(name: str, col: pa.ChunkedArray) -> tuple[int | None, str]:
+    """The first row that does not fit column ``name`` and why (for a column of the wrong type)."""
+    if len(col) == 0:
+        return None, ""
+    arr = col.combine_chunks()
+    if name in _LENGTHS:
+        return _first_bad_list(arr, _LENGTHS[name])
+    typ = _SPEC[name][0]
+    for i, v in enumerate(arr.to_pylist()):
+        if v is None:
+            continue
+        try:
+            ok = pa.array([v]).cast(typ, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
+            return i, f"value {v!r}"
+        if ok.null_count:
+            return i, f"value {v!r}"
+        return i, f"value {v!r} is stored as {arr.type}"
+    return 0, "every value is null"
+
+
+def _first_bad_list(arr: pa.Array, lengths: tuple[int, ...]) -> tuple[int, str]:
+    """For a list column: the first row whose nesting or lengths differ from ``lengths``."""
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
+        return 0, f"not a list of {lengths[0]}"
+    for i in range(len(arr)):
+        v = arr[i].as_py()
+        if v is None:
+            return i, "null"
+        err = _list_shape_error(v, lengths)
+        if err:
+            return i, err
+    return 0, "the lengths are right; the value type differs"
+
+
+def _list_shape_error(v, lengths: tuple[int, ...]) -> str:
+    if not isinstance(v, list):
+        return f"{type(v).__name__} where a list is expected"
+    if len(v) != lengths[0]:
+        return f"a list of {len(v)} values; expected {lengths[0]}"
+    if len(lengths) > 1:
+        for k, inner in enumerate(v):
+            if inner is None:
+                return f"item {k} is null"
+            err = _list_shape_error(inner, lengths[1:])
+            if err:
+                return f"item {k}: {err}"
+    return ""
+
+
+def check_parquet_schema(path: str | os.PathLike, schema: pa.Schema, columns: Sequence[str] | None = None) -> None:
+    """:func:`check_schema_of` for a Parquet file; on a wrong type the offending column is read to name
+    its first bad row."""
+    try:
+        check_schema_of(schema, path, columns)
+    except ManifestError:
+        import pyarrow.parquet as pq
+
+        bad = [c for c in _wanted(columns) if c in schema.names and not schema.field(c).type.equals(_SPEC[c][0])]
+        if bad:
+            check_table(pq.read_table(path, columns=bad[:1]), path, columns=bad[:1])
+        raise
