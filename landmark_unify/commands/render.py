@@ -11,6 +11,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n", type=positive_int, default=36, help="number of faces (default 36)")
     parser.add_argument("--size", type=positive_int, default=192, help="tile side in pixels (default 192)")
     parser.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: about square)")
+    parser.add_argument("--no-legend", action="store_true",
+                        help="leave out the legend under the sheet (colours of the landmark groups and pose axes, "
+                             "what the tile headers say, the count of faces without an image)")
     parser.add_argument("--seed", type=int, default=None, help="draw the faces at random with this seed (default: the first N)")
 
 
@@ -20,8 +23,9 @@ def run(args) -> int:
     where_filter(args)  # a bad --where is refused before anything is read
 
     # a LandmarkUnifyError (bad input, bad --where) is printed by the dispatcher as "render: error: ..."
-    out, n = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,
-                             seed=args.seed)
-    print(f"{out}: {n} faces (landmarks by group: contour cyan, brows orange, nose green, eyes magenta, lips red, "
-          "pupils white; pose axes x red, y green, z blue)")
+    res = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,
+                          seed=args.seed, legend=not args.no_legend)
+    missing = (f"; {res.missing_images} without an image file (grey tiles)" if res.missing_images
+               else "; every image found")
+    print(f"{res.path}: {res.faces} faces{missing}")
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 from ..core.eyes import EYE_STATES
 from ..io import write_png_atomic, write_text_atomic
 from ..manifest import ATTRIBUTE_COLUMNS, POSE_SOURCES
+from .colors import PALETTE, source_colour  # noqa: F401  (PALETTE re-exported)
 
 YAW_BIN = 15.0
 #: the pose_source values counted by the balance report (null counted as "unknown")
@@ -118,9 +119,6 @@ def write_balance(df, stem: str | os.PathLike, title: str = "balance") -> tuple[
 
 # --- histograms (OpenCV) ---------------------------------------------------------------------------------
 
-#: BGR colours for sources, in order of appearance.
-PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-           (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
 #: how a quantity is named in titles
 DISPLAY_NAMES = {"yaw": "Yaw", "pitch": "Pitch", "roll": "Roll", "ear": "EAR"}
 QUANTITIES = {
@@ -143,7 +141,8 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
 def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, float], bin_width: float,
                     title: str, xlabel: str, marker: float | None = None, panel_size=(720, 170)) -> np.ndarray:
     """One histogram panel per entry of ``series`` (label -> values; NaN ignored), stacked with a shared
-    x axis. Values outside ``value_range`` are counted in the end bins. Returns a BGR uint8 image."""
+    x axis, each in its source's colour (:func:`.colors.source_colour`). Values outside ``value_range`` are
+    counted in the end bins. Returns a BGR uint8 image."""
     import cv2
 
     w, ph = panel_size
@@ -163,7 +162,7 @@ def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, flo
         vals = np.clip(vals[np.isfinite(vals)], lo, hi - 1e-9)
         counts, _ = np.histogram(vals, bins=edges)
         peak = max(int(counts.max()) if counts.size else 0, 1)
-        colour = PALETTE[k % len(PALETTE)]
+        colour = source_colour(name)  # the same colour for a source in every report
         cv2.rectangle(img, (left, y0 + 14), (w - right, y1), (235, 235, 235), -1)
         for c, a, b in zip(counts, edges[:-1], edges[1:]):
             if c:

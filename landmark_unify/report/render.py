@@ -7,33 +7,25 @@ A crop of the image starting at integer pixel ``(x0, y0)`` and resized by ``scal
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from ..core.layouts import get_layout
 from ..core.maps import finite_points
 from ..core.pose import matrix_from_euler
 from ..io import write_png_atomic
+from .colors import (
+    AXIS_COLOURS,
+    GROUP_COLOURS,  # noqa: F401  (re-exported)
+    MISSING_IMAGE_GREY,
+    axis_legend_items,
+    group_legend_items,
+    point_colours,
+    with_legend,
+)
 
-#: BGR colour of each point group.
-GROUP_COLOURS = {
-    "contour": (255, 255, 0),
-    "brow": (0, 165, 255),
-    "nose": (0, 255, 0),
-    "eye": (255, 0, 255),
-    "lip": (0, 0, 255),
-    "pupil": (255, 255, 255),
-    "ear": (0, 255, 255),
-}
-#: BGR colours of the model's x (image right), y (up) and z (toward the camera) axes.
-AXIS_COLOURS = ((0, 0, 255), (0, 200, 0), (255, 0, 0))
-NO_IMAGE_GREY = 96
-
-
-def point_colours(layout: str = "wflw98") -> np.ndarray:
-    """``(K, 3)`` uint8 BGR colour of every point of ``layout``, by group."""
-    lay = get_layout(layout)
-    return np.array([GROUP_COLOURS[g] for g in lay.groups], dtype=np.uint8)
+# the colour scheme is declared once, in .colors (re-exported here for existing callers)
+NO_IMAGE_GREY = MISSING_IMAGE_GREY
 
 
 def draw_landmarks(img: np.ndarray, points, valid=None, *, radius: int = 1, layout: str = "wflw98") -> np.ndarray:
@@ -138,9 +130,14 @@ def render_face(image, points, valid, bbox, angles=None, *, size: int = 192, cap
         centre = tp[54] if ok[54] else (tp[ok].mean(0) if ok.any() else np.array([size / 2, size / 2]))
         draw_pose_axes(tile, centre, angles, size * 0.22)
     draw_landmarks(tile, tp, valid, radius=radius)
-    if caption:
-        cv2.rectangle(tile, (0, 0), (size, 14), (0, 0, 0), -1)
-        cv2.putText(tile, caption[: size // 6], (2, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    if caption:  # one header line per line of the caption, cut to the tile's width
+        lines = caption.splitlines()
+        cv2.rectangle(tile, (0, 0), (size, 13 * len(lines) + 1), (0, 0, 0), -1)
+        for k, text in enumerate(lines):
+            while text and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)[0][0] > size - 4:
+                text = text[:-1]
+            cv2.putText(tile, text, (2, 11 + 13 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                        cv2.LINE_AA)
     return tile
 
 
@@ -177,20 +174,43 @@ EYE_STATE_WORDS = {"one_closed": "one eye closed", "both_closed": "both eyes clo
 
 
 def _caption(row) -> str:
+    """Tile header in plain words: the source, and closed eyes when they are; the head pose in degrees on a
+    second line when it is known."""
     import pandas as pd
 
-    parts = [str(row["source"])]
+    first = str(row["source"])
+    if pd.notna(row["eye_state"]) and row["eye_state"] in EYE_STATE_WORDS:
+        first += ", " + EYE_STATE_WORDS[row["eye_state"]]
+    lines = [first]
     if pd.notna(row["yaw"]):
-        parts.append(f"y{row['yaw']:.0f} p{row['pitch']:.0f} r{row['roll']:.0f}")
-    if pd.notna(row["eye_state"]) and row["eye_state"] in ("one_closed", "both_closed"):
-        parts.append("shut:1" if row["eye_state"] == "one_closed" else "shut:2")
-    return " ".join(parts)
+        lines.append(f"yaw {row['yaw']:.0f} pitch {row['pitch']:.0f} roll {row['roll']:.0f}")
+    return "\n".join(lines)
+
+
+def sheet_legend_rows(faces: int, missing: int) -> list:
+    """The legend drawn under a contact sheet: landmark groups, pose axes, what the headers say and how
+    many tiles are grey for want of an image."""
+    rows = [("landmarks:", group_legend_items()), ("pose axes:", axis_legend_items()),
+            "header: source (and closed eyes when they are), then the head pose in degrees when known."]
+    if missing:
+        rows.append(("", [("box", (MISSING_IMAGE_GREY,) * 3,
+                           f"{missing} of {faces} faces have no image file (grey tiles, landmarks only)")]))
+    return rows
+
+
+class RenderResult(NamedTuple):
+    """What :func:`render_manifest` drew: the PNG, the faces on it and how many of them had no image."""
+
+    path: Path
+    faces: int
+    missing_images: int
 
 
 def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: int = 192, cols: int | None = None,
-                    seed: int | None = None) -> tuple[Path, int]:
-    """Draw a contact sheet of up to ``n`` faces of manifest ``path`` to PNG ``out``; returns
-    ``(out, faces drawn)``."""
+                    seed: int | None = None, legend: bool = True) -> RenderResult:
+    """Draw a contact sheet of up to ``n`` faces of manifest ``path`` to PNG ``out``, with the legend of
+    colours and headers under it (``legend=False``: none); returns ``(out, faces drawn, faces without an
+    image file)``."""
     import cv2
     import pandas as pd
 
@@ -205,12 +225,16 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     files = image_paths(sel)
     cache: dict[Path, np.ndarray | None] = {}
     tiles = []
+    missing = 0
     for (_, row), f in zip(sel.iterrows(), files):
         if f not in cache:
             cache[f] = cv2.imread(str(f), cv2.IMREAD_COLOR) if f is not None and Path(f).is_file() else None
+        missing += cache[f] is None
         angles = [float(row[a]) if pd.notna(row[a]) else np.nan for a in ("pitch", "yaw", "roll")]
         tiles.append(render_face(cache[f], row["landmarks"], row["valid"], row["bbox"], angles, size=size,
                                  caption=_caption(row), radius=max(1, size // 128)))
     sheet = contact_sheet(tiles, cols)
+    if legend:
+        sheet = with_legend(sheet, sheet_legend_rows(len(tiles), missing))
     out = write_png_atomic(sheet, out)
-    return out, len(tiles)
+    return RenderResult(out, len(tiles), missing)

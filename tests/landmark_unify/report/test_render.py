@@ -77,7 +77,11 @@ def test_render_command_on_real_faces(wflw, tmp_path):
     where = f"image_path in {have!r}"
     assert main(["render", str(wflw), "-o", str(out), "--where", where, "--n", "4", "--size", "160", "--cols", "2"]) == 0
     sheet = cv2.imread(str(out))
-    assert sheet.shape == (2 + 2 * 162, 2 + 2 * 162, 3)
+    assert sheet.shape[1] == 2 + 2 * 162 and sheet.shape[0] > 2 + 2 * 162  # the legend is stacked under the tiles
+    band = sheet[2 + 2 * 162:]
+    for colour in GROUP_COLOURS.values():  # every group present in the layout has its swatch (no ears in WFLW)
+        if colour != GROUP_COLOURS["ear"]:
+            assert np.all(band == colour, axis=-1).any(), colour
     df = select_rows(lu.read_manifest(wflw), where, 4)
     row = df.iloc[0]
     x0, y0, side = crop_box(row["landmarks"], row["valid"], row["bbox"])
@@ -107,3 +111,33 @@ def test_the_crop_holds_the_face_box_when_the_jaw_is_invalid(shared_data, tmp_pa
     lo, hi = row["bbox"][:2], row["bbox"][2:]
     assert x0 <= lo[0] and y0 <= lo[1] and x0 + side >= hi[0] and y0 + side >= hi[1]
     assert crop_box(np.full((98, 2), np.nan), np.zeros(98, bool), [np.nan] * 4)[2] > 0  # nothing known: no crash
+
+
+def test_render_counts_faces_without_their_image(wflw, tmp_path, capsys):
+    """The shared WFLW lists name many images that are not here: the sheet draws them as grey tiles, and
+    the command and the legend say how many."""
+    from landmark_unify.cli import main
+    from landmark_unify.report.render import render_manifest
+
+    df = lu.read_manifest(wflw).head(12)
+    missing = sum(not f.exists() for f in lu.image_paths(df))
+    assert 0 < missing < 12
+    res = render_manifest(wflw, tmp_path / "a.png", n=12, size=96)
+    assert (res.faces, res.missing_images) == (12, missing)
+    out, n, miss = res  # a plain tuple too
+    assert main(["render", str(wflw), "-o", str(tmp_path / "b.png"), "--n", "12", "--size", "96"]) == 0
+    assert f"12 faces; {missing} without an image file (grey tiles)" in capsys.readouterr().out
+    with_band = cv2.imread(str(tmp_path / "b.png"))
+    assert main(["render", str(wflw), "-o", str(tmp_path / "c.png"), "--n", "12", "--size", "96", "--no-legend"]) == 0
+    assert cv2.imread(str(tmp_path / "c.png")).shape[0] < with_band.shape[0]
+
+
+def test_tile_headers_are_plain_words():
+    import pandas as pd
+
+    from landmark_unify.report.render import _caption
+
+    row = pd.Series({"source": "wflw", "yaw": 12.4, "pitch": -3.0, "roll": 1.0, "eye_state": "both_closed"})
+    assert _caption(row) == "wflw, both eyes closed\nyaw 12 pitch -3 roll 1"
+    row = pd.Series({"source": "lapa", "yaw": np.nan, "pitch": np.nan, "roll": np.nan, "eye_state": "open"})
+    assert _caption(row) == "lapa"

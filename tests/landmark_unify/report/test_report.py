@@ -6,6 +6,7 @@ import numpy as np
 
 import landmark_unify as lu
 from landmark_unify.ops.build import build_manifest
+from landmark_unify.report.colors import source_colour
 from landmark_unify.report.html import balance_markdown, balance_report, draw_histograms, yaw_bin_labels, yaw_bins
 
 
@@ -23,7 +24,7 @@ def test_histogram_bars_are_drawn_in_their_bins():
     left, right = 64, 720 - 16
     x_mid = int(left + 0.05 * (right - left))
     col = img[34 + 100, x_mid]  # inside panel a, bin [0, 0.1)
-    assert tuple(col) == (180, 119, 31)
+    assert tuple(col) == source_colour("a")  # a source's colour comes from its name
     assert tuple(img[34 + 100, int(left + 0.55 * (right - left))]) == (235, 235, 235)  # empty bin
 
 
