@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from landmark_unify.manifest import read_manifest
 
-    from ..data import build_cache
+    from ..data.cache import build_cache
 
     df = read_manifest(args.manifest)
     info = build_cache(df, args.out, size=args.size, enlarge=args.enlarge, workers=args.workers,

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._model_options import add_model_options, load_model_from_args
+from .model_options import add_model_options, load_model_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from landmark_unify.io import atomic_path, write_text_atomic
     from landmark_unify.manifest import read_manifest
 
-    from ..evaluate import evaluate_manifest, format_table
+    from ..evaluation.evaluate import evaluate_manifest, format_table
 
     df = read_manifest(args.manifest)
     if args.split:

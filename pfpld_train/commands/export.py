@@ -73,12 +73,12 @@ def _summary(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfpld_train.export.errors import ExportError
-    from pfpld_train.export.faces import read_faces
-    from pfpld_train.export.nnie_check import NnieLimits
-    from pfpld_train.export.nnie_package import MAX_CALIB_IMAGES
-    from pfpld_train.export.onnx_export import load_checkpoint
-    from pfpld_train.export.pipeline import (
+    from ..export.errors import ExportError
+    from ..export.faces import read_faces
+    from ..export.nnie.check import NnieLimits
+    from ..export.nnie.package import MAX_CALIB_IMAGES
+    from ..export.onnx.export import load_checkpoint
+    from ..export.pipeline import (
         export_caffe_dir,
         export_nnie_dir,
         export_onnx_dir,

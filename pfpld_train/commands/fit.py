@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import AugmentConfig
-    from ..loss import LossConfig
-    from ..train import TrainConfig, fit
+    from ..data.augmentation import AugmentConfig
+    from ..train.loop import TrainConfig, fit
+    from ..train.loss import LossConfig
 
     if not args.manifest and not args.resume:
         print("error: MANIFEST is required unless --resume is given", file=sys.stderr)

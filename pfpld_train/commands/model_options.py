@@ -8,7 +8,7 @@ import sys
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--device`` and the ONNX input / output options (with ``--preset`` for the known public models)."""
-    from ..evaluate import INPUT_PRESETS
+    from ..models.metadata import INPUT_PRESETS
 
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for our checkpoints")
     g = parser.add_argument_group(
@@ -26,9 +26,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    """:func:`pfpld_train.evaluate.load_model` with the options of :func:`add_model_options`; warns on
+    """:func:`pfpld_train.evaluation.evaluate.load_model` with the options of :func:`add_model_options`; warns on
     stderr when an ONNX model runs on assumed preprocessing (nothing given, nothing in its metadata)."""
-    from ..evaluate import INPUT_PRESETS, load_model
+    from ..evaluation.evaluate import load_model
+    from ..models.metadata import INPUT_PRESETS
 
     channel_order, mean, scale = args.channel_order, args.mean, args.scale
     if args.preset:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._model_options import add_model_options, load_model_from_args
+from .model_options import add_model_options, load_model_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
             try:
                 return boxes.astype(np.float64).reshape(-1, 4)
             except (TypeError, ValueError):
-                from ..predict import PredictError
+                from ..inference.predict import PredictError
 
                 raise PredictError(f"--boxes entry {key!r}: expected [[x_min, y_min, x_max, y_max], ...], "
                                    f"got {table[key]!r}") from None
@@ -47,11 +47,11 @@ def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify.io import write_png_atomic
     from landmark_unify.errors import LandmarkUnifyError
+    from landmark_unify.io import write_png_atomic
 
-    from ..evaluate import read_image_rgb
-    from ..predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
+    from ..data.images import read_image_rgb
+    from ..inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
 
     out = Path(args.out)
     try:

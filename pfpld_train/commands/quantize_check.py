@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..evaluate import INPUT_PRESETS
+from ..models.metadata import INPUT_PRESETS
 
 #: The presets of ``evaluate`` and ``predict``, colour order in capitals as :class:`Preprocess` spells it.
 PRESETS = {k: (c.upper(), m, s) for k, (c, m, s) in INPUT_PRESETS.items()}
@@ -46,9 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _preprocess(args):
-    from pfpld_train.export.errors import ExportError
-    from pfpld_train.export.faces import Preprocess
-    from pfpld_train.export.onnx_export import read_preprocess
+    from ..export.errors import ExportError
+    from ..export.faces import Preprocess
+    from ..export.onnx.export import read_preprocess
 
     if args.preset:
         color, mean, scale = PRESETS[args.preset]
@@ -81,9 +81,9 @@ def _table(rep: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfpld_train.export.errors import ExportError
-    from pfpld_train.export.faces import read_faces
-    from pfpld_train.export.quant import quantize_check
+    from ..export.errors import ExportError
+    from ..export.faces import read_faces
+    from ..export.nnie.quant import quantize_check
 
     if not args.model.is_file():
         raise ExportError(f"{args.model}: model not found")

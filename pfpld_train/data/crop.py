@@ -15,7 +15,7 @@ A crop is described by ``params = (x0, y0, S)`` (int64). Landmarks in *crop unit
 network predicts; a prediction maps back as ``x = p * S + (x0, y0)``.
 
 For a detector box (prediction without landmarks) :func:`box_crop_params` applies the same rule to the
-box corners, and :mod:`pfpld_train.predict` re-crops from the first prediction's landmarks, so the
+box corners, and :mod:`pfpld_train.inference.predict` re-crops from the first prediction's landmarks, so the
 network always sees the landmark-defined crop it was trained on.
 """
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.core.maps import finite_points
+from landmark_unify.errors import LandmarkUnifyError
 
 __all__ = [
     "CROP_SCALE",

@@ -1,8 +1,8 @@
 """Score a landmark model on a manifest under the standard crop.
 
-The model sees, for every face, the standard crop of :mod:`pfpld_train.crop` computed from the face's
+The model sees, for every face, the standard crop of :mod:`pfpld_train.data.crop` computed from the face's
 ground-truth valid landmarks; its prediction is mapped back to image pixels and scored there with
-:mod:`pfpld_train.metrics` (NME normalised by the ground-truth outer-eye-corner distance, WFLW 60-72).
+:mod:`pfpld_train.evaluation.metrics` (NME normalised by the ground-truth outer-eye-corner distance, WFLW 60-72).
 
 Models (:func:`load_model`):
 
@@ -26,11 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.core.maps import finite_points
+from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
-from .crop import CROP_SIZE, crop_image, crop_to_image, standard_crop_params
+from ..data.arrays import pose_array
+from ..data.crop import CROP_SIZE, crop_image, crop_to_image, standard_crop_params
+from ..data.images import ImageError, read_image_rgb
+from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_PREPROCESS
 from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme
 
 __all__ = [
@@ -43,32 +48,14 @@ __all__ = [
     "evaluate_manifest",
     "format_table",
     "load_model",
-    "read_image_rgb",
 ]
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 
-#: Input conventions of known landmark models: ``(channel order, mean, scale)``, ``x = (pixel - mean) * scale``.
-#: ``pfpld`` is this project's network; the other two are the public reference models (FACTS section 8).
-INPUT_PRESETS = {
-    "pfpld": ("rgb", 0.0, 1 / 255),
-    "pfld_ghostone": ("bgr", 127.5, 1 / 127.5),
-    "proxyless_gaze": ("bgr", 0.0, 1 / 255),
-}
 
 
 class EvaluationError(LandmarkUnifyError):
     """A model or the faces to score cannot be used."""
-
-
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """``(H, W, 3) uint8`` RGB; :class:`EvaluationError` naming the file if it is missing or unreadable."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
-    if img is None:
-        raise EvaluationError(f"{path}: image not found or not decodable")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 # --- models -------------------------------------------------------------------------------------------
@@ -81,7 +68,7 @@ class TorchLandmarkModel:
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
         import torch
 
-        from .checkpoint import load_pfpld
+        from ..train.checkpoint import load_pfpld
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise EvaluationError(f"device {device!r} requested but CUDA is not available to this torch build; "
@@ -93,7 +80,7 @@ class TorchLandmarkModel:
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
-        from .model import pose_to_degrees
+        from ..models.pfpld import pose_to_degrees
 
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
@@ -124,8 +111,6 @@ class OnnxLandmarkModel:
         threads: int = 1,
     ) -> None:
         import onnxruntime as ort
-
-        from .export.onnx_export import METADATA_OUTPUTS, METADATA_PREPROCESS
 
         path = Path(path)
         if path.is_dir():
@@ -284,8 +269,6 @@ def evaluate_faces(
         :class:`EvaluationResult`; ``summary`` holds ``overall``, ``by_attribute``, ``by_group``,
         ``pose_mae`` (degrees, or None), counts of skipped faces, all NME figures as fractions.
     """
-    from tqdm import tqdm
-
     gt = np.asarray(landmarks, np.float32)
     valid = np.asarray(valid, bool)
     n = gt.shape[0]
@@ -313,7 +296,7 @@ def evaluate_faces(
     def load(p: str) -> np.ndarray | None:
         try:
             return read_image_rgb(p)
-        except EvaluationError:
+        except ImageError:
             return None
 
     with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(order), desc="evaluate", disable=not progress) as bar:
@@ -387,10 +370,6 @@ def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:
     Attribute subsets come from the ``attr_*`` columns (True rows), groups from ``source``, pose from
     ``pitch, yaw, roll`` (degrees, null where unknown).
     """
-    from landmark_unify.manifest import image_paths, landmarks_array, valid_array
-
-    from .data import pose_array
-
     attributes = {}
     for a in ATTRIBUTES:
         col = f"attr_{a}"

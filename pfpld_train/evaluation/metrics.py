@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.core.layouts import get_layout
 from landmark_unify.core.maps import finite_points
+from landmark_unify.errors import LandmarkUnifyError
 
 __all__ = [
     "ANGLE_NAMES",

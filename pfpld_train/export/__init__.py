@@ -1,9 +1,11 @@
 """Export of the PFPLD network: ONNX, Caffe (written by this project), an NNIE package, int8 checks.
 
-Modules: :mod:`.onnx_export` (checkpoint loading, ONNX export, parity runners), :mod:`.caffe_proto`
-(Caffe schema subset), :mod:`.caffe_convert` (ONNX -> Caffe), :mod:`.caffe_export` (files, reference
-comparison), :mod:`.nnie_check` (NNIE constraints), :mod:`.nnie_package` (cfg, calibration, README),
-:mod:`.quant` (int8 simulation), :mod:`.faces` (real face crops), :mod:`.pipeline` (one call per format).
+Subpackages, one per target: :mod:`.onnx` (:mod:`.onnx.export`: checkpoint loading, ONNX export),
+:mod:`.caffe` (:mod:`.caffe.proto` Caffe schema subset, :mod:`.caffe.convert` ONNX -> Caffe,
+:mod:`.caffe.export` files and reference comparison), :mod:`.nnie` (:mod:`.nnie.check` NNIE constraints,
+:mod:`.nnie.package` cfg, calibration, README, :mod:`.nnie.quant` int8 simulation). Shared:
+:mod:`.faces` (real face crops), :mod:`.parity` (run and compare the forms), :mod:`.overlay`,
+:mod:`.errors`, and :mod:`.pipeline` (one call per format).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from landmark_unify.lazy import lazy_exports
 
 _EXPORTS = {
     "ExportError": ".errors",
-    "load_checkpoint": ".onnx_export",
-    "export_onnx": ".onnx_export",
-    "onnx_to_caffe": ".caffe_convert",
-    "export_caffe": ".caffe_export",
-    "compare_prototxt": ".caffe_export",
-    "check_nnie": ".nnie_check",
-    "NnieLimits": ".nnie_check",
-    "quantize_check": ".quant",
+    "load_checkpoint": ".onnx.export",
+    "export_onnx": ".onnx.export",
+    "onnx_to_caffe": ".caffe.convert",
+    "export_caffe": ".caffe.export",
+    "compare_prototxt": ".caffe.export",
+    "check_nnie": ".nnie.check",
+    "NnieLimits": ".nnie.check",
+    "quantize_check": ".nnie.quant",
     "read_faces": ".faces",
     "Preprocess": ".faces",
     "export_onnx_dir": ".pipeline",

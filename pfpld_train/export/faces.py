@@ -1,7 +1,7 @@
 """Real face crops for parity, calibration and int8 checks, read from a manifest (or a WFLW list).
 
-:func:`read_faces` turns a manifest (``.parquet``, :mod:`landmark_unify.manifest`) into a :class:`FaceSet` of
-standard crops (:mod:`pfpld_train.crop`): ``(N, 112, 112, 3) uint8`` **RGB** images and their landmarks
+:func:`read_faces` turns a manifest (a ``.parquet`` file or a dataset directory, :mod:`landmark_unify.manifest`) into a :class:`FaceSet` of
+standard crops (:mod:`pfpld_train.data.crop`): ``(N, 112, 112, 3) uint8`` **RGB** images and their landmarks
 in crop units. A WFLW annotation list (``.txt``, 196 coordinates then optional box/attributes, then the
 image path relative to ``WFLW_images``) or a folder of such lists is accepted in place of a manifest, so
 the checks run on the raw WFLW release before a manifest is built; identical lines (the per-attribute
@@ -19,10 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from landmark_unify import manifest as mf
 from landmark_unify.core.maps import finite_points
+from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
-from ..crop import CROP_SIZE, crop_image, image_to_crop, standard_crop_params
+from ..data.arrays import pose_array
+from ..data.crop import CROP_SIZE, box_crop_params, crop_image, image_to_crop, standard_crop_params
+from ..data.images import ImageError, read_image_rgb
 from .errors import ExportError
 
 __all__ = ["FaceSet", "Preprocess", "read_faces", "photo_crops", "PFPLD_PREPROCESS"]
@@ -87,17 +92,15 @@ class Preprocess:
         return {"color": self.color, "mean": self.mean, "scale": self.scale, "layout": "NCHW"}
 
 
-#: What the PFPLD network was trained on (:mod:`pfpld_train.model`): RGB, pixel / 255.
+#: What the PFPLD network was trained on (:mod:`pfpld_train.models.pfpld`): RGB, pixel / 255.
 PFPLD_PREPROCESS = Preprocess("RGB", 0.0, 1.0 / 255.0)
 
 
 def _read_image_rgb(path: Path) -> np.ndarray | None:
     """``(H, W, 3) uint8`` RGB, or None when the file is missing or not decodable."""
-    from ..evaluate import EvaluationError, read_image_rgb
-
     try:
         return read_image_rgb(path)
-    except EvaluationError:
+    except ImageError:
         return None
 
 
@@ -127,12 +130,8 @@ def _wflw_records(path: Path, images_root: Path | None):
 
 
 def _manifest_records(path: Path, split: str | None):
-    from landmark_unify.manifest import image_paths, landmarks_array, read_manifest, valid_array
-
-    from ..data import pose_array
-
     try:
-        df = read_manifest(path)
+        df = mf.read(path)
     except Exception as exc:  # noqa: BLE001 - re-raised with the path
         raise ExportError(f"{path}: cannot read manifest: {exc}") from exc
     if split is not None:
@@ -151,7 +150,8 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
     """Standard crops of the faces of a manifest or WFLW list whose images exist.
 
     Args:
-        path: manifest ``.parquet``, WFLW list ``.txt``, or a folder of WFLW lists.
+        path: manifest (a ``.parquet`` file or a partitioned dataset directory), WFLW list ``.txt``, or a
+            folder of WFLW lists.
         limit: stop after this many readable faces (in file order, or see ``spread``).
         spread: visit the faces in an order fixed by a hash of their id and ``seed`` instead of file order,
             so that a ``limit`` draws them from the whole file (calibration and held-out samples).
@@ -168,13 +168,12 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
     if not path.exists():
         raise ExportError(f"{path}: no such manifest or WFLW list")
     root = Path(images_root) if images_root is not None else None
-    records = _wflw_records(path, root) if path.is_dir() or path.suffix == ".txt" else _manifest_records(path, split)
+    wflw = path.suffix == ".txt" or (path.is_dir() and not (path / mf.MANIFEST_FILE).exists())
+    records = _wflw_records(path, root) if wflw else _manifest_records(path, split)
     if spread:
         records = sorted(records, key=lambda r: hashlib.sha1(f"{seed}:{r[0]}".encode()).hexdigest())
     crops, lms, vals, poses, ids, skipped = [], [], [], [], [], []
     cache: dict[Path, np.ndarray | None] = {}
-    from tqdm import tqdm
-
     for sid, img_path, pts, val, pose in tqdm(records, desc="faces", disable=not show_progress, unit="face"):
         if limit is not None and len(ids) >= limit:
             break
@@ -211,11 +210,9 @@ def photo_crops(paths, size: int = CROP_SIZE) -> np.ndarray:
 
     Each entry is ``PATH`` (the centre square of the photo, for numerical parity on real pixels) or
     ``PATH:x0,y0,x1,y1`` (a face box in pixels, cropped with the standard rule of
-    :func:`pfpld_train.crop.box_crop_params`).
+    :func:`pfpld_train.data.crop.box_crop_params`).
     """
     import cv2
-
-    from ..crop import box_crop_params
 
     out = []
     for spec in paths:

@@ -19,9 +19,16 @@ import numpy as np
 
 from landmark_unify.io import write_bytes_atomic
 
+from .caffe.convert import onnx_to_caffe
+from .caffe.export import compare_prototxt, export_caffe
 from .errors import ExportError
 from .faces import PFPLD_PREPROCESS, FaceSet, photo_crops, read_faces
-from .onnx_export import caffe_outputs, export_onnx, max_abs_diff, onnx_outputs, torch_outputs
+from .nnie.check import NnieLimits, check_nnie, format_issues
+from .nnie.package import read_calibration_images, write_board_readme, write_calibration_images, write_cfg
+from .nnie.quant import drift, model_outputs, quantize_model
+from .onnx.export import export_onnx
+from .overlay import draw_crops
+from .parity import caffe_outputs, max_abs_diff, onnx_outputs, torch_outputs
 
 __all__ = ["parity_batch", "export_onnx_dir", "export_caffe_dir", "export_nnie_dir", "write_report"]
 
@@ -101,8 +108,6 @@ def export_caffe_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, 
     With ``overlay_crops`` (the RGB crops behind ``x``), the Caffe model's landmarks are drawn on them
     (``overlay_caffe.png``).
     """
-    from .caffe_export import compare_prototxt, export_caffe
-
     out_dir = Path(out_dir)
     if report is None or "onnx" not in report:
         report = export_onnx_dir(model, out_dir, x, source, stem=stem, tol=tol, report=report)
@@ -117,8 +122,6 @@ def export_caffe_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, 
     key = "caffe_vs_onnx_source" if isinstance(model, (str, Path)) else "caffe_vs_torch"
     _check_tol(report, key, max_abs_diff(report["_ref"], got), tol)
     if overlay_crops is not None and "landmarks" in got:
-        from .overlay import draw_crops
-
         report["caffe"]["overlay"] = str(draw_crops(overlay_crops, got["landmarks"], out_dir / "overlay_caffe.png"))
     report["caffe"]["loaded_by"] = "cv2.dnn.readNetFromCaffe (OpenCV " + __import__("cv2").__version__ + ")"
     if reference_prototxt is not None and Path(reference_prototxt).is_file():
@@ -131,16 +134,11 @@ def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, c
                     holdout_faces: FaceSet | None = None, stem: str = "pfpld", tol: float = DEFAULT_TOL,
                     calib_format: str = "jpg", compile_mode: int = 0, reference_prototxt=None,
                     limits=None, report: dict | None = None, overlay_crops: np.ndarray | None = None) -> dict:
-    """The NNIE package (module docstring of :mod:`pfpld_train.export.nnie_package`).
+    """The NNIE package (module docstring of :mod:`pfpld_train.export.nnie.package`).
 
     Raises :class:`ExportError` when the NNIE check finds errors (after writing ``compatibility.*``).
     """
     import onnx
-
-    from .caffe_convert import onnx_to_caffe
-    from .nnie_check import NnieLimits, check_nnie, format_issues
-    from .nnie_package import read_calibration_images, write_board_readme, write_calibration_images, write_cfg
-    from .quant import drift, model_outputs, quantize_model
 
     out_dir = Path(out_dir)
     report = {} if report is None else report

@@ -4,7 +4,7 @@ Pipeline per image:
 
 1. faces come from the bundled RetinaFace detector (:class:`RetinaFaceDetector`, OpenCV dnn, anchors and
    boxes decoded here) or from given boxes ``x_min, y_min, x_max, y_max`` (pixels);
-2. the model runs on the crop of the box (same rule as the standard crop, :func:`~pfpld_train.crop.box_crop_params`),
+2. the model runs on the crop of the box (same rule as the standard crop, :func:`~pfpld_train.data.crop.box_crop_params`),
    then ``refine`` more times on the standard crop of its own landmarks, so the final pass sees the
    landmark-defined framing the network was trained and evaluated on;
 3. landmarks are mapped back to image pixels (``p * S + top-left``); pose is pitch, yaw, roll in degrees
@@ -21,14 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify.core.layouts import get_layout
+from landmark_unify.core.pose import matrix_from_euler
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.io import write_text_atomic
 
-from .crop import box_crop_params, crop_image, crop_to_image, standard_crop_params
+from ..data.crop import box_crop_params, crop_image, crop_to_image, standard_crop_params
 
 __all__ = ["DETECTOR_DIR", "Face", "PredictError", "RetinaFaceDetector", "draw_overlay", "pose_axes",
            "predict_image"]
 
-DETECTOR_DIR = Path(__file__).resolve().parent / "assets" / "retinaface_mnet025"
+DETECTOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "retinaface_mnet025"
 
 #: Anchor sides (pixels of the network input) per stride, in output-channel order.
 _ANCHORS = {32: (512.0, 256.0), 16: (128.0, 64.0), 8: (32.0, 16.0)}
@@ -149,7 +152,7 @@ def predict_image(model, image: np.ndarray, boxes: np.ndarray | None = None, det
                   refine: int = 1, max_faces: int | None = None) -> list[Face]:
     """Faces in one RGB ``(H, W, 3) uint8`` image (see the module docstring).
 
-    ``model``: callable as in :func:`pfpld_train.evaluate.load_model`. Either ``boxes`` ``(M, 4)`` or a
+    ``model``: callable as in :func:`pfpld_train.evaluation.evaluate.load_model`. Either ``boxes`` ``(M, 4)`` or a
     ``detector`` must be given.
     """
     if boxes is None:
@@ -189,16 +192,12 @@ def pose_axes(pose_deg: Sequence[float], length: float) -> np.ndarray:
     Convention (FACTS section 4): ``R = Rz(roll) Ry(yaw) Rx(pitch)``; a model point ``X`` projects to
     ``(R^T X)[:2]`` with the image row axis flipped.
     """
-    from landmark_unify.core.pose import matrix_from_euler
-
     v = matrix_from_euler(np.asarray(pose_deg, np.float64)[None])[0].T  # columns: rotated unit axes
     return np.stack([v[0], -v[1]], 1) * length
 
 
 def _overlay_points() -> tuple[frozenset, frozenset, int]:
     """Indices of the left eye and pupil, the right eye and pupil, and the nose tip in the WFLW layout."""
-    from landmark_unify.core.layouts import get_layout
-
     lay = get_layout("wflw98")
     eyes = [int(i) for g in ("eye", "pupil") for i in lay.group_indices(g)]
     side = {i: lay.names[i].split("_")[1] for i in eyes}  # eye_l_outer, pupil_r, ...
@@ -236,6 +235,4 @@ def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
 
 def write_predictions(results: list[dict], out_dir: Path) -> Path:
     """``out_dir/predictions.json`` (atomic): a list of ``{"image", "width", "height", "faces": [...]}``."""
-    from landmark_unify.io import write_text_atomic
-
     return write_text_atomic(json.dumps(results, indent=1) + "\n", out_dir / "predictions.json")

@@ -6,7 +6,7 @@ the reference Caffe graph ``pfpld.prototxt`` (batch norms folded there).
 
 Input
     ``(N, 3, 112, 112) float32``, RGB, values in ``[0, 1]`` (pixel / 255), the standard crop of
-    :mod:`pfpld_train.crop`.
+    :mod:`pfpld_train.data.crop`.
 
 Outputs of :meth:`PFPLD.forward`
     ``pose``: ``(N, 3) float32``, **radians**, order **(pitch, yaw, roll)**, in the project's angle
@@ -16,7 +16,7 @@ Outputs of :meth:`PFPLD.forward`
 
     ``landmarks``: ``(N, 196) float32``, ``x0, y0, x1, y1, ...`` of the 98 WFLW points, in units of the
     crop side (0 = the crop's top/left edge, 1 = its bottom/right edge). Multiply by 112 for pixels of
-    the 112 crop; map back to the image with :func:`pfpld_train.crop.crop_to_image`.
+    the 112 crop; map back to the image with :func:`pfpld_train.data.crop.crop_to_image`.
 
 ``bn8`` and ``fc_aux`` exist because the published checkpoints have them; the forward pass does not use
 them (as in the reference network). 1,729,674 parameters.

@@ -1,6 +1,6 @@
 """Checkpoint files: atomic writes, ``weights_only`` loads, model weights from several layouts.
 
-A checkpoint written by :mod:`pfpld_train.train` is a plain dict of tensors, numbers, strings, lists and
+A checkpoint written by :mod:`pfpld_train.train.loop` is a plain dict of tensors, numbers, strings, lists and
 dicts (so ``torch.load(..., weights_only=True)`` reads it):
 
 ``{"format": "pfpld_train.checkpoint/1", "model": state_dict, "optimizer": ..., "scheduler": ...,
@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.io import atomic_path
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_pfpld", "model_state_dict", "pfpld_weights",
            "save_checkpoint"]
@@ -31,8 +32,6 @@ class CheckpointError(LandmarkUnifyError):
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` atomically (temporary file in the same folder, then rename)."""
     import torch
-
-    from landmark_unify.io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -93,7 +92,7 @@ def pfpld_weights(path: str | os.PathLike, key: str | None = None) -> tuple[dict
     """
     import torch
 
-    from .model import PFPLD
+    from ..models.pfpld import PFPLD
 
     sd, entry = model_state_dict(load_checkpoint(path), where=str(path), key=key)
     expected = PFPLD().state_dict()
@@ -119,8 +118,8 @@ def pfpld_weights(path: str | os.PathLike, key: str | None = None) -> tuple[dict
 
 
 def load_pfpld(path: str | os.PathLike, device: str = "cpu", key: str | None = None):
-    """A :class:`pfpld_train.model.PFPLD` in eval mode with the checkpoint's weights (checked, strict)."""
-    from .model import PFPLD
+    """A :class:`pfpld_train.models.pfpld.PFPLD` in eval mode with the checkpoint's weights (checked, strict)."""
+    from ..models.pfpld import PFPLD
 
     model = PFPLD()
     model.load_state_dict(pfpld_weights(path, key)[0], strict=True)

@@ -14,12 +14,13 @@ Output folder (``cfg.out``):
 Checkpoints hold plain tensors, numbers, strings, lists and dicts only, and are read with
 ``torch.load(..., weights_only=True)``. ``resume`` restores the model, optimizer, schedule, AMP scaler,
 epoch, position inside the epoch and random states; the data order and augmentation are functions of
-``(seed, epoch, row)`` (:mod:`pfpld_train.data`), so a resumed run continues the same curve.
+``(seed, epoch, row)`` (:mod:`pfpld_train.data.dataset`), so a resumed run continues the same curve.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import random
@@ -29,22 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_unify.io import write_text_atomic
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.io import write_text_atomic
+from landmark_unify.manifest import read_manifest, write_manifest
 
+from ..data.arrays import FaceArrays, split_by_image
+from ..data.augmentation import AugmentConfig
+from ..data.cache import CropCache
+from ..data.crop import image_to_crop
+from ..data.dataset import FaceDataset
+from ..data.sampler import EpochSampler, make_loader, to_input
+from ..evaluation.metrics import nme, summarize_nme
 from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from .data import (
-    AugmentConfig,
-    CropCache,
-    EpochSampler,
-    FaceArrays,
-    FaceDataset,
-    make_loader,
-    split_by_image,
-    to_input,
-)
 from .loss import LossConfig, pfpld_loss, point_weights
-from .metrics import nme, summarize_nme
 
 __all__ = ["RESUME_OVERRIDES", "TrainConfig", "TrainError", "fit", "mean_face_nme"]
 
@@ -159,8 +157,6 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -170,26 +166,20 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     write_text_atomic(buf.getvalue(), path)
 
 
-def _mean_shape(ds: FaceDataset) -> np.ndarray:
+def _mean_landmarks(ds: FaceDataset) -> np.ndarray:
     """``(98, 2)`` mean of the valid landmarks in crop units (standard crop); NaN where no face has the point."""
-    from .crop import image_to_crop
-
     c = image_to_crop(ds.landmarks, ds.params)
     return np.nanmean(np.where(ds.valid[..., None], c, np.nan), 0)
 
 
 def mean_face_nme(train: FaceDataset, val: FaceDataset) -> float:
     """NME of predicting the mean training shape (crop units, standard crop) for every validation face."""
-    from .crop import image_to_crop
-
     va = image_to_crop(val.landmarks, val.params)
-    pred = np.broadcast_to(_mean_shape(train), va.shape)
+    pred = np.broadcast_to(_mean_landmarks(train), va.shape)
     return float(np.nanmean(nme(pred, va, val.valid)))
 
 
 def _load_data(cfg: TrainConfig):
-    from landmark_unify.manifest import read_manifest, write_manifest
-
     df = read_manifest(cfg.manifest)
     faces = FaceArrays.from_manifest(df)
     if cfg.val and cfg.val_fraction:
@@ -236,7 +226,7 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
     similarity), failure rate, AUC at 0.1, pose MAE (degrees, mean of the three angles)."""
     import torch
 
-    from .model import pose_to_degrees
+    from ..models.pfpld import pose_to_degrees
 
     sampler = EpochSampler(len(ds), shuffle=False)
     loader = make_loader(ds, batch_size, sampler, workers=0 if len(ds) < 2000 else min(workers, 2))
@@ -314,7 +304,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     import torch
     from tqdm import tqdm
 
-    from .model import PFPLD
+    from ..models.pfpld import PFPLD
 
     _check_config(cfg)
     out = Path(cfg.out)
@@ -383,7 +373,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     epoch, batch_in_epoch, step, best, history = 0, 0, 0, float("inf"), []
     if ckpt is None:
         # Start the landmark head at the mean training shape (crop units): faster, steadier first epochs.
-        mean = np.nan_to_num(_mean_shape(train_ds), nan=0.5)
+        mean = np.nan_to_num(_mean_landmarks(train_ds), nan=0.5)
         with torch.no_grad():
             model.fc.bias.copy_(torch.from_numpy(mean.reshape(-1).astype(np.float32)))
     else:

@@ -34,7 +34,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .crop import CROP_SIZE
+from landmark_unify.core.layouts import get_layout
+
+from ..data.crop import CROP_SIZE
 
 __all__ = ["LossConfig", "landmark_loss", "pfpld_loss", "point_weights", "pose_loss", "wing"]
 
@@ -64,8 +66,6 @@ def wing(x: torch.Tensor, w: float = 10.0, epsilon: float = 2.0) -> torch.Tensor
 
 def point_weights(cfg: LossConfig, device=None) -> torch.Tensor:
     """``(98,)`` float32: ``eye_weight`` on the points of ``cfg.eye_groups`` of the wflw98 layout, else 1."""
-    from landmark_unify.core.layouts import get_layout
-
     layout = get_layout("wflw98")
     g = torch.ones(layout.num_points, dtype=torch.float32)
     for group in cfg.eye_groups:

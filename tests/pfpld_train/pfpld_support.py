@@ -135,3 +135,44 @@ def synthetic_manifest(folder: Path, n_images: int = 6, faces_per_image: int = 2
         cols["pose_source"] = ["dataset"] * len(lm)
     meta = make_metadata({"synthetic": str(folder)}, command="tests")
     return write_manifest(cols, folder / "manifest.parquet", meta)
+
+
+# --- export tests -------------------------------------------------------------------------------------------
+
+
+def wflw_lists(shared_data: Path) -> Path:
+    """The folder of official WFLW test lists (a face source for ``export`` and ``quantize-check``)."""
+    return shared_data / "WFLW" / "WFLW_annotations" / "list_98pt_test"
+
+
+def trained_like_model(seed: int = 0):
+    """A PFPLD with random weights and non-trivial batch-norm statistics, so that folding is exercised."""
+    import torch
+
+    from pfpld_train.models.pfpld import build_model
+
+    torch.manual_seed(seed)
+    model = build_model()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def run_cli(module, argv: list[str]) -> int:
+    """The command ``module`` run through the ``pfpld_train`` dispatcher (its error handling included)."""
+    from pfpld_train.cli import main
+
+    return main([module.__name__.rsplit(".", 1)[1].replace("_", "-"), *argv])
+
+
+def to_onnx(model, path, size: int = 112) -> None:
+    """A bare ``torch.onnx.export`` of ``model`` (one ``landmarks`` output), for converter tests."""
+    import torch
+
+    torch.onnx.export(model.eval(), (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
+                      output_names=["landmarks"], opset_version=17, dynamo=False)

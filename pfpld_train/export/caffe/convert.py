@@ -1,6 +1,6 @@
 """ONNX graph -> Caffe 1.0 net (prototxt + caffemodel), with the batch norms folded into convolutions.
 
-The converter walks an ONNX graph (as written by :func:`pfpld_train.export.onnx_export.export_onnx`, or any
+The converter walks an ONNX graph (as written by :func:`pfpld_train.export.onnx.export.export_onnx`, or any
 CNN built from the same operators) and emits only Caffe 1.0 layers: ``Input``, ``Convolution`` (depthwise as
 grouped), ``ReLU``, ``Eltwise`` (SUM), ``Pooling`` (MAX/AVE), ``InnerProduct``, ``Concat``, ``Flatten``,
 ``Reshape``, ``Sigmoid``, ``TanH``. Whatever it cannot express exactly is not approximated: it is recorded
@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .caffe_proto import caffe_messages
+from .proto import caffe_messages
 
-__all__ = ["CaffeConversion", "Issue", "onnx_to_caffe", "sanitize_name", "NNIE_RESERVED_SUFFIXES"]
+__all__ = ["CaffeConversion", "Issue", "format_issues", "onnx_to_caffe", "sanitize_name", "NNIE_RESERVED_SUFFIXES"]
 
 #: Layer-name suffixes that HiSilicon's mapper interprets (report an intermediate blob, 16-bit layer,
 #: run on the CPU); generated names must not end with them.
@@ -489,3 +489,39 @@ def _reorder(net, outputs: list[str]) -> None:
         c.CopyFrom(layers[i])
     del net.layer[:]
     net.layer.extend(copies)
+
+
+def format_issues(issues: list[Issue], brief: bool = False) -> str:
+    """One line per finding, errors first, then a count line.
+
+    Errors that only follow from an earlier one (an input that was not converted) are summed up in one line;
+    ``compatibility.json`` keeps them all. ``brief`` (for a terminal) also folds errors with the same rule
+    and message into one line naming the first nodes and the count.
+    """
+    errors = [i for i in issues if i.severity == "error"]
+    warnings = [i for i in issues if i.severity != "error"]
+    cascade = [i for i in errors if i.rule in ("missing-input", "missing-output")]
+    roots = [i for i in errors if i not in cascade]
+    shown = roots or cascade
+    lines = [str(i) for i in (_collapse(shown) if brief else shown) + _collapse(warnings)]
+    if roots and cascade:
+        names = ", ".join(dict.fromkeys(i.node for i in cascade[:4]))
+        lines.append(f"[error] missing-input: {len(cascade)} further node input(s)/output(s) depend on the "
+                     f"layers above ({names}, ...)")
+    lines.append(f"{len(errors)} error(s), {len(warnings)} warning(s)")
+    return "\n".join(lines)
+
+
+def _collapse(issues: list[Issue]) -> list[Issue]:
+    """Findings with the same severity, rule and message folded into one naming the first layers."""
+    groups: dict[tuple[str, str, str], list[Issue]] = {}
+    for i in issues:
+        groups.setdefault((i.severity, i.rule, i.message), []).append(i)
+    out = []
+    for (severity, rule, message), items in groups.items():
+        if len(items) == 1:
+            out.append(items[0])
+        else:
+            names = ", ".join(i.node for i in items[:3])
+            out.append(Issue(severity, rule, f"{len(items)} layers ({names}, ...)", message))
+    return out

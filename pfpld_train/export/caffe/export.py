@@ -1,6 +1,6 @@
 """Write a Caffe model (``.prototxt`` + ``.caffemodel``) from an ONNX file, and compare prototxts.
 
-:func:`export_caffe` converts with :func:`~pfpld_train.export.caffe_convert.onnx_to_caffe`, refuses (with
+:func:`export_caffe` converts with :func:`~pfpld_train.export.caffe.convert.onnx_to_caffe`, refuses (with
 every problem listed) when anything cannot be converted exactly, writes both files atomically, and re-reads
 the ``.caffemodel`` to check that it parses back into the same net. :func:`compare_prototxt` lines up the
 layers of two prototxts (e.g. ours and the reference ``pfpld.prototxt``) and lists what differs.
@@ -13,10 +13,9 @@ from pathlib import Path
 
 from landmark_unify.io import write_bytes_atomic
 
-from .caffe_convert import onnx_to_caffe
-from .caffe_proto import caffe_messages, net_to_prototxt
-from .errors import ExportError
-from .nnie_check import format_issues
+from ..errors import ExportError
+from .convert import format_issues, onnx_to_caffe
+from .proto import caffe_messages, net_to_prototxt
 
 __all__ = ["export_caffe", "compare_prototxt", "read_prototxt"]
 

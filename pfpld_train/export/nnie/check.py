@@ -1,6 +1,6 @@
 """Compatibility of a converted Caffe net with HiSilicon's NNIE mapper, as named findings.
 
-:func:`check_nnie` takes a :class:`~pfpld_train.export.caffe_convert.CaffeConversion` (whose own conversion
+:func:`check_nnie` takes a :class:`~pfpld_train.export.caffe.convert.CaffeConversion` (whose own conversion
 errors are carried over: an ONNX operator with no Caffe 1.0 layer is already a violation) and adds the
 mapper-level rules below. Every finding is an :class:`Issue` with a rule id, the layer and a sentence.
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from .caffe_convert import NNIE_RESERVED_SUFFIXES, CaffeConversion, Issue
+from ..caffe.convert import NNIE_RESERVED_SUFFIXES, CaffeConversion, Issue, format_issues
 
 __all__ = ["NnieLimits", "check_nnie", "format_issues", "NNIE_LAYER_TYPES"]
 
@@ -121,39 +121,3 @@ def check_nnie(conv: CaffeConversion, limits: NnieLimits = NnieLimits()) -> list
             issues.append(Issue("error", "intermediate-output", out, "network output also feeds another layer; "
                                 "the mapper returns such a blob only if its top ends in '_report'"))
     return issues
-
-
-def format_issues(issues: list[Issue], brief: bool = False) -> str:
-    """One line per finding, errors first, then a count line.
-
-    Errors that only follow from an earlier one (an input that was not converted) are summed up in one line;
-    ``compatibility.json`` keeps them all. ``brief`` (for a terminal) also folds errors with the same rule
-    and message into one line naming the first nodes and the count.
-    """
-    errors = [i for i in issues if i.severity == "error"]
-    warnings = [i for i in issues if i.severity != "error"]
-    cascade = [i for i in errors if i.rule in ("missing-input", "missing-output")]
-    roots = [i for i in errors if i not in cascade]
-    shown = roots or cascade
-    lines = [str(i) for i in (_collapse(shown) if brief else shown) + _collapse(warnings)]
-    if roots and cascade:
-        names = ", ".join(dict.fromkeys(i.node for i in cascade[:4]))
-        lines.append(f"[error] missing-input: {len(cascade)} further node input(s)/output(s) depend on the "
-                     f"layers above ({names}, ...)")
-    lines.append(f"{len(errors)} error(s), {len(warnings)} warning(s)")
-    return "\n".join(lines)
-
-
-def _collapse(issues: list[Issue]) -> list[Issue]:
-    """Findings with the same severity, rule and message folded into one naming the first layers."""
-    groups: dict[tuple[str, str, str], list[Issue]] = {}
-    for i in issues:
-        groups.setdefault((i.severity, i.rule, i.message), []).append(i)
-    out = []
-    for (severity, rule, message), items in groups.items():
-        if len(items) == 1:
-            out.append(items[0])
-        else:
-            names = ", ".join(i.node for i in items[:3])
-            out.append(Issue(severity, rule, f"{len(items)} layers ({names}, ...)", message))
-    return out

@@ -24,8 +24,8 @@ import numpy as np
 
 from landmark_unify.io import write_bytes_atomic
 
-from .errors import ExportError
-from .faces import PFPLD_PREPROCESS, FaceSet
+from ..errors import ExportError
+from ..faces import PFPLD_PREPROCESS, FaceSet
 
 __all__ = ["write_calibration_images", "write_cfg", "write_board_readme", "CFG_KEYS", "MAX_CALIB_IMAGES"]
 
@@ -116,7 +116,7 @@ def write_cfg(path: str | Path, *, stem: str, image_list: str, n_images: int, co
         "compile_mode": "0 = 8-bit (low bandwidth); 1 = high precision (16-bit) if the int8 drift is too large",
         "is_simulation": "0 = instructions for the chip; 1 = for the PC simulator",
         "RGB_order": "the network was trained on RGB: channel 0 = R, 1 = G, 2 = B",
-        "data_scale": "1/255: the network expects pixel / 255 in [0, 1] (pfpld_train.model)",
+        "data_scale": "1/255: the network expects pixel / 255 in [0, 1] (pfpld_train.models.pfpld)",
         "image_type": "1 = 8-bit 3-channel image input (planar U8 on the board); the calibration list holds "
                       "112 x 112 face crops",
         "mean_file": "no mean subtraction (norm_type 3)",
@@ -155,7 +155,7 @@ Compile with `nnie_mapper {stem}.cfg` run from this folder; it writes `{stem}_in
   pixel x 1/255 (`[norm_type] 3`, `[data_scale] 0.0039215686`).
 - The image must be the standard face crop the network was trained on: a square of side
   S = int(1.2 * max landmark extent) centred on the face, zero outside the image, resized bilinearly to
-  112 x 112 (`pfpld_train.crop`). Without landmarks, crop from the detector box with the same rule and
+  112 x 112 (`pfpld_train.data.crop`). Without landmarks, crop from the detector box with the same rule and
   re-crop from the first prediction.
 
 ## Outputs

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import nme
-from .errors import ExportError
-from .faces import FaceSet, Preprocess
+from ...evaluation.metrics import nme
+from ..errors import ExportError
+from ..faces import FaceSet, Preprocess
+from ..parity import onnx_outputs
 
 __all__ = ["quantize_model", "model_outputs", "drift", "quantize_check", "find_outputs"]
 
@@ -63,8 +64,6 @@ def find_outputs(model_path: str | Path, landmarks: str | None = None, pose: str
 
 def model_outputs(model_path: str | Path, x: np.ndarray, names: list[str], batch: int | None = None) -> dict:
     """Run ``model_path`` on ``(N, 3, H, W) float32`` in chunks of ``batch``; outputs flattened per face."""
-    from .onnx_export import onnx_outputs
-
     out = onnx_outputs(model_path, x, batch, names=names)
     return {n: v.reshape(v.shape[0], -1).astype(np.float32) for n, v in out.items()}
 

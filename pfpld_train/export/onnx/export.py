@@ -1,13 +1,14 @@
 """Checkpoint loading, ONNX export and numerical parity checks for the PFPLD network.
 
 - :func:`load_checkpoint`: a trainer checkpoint (``torch.load(..., weights_only=True)``: a dict with a
-  ``model`` state_dict, or a bare state_dict) -> :class:`pfpld_train.model.PFPLD` in eval mode. Wrong keys or
+  ``model`` state_dict, or a bare state_dict) -> :class:`pfpld_train.models.pfpld.PFPLD` in eval mode. Wrong keys or
   shapes raise :class:`ExportError` listing them.
 - :func:`export_onnx`: TorchScript-based export (batch norms folded by constant folding), ``onnx.checker``,
   ``onnxslim`` simplification, dynamic batch axis, outputs ``pose`` and ``landmarks``, preprocessing stored
   in the model's metadata (``pfpld_train.preprocess``).
-- :func:`torch_outputs`, :func:`onnx_outputs`, :func:`caffe_outputs` run the three forms on the same
-  ``(N, 3, 112, 112) float32`` batch; :func:`max_abs_diff` compares them.
+- :func:`read_preprocess`: the preprocessing stored in an exported model.
+
+The parity runners (PyTorch, onnxruntime, OpenCV dnn) are in :mod:`pfpld_train.export.parity`.
 """
 
 from __future__ import annotations
@@ -17,42 +18,32 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from landmark_unify.io import write_bytes_atomic
 
-from .errors import ExportError
-from .faces import PFPLD_PREPROCESS
+from ...models.metadata import INPUT_NAME, METADATA_OUTPUTS, METADATA_PREPROCESS, OUTPUT_DOC, OUTPUT_NAMES
+from ...train.checkpoint import CheckpointError, pfpld_weights
+from ..errors import ExportError
+from ..faces import PFPLD_PREPROCESS, Preprocess
 
 __all__ = [
     "OUTPUT_NAMES",
     "INPUT_NAME",
+    "METADATA_OUTPUTS",
+    "METADATA_PREPROCESS",
     "load_checkpoint",
     "export_onnx",
-    "torch_outputs",
-    "onnx_outputs",
-    "caffe_outputs",
-    "max_abs_diff",
     "read_preprocess",
 ]
 
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("pose", "landmarks")
-METADATA_PREPROCESS = "pfpld_train.preprocess"
-METADATA_OUTPUTS = "pfpld_train.outputs"
-OUTPUT_DOC = {
-    "pose": "(N, 3) float32 radians, pitch, yaw, roll (300W-LP Pose_Para convention)",
-    "landmarks": "(N, 196) float32 x0, y0, x1, y1 ... of the 98 WFLW points in crop units (0..1 of the crop side)",
-}
 
 
 def load_checkpoint(path: str | Path, key: str | None = None):
-    """Load a trainer checkpoint into a fresh :class:`~pfpld_train.model.PFPLD` (eval mode).
+    """Load a trainer checkpoint into a fresh :class:`~pfpld_train.models.pfpld.PFPLD` (eval mode).
 
     Args:
         path: torch file, read with ``weights_only=True``: a dict holding the state_dict under ``key``
             (default: ``model``, ``state_dict``, ``plfd_backbone``) or a bare state_dict; ``module.``
-            prefixes are stripped (:func:`pfpld_train.checkpoint.pfpld_weights`).
+            prefixes are stripped (:func:`pfpld_train.train.checkpoint.pfpld_weights`).
         key: entry of the checkpoint dict holding the state_dict.
 
     Returns:
@@ -62,8 +53,7 @@ def load_checkpoint(path: str | Path, key: str | None = None):
         ExportError: unreadable file, no state_dict, missing/unexpected keys, shape mismatches or
             non-finite weights (each named).
     """
-    from ..checkpoint import CheckpointError, pfpld_weights
-    from ..model import build_model
+    from ...models.pfpld import build_model
 
     try:
         sd, entry = pfpld_weights(path, key)
@@ -144,64 +134,9 @@ def read_preprocess(path: str | Path):
     """The :class:`Preprocess` stored in an ONNX file by :func:`export_onnx`, or None."""
     import onnx
 
-    from .faces import Preprocess
-
     proto = onnx.load(str(path), load_external_data=False)
     for p in proto.metadata_props:
         if p.key == METADATA_PREPROCESS:
             d = json.loads(p.value)
             return Preprocess(d["color"], float(d["mean"]), float(d["scale"]))
     return None
-
-
-def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
-    """PyTorch forward on ``(N, 3, 112, 112) float32`` -> ``{"pose": (N, 3), "landmarks": (N, 196)}``."""
-    import torch
-
-    with torch.no_grad():
-        pose, lms = model.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    return {"pose": pose.numpy(), "landmarks": lms.numpy()}
-
-
-def onnx_outputs(path: str | Path, x: np.ndarray, batch: int | None = None,
-                 names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """onnxruntime (CPU) on ``x``; run in chunks of ``batch`` (all at once by default). ``names``: the
-    outputs to return (default: all)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    names = list(names) if names is not None else [o.name for o in sess.get_outputs()]
-    step = batch or len(x) or 1
-    chunks = [sess.run(names, {name: np.ascontiguousarray(x[i:i + step], dtype=np.float32)})
-              for i in range(0, len(x), step)]
-    return {n: np.concatenate([c[j] for c in chunks]) for j, n in enumerate(names)}
-
-
-def caffe_outputs(prototxt: str | Path, caffemodel: str | Path, x: np.ndarray,
-                  outputs=OUTPUT_NAMES) -> dict[str, np.ndarray]:
-    """OpenCV dnn (``readNetFromCaffe``) on ``x``, one face at a time (the prototxt has batch 1)."""
-    import cv2
-
-    try:
-        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-    except cv2.error as exc:
-        raise ExportError(f"{prototxt}: OpenCV dnn cannot load the Caffe model: {exc}") from exc
-    res: dict[str, list] = {o: [] for o in outputs}
-    for i in range(len(x)):
-        net.setInput(np.ascontiguousarray(x[i:i + 1], dtype=np.float32))
-        for o, v in zip(outputs, net.forward(list(outputs))):
-            res[o].append(v.reshape(1, -1))
-    return {o: np.concatenate(v) for o, v in res.items()}
-
-
-def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per output: ``max |a - b|`` over the batch (shapes must agree)."""
-    out = {}
-    for k in a:
-        if k not in b or a[k].shape != b[k].shape:
-            raise ExportError(f"output {k!r}: shapes differ ({a[k].shape} vs {b.get(k, np.empty(0)).shape})")
-        out[k] = float(np.abs(a[k].astype(np.float64) - b[k]).max())
-    return out

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pfpld_train.crop import (
+from pfpld_train.data.crop import (
     CropError,
     box_crop_params,
     crop_image,

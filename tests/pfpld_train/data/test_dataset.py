@@ -15,19 +15,13 @@ from pfpld_support import (
 from landmark_unify.core.layouts import get_layout
 from landmark_unify.manifest import read_manifest
 from pfpld_train.cli import main
-from pfpld_train.crop import crop_image, image_to_crop
-from pfpld_train.data import (
-    AugmentConfig,
-    CacheError,
-    CropCache,
-    EpochSampler,
-    FaceArrays,
-    FaceDataset,
-    build_cache,
-    make_loader,
-    split_by_image,
-)
-from pfpld_train.evaluate import read_image_rgb
+from pfpld_train.data.arrays import FaceArrays, split_by_image
+from pfpld_train.data.augmentation import AugmentConfig
+from pfpld_train.data.cache import CacheError, CropCache, build_cache
+from pfpld_train.data.crop import crop_image, image_to_crop
+from pfpld_train.data.dataset import FaceDataset
+from pfpld_train.data.images import read_image_rgb
+from pfpld_train.data.sampler import EpochSampler, make_loader
 
 GEOMETRY_ONLY = AugmentConfig(rotation_p=1.0, jitter_p=0.0, grayscale_p=0.0, erase_p=0.0)
 

@@ -13,9 +13,8 @@ from pfpld_support import (
 )
 
 from landmark_unify.manifest import landmarks_array, read_manifest, valid_array
-from pfpld_train.checkpoint import save_checkpoint
 from pfpld_train.cli import main
-from pfpld_train.evaluate import (
+from pfpld_train.evaluation.evaluate import (
     EvaluationError,
     OnnxLandmarkModel,
     TorchLandmarkModel,
@@ -23,7 +22,8 @@ from pfpld_train.evaluate import (
     evaluate_manifest,
     load_model,
 )
-from pfpld_train.model import PFPLD
+from pfpld_train.models.pfpld import PFPLD
+from pfpld_train.train.checkpoint import save_checkpoint
 
 GHOSTONE = "reference_models/pfld_ghostone"
 GHOSTONE_ARGS = ["--channel-order", "bgr", "--mean", "127.5", "--scale", str(1 / 127.5)]
@@ -129,7 +129,7 @@ def test_evaluate_command_prints_table_and_writes_json(shared_data, wflw303, tmp
 
 def test_our_onnx_export_scores_like_the_checkpoint(shared_data, wflw303, tmp_path):
     """Checkpoint and its ONNX export (preprocessing and pose units read from the metadata) agree."""
-    export = pytest.importorskip("pfpld_train.export.onnx_export")
+    export = pytest.importorskip("pfpld_train.export.onnx.export")
     torch.manual_seed(1)
     net = PFPLD().eval()
     ckpt = save_checkpoint({"model": net.state_dict()}, tmp_path / "m.pt")
@@ -189,8 +189,6 @@ def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"threshold": 0.0}, {"threshold": float("nan")}])
 def test_evaluate_faces_refuses_bad_batch_or_threshold(kwargs):
-    from pfpld_train.evaluate import EvaluationError, evaluate_faces
-
     with pytest.raises(EvaluationError, match="batch_size must be >= 1"):
         evaluate_faces(lambda c: (np.zeros((len(c), 98, 2)), None), [None], np.zeros((1, 98, 2), np.float32),
                        np.ones((1, 98), bool), progress=False, **kwargs)

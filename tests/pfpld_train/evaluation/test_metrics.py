@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pfpld_train.metrics import MetricsError, auc, failure_rate, nme, point_errors, pose_mae, summarize_nme
+from pfpld_train.evaluation.metrics import MetricsError, auc, failure_rate, nme, point_errors, pose_mae, summarize_nme
 
 
 def _face(rng: np.random.Generator, n: int = 4) -> np.ndarray:

@@ -13,12 +13,13 @@ from pfpld_support import (
 )
 
 from landmark_unify.manifest import image_paths, landmarks_array, read_manifest
-from pfpld_train.checkpoint import save_checkpoint
 from pfpld_train.cli import main
-from pfpld_train.evaluate import load_model, read_image_rgb
-from pfpld_train.metrics import nme
-from pfpld_train.model import PFPLD
-from pfpld_train.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, pose_axes, predict_image
+from pfpld_train.data.images import read_image_rgb
+from pfpld_train.evaluation.evaluate import load_model
+from pfpld_train.evaluation.metrics import nme
+from pfpld_train.inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, pose_axes, predict_image
+from pfpld_train.models.pfpld import PFPLD
+from pfpld_train.train.checkpoint import save_checkpoint
 
 GHOSTONE = ["--channel-order", "bgr", "--mean", "127.5", "--scale", str(1 / 127.5)]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from pfpld_support import single_thread  # noqa: F401 (autouse: one torch/OpenCV thread)
 
-from pfpld_train.model import NUM_PARAMETERS, PFPLD, count_parameters, pose_to_degrees
+from pfpld_train.models.pfpld import NUM_PARAMETERS, PFPLD, count_parameters, pose_to_degrees
 
 
 def _bn(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
@@ -147,9 +147,9 @@ def test_public_names_are_exported_lazily():
 
 def test_one_checked_loader_for_training_evaluation_and_export(tmp_path):
     """evaluate/predict (load_pfpld) and export (load_checkpoint) read weights through the same checks."""
-    from pfpld_train.checkpoint import CheckpointError, load_pfpld
     from pfpld_train.export.errors import ExportError
-    from pfpld_train.export.onnx_export import load_checkpoint
+    from pfpld_train.export.onnx.export import load_checkpoint
+    from pfpld_train.train.checkpoint import CheckpointError, load_pfpld
 
     sd = PFPLD().state_dict()
     torch.save({"state_dict": {**sd, "fc.weight": torch.zeros(10, 176)}}, tmp_path / "bad.pt")

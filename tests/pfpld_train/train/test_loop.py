@@ -13,9 +13,9 @@ from pfpld_support import (
     synthetic_manifest,
 )
 
-from pfpld_train.checkpoint import load_checkpoint, load_pfpld
 from pfpld_train.cli import main
-from pfpld_train.train import METRIC_FIELDS, TrainConfig, WarmupCosine, fit
+from pfpld_train.train.checkpoint import load_checkpoint, load_pfpld
+from pfpld_train.train.loop import METRIC_FIELDS, TrainConfig, WarmupCosine, fit
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_resume_continues_the_same_curve(tiny, full_run, tmp_path, stop):
 
 
 def test_checkpoints_inside_epochs(tiny, tmp_path, monkeypatch):
-    import pfpld_train.train as train_mod
+    import pfpld_train.train.loop as train_mod
 
     saved = []
     real = train_mod.save_checkpoint

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pfpld_support import single_thread  # noqa: F401 (autouse: one torch/OpenCV thread)
 
-from pfpld_train.loss import LossConfig, landmark_loss, pfpld_loss, point_weights, pose_loss, wing
+from pfpld_train.train.loss import LossConfig, landmark_loss, pfpld_loss, point_weights, pose_loss, wing
 
 CFG = LossConfig()
 

@@ -1,0 +1,186 @@
+"""The crop cache (:func:`build_cache`, ``pfpld_train cache``): per face, an enlarged window (``enlarge`` x
+the standard crop side, same centre) resized to ``size x size`` RGB in one raw ``uint8`` memory-mapped
+file, so later epochs decode no JPEG; augmentation then warps from the cached window (the affine maps
+compose exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from landmark_unify.errors import LandmarkUnifyError
+
+from .arrays import FaceArrays
+from .crop import CROP_SIZE, resize_matrix, standard_crop_params
+
+__all__ = ["CACHE_FORMAT", "CacheError", "CropCache", "build_cache", "enlarged_windows"]
+
+CACHE_FORMAT = "pfpld_train.crop_cache/1"
+
+
+class CacheError(LandmarkUnifyError):
+    """A crop cache is missing, incomplete or does not match the manifest."""
+
+
+def enlarged_windows(params: np.ndarray, enlarge: float) -> np.ndarray:
+    """``(N, 3) float64`` ``x0, y0, side`` of the window ``enlarge`` x the standard crop, same centre."""
+    p = np.asarray(params, np.float64)
+    side = np.round(p[:, 2] * enlarge)
+    centre = p[:, :2] + p[:, 2:3] / 2
+    return np.concatenate([centre - side[:, None] / 2, side[:, None]], 1)
+
+
+class CropCache:
+    """A built crop cache folder, opened read-only (the memmap is opened lazily in each process).
+
+    Files: ``index.json`` (format, size, enlarge, count), ``crops.u8`` (raw ``(N, size, size, 3)`` uint8
+    RGB), ``windows.npy`` (``(N, 3)`` float64 window ``x0, y0, side`` in image pixels), ``sample_ids.npy``,
+    ``ok.npy`` (``(N,)`` bool: the image was read).
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        index = self.folder / "index.json"
+        if not index.is_file():
+            raise CacheError(f"{self.folder}: not a crop cache (no index.json); build one with `pfpld_train cache`")
+        try:
+            self.info = json.loads(index.read_text())
+        except json.JSONDecodeError as exc:
+            raise CacheError(f"{index}: not valid JSON: {exc}") from None
+        if self.info.get("format") != CACHE_FORMAT:
+            raise CacheError(f"{index}: format {self.info.get('format')!r}, expected {CACHE_FORMAT!r}")
+        self.size = int(self.info["size"])
+        self.count = int(self.info["count"])
+        self.windows = np.load(self.folder / "windows.npy")
+        self.sample_ids = np.load(self.folder / "sample_ids.npy")
+        self.ok = np.load(self.folder / "ok.npy")
+        expected = self.count * self.size * self.size * 3
+        actual = (self.folder / "crops.u8").stat().st_size
+        if actual != expected:
+            raise CacheError(f"{self.folder}/crops.u8: {actual} bytes, expected {expected} (incomplete cache?)")
+        self._row_of = {s: i for i, s in enumerate(self.sample_ids.tolist())}
+        self._mm = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_mm"] = None
+        return state
+
+    @property
+    def crops(self) -> np.ndarray:
+        if self._mm is None:
+            self._mm = np.memmap(self.folder / "crops.u8", np.uint8, "r", shape=(self.count, self.size, self.size, 3))
+        return self._mm
+
+    def rows_for(self, sample_ids: Sequence[str]) -> np.ndarray:
+        """Cache row of every sample id; :class:`CacheError` listing the ids that are missing."""
+        rows = [self._row_of.get(s, -1) for s in sample_ids]
+        missing = [s for s, r in zip(sample_ids, rows) if r < 0]
+        if missing:
+            raise CacheError(f"{self.folder}: {len(missing)} sample(s) not in the cache, e.g. {missing[:3]}; "
+                             "rebuild it for this manifest")
+        return np.asarray(rows, np.int64)
+
+
+def _cache_worker(args) -> tuple[list[int], list[str]]:
+    folder, size, count, jobs = args
+    import cv2
+
+    cv2.setNumThreads(1)
+    mm = np.memmap(Path(folder) / "crops.u8", np.uint8, "r+", shape=(count, size, size, 3))
+    done, bad = [], []
+    for path, rows, windows in jobs:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None and Path(path).is_file() else None
+        if img is None:
+            bad.append(str(path))
+            continue
+        for r, w in zip(rows, windows):
+            m = resize_matrix(w, size)
+            crop = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            mm[r] = crop[..., ::-1]
+            done.append(r)
+    mm.flush()
+    return done, bad
+
+
+def build_cache(
+    df,
+    folder: str | os.PathLike,
+    size: int = 176,
+    enlarge: float = 1.5,
+    workers: int = 2,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict:
+    """Build a crop cache for the manifest DataFrame ``df`` into ``folder`` (written atomically).
+
+    Faces are grouped by image, so each image is decoded once. Faces whose image is missing or unreadable
+    are marked ``ok = False`` and counted (a dataset over the cache refuses them by name).
+    Returns the ``index.json`` dict.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise CacheError(f"{folder}: already exists (pass overwrite=True / --overwrite)")
+    if size < CROP_SIZE // 2 or not 1 <= enlarge < math.inf:
+        raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge a finite number >= 1; got {size}, {enlarge}")
+    faces = FaceArrays.from_manifest(df)
+    usable = faces.usable
+    has = usable.any(1)
+    params = np.zeros((len(faces), 3), np.int64)
+    if has.any():
+        params[has] = standard_crop_params(faces.landmarks[has], usable[has])
+    windows = enlarged_windows(params, enlarge)
+    n = len(faces)
+    tmp = folder.with_name(folder.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with open(tmp / "crops.u8", "wb") as f:
+        f.truncate(n * size * size * 3)
+    by_image: dict[str, list[int]] = {}
+    for i in np.flatnonzero(has):
+        by_image.setdefault(str(faces.paths[i]), []).append(int(i))
+    items = sorted(by_image.items())
+    chunk = max(1, min(64, len(items) // max(1, 4 * workers) or 1))
+    jobs = []
+    for s in range(0, len(items), chunk):
+        part = [(None if p == "None" else p, rows, windows[rows]) for p, rows in items[s : s + chunk]]
+        jobs.append((str(tmp), size, n, part))
+    ok = np.zeros(n, bool)
+    bad: list[str] = []
+    bar = tqdm(total=int(has.sum()), desc="cache", unit="face", disable=not progress)
+    if workers > 1 and len(jobs) > 1:
+        with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+            for done, b in pool.imap_unordered(_cache_worker, jobs):
+                ok[done] = True
+                bad += b
+                bar.update(len(done) + sum(len(by_image[x]) for x in b))
+    else:
+        for job in jobs:
+            done, b = _cache_worker(job)
+            ok[done] = True
+            bad += b
+            bar.update(len(done) + sum(len(by_image[x]) for x in b))
+    bar.close()
+    np.save(tmp / "windows.npy", windows)
+    np.save(tmp / "sample_ids.npy", faces.sample_ids)
+    np.save(tmp / "ok.npy", ok)
+    info = {
+        "format": CACHE_FORMAT, "count": n, "size": size, "enlarge": enlarge, "crop_size": CROP_SIZE,
+        "cached": int(ok.sum()), "no_valid_point": int((~has).sum()), "unreadable_images": len(bad),
+        "unreadable_examples": sorted(bad)[:5], "manifest": df.attrs.get("path"),
+    }
+    (tmp / "index.json").write_text(json.dumps(info, indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return info

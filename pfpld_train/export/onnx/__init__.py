@@ -1,0 +1,1 @@
+"""ONNX export of the PFPLD network (:mod:`.export`)."""

@@ -1,0 +1,26 @@
+"""The PFPLD network's input/output contract as written into exported models (no torch needed).
+
+Tensor names of an exported network, the input conventions of known landmark models, and the keys of the metadata properties our ONNX exporter writes
+(read back by :mod:`pfpld_train.evaluation.evaluate` when it scores an ONNX model).
+"""
+
+from __future__ import annotations
+
+__all__ = ["INPUT_NAME", "INPUT_PRESETS", "METADATA_OUTPUTS", "METADATA_PREPROCESS", "OUTPUT_DOC", "OUTPUT_NAMES"]
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("pose", "landmarks")
+METADATA_PREPROCESS = "pfpld_train.preprocess"
+METADATA_OUTPUTS = "pfpld_train.outputs"
+OUTPUT_DOC = {
+    "pose": "(N, 3) float32 radians, pitch, yaw, roll (300W-LP Pose_Para convention)",
+    "landmarks": "(N, 196) float32 x0, y0, x1, y1 ... of the 98 WFLW points in crop units (0..1 of the crop side)",
+}
+
+#: Input conventions of known landmark models: ``(channel order, mean, scale)``, ``x = (pixel - mean) * scale``.
+#: ``pfpld`` is this project's network; the other two are the public reference models (FACTS section 8).
+INPUT_PRESETS = {
+    "pfpld": ("rgb", 0.0, 1 / 255),
+    "pfld_ghostone": ("bgr", 127.5, 1 / 127.5),
+    "proxyless_gaze": ("bgr", 0.0, 1 / 255),
+}
