@@ -5,16 +5,19 @@ import sys
 
 from ..cli_base import add_engine_options, add_output, add_quiet, engine_kwargs, positive_int
 from ..core.pose import MIN_POINTS
-from ..face_models import DEFAULT_SHAPE_KEY, SHAPE_AXES
+from ..face_models import DEFAULT_SHAPE_KEY, SHAPE_AXES, SHIPPED_SHAPE_KEY
 
 
 def add_pose_model_options(parser) -> None:
     """``--mean-shape`` and ``--shape-key``: the face model of every command that fits pose."""
     parser.add_argument("--mean-shape", default=None,
-                        help="mean3d_68.npz (or a (68, 3) .npy in the model frame); default: $LANDMARK_UNIFY_MEAN3D "
-                             "or ../shared/data/mean3d_68/mean3d_68.npz beside the project")
-    parser.add_argument("--shape-key", default=DEFAULT_SHAPE_KEY, choices=sorted(SHAPE_AXES),
-                        help=f"which shape of the .npz (default {DEFAULT_SHAPE_KEY})")
+                        help="3D face of the pose fit: a mean3d_68.npz (published Basel-Face-Model shapes), a 98-point "
+                             "face .npz, or a (68, 3) .npy in the model frame; default: $LANDMARK_UNIFY_MEAN3D, else "
+                             "the face shipped with the package (MediaPipe's canonical mesh, calibrated; docs/pose.md)")
+    parser.add_argument("--shape-key", default=None, choices=[SHIPPED_SHAPE_KEY, *sorted(SHAPE_AXES)],
+                        help=f"which shape: {SHIPPED_SHAPE_KEY!r} is the shipped face; the others are shapes of a "
+                             f"mean3d_68.npz (default {DEFAULT_SHAPE_KEY} when --mean-shape names one; without "
+                             "--mean-shape, ../shared/data/mean3d_68/mean3d_68.npz beside the project)")
 
 
 def add_arguments(parser) -> None:

@@ -87,6 +87,13 @@ class FaceModel:
     and scaled to unit RMS radius, zeros where ``has_point`` is False. ``raw_points``: the same before
     normalisation, in the source's units (used by the solvePnP baseline). ``modes``: ``(G, 98, 3)``
     expression modes (unit vertical shifts). ``source``: where the shape came from.
+
+    Calibration carried by the model (the shipped MediaPipe face has it; a bare 68-point shape has none):
+    ``group_weights``: ``(98,)`` factors on :data:`DEFAULT_POINT_WEIGHTS` for 2D (outline) sources, or None.
+    ``normals``: ``(98, 3)`` unit surface normals in the model frame, or None. ``occluded_weight``: with
+    normals, a point whose normal faces away from the camera at the first fit's pose (self-occluded:
+    annotators put such a point on the visible outline) has its weight multiplied by this and the face is
+    fitted again; 1 turns that off.
     """
 
     points: np.ndarray
@@ -95,6 +102,17 @@ class FaceModel:
     modes: np.ndarray
     mode_names: tuple[str, ...]
     source: str
+    group_weights: np.ndarray | None = None
+    normals: np.ndarray | None = None
+    occluded_weight: float = 1.0
+
+    def default_weights(self, projected_contour: bool = False) -> np.ndarray:
+        """The prior point weights of the fit: :data:`PROJECTED_CONTOUR_WEIGHTS` for points projected
+        from a 3D model (no calibration: they are model points), else :data:`DEFAULT_POINT_WEIGHTS` times
+        the model's ``group_weights``."""
+        if projected_contour:
+            return PROJECTED_CONTOUR_WEIGHTS
+        return DEFAULT_POINT_WEIGHTS if self.group_weights is None else DEFAULT_POINT_WEIGHTS * self.group_weights
 
 
 def _interp_polyline(p: np.ndarray, ts) -> np.ndarray:
@@ -137,10 +155,27 @@ def build_face_model(x68: np.ndarray, source: str = "custom") -> FaceModel:
     the camera). The shape is symmetrised (mean of it and its mirror image) so that the fit of a
     mirrored face is exactly the mirrored fit."""
     raw, has = canonical_model_points(x68)
+    return build_face_model_98(raw, has, source=source)
+
+
+def build_face_model_98(points98: np.ndarray, has_point: np.ndarray, *, source: str = "custom",
+                        group_weights=None, normals=None, occluded_weight: float = 1.0) -> FaceModel:
+    """A :class:`FaceModel` from ``(98, 3)`` points in the model frame (``has_point`` marks the defined
+    ones), e.g. the shipped MediaPipe face. Points and normals are symmetrised (mean of them and their
+    mirror images) so that the fit of a mirrored face is exactly the mirrored fit; see :class:`FaceModel`
+    for the calibration arguments."""
+    raw = np.asarray(points98, dtype=np.float64)
+    has = np.asarray(has_point, dtype=bool)
+    if raw.shape != (98, 3) or has.shape != (98,) or not np.isfinite(raw[has]).all():
+        raise PoseModelError(f"a 98-point 3D face must be finite (98, 3) with a (98,) mask; got {raw.shape}, {has.shape}")
     flip = _layout.flip_indices
     if not np.array_equal(has, has[flip]):
         raise PoseModelError("model points are not closed under the mirror")
-    sym = (raw + raw[flip] * np.array([-1.0, 1.0, 1.0])) / 2
+    if has.sum() < 6:
+        raise PoseModelError(f"a face model needs at least 6 points; got {int(has.sum())}")
+    mirror = np.array([-1.0, 1.0, 1.0])
+    raw = np.where(has[:, None], raw, 0.0)
+    sym = (raw + raw[flip] * mirror) / 2
     centre = sym[has].mean(0)
     radius = np.sqrt(((sym[has] - centre) ** 2).sum(1).mean())
     pts = np.where(has[:, None], (sym - centre) / radius, 0.0)
@@ -148,9 +183,26 @@ def build_face_model(x68: np.ndarray, source: str = "custom") -> FaceModel:
     modes = np.zeros((len(names), 98, 3))
     for g, name in enumerate(names):
         modes[g, list(EXPRESSION_MODES[name]), 1] = 1.0
-    for a in (pts, raw, has, modes):
-        a.setflags(write=False)
-    return FaceModel(pts, np.where(has[:, None], sym, 0.0), has, modes, names, source)
+    gw = None
+    if group_weights is not None:
+        gw = np.asarray(group_weights, dtype=np.float64)
+        if gw.shape != (98,) or (gw < 0).any() or not np.isfinite(gw).all():
+            raise PoseModelError(f"group_weights must be (98,) finite and >= 0; got {gw.shape}")
+        gw = (gw + gw[flip]) / 2
+    nrm = None
+    if normals is not None:
+        nrm = np.asarray(normals, dtype=np.float64)
+        if nrm.shape != (98, 3) or not np.isfinite(nrm[has]).all():
+            raise PoseModelError(f"normals must be finite (98, 3); got {nrm.shape}")
+        nrm = np.where(has[:, None], (nrm + nrm[flip] * mirror) / 2, 0.0)
+        nrm[has] /= np.maximum(np.linalg.norm(nrm[has], axis=1, keepdims=True), 1e-12)
+    if not 0.0 <= float(occluded_weight) <= 1.0:
+        raise PoseModelError(f"occluded_weight must be in [0, 1]; got {occluded_weight}")
+    sym = np.where(has[:, None], sym, 0.0)
+    for a in (pts, sym, has, modes, gw, nrm):
+        if a is not None:
+            a.setflags(write=False)
+    return FaceModel(pts, sym, has, modes, names, source, gw, nrm, float(occluded_weight))
 
 
 # --- rotations ----------------------------------------------------------------------------------------
@@ -462,7 +514,7 @@ def _fit_inputs(points98, valid98, model, point_weights, min_points):
     pts, ok = canonical_batch(points98, valid98)
     if model is None:
         raise PoseModelError("no face model given: pass model=landmark_unify.load_face_model() (or another FaceModel)")
-    pw = DEFAULT_POINT_WEIGHTS if point_weights is None else np.asarray(point_weights, dtype=np.float64)
+    pw = model.default_weights() if point_weights is None else np.asarray(point_weights, dtype=np.float64)
     if pw.shape not in ((98,), (len(pts), 98)):
         raise MappingError(f"point_weights must be (98,) or (N, 98); got {pw.shape}")
     if (pw < 0).any() or not np.isfinite(pw).all():
@@ -481,6 +533,7 @@ def estimate_pose(
     min_points: int = MIN_POINTS,
     iterations: int = ITERATIONS,
     huber: float | None = HUBER,
+    occluded_weight=None,
     return_rotation: bool = False,
 ):
     """Head pose of each face from its canonical landmarks.
@@ -488,23 +541,36 @@ def estimate_pose(
     points98: ``(N, 98, 2)`` (or ``(98, 2)``) pixels, image y down, NaN where invalid.
     valid98: optional ``(N, 98)`` bool; only valid, finite points that have a model point are used.
     model: the mean 3D face, a :class:`FaceModel` (``landmark_unify.load_face_model()``). point_weights: ``(98,)`` or ``(N, 98)``
-    prior weights (default :data:`DEFAULT_POINT_WEIGHTS`). min_points: faces with fewer usable points, or
-    with no nose point, get NaN.
+    prior weights (default ``model.default_weights()``: :data:`DEFAULT_POINT_WEIGHTS` times the model's
+    calibration). min_points: faces with fewer usable points, or with no nose point, get NaN.
+    occluded_weight: scalar or ``(N,)``; default the model's. Where it is below 1 and the model has
+    normals, points facing away from the camera at the first fit's pose are down-weighted by it and the
+    face is fitted again (1: one pass, e.g. for points projected from a 3D model, which are never hidden).
     Returns ``(N, 3)`` float32 pitch, yaw, roll in degrees (300W-LP ``Pose_Para`` convention, see the
     module docstring); with ``return_rotation`` also ``(N, 3, 3)`` float64 rotations R (NaN rows where
     unknown).
     """
     pts, model, pw, use, enough = _fit_inputs(points98, valid98, model, point_weights, min_points)
     n = len(pts)
+    ow = model.occluded_weight if occluded_weight is None else occluded_weight
+    ow = np.broadcast_to(np.asarray(ow, dtype=np.float64), (n,))
+    if not ((ow >= 0) & (ow <= 1)).all():
+        raise ValueError("occluded_weight must be in [0, 1]")
     out = np.full((n, 3), np.nan)
     rot = np.full((n, 3, 3), np.nan)
     idx = np.flatnonzero(enough)
     cols = np.flatnonzero(use.any(0))  # points some face uses
     masks = model.modes[:, :, 1]
     model_pts, model_masks = model.points[cols], masks[:, cols]
-    pw_cols = pw[..., cols]
     with _SingleThreadBLAS():
-        _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, huber, out, rot)
+        _fit_all(pts, use, pw[..., cols], idx, cols, model_pts, model_masks, iterations, huber, out, rot)
+        again = idx[(ow[idx] < 1) & np.isfinite(rot[idx]).all((1, 2))] if model.normals is not None else idx[:0]
+        if again.size:
+            # camera-z of each point's normal at the first pose: (R^T n)_z = R[:, :, 2] . n
+            facing = np.einsum("nj,kj->nk", rot[again][:, :, 2], model.normals) > 0
+            w2 = np.zeros((n, 98))
+            w2[again] = np.broadcast_to(pw, (n, 98))[again] * np.where(facing, 1.0, ow[again, None])
+            _fit_all(pts, use, w2[:, cols], again, cols, model_pts, model_masks, iterations, huber, out, rot)
     out = out.astype(np.float32)
     return (out, rot) if return_rotation else out
 
