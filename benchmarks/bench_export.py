@@ -38,10 +38,10 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from pfpld_train.export.caffe_export import export_caffe
-    from pfpld_train.export.onnx_export import export_onnx, load_checkpoint
-    from pfpld_train.export.quant import quantize_model
-    from pfpld_train.model import build_model
+    from pfpld_train.export.caffe.export import export_caffe
+    from pfpld_train.export.nnie.quant import quantize_model
+    from pfpld_train.export.onnx.export import export_onnx, load_checkpoint
+    from pfpld_train.models.pfpld import build_model
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

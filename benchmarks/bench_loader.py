@@ -38,7 +38,7 @@ def default_manifest(folder: Path) -> Path:
 
 def measure(ds, batch_size: int, workers: int, seconds: float, min_epochs: int = 1) -> tuple[float, int]:
     """samples/s over whole epochs after the first batch (worker start-up excluded)."""
-    from pfpld_train.data import EpochSampler, make_loader
+    from pfpld_train.data.sampler import EpochSampler, make_loader
 
     sampler = EpochSampler(len(ds), seed=0)
     loader = make_loader(ds, batch_size, sampler, workers=workers)
@@ -66,7 +66,10 @@ def main() -> int:
     args = ap.parse_args()
 
     from landmark_unify.manifest import read_manifest
-    from pfpld_train.data import AugmentConfig, CropCache, FaceArrays, FaceDataset, build_cache
+    from pfpld_train.data.arrays import FaceArrays
+    from pfpld_train.data.augmentation import AugmentConfig
+    from pfpld_train.data.cache import CropCache, build_cache
+    from pfpld_train.data.dataset import FaceDataset
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -38,8 +38,8 @@ def make_batch(b: int, device: torch.device, seed: int = 0) -> dict:
 
 
 def step_fn(model, opt, scaler, amp_dtype, channels_last, cfg, pw):
-    from pfpld_train.data import to_input
-    from pfpld_train.loss import pfpld_loss
+    from pfpld_train.data.sampler import to_input
+    from pfpld_train.train.loss import pfpld_loss
 
     def step(batch):
         x = to_input(batch["image"], batch["image"].device, channels_last)
@@ -62,8 +62,8 @@ def sync(device: torch.device) -> None:
 
 
 def time_variant(device, batch_size, amp, channels_last, warmup, steps, batches=None) -> float:
-    from pfpld_train.loss import LossConfig, point_weights
-    from pfpld_train.model import PFPLD
+    from pfpld_train.models.pfpld import PFPLD
+    from pfpld_train.train.loss import LossConfig, point_weights
 
     torch.manual_seed(0)
     model = PFPLD().to(device).train()
@@ -137,7 +137,11 @@ def main() -> int:
         print(f"  {label:<26} {sps:9.1f} samples/s  ({1000 * b / sps:7.1f} ms/step)  x{sps / base:.2f} vs fp32")
     if args.manifest and args.cache:
         from landmark_unify.manifest import read_manifest
-        from pfpld_train.data import AugmentConfig, CropCache, EpochSampler, FaceArrays, FaceDataset, make_loader
+        from pfpld_train.data.arrays import FaceArrays
+        from pfpld_train.data.augmentation import AugmentConfig
+        from pfpld_train.data.cache import CropCache
+        from pfpld_train.data.dataset import FaceDataset
+        from pfpld_train.data.sampler import EpochSampler, make_loader
 
         ds = FaceDataset(FaceArrays.from_manifest(read_manifest(args.manifest)), AugmentConfig(),
                          cache=CropCache(args.cache))
