@@ -96,9 +96,11 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: 
 
 
 def add_output(parser: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
-    """``-o/--output`` (``--out`` is its older spelling)."""
-    parser.add_argument("-o", "--output", required=required, help=help)
-    deprecated_alias(parser, "--out", "-o/--output", "output")
+    """``-o/--output`` (``--out`` is its older spelling). Both are in one group, so a required output given
+    as ``--out`` satisfies the requirement (a required ``-o`` alone would reject it)."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("-o", "--output", help=help)
+    deprecated_alias(group, "--out", "-o/--output", "output")
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
