@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from landmark_unify.cli_base import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", help="manifest (.parquet) whose faces to cache")
-    parser.add_argument("-o", "--out", required=True, help="cache folder to create")
+    parser.add_argument("manifest", help="manifest whose faces to cache: a .parquet file or a dataset directory")
+    add_output(parser, "cache folder to create")
     parser.add_argument("--size", type=int, default=176, help="side of each cached window in pixels (176)")
     parser.add_argument("--enlarge", type=float, default=1.5,
                         help="cached window side over the standard crop side (1.5: room for rotation and shift)")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cache folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify.manifest import read_manifest
+    from landmark_unify import manifest as mf
 
     from ..data.cache import build_cache
 
-    df = read_manifest(args.manifest)
-    info = build_cache(df, args.out, size=args.size, enlarge=args.enlarge, workers=args.workers,
+    df = mf.read(args.manifest)
+    info = build_cache(df, args.output, size=args.size, enlarge=args.enlarge, workers=args.workers,
                        progress=not args.quiet, overwrite=args.overwrite)
     gib = info["count"] * info["size"] ** 2 * 3 / 2**30
-    print(f"cached {info['cached']} of {info['count']} faces into {args.out} ({gib:.2f} GiB, "
+    print(f"cached {info['cached']} of {info['count']} faces into {args.output} ({gib:.2f} GiB, "
           f"{info['size']}x{info['size']} RGB, {info['enlarge']}x the standard crop)")
     if info["no_valid_point"] or info["unreadable_images"]:
         print(f"not cached: {info['no_valid_point']} faces without a valid point, "

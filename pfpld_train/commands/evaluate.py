@@ -7,31 +7,34 @@ import json
 import sys
 from pathlib import Path
 
-from .model_options import add_model_options, load_model_from_args
+from landmark_unify.cli_base import add_quiet, deprecated_alias
+
+from .model_options import add_model_options, add_output_path, load_model_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="our checkpoint (.pt, or a fit output folder: its best.pt), an ONNX file, "
                         "or a folder holding one ONNX file")
-    parser.add_argument("manifest", help="manifest (.parquet) with the faces to score")
-    parser.add_argument("--json", dest="json_out", help="write the summary here (default: print only)")
+    parser.add_argument("manifest", help="manifest with the faces to score: a .parquet file or a dataset directory")
+    add_output_path(parser, "write the summary here as JSON (default: print only)", required=False)
+    deprecated_alias(parser, "--json", "-o/--output", "output")
     parser.add_argument("--split", help="score only rows of this split")
     parser.add_argument("--save-predictions", help="write per-face predictions (.npz: sample_id, pred, nme)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threshold", type=float, default=0.1, help="failure / AUC threshold (fraction)")
     add_model_options(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from landmark_unify import manifest as mf
     from landmark_unify.io import atomic_path, write_text_atomic
-    from landmark_unify.manifest import read_manifest
 
     from ..evaluation.evaluate import evaluate_manifest, format_table
 
-    df = read_manifest(args.manifest)
+    df = mf.read(args.manifest)
     if args.split:
         df = df[df["split"] == args.split].reset_index(drop=True)
         if not len(df):
@@ -42,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
                                progress=not args.quiet)
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
     print(format_table(summary))
-    if args.json_out:
-        write_text_atomic(json.dumps(_no_nan(summary), indent=2, allow_nan=False) + "\n", args.json_out)
-        print(f"wrote {args.json_out}")
+    if args.output:
+        write_text_atomic(json.dumps(_no_nan(summary), indent=2, allow_nan=False) + "\n", args.output)
+        print(f"wrote {args.output}")
     if args.save_predictions:
         path = Path(args.save_predictions)
         extra = {} if result.pose_deg is None else {"pose_deg": result.pose_deg}

@@ -14,28 +14,32 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark_unify.cli_base import add_output
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="trainer checkpoint (.pt), or an ONNX model for caffe/nnie")
     p.add_argument("--format", required=True, choices=("onnx", "caffe", "nnie"), help="what to write")
-    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created)")
+    add_output(p, "output folder (created)")
     p.add_argument("--stem", default="pfpld", help="file name stem (default: pfpld)")
     p.add_argument("--checkpoint-key", default=None, help="checkpoint entry holding the state_dict (default: model)")
     p.add_argument("--faces", type=Path, action="append", default=[],
-                   help="manifest or WFLW list whose face crops are used for the parity check (repeatable)")
+                   help="manifest (.parquet file or dataset directory) or WFLW list whose face crops are used for the "
+                   "parity check (repeatable)")
     p.add_argument("--photos", type=Path, nargs="*", default=[], help="photos joining the parity check: PATH (centre crop) or PATH:x0,y0,x1,y1 (face box)")
     p.add_argument("--parity-count", type=int, default=16, help="faces per --faces source for parity (default 16)")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed vs PyTorch (default 1e-4)")
     p.add_argument("--reference-prototxt", type=Path, default=None,
                    help="Caffe prototxt to compare the structure with (e.g. the upstream pfpld.prototxt)")
     g = p.add_argument_group("nnie")
-    g.add_argument("--calib", type=Path, help="manifest / WFLW list for calibration crops (required for nnie)")
+    g.add_argument("--calib", type=Path, help="manifest (file or dataset directory) / WFLW list for calibration crops "
+                   "(required for nnie)")
     g.add_argument("--calib-split", default=None, help="manifest split for calibration (e.g. train)")
     g.add_argument("--calib-count", type=int, default=64,
                    help="calibration images, drawn across the whole manifest (default 64; 1 to 256, the mapper's "
                    "[batch_num] limit)")
     g.add_argument("--calib-format", default="jpg", choices=("jpg", "png", "bmp"))
-    g.add_argument("--holdout", type=Path, help="manifest / WFLW list for the int8 drift check")
+    g.add_argument("--holdout", type=Path, help="manifest (file or dataset directory) / WFLW list for the int8 drift check")
     g.add_argument("--holdout-split", default=None, help="manifest split for the int8 check (e.g. test)")
     g.add_argument("--holdout-count", type=int, default=None, help="limit the held-out faces")
     g.add_argument("--compile-mode", type=int, default=0, choices=(0, 1, 2),
@@ -73,6 +77,7 @@ def _summary(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.out = Path(args.output)
     from ..export.errors import ExportError
     from ..export.faces import read_faces
     from ..export.nnie.check import NnieLimits

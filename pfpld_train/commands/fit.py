@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from landmark_unify.cli_base import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", nargs="?", help="training manifest (.parquet); optional with --resume")
-    parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.csv, config.json")
+    parser.add_argument("manifest", nargs="?", help="training manifest, a .parquet file or a dataset directory; "
+                        "optional with --resume")
+    add_output(parser, "run folder: checkpoints, metrics.csv, config.json")
     val = parser.add_mutually_exclusive_group()
-    val.add_argument("--val", help="validation manifest")
+    val.add_argument("--val", help="validation manifest (a .parquet file or a dataset directory)")
     val.add_argument("--val-fraction", type=float,
                      help="split this fraction of the images off the training manifest for validation")
     parser.add_argument("--epochs", type=int, help="number of epochs (60)")
@@ -33,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (checkpoint kept)")
     parser.add_argument("--checkpoint-every", type=int,
                         help="also write last.pt every N steps inside an epoch (long epochs)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--resume", action="store_true", help="continue the run in -o/--output from last.pt")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.manifest and not args.resume:
         print("error: MANIFEST is required unless --resume is given", file=sys.stderr)
         return 2
-    cfg = TrainConfig(manifest=args.manifest or "", out=args.out)
+    cfg = TrainConfig(manifest=args.manifest or "", out=args.output)
     names = ("val", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "device", "amp",
              "channels_last", "workers", "cache", "val_cache", "seed", "max_steps", "checkpoint_every")
     for name in names:

@@ -5,6 +5,54 @@ from __future__ import annotations
 import argparse
 import sys
 
+from landmark_unify.cli_base import deprecated_alias
+
+#: Old spellings of values: quantize-check's ``--color RGB`` and ``--pose-unit radians``.
+CHANNEL_ORDERS = {"rgb": "rgb", "bgr": "bgr", "RGB": "rgb", "BGR": "bgr"}
+POSE_UNITS = {"radians": "rad", "degrees": "deg", "rad": "rad", "deg": "deg"}
+
+
+def output_ref(text: str) -> str | int:
+    """An ONNX output named by its name, or by its index (a whole number)."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def add_onnx_io_options(g, *, pose_units_default: str | None = None) -> None:
+    """The options that say how to feed an ONNX landmark model and read it, the same in ``evaluate``,
+    ``predict`` and ``quantize-check``: ``--channel-order {rgb,bgr}`` (``--color`` deprecated),
+    ``--landmarks-output`` / ``--pose-output`` NAME or INDEX, ``--pose-units {deg,rad}`` (``--pose-unit
+    radians|degrees`` deprecated). ``--preset``, ``--mean`` and ``--scale`` are added by the caller."""
+    g.add_argument("--channel-order", choices=("rgb", "bgr"), help="channel order the model expects")
+    deprecated_alias(g, "--color", "--channel-order", "channel_order", choices_map=CHANNEL_ORDERS)
+    g.add_argument("--landmarks-output", type=output_ref, metavar="NAME|INDEX",
+                   help="the output holding the 196 landmark values, by name or index (default: one named "
+                        "'landmarks', else the first with 196 values per face)")
+    g.add_argument("--pose-output", type=output_ref, metavar="NAME|INDEX",
+                   help="the output holding pitch, yaw, roll, by name or index (default: one named 'pose')")
+    g.add_argument("--pose-units", choices=("deg", "rad"), default=pose_units_default,
+                   help="units of the pose output" + (f" (default {pose_units_default})" if pose_units_default else
+                                                      " (default: the model's metadata, else deg)"))
+    deprecated_alias(g, "--pose-unit", "--pose-units", "pose_units", choices_map=POSE_UNITS)
+
+
+class _OldOutputIndex(argparse.Action):
+    """``-o/--output PATH``; a bare whole number is refused (``--output INDEX`` picked the landmark output
+    before ``--output`` meant the output path in every command), pointing at ``--landmarks-output``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values.strip().isdigit():
+            parser.error(f"argument {option_string}: {values!r} looks like an output index; the landmark output "
+                         "is now --landmarks-output NAME|INDEX (-o/--output is the output path)")
+        setattr(namespace, self.dest, values)
+
+
+def add_output_path(parser: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    """``-o/--output PATH`` (``--out`` deprecated), as :func:`landmark_unify.cli_base.add_output`, for the
+    commands whose ``--output`` used to be the landmark output index (refused with a hint)."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("-o", "--output", action=_OldOutputIndex, help=help)
+    deprecated_alias(group, "--out", "-o/--output", "output")
+
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--device`` and the ONNX input / output options (with ``--preset`` for the known public models)."""
@@ -13,16 +61,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for our checkpoints")
     g = parser.add_argument_group(
         "ONNX models: input and outputs (defaults: the model's metadata, as written by `pfpld_train export`; "
-        "else RGB, mean 0, scale 1/255 with a warning; first output with 196 values)")
+        "else RGB, mean 0, scale 1/255 with a warning; the output named 'landmarks', else the first with 196 values)")
     presets = ", ".join(f"{k} ({c.upper()}, mean {m:g}, scale 1/{1 / s:g})" for k, (c, m, s) in INPUT_PRESETS.items())
     g.add_argument("--preset", choices=sorted(INPUT_PRESETS),
                    help=f"input convention of a known model: {presets}; the options below override it")
-    g.add_argument("--channel-order", choices=("rgb", "bgr"))
     g.add_argument("--mean", help="subtracted per channel: one value or three ('127.5' or '123,117,104')")
     g.add_argument("--scale", help="multiplied after the mean: one value or three (e.g. 0.0078431)")
-    g.add_argument("--output", type=int, help="index of the output holding the 196 landmark values")
-    g.add_argument("--pose-output", type=int, help="index of the output holding pitch, yaw, roll")
-    g.add_argument("--pose-units", choices=("deg", "rad"))
+    add_onnx_io_options(g)
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -38,7 +83,8 @@ def load_model_from_args(args: argparse.Namespace):
         mean = m if mean is None else mean
         scale = s if scale is None else scale
     model = load_model(args.model, device=args.device, channel_order=channel_order, mean=mean, scale=scale,
-                       output=args.output, pose_output=args.pose_output, pose_units=args.pose_units)
+                       landmarks_output=args.landmarks_output, pose_output=args.pose_output,
+                       pose_units=args.pose_units)
     if getattr(model, "assumed_preprocessing", False):
         print(f"warning: {model.name} states no input convention in its metadata and none was given: assuming "
               "RGB, (x - 0) * 1/255. A model trained otherwise scores badly; pass --preset "

@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from .model_options import add_model_options, load_model_from_args
+from .model_options import add_model_options, add_output_path, load_model_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="our checkpoint (.pt or a fit output folder) or an ONNX landmark model")
-    parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("-o", "--out", required=True, help="output folder: predictions.json and *_overlay.png")
+    parser.add_argument("images", nargs="+", help="image files, or manifests (a .parquet file or a dataset "
+                        "directory) standing for their images")
+    add_output_path(parser, "output folder: predictions.json and *_overlay.png")
     boxes = parser.add_mutually_exclusive_group()
     boxes.add_argument("--boxes", help="JSON file {image path or file name: [[x_min, y_min, x_max, y_max], ...]} "
                        "used instead of the detector")
@@ -46,6 +47,22 @@ def _boxes_for(image: Path, table: dict | None, box: list[float] | None):
     return np.zeros((0, 4))
 
 
+def _image_paths(inputs: list[str]) -> list[Path]:
+    """The images to run on: each input as given, a manifest (``.parquet`` file or dataset directory)
+    replaced by its distinct image paths in row order."""
+    from landmark_unify import manifest as mf
+
+    paths: list[Path] = []
+    for name in inputs:
+        p = Path(name)
+        if p.suffix == ".parquet" or (p.is_dir() and (p / mf.MANIFEST_FILE).exists()):
+            images = [q for q in mf.image_paths(mf.read(p)) if q is not None]
+            paths.extend(Path(q) for q in dict.fromkeys(str(q) for q in images))
+        else:
+            paths.append(p)
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
     from landmark_unify.errors import LandmarkUnifyError
     from landmark_unify.io import write_png_atomic
@@ -53,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.images import read_image_rgb
     from ..inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
 
-    out = Path(args.out)
+    out = Path(args.output)
     try:
         box = None
         if args.box:
@@ -79,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     failed = 0
     used: set[str] = set()
-    for name in args.images:
-        path = Path(name)
+    for path in _image_paths(args.images):
         try:
             image = read_image_rgb(path)
         except LandmarkUnifyError as exc:

@@ -6,7 +6,7 @@ MANIFEST, left out of the evaluation), and scored on the crops of MANIFEST: NME 
 and int8, landmark drift int8 vs fp32, pose drift. MANIFEST may be a manifest or a WFLW list / folder.
 
 Preprocessing: read from the model's metadata when it was written by ``pfpld_train export``; otherwise
-give ``--channel-order`` (or ``--color``), ``--mean`` and ``--scale`` (x = (pixel - mean) * scale). Presets: ``--preset pfpld``
+give ``--channel-order`` (``--color`` is its deprecated spelling), ``--mean`` and ``--scale`` (x = (pixel - mean) * scale). Presets: ``--preset pfpld``
 (RGB, x/255), ``--preset pfld_ghostone`` (BGR, (x-127.5)/127.5), ``--preset proxyless_gaze`` (BGR, x/255).
 """
 
@@ -16,7 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
+from landmark_unify.cli_base import add_output
+from landmark_unify.io import write_bytes_atomic
+
 from ..models.metadata import INPUT_PRESETS
+from .model_options import add_onnx_io_options
 
 #: The presets of ``evaluate`` and ``predict``, colour order in capitals as :class:`Preprocess` spells it.
 PRESETS = {k: (c.upper(), m, s) for k, (c, m, s) in INPUT_PRESETS.items()}
@@ -24,24 +28,22 @@ PRESETS = {k: (c.upper(), m, s) for k, (c, m, s) in INPUT_PRESETS.items()}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="ONNX model (one image input, 196 landmark values per face)")
-    p.add_argument("manifest", type=Path, help="manifest or WFLW list (or folder of lists) to evaluate on")
+    p.add_argument("manifest", type=Path, help="manifest (.parquet file or dataset directory) or WFLW list (or "
+                   "folder of lists) to evaluate on")
     p.add_argument("--split", default=None, help="manifest split to evaluate on")
     p.add_argument("--limit", type=int, default=None, help="at most this many faces from MANIFEST")
-    p.add_argument("--calib", type=Path, default=None, help="manifest / WFLW list for calibration")
+    p.add_argument("--calib", type=Path, default=None, help="manifest (file or dataset directory) / WFLW list "
+                   "for calibration")
     p.add_argument("--calib-split", default=None)
     p.add_argument("--calib-sizes", type=int, nargs="+", default=[16, 64],
                    help="calibration set sizes to compare (default 16 64)")
     p.add_argument("--weights", choices=("per-tensor", "per-channel", "both"), default="both")
     p.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="preprocessing of a known model")
-    p.add_argument("--color", "--channel-order", dest="color", type=str.upper, choices=("RGB", "BGR"), default=None,
-                   help="channel order the model expects (rgb or bgr, as in evaluate)")
     p.add_argument("--mean", type=float, default=None, help="x = (pixel - mean) * scale")
     p.add_argument("--scale", type=float, default=None)
-    p.add_argument("--landmarks-output", default=None, help="output name of the 196 landmark values")
-    p.add_argument("--pose-output", default=None, help="output name of the pose (3 values)")
-    p.add_argument("--pose-unit", choices=("radians", "degrees"), default="radians")
-    p.add_argument("-o", "--out", type=Path, default=None, help="write the JSON report here")
+    add_onnx_io_options(p, pose_units_default="rad")
+    add_output(p, "write the JSON report here", required=False)
     p.add_argument("--keep-models", type=Path, default=None, help="keep the int8 models in this folder")
 
 
@@ -54,10 +56,10 @@ def _preprocess(args):
         color, mean, scale = PRESETS[args.preset]
     else:
         stored = read_preprocess(args.model)
-        if stored is None and None in (args.color, args.mean, args.scale):
+        if stored is None and None in (args.channel_order, args.mean, args.scale):
             raise ExportError(f"{args.model}: no preprocessing in its metadata; give --preset or "
-                              "--color, --mean and --scale")
-        color = args.color or stored.color
+                              "--channel-order, --mean and --scale")
+        color = args.channel_order.upper() if args.channel_order else stored.color
         mean = args.mean if args.mean is not None else stored.mean
         scale = args.scale if args.scale is not None else stored.scale
     return Preprocess(color, float(mean), float(scale))
@@ -106,13 +108,11 @@ def run(args: argparse.Namespace) -> int:
     modes = {"per-tensor": (False,), "per-channel": (True,), "both": (False, True)}[args.weights]
     rep = quantize_check(args.model, evalset, calib, pre, calib_sizes=sorted(set(args.calib_sizes)),
                          per_channel=modes, method=args.method, landmarks=args.landmarks_output,
-                         pose=args.pose_output, pose_radians=args.pose_unit == "radians",
+                         pose=args.pose_output, pose_radians=args.pose_units == "rad",
                          work_dir=args.keep_models, keep=args.keep_models is not None)
     rep["calibration_note"] = note
     print(_table(rep))
-    if args.out is not None:
-        from landmark_unify.io import write_bytes_atomic
-
-        write_bytes_atomic((json.dumps(rep, indent=2) + "\n").encode(), args.out)
-        print(f"report: {args.out}")
+    if args.output is not None:
+        write_bytes_atomic((json.dumps(rep, indent=2) + "\n").encode(), args.output)
+        print(f"report: {args.output}")
     return 0

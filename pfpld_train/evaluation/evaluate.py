@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from landmark_unify import manifest as mf
 from landmark_unify.core.maps import finite_points
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
@@ -105,12 +106,16 @@ class OnnxLandmarkModel:
         channel_order: str | None = None,
         mean: Sequence[float] | float | None = None,
         scale: Sequence[float] | float | None = None,
-        output: int | None = None,
-        pose_output: int | None = None,
+        landmarks_output: str | int | None = None,
+        pose_output: str | int | None = None,
         pose_units: str | None = None,
         threads: int = 1,
+        output: str | int | None = None,
     ) -> None:
         import onnxruntime as ort
+
+        if landmarks_output is None:
+            landmarks_output = output  # the older name of the option
 
         path = Path(path)
         if path.is_dir():
@@ -162,14 +167,13 @@ class OnnxLandmarkModel:
         if len(shape) == 4 and isinstance(shape[2], int) and shape[2] != CROP_SIZE:
             raise EvaluationError(f"{path}: input is {shape}; the standard crop is {CROP_SIZE}x{CROP_SIZE}")
         self.outputs = self.session.get_outputs()
-        self.output = output
         names = [o.name for o in self.outputs]
+        if landmarks_output is None and "landmarks" in names:
+            landmarks_output = "landmarks"
         if pose_output is None and "pose" in names:
-            pose_output = names.index("pose")
-        self.pose_output = pose_output
-        for idx in (output, pose_output):
-            if idx is not None and not 0 <= idx < len(self.outputs):
-                raise EvaluationError(f"{path}: output index {idx} out of range (model has {len(self.outputs)})")
+            pose_output = "pose"
+        self.output = _output_index(path, names, landmarks_output)
+        self.pose_output = _output_index(path, names, pose_output)
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.asarray(crops, dtype=np.float32)
@@ -188,7 +192,8 @@ class OnnxLandmarkModel:
         if idx is None:
             idx = next((i for i, o in enumerate(flat) if o.shape[1] == 196), None)
             if idx is None:
-                raise EvaluationError(f"{self.name}: no output with 196 values per face; pass output=INDEX")
+                raise EvaluationError(f"{self.name}: no output with 196 values per face; pass "
+                                      "landmarks_output=NAME (--landmarks-output)")
         if flat[idx].shape[1] != 196:
             raise EvaluationError(f"{self.name}: output {idx} has {flat[idx].shape[1]} values per face, not 196")
         pose = None
@@ -197,6 +202,21 @@ class OnnxLandmarkModel:
             if self.pose_units == "rad":
                 pose = pose * (180.0 / math.pi)
         return flat[idx].reshape(n, 98, 2), pose
+
+
+def _output_index(path: Path, names: list[str], ref: str | int | None) -> int | None:
+    """Index of the output ``ref`` (a name, or an index as int or digit string), or None."""
+    if ref is None:
+        return None
+    if isinstance(ref, str) and ref not in names and ref.strip().lstrip("-").isdigit():
+        ref = int(ref)
+    if isinstance(ref, str):
+        if ref not in names:
+            raise EvaluationError(f"{path}: no output named {ref!r}; outputs: {names}")
+        return names.index(ref)
+    if not 0 <= int(ref) < len(names):
+        raise EvaluationError(f"{path}: output index {ref} out of range (model has {len(names)}: {names})")
+    return int(ref)
 
 
 def _floats(v) -> list[float]:
@@ -365,11 +385,14 @@ def evaluate_faces(
 
 
 def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:
-    """:func:`evaluate_faces` over a manifest DataFrame (``landmark_unify.read_manifest``).
+    """:func:`evaluate_faces` over a manifest: a DataFrame (``landmark_unify.manifest.read``) or the path of
+    a manifest file or partitioned dataset directory.
 
     Attribute subsets come from the ``attr_*`` columns (True rows), groups from ``source``, pose from
     ``pitch, yaw, roll`` (degrees, null where unknown).
     """
+    if isinstance(df, (str, os.PathLike)):
+        df = mf.read(df)
     attributes = {}
     for a in ATTRIBUTES:
         col = f"attr_{a}"

@@ -34,8 +34,8 @@ __all__ = ["quantize_model", "model_outputs", "drift", "quantize_check", "find_o
 FAILURE_NME = 0.10
 
 
-def find_outputs(model_path: str | Path, landmarks: str | None = None, pose: str | None = None) -> dict:
-    """Names of the landmark and pose outputs of an ONNX model.
+def find_outputs(model_path: str | Path, landmarks: str | int | None = None, pose: str | int | None = None) -> dict:
+    """Names of the landmark and pose outputs of an ONNX model; each is given by name or index.
 
     Defaults: an output named ``landmarks`` (else the first with 196 values per face); ``pose`` (else the
     first with 3 values), or none. Also reports the batch size if the input's is fixed.
@@ -51,9 +51,21 @@ def find_outputs(model_path: str | Path, landmarks: str | None = None, pose: str
     def width(dims):
         return int(np.prod([d for d in dims[1:] if isinstance(d, int)])) if len(dims) > 1 else 0
 
+    names = list(outs)
+
+    def by_index(given, what):
+        if isinstance(given, str) and given not in outs and given.strip().isdigit():
+            given = int(given)
+        if isinstance(given, int):
+            if not 0 <= given < len(names):
+                raise ExportError(f"{model_path}: output index {given} for {what} out of range; outputs: {names}")
+            return names[given]
+        return given
+
+    landmarks, pose = by_index(landmarks, "landmarks"), by_index(pose, "pose")
     for given, what in ((landmarks, "landmarks"), (pose, "pose")):
         if given is not None and given not in outs:
-            raise ExportError(f"{model_path}: no output {given!r} for {what}; outputs: {list(outs)}")
+            raise ExportError(f"{model_path}: no output {given!r} for {what}; outputs: {names}")
     lm = landmarks or ("landmarks" if "landmarks" in outs else next((n for n, d in outs.items() if width(d) == 196), None))
     if lm is None:
         raise ExportError(f"{model_path}: no landmark output (196 values); outputs: {outs}; name it with --landmarks-output")

@@ -115,7 +115,7 @@ def test_onnx_option_errors(shared_data, tmp_path):
 def test_evaluate_command_prints_table_and_writes_json(shared_data, wflw303, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["evaluate", str(shared_data / GHOSTONE), str(wflw303), "--preset", "pfld_ghostone",
-               "--json", str(out), "--quiet", "--save-predictions", str(tmp_path / "p.npz")])
+               "-o", str(out), "--quiet", "--save-predictions", str(tmp_path / "p.npz")])
     assert rc == 0
     captured = capsys.readouterr()
     assert "NME %" in captured.out and "occlusion" in captured.out and "warning" not in captured.err
@@ -151,9 +151,9 @@ def test_reference_figures_on_a_manifest_from_build_manifest(shared_data, tmp_pa
 
     path = tmp_path / "wflw.parquet"
     assert lu_main(["build-manifest", "--source", f"wflw={shared_data / 'WFLW'}", "-o", str(path),
-                    "--no-progress"]) == 0
+                    "-q"]) == 0
     out = tmp_path / "r.json"
-    assert main(["evaluate", str(shared_data / GHOSTONE), str(path), *GHOSTONE_ARGS, "--json", str(out),
+    assert main(["evaluate", str(shared_data / GHOSTONE), str(path), *GHOSTONE_ARGS, "-o", str(out),
                  "--quiet"]) == 0
     s = json.loads(out.read_text())
     assert s["faces_scored"] == 303 and s["skipped"]["image_not_found"] == 1966 - 303

