@@ -12,6 +12,8 @@ from landmark_unify.lazy import lazy_exports
 _EXPORTS = {
     "CROP_SIZE": ".crop",
     "standard_crop_params": ".crop",
+    "face_crop_params": ".crop",
+    "complete_points": ".crop",
     "box_crop_params": ".crop",
     "crop_image": ".crop",
     "crop_to_image": ".crop",

@@ -14,7 +14,7 @@ import numpy as np
 
 from .crop import CROP_SIZE, resize_matrix
 
-__all__ = ["AugmentConfig", "colour", "geometry"]
+__all__ = ["AugmentConfig", "colour", "geometry", "inplane_rotation", "rotate_pose"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,28 @@ def geometry(rng: np.random.Generator, params: np.ndarray, augment: AugmentConfi
     if flipped:
         t = np.array([[-1.0, 0, CROP_SIZE - 1], [0, 1, 0], [0, 0, 1]]) @ t
     return t @ base, flipped
+
+
+def inplane_rotation(m: np.ndarray, flipped: bool) -> float:
+    """The in-plane rotation (degrees, clockwise as displayed, image y down) of an image -> output affine
+    ``m`` (3x3) from :func:`geometry`, before its horizontal flip (if ``flipped``)."""
+    if flipped:  # geometry() applies the flip last: undo it (the flip is its own inverse)
+        m = np.array([[-1.0, 0, CROP_SIZE - 1], [0, 1, 0], [0, 0, 1]]) @ m
+    return math.degrees(math.atan2(m[1, 0], m[0, 0]))
+
+
+def rotate_pose(pose: np.ndarray, degrees: float) -> np.ndarray:
+    """Pose label ``(pitch, yaw, roll)`` degrees (Pose_Para convention, docs/pose.md) of a face whose image
+    is rotated in-plane by ``degrees`` clockwise as displayed: ``R' = R @ Rz(degrees)``, angles recomputed.
+    Unknown (NaN) stays unknown; 0 degrees returns the label unchanged."""
+    from landmark_unify.core.pose import euler_from_matrix, matrix_from_euler
+
+    pose = np.asarray(pose, dtype=np.float64)
+    if degrees == 0.0 or not np.isfinite(pose).all():
+        return pose.copy()
+    a = math.radians(degrees)
+    rz = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    return euler_from_matrix(matrix_from_euler(pose) @ rz)[0]
 
 
 def colour(imgs: np.ndarray, rngs: list, augment: AugmentConfig) -> np.ndarray:

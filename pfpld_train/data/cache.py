@@ -20,7 +20,7 @@ from tqdm import tqdm
 from landmark_unify.errors import LandmarkUnifyError
 
 from .arrays import FaceArrays
-from .crop import CROP_SIZE, resize_matrix, standard_crop_params
+from .crop import CROP_SIZE, face_crop_params, resize_matrix
 
 __all__ = ["CACHE_FORMAT", "CacheError", "CropCache", "build_cache", "enlarged_windows"]
 
@@ -137,7 +137,7 @@ def build_cache(
     has = usable.any(1)
     params = np.zeros((len(faces), 3), np.int64)
     if has.any():
-        params[has] = standard_crop_params(faces.landmarks[has], usable[has])
+        params[has] = face_crop_params(faces.landmarks[has], usable[has])
     windows = enlarged_windows(params, enlarge)
     n = len(faces)
     tmp = folder.with_name(folder.name + ".partial")

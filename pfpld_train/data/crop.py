@@ -14,6 +14,13 @@ A crop is described by ``params = (x0, y0, S)`` (int64). Landmarks in *crop unit
 ``p = (x - (x0, y0)) / S`` (0 = top/left edge of the window, 1 = bottom/right), which is what the
 network predicts; a prediction maps back as ``x = p * S + (x0, y0)``.
 
+**The same face, the same frame, whatever the source layout.** A strict 68-point face has no contour (its
+jaw is only approximately WFLW's), a 21-point AFLW face a handful of points: the extent of the valid points
+alone would frame such a face tighter and cut the chin. :func:`face_crop_params` therefore completes the
+canonical points first (:func:`complete_points`: the missing ones from the shipped mean 3D face, turned
+by the head pose fitted to the valid ones) and takes the standard crop of the completed extent; a face with all
+its points is unchanged. Training, the crop cache and evaluation use it.
+
 For a detector box (prediction without landmarks) :func:`box_crop_params` applies the same rule to the
 box corners, and :mod:`pfpld_train.inference.predict` re-crops from the first prediction's landmarks, so the
 network always sees the landmark-defined crop it was trained on.
@@ -31,7 +38,9 @@ __all__ = [
     "CROP_SIZE",
     "CropError",
     "box_crop_params",
+    "complete_points",
     "crop_image",
+    "face_crop_params",
     "crop_to_image",
     "image_to_crop",
     "resize_matrix",
@@ -83,6 +92,73 @@ def standard_crop_params(
     lo = np.where(ok[..., None], pts, np.inf).min(1)
     hi = np.where(ok[..., None], pts, -np.inf).max(1)
     return _params_from_extent(lo, hi, scale)
+
+
+def complete_points(points: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical points with the missing ones filled in from the shipped mean 3D face.
+
+    Args:
+        points: ``(N, 98, 2)`` image pixels, NaN where missing; valid: optional ``(N, 98)`` bool.
+
+    Per face that lacks points, the head pose is fitted to its usable points
+    (:func:`landmark_unify.estimate_pose`), the mean face is projected with that rotation, and a scale and
+    shift (least squares on the usable points) place it on the face; its points fill the missing ones.
+    A contour point between two usable contour points (the odd points of a 17-point jaw) is their
+    midpoint instead. Usable points are kept as they are; a face whose pose cannot be fitted (too few
+    points, no nose) is completed by the midpoint rule only.
+    Returns ``(points (N, 98, 2) float64, known (N, 98) bool)`` (``known``: usable or filled in).
+    """
+    from landmark_unify import estimate_pose
+    from landmark_unify.face_models import default_face_model
+
+    pts = _check_points(points)
+    if pts.shape[1] != 98:
+        raise CropError(f"complete_points needs the canonical 98 points, got {pts.shape[1]}")
+    ok = finite_points(pts)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    out = np.where(ok[..., None], pts, np.nan)
+    model = default_face_model()
+    todo = np.flatnonzero((~ok & model.has_point[None]).any(1))
+    if todo.size:
+        _, rot = estimate_pose(out[todo], ok[todo], model=model, return_rotation=True)
+        fitted = np.isfinite(rot).all((1, 2))
+        todo, rot = todo[fitted], rot[fitted]
+        proj = np.einsum("nji,kj->nki", rot, model.points)[..., :2] * np.array([1.0, -1.0])  # image y down
+        w = (ok[todo] & model.has_point[None]).astype(np.float64)[..., None]
+        obs = np.nan_to_num(pts[todo])
+        wsum = w.sum(1, keepdims=True)
+        pm, om = (w * proj).sum(1, keepdims=True) / wsum, (w * obs).sum(1, keepdims=True) / wsum
+        scale = (w * (proj - pm) * (obs - om)).sum((1, 2)) / np.maximum((w * (proj - pm) ** 2).sum((1, 2)), 1e-12)
+        placed = scale[:, None, None] * (proj - pm) + om
+        missing = ~ok[todo] & model.has_point[None]
+        sub = out[todo]
+        sub[missing] = placed[missing]
+        out[todo] = sub
+    c = _contour_order()
+    mid = ~ok[:, c[1:-1]] & ok[:, c[:-2]] & ok[:, c[2:]]
+    out[:, c[1:-1]] = np.where(mid[..., None], (pts[:, c[:-2]] + pts[:, c[2:]]) / 2, out[:, c[1:-1]])
+    return out, finite_points(out)
+
+
+def face_crop_params(points: np.ndarray, valid: np.ndarray | None = None, scale: float = CROP_SCALE) -> np.ndarray:
+    """:func:`standard_crop_params` of the completed canonical points (:func:`complete_points`): the same
+    window for a face whatever points its source layout (or policy) left valid. ``(N, 3) int64``."""
+    done, known = complete_points(points, valid)
+    return standard_crop_params(done, known, scale)
+
+
+def _contour_order() -> np.ndarray:
+    from landmark_unify.core.layouts import get_layout
+
+    return get_layout("wflw98").group_indices("contour")
+
+
+def face_crop_params(points: np.ndarray, valid: np.ndarray | None = None, scale: float = CROP_SCALE) -> np.ndarray:
+    """:func:`standard_crop_params` of the completed canonical points (:func:`complete_points`): the same
+    window for a face whatever points its source layout (or policy) left valid. ``(N, 3) int64``."""
+    done, known = complete_points(points, valid)
+    return standard_crop_params(done, known, scale)
 
 
 def box_crop_params(boxes: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:

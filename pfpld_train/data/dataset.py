@@ -16,7 +16,9 @@ is a dict of tensors:
 - ``image``: ``(B, 112, 112, 3) uint8`` RGB, channels last (:func:`~pfpld_train.data.sampler.to_input` makes the network input on
   the device: NCHW float in [0, 1]; fewer bytes between processes and to the GPU than float NCHW);
 - ``landmarks``: ``(B, 98, 2) float32`` crop units (see :mod:`pfpld_train.data.crop`), NaN where invalid;
-- ``valid``: ``(B, 98) bool``; ``pose``: ``(B, 3) float32`` pitch, yaw, roll degrees, NaN if unknown;
+- ``valid``: ``(B, 98) bool``; ``pose``: ``(B, 3) float32`` pitch, yaw, roll degrees, NaN if unknown, transformed
+  with the image (:func:`~pfpld_train.data.augmentation.rotate_pose` for an in-plane rotation, yaw and roll
+  negated for a flip);
 - ``weight``: ``(B,) float32`` manifest weight; ``row``: ``(B,) int64`` row in the manifest.
 
 The crop cache (:func:`~pfpld_train.data.cache.build_cache`, ``pfpld_train cache``) stores, per face, an enlarged window
@@ -38,7 +40,7 @@ from . import augmentation
 from .arrays import DataError, FaceArrays
 from .augmentation import AugmentConfig
 from .cache import CropCache
-from .crop import CROP_SIZE, resize_matrix, standard_crop_params
+from .crop import CROP_SIZE, face_crop_params, resize_matrix
 
 __all__ = ["FaceDataset"]
 
@@ -84,7 +86,7 @@ class FaceDataset:
         self.faces = f
         self.landmarks = np.where(usable[self.rows][..., None], f.landmarks, np.nan).astype(np.float32)
         self.valid = usable[self.rows]
-        self.params = standard_crop_params(self.landmarks, self.valid)
+        self.params = face_crop_params(self.landmarks, self.valid)  # same frame whatever points are valid
         self.cache = cache
         self.cache_rows = crow[self.rows] if crow is not None else None
         self.flip = np.asarray(get_layout("wflw98").flip_indices, np.int64)
@@ -125,7 +127,8 @@ class FaceDataset:
         # Output pixels -> crop units with the same convention as the un-augmented crop (p = (x - x0) / S).
         p = (u + 0.5 - 0.5 * k) / CROP_SIZE
         valid = self.valid[i]
-        pose = self.faces.pose[i].copy()
+        # the label follows the head: an in-plane rotation composes with R, then a flip mirrors it
+        pose = augmentation.rotate_pose(self.faces.pose[i], augmentation.inplane_rotation(m, flipped))
         if flipped:
             p, valid = p[self.flip], valid[self.flip]
             pose[1:] = -pose[1:]

@@ -34,7 +34,7 @@ from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
 from ..data.arrays import pose_array
-from ..data.crop import CROP_SIZE, crop_image, crop_to_image, standard_crop_params
+from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
 from ..data.images import ImageError, read_image_rgb
 from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_PREPROCESS
 from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme
@@ -304,7 +304,7 @@ def evaluate_faces(
     todo = np.flatnonzero(has_points & has_path)
     params = np.zeros((n, 3), np.int64)
     if todo.size:
-        params[todo] = standard_crop_params(gt[todo], usable[todo])
+        params[todo] = face_crop_params(gt[todo], usable[todo])
 
     pred = np.full((n, 98, 2), np.nan, np.float32)
     pred_pose = np.full((n, 3), np.nan, np.float32)

@@ -26,7 +26,7 @@ from landmark_unify.core.maps import finite_points
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
 from ..data.arrays import pose_array
-from ..data.crop import CROP_SIZE, box_crop_params, crop_image, image_to_crop, standard_crop_params
+from ..data.crop import CROP_SIZE, box_crop_params, crop_image, face_crop_params, image_to_crop
 from ..data.images import ImageError, read_image_rgb
 from .errors import ExportError
 
@@ -190,7 +190,7 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
         if not ok.any():
             skipped.append((sid, "no valid landmark"))
             continue
-        params = standard_crop_params(pts[None], ok[None])
+        params = face_crop_params(pts[None], ok[None])
         crops.append(crop_image(img, params[0]))
         lm = image_to_crop(pts[None], params)[0]
         lm[~ok] = np.nan
