@@ -24,7 +24,7 @@ from .crop import CROP_SIZE, face_crop_params, resize_matrix
 
 __all__ = ["CACHE_FORMAT", "CacheError", "CropCache", "build_cache", "enlarged_windows"]
 
-CACHE_FORMAT = "pfpld_train.crop_cache/1"
+CACHE_FORMAT = "pfpld_train.crop_cache/2"  # 2: windows from face_crop_params (completed points)
 
 
 class CacheError(LandmarkUnifyError):
