@@ -33,6 +33,10 @@ __all__ = ["DETECTOR_DIR", "Face", "PredictError", "RetinaFaceDetector", "draw_o
 
 DETECTOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "retinaface_mnet025"
 
+#: BGR colour of the detector's face boxes in overlays (the landmark and axis colours come from
+#: landmark_unify.report.colors)
+BOX_COLOUR = (200, 200, 200)
+
 #: Anchor sides (pixels of the network input) per stride, in output-channel order.
 _ANCHORS = {32: (512.0, 256.0), 16: (128.0, 64.0), 8: (32.0, 16.0)}
 
@@ -196,40 +200,47 @@ def pose_axes(pose_deg: Sequence[float], length: float) -> np.ndarray:
     return np.stack([v[0], -v[1]], 1) * length
 
 
-def _overlay_points() -> tuple[frozenset, frozenset, int]:
-    """Indices of the left eye and pupil, the right eye and pupil, and the nose tip in the WFLW layout."""
-    lay = get_layout("wflw98")
-    eyes = [int(i) for g in ("eye", "pupil") for i in lay.group_indices(g)]
-    side = {i: lay.names[i].split("_")[1] for i in eyes}  # eye_l_outer, pupil_r, ...
-    return (frozenset(i for i in eyes if side[i] == "l"), frozenset(i for i in eyes if side[i] == "r"),
-            lay.index("nose_bridge_3"))
-
-
-def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-    """BGR ``uint8`` copy of the RGB ``image`` with boxes, landmarks (eyes red/blue, others green), pose
-    axes (x red, y green, z blue) and the angles written beside each face."""
+def draw_overlay(image: np.ndarray, faces: Sequence[Face], legend: bool = True) -> np.ndarray:
+    """BGR ``uint8`` copy of the RGB ``image`` with boxes, landmarks coloured by group and pose axes (the
+    project's one colour scheme, :mod:`landmark_unify.report.colors`, as in ``landmark_unify render``) and
+    the angles written above each face; with faces and ``legend``, a legend band naming the colours is
+    stacked under the photo (the photo's pixels keep their coordinates)."""
     import cv2
 
+    from landmark_unify.report.colors import (
+        AXIS_COLOURS,
+        axis_legend_items,
+        group_legend_items,
+        point_colours,
+        with_legend,
+    )
+
     out = np.ascontiguousarray(image[..., ::-1]).copy()
-    left, right, nose_tip = _overlay_points()
+    colours = point_colours("wflw98")
+    nose_tip = get_layout("wflw98").index("nose_bridge_3")
     scale = max(1.0, max(image.shape[:2]) / 640)
     t = max(1, int(round(scale)))
     for f in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in f.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), (255, 200, 0), t)
+        cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOUR, t)
         for k, (x, y) in enumerate(f.landmarks):
-            colour = (0, 0, 255) if k in left else (255, 0, 0) if k in right else (0, 255, 0)
-            cv2.circle(out, (int(round(x)), int(round(y))), t, colour, -1, cv2.LINE_AA)
+            cv2.circle(out, (int(round(x)), int(round(y))), t, tuple(int(c) for c in colours[k]), -1, cv2.LINE_AA)
         if f.pose is not None:
             origin = f.landmarks[nose_tip]
             size = float(np.ptp(f.landmarks[:, 0]))
-            for d, colour in zip(pose_axes(f.pose, 0.5 * size), ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+            for d, colour in zip(pose_axes(f.pose, 0.5 * size), AXIS_COLOURS):
                 end = origin + d
                 cv2.arrowedLine(out, (int(origin[0]), int(origin[1])), (int(end[0]), int(end[1])), colour, t,
                                 cv2.LINE_AA, tipLength=0.15)
             text = "p{:+.0f} y{:+.0f} r{:+.0f}".format(*f.pose)
             cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (255, 255, 255),
                         t, cv2.LINE_AA)
+    if faces and legend:
+        posed = any(f.pose is not None for f in faces)
+        rows = [("landmarks:", group_legend_items())] + ([("pose axes:", axis_legend_items())] if posed else [])
+        rows.append(("", [("box", BOX_COLOUR, "detected face")]
+                     + ([(None, (0, 0, 0), "text: pitch p, yaw y, roll r in degrees")] if posed else [])))
+        out = with_legend(out, rows)
     return out
 
 

@@ -96,7 +96,16 @@ def test_predict_command_with_detector_and_onnx(shared_data, tmp_path):
     import cv2
 
     overlay = cv2.imread(str(out / "sample_overlay.png"))
-    assert overlay.shape[:2] == (res[1]["height"], res[1]["width"])
+    h, w = res[1]["height"], res[1]["width"]
+    assert overlay.shape[1] == w and overlay.shape[0] > h  # the photo, then the legend band under it
+    from landmark_unify.report.colors import GROUP_COLOURS
+
+    band = overlay[h:]
+    for g in ("contour", "brow", "nose", "eye", "lip"):  # the legend names the groups in the shared colours
+        assert np.all(band == GROUP_COLOURS[g], axis=-1).any(), g
+    photo = overlay[:h]
+    for g in ("contour", "lip"):  # and the points are drawn in them
+        assert np.all(photo == GROUP_COLOURS[g], axis=-1).sum() > 20, g
 
 
 def test_pose_axes_convention():
@@ -111,6 +120,27 @@ def test_pose_axes_convention():
 def test_overlay_without_faces_is_the_image():
     img = np.random.default_rng(0).integers(0, 255, (50, 60, 3), dtype=np.uint8)
     np.testing.assert_array_equal(draw_overlay(img, []), img[..., ::-1])
+
+
+def test_overlay_points_and_axes_use_the_shared_scheme():
+    """The same colours as landmark_unify render: one point per group lands in its group's colour."""
+    from landmark_unify.core.layouts import get_layout
+    from landmark_unify.report.colors import AXIS_COLOURS, GROUP_COLOURS
+    from pfpld_train.inference.predict import Face
+
+    lay = get_layout("wflw98")
+    pts = np.full((98, 2), 5.0)
+    for g, x in (("contour", 10), ("nose", 30), ("eye", 50), ("lip", 70)):
+        pts[lay.group_indices(g)] = (x, 20)
+    img = np.zeros((100, 120, 3), np.uint8)
+    face = Face(np.array([0, 0, 119, 99.0]), 0.9, pts, None, np.zeros(3))
+    out = draw_overlay(img, [face], legend=False)
+    assert out.shape == (100, 120, 3)
+    for g, x in (("contour", 10), ("nose", 30), ("eye", 50), ("lip", 70)):
+        assert tuple(out[20, x]) == GROUP_COLOURS[g], g
+    face.pose = np.zeros(3)
+    out = draw_overlay(img, [face], legend=False)
+    assert np.all(out == AXIS_COLOURS[0], axis=-1).any()  # x axis (red), from the nose tip
 
 
 @pytest.mark.parametrize("bad", [np.zeros((1, 3)), np.array([[10.0, 10.0, 5.0, 20.0]])])
