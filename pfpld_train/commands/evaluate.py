@@ -9,6 +9,7 @@ from pathlib import Path
 
 from landmark_unify.cli_base import add_quiet, deprecated_alias
 
+from ..evaluation.metrics import POSE_MAX_ANGLE
 from .model_options import add_model_options, add_output_path, load_model_from_args
 
 
@@ -22,8 +23,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-predictions", help="write per-face predictions (.npz: sample_id, pred, nme)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threshold", type=float, default=0.1, help="failure / AUC threshold (fraction)")
+    parser.add_argument("--pose-max-angle", type=_max_angle, default=POSE_MAX_ANGLE, metavar="DEG",
+                        help=f"faces whose ground-truth pose has any |angle| above DEG are counted and left out of "
+                             f"the pose MAE (the AFLW2000-3D convention, default {POSE_MAX_ANGLE:g}); 'none' keeps "
+                             "every face. Angle errors wrap either way")
     add_model_options(parser)
     add_quiet(parser)
+
+
+def _max_angle(text: str):
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of degrees > 0 or 'none', got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of degrees > 0 or 'none', got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     model = load_model_from_args(args)
     result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
-                               progress=not args.quiet)
+                               pose_max_angle=args.pose_max_angle, progress=not args.quiet)
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
     print(format_table(summary))
     if args.output:

@@ -37,7 +37,7 @@ from ..data.arrays import pose_array
 from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
 from ..data.images import ImageError, read_image_rgb
 from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_PREPROCESS
-from .metrics import ANGLE_NAMES, nme, pose_mae, summarize_nme
+from .metrics import ANGLE_NAMES, POSE_MAX_ANGLE, nme, pose_in_range, pose_mae, summarize_nme
 
 __all__ = [
     "EvaluationError",
@@ -271,6 +271,7 @@ def evaluate_faces(
     pose_deg: np.ndarray | None = None,
     batch_size: int = 64,
     threshold: float = 0.1,
+    pose_max_angle: float | None = POSE_MAX_ANGLE,
     progress: bool = True,
 ) -> EvaluationResult:
     """Run ``model`` on the standard crop of every face and score it.
@@ -284,6 +285,9 @@ def evaluate_faces(
         attributes: name -> ``(N,)`` bool mask (True: face is in that subset), e.g. WFLW attributes.
         groups: name -> ``(N,)`` bool mask, another breakdown (e.g. per source).
         pose_deg: ``(N, 3)`` ground-truth pitch, yaw, roll in degrees, NaN where unknown.
+        pose_max_angle: faces whose ground truth has any |angle| above this (degrees) are counted and left
+            out of the pose MAE: the AFLW2000-3D convention (default 99); None keeps every face. Angle
+            errors wrap (179 vs -179 is 2 degrees).
 
     Returns:
         :class:`EvaluationResult`; ``summary`` holds ``overall``, ``by_attribute``, ``by_group``,
@@ -296,6 +300,8 @@ def evaluate_faces(
         raise EvaluationError(
             f"expected landmarks (N,98,2), valid (N,98) and N paths; got {gt.shape}, {valid.shape}, {len(paths)}"
         )
+    if pose_max_angle is not None and not 0 < float(pose_max_angle) < math.inf:
+        raise EvaluationError(f"pose_max_angle must be a number > 0 (or None: no limit); got {pose_max_angle}")
     if batch_size < 1 or not 0 < threshold < math.inf:
         raise EvaluationError(f"batch_size must be >= 1 and threshold a number > 0; got {batch_size}, {threshold}")
     usable = valid & finite_points(gt)
@@ -376,10 +382,12 @@ def evaluate_faces(
     if pose_deg is not None and np.isfinite(pred_pose).any():
         g = np.asarray(pose_deg, np.float64)
         known = np.isfinite(g).all(1) & np.isfinite(pred_pose).all(1)
-        if known.any():
-            mae = pose_mae(pred_pose, g, known)
-            summary["pose_mae"] = {"faces": int(known.sum()), **dict(zip(ANGLE_NAMES, mae.tolist())),
-                                   "mean": float(mae.mean())}
+        in_range = pose_in_range(g, pose_max_angle)
+        if (known & in_range).any():
+            mae = pose_mae(pred_pose, g, known & in_range)
+            summary["pose_mae"] = {"faces": int((known & in_range).sum()), **dict(zip(ANGLE_NAMES, mae.tolist())),
+                                   "mean": float(mae.mean()), "max_angle": pose_max_angle,
+                                   "left_out_beyond_max_angle": int((known & ~in_range).sum())}
     return EvaluationResult(summary=summary, nme=face_nme, pred=pred,
                             pose_deg=pred_pose if np.isfinite(pred_pose).any() else None, scored=scored)
 
@@ -427,6 +435,9 @@ def format_table(summary: dict) -> str:
         lines.append("")
         lines.append(f"pose MAE (deg, {pm['faces']} faces): pitch {pm['pitch']:.2f}  yaw {pm['yaw']:.2f}  "
                      f"roll {pm['roll']:.2f}  mean {pm['mean']:.2f}")
+        if pm.get("max_angle") is not None:
+            lines.append(f"  ({pm.get('left_out_beyond_max_angle', 0)} faces with an angle beyond "
+                         f"{pm['max_angle']:g} degrees left out, the AFLW2000-3D convention)")
     skipped = {k: v for k, v in summary.get("skipped", {}).items() if v}
     if skipped:
         lines.append("")

@@ -21,6 +21,9 @@ __all__ = [
     "nme",
     "point_errors",
     "pose_mae",
+    "angle_error",
+    "pose_in_range",
+    "POSE_MAX_ANGLE",
     "summarize_nme",
 ]
 
@@ -114,8 +117,19 @@ def auc(nmes: np.ndarray, threshold: float = 0.1) -> float:
     return float(np.clip(threshold - v, 0.0, None).mean() / threshold)
 
 
+#: The AFLW2000-3D convention: faces with any |angle| above this (degrees) are left out of pose MAE.
+POSE_MAX_ANGLE = 99.0
+
+
+def angle_error(pred_deg, gt_deg) -> np.ndarray:
+    """Absolute angle difference in degrees, wrapped to [0, 180] (179 vs -179 is 2, not 358)."""
+    d = np.asarray(pred_deg, dtype=np.float64) - np.asarray(gt_deg, dtype=np.float64)
+    return np.abs((d + 180.0) % 360.0 - 180.0)
+
+
 def pose_mae(pred_deg: np.ndarray, gt_deg: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
-    """Mean absolute error per angle ``(3,)`` float64, degrees, over faces whose pose is known.
+    """Mean absolute error per angle ``(3,)`` float64, degrees, over faces whose pose is known; angle
+    errors wrap (:func:`angle_error`).
 
     ``pred_deg``, ``gt_deg``: ``(N, 3)`` (pitch, yaw, roll) degrees; ``known``: ``(N,)`` bool (default:
     ground truth finite). NaN entries where no face has a known pose.
@@ -127,7 +141,17 @@ def pose_mae(pred_deg: np.ndarray, gt_deg: np.ndarray, known: np.ndarray | None 
     k = np.isfinite(g).all(1) if known is None else np.asarray(known, bool) & np.isfinite(g).all(1)
     if not k.any():
         return np.full(3, np.nan)
-    return np.abs(p[k] - g[k]).mean(0)
+    return angle_error(p[k], g[k]).mean(0)
+
+
+def pose_in_range(gt_deg: np.ndarray, max_angle: float | None = POSE_MAX_ANGLE) -> np.ndarray:
+    """``(N,)`` bool: every ground-truth angle within ``max_angle`` degrees (None: no limit). With the
+    default, the AFLW2000-3D convention (31 of its 2000 faces fall outside)."""
+    g = np.asarray(gt_deg, dtype=np.float64)
+    if max_angle is None:
+        return np.ones(len(g), bool)
+    with np.errstate(invalid="ignore"):
+        return (np.abs(g) <= float(max_angle)).all(1)
 
 
 def summarize_nme(nmes: np.ndarray, threshold: float = 0.1) -> dict:
