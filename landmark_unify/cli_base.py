@@ -147,6 +147,13 @@ def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool 
 
     g = parser.add_argument_group("engine (docs/guides/scale-out.md)")
     g.add_argument("--engine", choices=engine_names(), default="local",
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: allow the output to be one of the command's inputs (an input manifest, a source
+    annotation file); refused otherwise (:func:`landmark_unify.io.check_overwrite`)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow the output to replace one of the inputs (refused otherwise)")
+
+
                    help="local: this process (default); dask: units on a dask.distributed cluster "
                         "(pip install 'landmark-unify[dask]'). -o DIR writes a partitioned dataset (hive layout "
                         "source=/split=), -o FILE.parquet one file, with either engine")

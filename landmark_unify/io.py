@@ -102,3 +102,26 @@ def fsync_dir(path: str | os.PathLike) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_overwrite(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], overwrite: bool = False,
+                    what: str = "an input manifest") -> None:
+    """Refuse to write ``output`` over one of ``inputs`` (the same file or folder, links resolved) unless
+    ``overwrite``: the one check of every command that writes a manifest (or a picture) from inputs.
+    Raises :class:`~landmark_unify.errors.LandmarkUnifyError` naming both."""
+    from .errors import LandmarkUnifyError
+
+    if overwrite or output is None:
+        return
+    out = Path(output)
+    if not out.exists():
+        return
+    for p in inputs:
+        p = Path(p)
+        try:
+            same = p.exists() and os.path.samefile(out, p)
+        except OSError:
+            same = False
+        if same:
+            raise LandmarkUnifyError(f"the output {out} is {what} ({p}); writing it would replace that input. "
+                                     "Choose another output, or pass --overwrite to replace it")

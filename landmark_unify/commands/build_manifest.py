@@ -5,7 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli_base import add_engine_options, add_on_error, add_output, add_quiet, command_line, engine_kwargs
+from ..cli_base import (
+    add_engine_options,
+    add_on_error,
+    add_output,
+    add_overwrite,
+    add_quiet,
+    command_line,
+    engine_kwargs,
+)
 from ..ops.recipes import RECIPES
 from .relabel_pose import add_pose_model_options
 
@@ -28,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_pose_model_options(p)
     recipes = "; ".join(f"{name}: {r.description} (sources {', '.join(r.kinds)})" for name, r in sorted(RECIPES.items()))
     p.add_argument("--recipe", metavar="NAME", help=f"run a named multi-source build instead: {recipes}")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="accept image paths in the annotations that leave their source root (../, absolute "
+                        "paths); each is an error (or, with --on-error skip, a counted skip) otherwise")
+    add_overwrite(p)
     add_quiet(p)
     add_engine_options(p, partition_rows=False)
 
@@ -48,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = build_manifest(args.source, args.output, policy=args.policy, on_error=args.on_error,
                                 check_images=args.check_images, command=command_line("landmark_unify", args),
-                                weights=args.weight or None, **engine)
+                                weights=args.weight or None, allow_outside_root=args.allow_outside_root,
+                                overwrite=args.overwrite, **engine)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
         if args.on_error == "raise":
@@ -62,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         engine.pop("single_file")
         try:
             run = relabel_pose(args.output, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
-                               **engine)
+                               overwrite=True, **engine)  # in place, on the manifest just written
         except LandmarkUnifyError as exc:
             print(f"build-manifest: error while relabelling pose (the manifest is written): {exc}", file=sys.stderr)
             return 1

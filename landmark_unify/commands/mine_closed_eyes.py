@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import sys
 
-from ..cli_base import add_engine_options, add_output, add_quiet, add_where, engine_kwargs, non_negative_float, where_filter
+from ..cli_base import (
+    add_engine_options,
+    add_output,
+    add_overwrite,
+    add_quiet,
+    add_where,
+    engine_kwargs,
+    non_negative_float,
+    where_filter,
+)
 from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES
 
 
@@ -15,6 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mode", choices=MINE_MODES, default="either",
                         help="keep faces with either eye closed (default) or both")
     add_where(parser, "faces (among those with closed eyes)")
+    add_overwrite(parser)
     add_quiet(parser)
     add_engine_options(parser)
 
@@ -24,7 +34,7 @@ def run(args) -> int:
 
     where_filter(args)  # a bad --where is refused before anything is read
     res = mine_closed_eyes(args.input, args.output, threshold=args.threshold, mode=args.mode, where=args.where,
-                           **engine_kwargs(args))
+                           overwrite=args.overwrite, **engine_kwargs(args))
     kept, total = res.extra.get("kept", 0), res.extra.get("total", 0)
     which = "either eye" if args.mode == "either" else "both eyes"
     print(f"{args.output}: kept {kept} of {total} faces (eye aspect ratio <= {args.threshold}, {which})",

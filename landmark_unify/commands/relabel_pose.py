@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..cli_base import add_engine_options, add_output, add_quiet, engine_kwargs, positive_int
+from ..cli_base import add_engine_options, add_output, add_overwrite, add_quiet, engine_kwargs, positive_int
 from ..core.pose import MIN_POINTS
 from ..face_models import DEFAULT_SHAPE_KEY, SHAPE_AXES, SHIPPED_SHAPE_KEY
 
@@ -26,6 +26,7 @@ def add_arguments(parser) -> None:
     add_pose_model_options(parser)
     parser.add_argument("--min-points", type=positive_int, default=MIN_POINTS,
                         help=f"faces with fewer usable points get no pose (default {MIN_POINTS})")
+    add_overwrite(parser)
     add_quiet(parser)
     add_engine_options(parser)
 
@@ -34,7 +35,7 @@ def run(args) -> int:
     from ..ops.relabel import POSE_COUNTS, relabel_pose
 
     res = relabel_pose(args.input, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
-                       min_points=args.min_points, **engine_kwargs(args))
+                       min_points=args.min_points, overwrite=args.overwrite, **engine_kwargs(args))
     counts = {k: res.extra.get(k, 0) for k in POSE_COUNTS}
     print(f"{args.output}: pose fitted for {counts['filled']} faces, dataset pose kept (fit beside it where known) for "
           f"{counts['kept']}, unknown for {counts['unknown']}", file=sys.stderr)

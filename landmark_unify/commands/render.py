@@ -1,13 +1,14 @@
 """``landmark_unify render FILE -o sheet.png``: a contact sheet of faces with landmarks and pose axes."""
 from __future__ import annotations
 
-from ..cli_base import add_output, add_where, positive_int, where_filter
+from ..cli_base import add_output, add_overwrite, add_where, positive_int, where_filter
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest (.parquet)")
     add_output(parser, "PNG to write")
     add_where(parser)
+    add_overwrite(parser)
     parser.add_argument("--n", type=positive_int, default=36, help="number of faces (default 36)")
     parser.add_argument("--size", type=positive_int, default=192, help="tile side in pixels (default 192)")
     parser.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: about square)")
@@ -20,7 +21,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..report.render import render_manifest
 
+    from ..io import check_overwrite
+
     where_filter(args)  # a bad --where is refused before anything is read
+    check_overwrite(args.output, [args.input], args.overwrite)
 
     # a LandmarkUnifyError (bad input, bad --where) is printed by the dispatcher as "render: error: ..."
     res = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,

@@ -26,9 +26,9 @@ from .. import manifest as mf
 from ..core.eyes import eye_columns
 from ..core.maps import POLICIES, finite_points, to_canonical
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
-from ..io import write_sidecar
+from ..io import check_overwrite, write_sidecar
 from ..manifest import skipped_path_for
-from ..readers import ErrorSink, FaceBatch, Source, Unit, parse_source, plan_source, read_unit
+from ..readers import ErrorSink, FaceBatch, Source, Unit, inside_root, parse_source, plan_source, read_unit
 from ..report.summary import summary_text
 from .merge import parse_weights
 from .runner import UnitResult, run_units, wants_file
@@ -96,18 +96,19 @@ def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None) 
 # --- one unit -------------------------------------------------------------------------------------------
 
 def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
-                 check_images: bool = False) -> tuple[pa.Table, list[dict]]:
+                 check_images: bool = False, allow_outside_root: bool = False) -> tuple[pa.Table, list[dict]]:
     """Read one unit and turn it into manifest rows.
 
     Returns ``(table, skipped)``: a ``pyarrow.Table`` with :data:`manifest.SCHEMA` (no schema metadata)
     and the skipped records (dicts with source, kind, path, line, key, field, reason). Pure: the result
     depends only on the arguments and the files the unit names. Raises the first ParseError under
-    ``on_error='raise'``.
+    ``on_error='raise'``. An image path that leaves the source root is such an error unless
+    ``allow_outside_root``.
     """
     check_options(policy)
     batches, skipped = read_unit(unit, on_error)
     sink = ErrorSink(on_error, unit.source, unit.kind)
-    tables = [t for t in (_batch_table(unit, b, policy, sink, check_images) for b in batches) if t.num_rows]
+    tables = [t for t in (_batch_table(unit, b, policy, sink, check_images, allow_outside_root) for b in batches) if t.num_rows]
     skipped = skipped + sink.skipped
     if not tables:
         return mf.SCHEMA.empty_table(), skipped
@@ -129,7 +130,8 @@ def _masked(values: np.ndarray, typ: pa.DataType) -> pa.Array:
     return pa.array(filled.astype(np.float32), type=typ, mask=mask)
 
 
-def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool) -> pa.Table:
+def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool,
+                 allow_outside_root: bool = False) -> pa.Table:
     pts98, valid98 = to_canonical(b.points, b.schema, policy)
     src_ok = finite_points(b.points)
     keep = src_ok.any(1) & valid98.any(1)
@@ -137,6 +139,14 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
         w = _where(unit, b, i)
         sink(ParseError(w["path"], f"no valid landmarks under policy {policy!r} (schema {b.schema})",
                         line=w["line"], key=w["key"], field="landmarks"))
+    if not allow_outside_root:
+        for i in np.flatnonzero(keep):
+            if not inside_root(b.image_path[i]):
+                w = _where(unit, b, i)
+                sink(ParseError(w["path"], f"image path {b.image_path[i]!r} leaves the source root {unit.root} "
+                                           "(pass --allow-outside-root to accept it)",
+                                line=w["line"], key=w["key"], field="image_path"))
+                keep[i] = False
     size = b.image_size.copy()
     if check_images:
         cache: dict[str, tuple[int, int] | ParseError] = {}
@@ -161,6 +171,12 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
     pose = b.pose[idx]
     pose_known = np.isfinite(pose).all(1)
     pose = np.where(pose_known[:, None], pose, np.nan)
+    ok = _guard(unit, b, idx, pts98, valid98, bbox, given, pose, size, sink)
+    if not ok.all():  # an unforeseen bad value: an error (or a counted skip), never an invalid manifest
+        idx, pts98, valid98, bbox, given, pose = idx[ok], pts98[ok], valid98[ok], bbox[ok], given[ok], pose[ok]
+        pose_known = pose_known[ok]
+        if idx.size == 0:
+            return mf.SCHEMA.empty_table()
     attrs = b.attributes[idx]
     split = [b.split[i] for i in idx]
     ident = [b.identity[i] for i in idx]
@@ -191,6 +207,37 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
 
 
 def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
+def _guard(unit: Unit, b: FaceBatch, idx: np.ndarray, pts98: np.ndarray, valid98: np.ndarray, bbox: np.ndarray,
+           given: np.ndarray, pose: np.ndarray, size: np.ndarray, sink: ErrorSink) -> np.ndarray:
+    """The last check before rows become a table: the values as the manifest will store them (float32)
+    must pass ``validate``. Returns the rows that do; each other row goes to ``sink`` as a ParseError
+    naming its annotation and the field."""
+    lm32 = np.asarray(pts98, np.float32)
+    box32 = np.asarray(bbox, np.float64).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        lm_bad = (finite_points(lm32) != valid98).any(1)
+        box_fin = np.isfinite(box32).all(1)
+        box_bad = ~box_fin | (box32[:, 2] < box32[:, 0]) | (box32[:, 3] < box32[:, 1])
+        box_bad |= given & ((box32[:, 2] <= box32[:, 0]) | (box32[:, 3] <= box32[:, 1]))
+        pose_bad = (np.isfinite(pose) & (np.abs(pose) > 180.0)).any(1)
+        sz = size[idx]
+        size_bad = (np.isfinite(sz) & ((sz < 1) | (sz >= 2**31) | (sz != np.floor(sz)))).any(1)
+        attrs = b.attributes[idx]
+        attr_bad = (np.isfinite(attrs) & (attrs != 0) & (attrs != 1)).any(1)
+    checks = (("landmarks", lm_bad, "a valid point is not finite in float32"),
+              ("bbox", box_bad, "the face box is not finite in float32, inverted or of zero area"),
+              ("pose", pose_bad, "an angle is beyond +-180 degrees"),
+              ("image_size", size_bad, "the image size is not a positive whole number of pixels"),
+              ("attributes", attr_bad, "an attribute flag is not 0 or 1"))
+    ok = np.ones(idx.size, bool)
+    for field_name, bad, reason in checks:
+        for j in np.flatnonzero(bad & ok):
+            w = _where(unit, b, int(idx[j]))
+            sink(ParseError(w["path"], reason, line=w["line"], key=w["key"], field=field_name))
+            ok[j] = False
+    return ok
+
+
     """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead)."""
 
     sha1 = hashlib.sha1
@@ -272,11 +319,12 @@ def faces_per_source(table: pa.Table, sources: Sequence[Source]) -> dict[str, in
     return {s.label: int(counts.get(s.label, 0)) for s in sources}
 
 
-def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[str, float] | None, index: int,
-                unit: Unit) -> UnitResult:
+def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[str, float] | None,
+                allow_outside_root: bool, index: int, unit: Unit) -> UnitResult:
     """One unit of a build: its rows (weights applied), skipped records and sample_id keys."""
     t0 = time.perf_counter()
-    table, skipped = process_unit(unit, policy=policy, on_error=on_error, check_images=check_images)
+    extra = {"allow_outside_root": True} if allow_outside_root else {}
+    table, skipped = process_unit(unit, policy=policy, on_error=on_error, check_images=check_images, **extra)
     if weights:
         table = _apply_weights(table, weights)
     return UnitResult(table, skipped=list(skipped), ids=mf.id_keys(table), seconds={"process": time.perf_counter() - t0})
@@ -292,7 +340,8 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
                    check_images: bool = False, command: str | None = None, engine="local",
                    workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True,
                    weights=None, scheduler: str | None = None, single_file=None,
-                   engine_options: Mapping | None = None) -> BuildReport:
+                   engine_options: Mapping | None = None, allow_outside_root: bool = False,
+                   overwrite: bool = False) -> BuildReport:
     """Read the sources, map every face onto the canonical layout and write the manifest ``out``.
 
     sources: ``KIND=ROOT`` / ``LABEL:KIND=ROOT`` strings or :class:`~landmark_unify.readers.Source`.
@@ -305,12 +354,17 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     object), workers, scheduler: where the units run. ``out`` is a manifest file (``.parquet``) or a
     partitioned dataset directory; single_file: with a dataset, also write the file form there.
     """
+    allow_outside_root: accept image paths that leave their source root (``../``, absolute); by default each
+    is an error (or a counted skip). overwrite: allow ``out`` to be one of the sources' annotation files.
     check_options(policy, on_error)
     srcs = parse_sources(sources)
     w_by_label = source_weights(weights, srcs) if weights else None
     units = plan_units(srcs, chunk_bytes)
     extra = {"source_weights": dict(sorted(w_by_label.items()))} if w_by_label else {}
 
+    if allow_outside_root:
+        extra["allow_outside_root"] = True
+    check_overwrite(out, [Path(u.root) / f for u in units for f in u.files], overwrite, what="a source annotation file")
     def metadata(state) -> dict:
         return build_metadata(srcs, command, policy=policy, on_error=on_error, check_images=check_images,
                               num_skipped=state.skipped, **extra)
@@ -318,7 +372,7 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     def dataset_files(state, skipped) -> dict:
         return {"_skipped.jsonl": skipped}
 
-    task = partial(_build_task, policy, on_error, bool(check_images), w_by_label)
+    task = partial(_build_task, policy, on_error, bool(check_images), w_by_label, bool(allow_outside_root))
     run = run_units(task, units, out, metadata, engine=engine, workers=workers, scheduler=scheduler,
                     single_file=single_file, describe=lambda i: units[i].describe(),
                     on_duplicate=partial(_duplicates, on_error), dataset_files=dataset_files,

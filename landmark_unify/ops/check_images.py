@@ -50,7 +50,8 @@ def _check_images_fn(roots: Mapping | None, on_error: str, df: pd.DataFrame):
 def check_images(input: str | os.PathLike, output: str | os.PathLike, *, on_error: str = "raise",
                              roots: Mapping[str, str] | None = None, engine="local", workers: int | None = None,
                              scheduler: str | None = None, rows_per_partition: int = 5_000,
-                             single_file: str | os.PathLike | None = None, progress: bool = True) -> RunResult:
+                             single_file: str | os.PathLike | None = None, progress: bool = True,
+                             overwrite: bool = False) -> RunResult:
     """Decode every image of a manifest on an engine (the check of ``build-manifest --check-images``, for a
     manifest already built): fills ``image_width`` / ``image_height``; a missing or corrupt image raises
     (``on_error="raise"``, nothing written) or drops its row and is listed in ``RunResult.skipped``.
@@ -64,5 +65,6 @@ def check_images(input: str | os.PathLike, output: str | os.PathLike, *, on_erro
 
     run = map_manifest(input, output, partial(_check_images_fn, dict(roots) if roots else None, on_error),
                        metadata=meta, engine=engine, workers=workers, scheduler=scheduler,
-                       rows_per_partition=rows_per_partition, single_file=single_file, progress=progress)
+                       rows_per_partition=rows_per_partition, single_file=single_file, progress=progress,
+                       overwrite=overwrite)
     return run

@@ -25,7 +25,7 @@ import pandas as pd
 from .. import manifest as mf
 from ..engines import engine_context
 from ..errors import ManifestError
-from ..io import write_sidecar
+from ..io import check_overwrite, write_sidecar
 from ..manifest import (
     RowSlice,
     duplicates_path_for,
@@ -192,7 +192,8 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
                     tolerance: float | None = None, engine="local", workers: int | None = None,
                     scheduler: str | None = None, rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION,
                     single_file: str | os.PathLike | None = None, progress: bool = True,
-                    metadata: Mapping | None = None, engine_options: Mapping | None = None) -> MergeReport:
+                    metadata: Mapping | None = None, engine_options: Mapping | None = None,
+                    overwrite: bool = False) -> MergeReport:
     """Merge manifests (files or datasets, in priority order: of two rows that are the same face the
     earlier is kept) into ``output`` (a ``.parquet`` file or a dataset directory), on any engine.
 
@@ -203,13 +204,16 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
     (:func:`same_face`, ``tolerance``). A source label used by two inputs must have the same root.
     The dropped duplicates go to ``OUT.duplicates.jsonl`` beside a file, ``_duplicates.jsonl`` inside a
     dataset. metadata: keys to add to (or replace in) the written metadata. Returns a
-    :class:`MergeReport` whose ``run`` is the :class:`~landmark_unify.ops.runner.RunResult`.
+    :class:`MergeReport` whose ``run`` is the :class:`~landmark_unify.ops.runner.RunResult`. overwrite:
+    allow ``output`` to be one of the inputs.
     """
     tolerance = DUPLICATE_TOLERANCE if tolerance is None else float(tolerance)
     paths = [Path(p) for p in paths]
     if not paths:
         raise ManifestError("merge needs at least one manifest")
     out = Path(output)
+    check_overwrite(out, paths, overwrite)
+    check_overwrite(single_file, paths, overwrite)
     w_by_source = parse_weights(weights)
     inputs, roots, all_slices = [], {}, []
     for k, p in enumerate(paths):

@@ -37,11 +37,13 @@ def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, thr
                      mode: str = "either", engine="local", workers: int | None = None,
                      scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
                      single_file: str | os.PathLike | None = None, progress: bool = True,
-                     engine_options: Mapping | None = None, where: str | None = None) -> RunResult:
+                     engine_options: Mapping | None = None, where: str | None = None,
+                     overwrite: bool = False) -> RunResult:
     """Write the faces of ``input`` (file or dataset) with a closed eye (``mode`` either|both) to
     ``output``, on any engine. The eye columns are recomputed from the landmarks with ``threshold``.
     ``where``: a row filter (:mod:`landmark_unify.manifest.filters`); only matching faces are considered
-    (``total`` counts those). ``RunResult.extra`` holds ``kept`` and ``total``."""
+    (``total`` counts those). ``RunResult.extra`` holds ``kept`` and ``total``. overwrite: allow ``output``
+    to be ``input``."""
     if where is not None:
         from ..manifest import COLUMN_NAMES
 
@@ -58,7 +60,8 @@ def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, thr
 
     return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode, where), metadata=meta, engine=engine,
                         workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
-                        single_file=single_file, progress=progress, engine_options=engine_options)
+                        single_file=single_file, progress=progress, engine_options=engine_options,
+                        overwrite=overwrite)
 
 
 def mine_closed_eyes_file(in_path, out_path, threshold: float = CLOSED_THRESHOLD, mode: str = "either",

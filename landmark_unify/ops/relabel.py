@@ -60,12 +60,13 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
                  shape_key: str | None = None, engine="local", workers: int | None = None,
                  scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
                  single_file: str | os.PathLike | None = None, progress: bool = True,
-                 engine_options: Mapping | None = None, **fit_options) -> RunResult:
+                 engine_options: Mapping | None = None, overwrite: bool = False, **fit_options) -> RunResult:
     """Fit head pose for every row of a manifest (file or dataset) and write ``output``, on any engine.
 
     :func:`relabel_dataframe` on every slice of rows. The face model is loaded once here and shipped to
     the workers, so they do not need the mean-shape file. ``RunResult.extra`` holds the counts (filled,
-    kept, unknown) and the written metadata records them with the model.
+    kept, unknown) and the written metadata records them with the model. overwrite: allow ``output`` to
+    be ``input`` (relabel in place).
     """
     model = load_face_model(mean_shape, shape_key)
 
@@ -76,7 +77,8 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
 
     return map_manifest(input, output, partial(_relabel_fn, model, dict(fit_options)), metadata=meta, engine=engine,
                         workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
-                        single_file=single_file, progress=progress, engine_options=engine_options)
+                        single_file=single_file, progress=progress, engine_options=engine_options,
+                        overwrite=overwrite)
 
 
 def relabel_manifest_file(in_path, out_path, *, mean_shape=None, shape_key: str | None = None,

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from .. import manifest as mf
 from ..engines import Engine, EngineError, engine_context
-from ..io import write_jsonl_atomic
+from ..io import check_overwrite, write_jsonl_atomic
 
 
 @dataclass
@@ -298,15 +298,18 @@ def map_manifest(input: str | Path, output: str | Path, fn: Callable, *,
                  metadata: Callable[[dict, dict], Mapping], engine: str | Engine = "local",
                  workers: int | None = None, scheduler: str | None = None,
                  rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION, single_file: str | Path | None = None,
-                 progress: bool = True, engine_options: Mapping | None = None) -> RunResult:
+                 progress: bool = True, engine_options: Mapping | None = None, overwrite: bool = False) -> RunResult:
     """Apply a per-row function to a manifest (file or dataset), slice by slice, on an engine.
 
     fn: ``fn(df) -> (df_out, extra)``, picklable (a module-level function or a ``functools.partial`` of
     one), taking the manifest DataFrame of one slice (``attrs`` as :func:`manifest.read` sets them) and
     returning the rows to write plus a dict of numbers summed over slices (and ``"skipped"``: records).
     Each row must be treated independently of the others, which makes every engine's result the same.
-    metadata: ``metadata(input_meta, sums) -> output metadata``.
+    metadata: ``metadata(input_meta, sums) -> output metadata``. overwrite: allow ``output`` (or
+    ``single_file``) to be ``input`` itself (refused otherwise, :func:`~landmark_unify.io.check_overwrite`).
     """
+    check_overwrite(output, [input], overwrite)
+    check_overwrite(single_file, [input], overwrite)
     slices, in_meta = mf.plan_slices(input, rows_per_partition)
     task = partial(_frame_task, fn, in_meta, str(input))
     return run_units(task, slices, output, lambda state: metadata(in_meta, state.sums), engine=engine,

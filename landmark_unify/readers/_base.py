@@ -17,6 +17,9 @@ import numpy as np
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 
 NUM_ATTRIBUTES = 6
+#: The largest magnitude a coordinate, box value or size may have: the manifest stores float32, and a
+#: value beyond it (``1e40`` is finite in float64) would become infinite there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,36 @@ def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
         raise ParseError(path, f"not a number: {token!r}", line=line, key=key, field=field) from None
     if not math.isfinite(v):
         raise ParseError(path, f"not a finite number: {token!r}", line=line, key=key, field=field)
+    if abs(v) > FLOAT32_MAX:
+        raise ParseError(path, f"out of range: {token!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
+                         field=field)
     return v
+
+
+def check_box(box, path, *, line=None, key=None, field: str = "bbox") -> tuple[float, float, float, float]:
+    """``(x_min, y_min, x_max, y_max)`` of a given face box: finite in float32, with positive width and
+    height (a zero-area or inverted box is a ParseError naming where and which field)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    vals = np.array([x0, y0, x1, y1])
+    if not np.isfinite(vals).all() or (np.abs(vals) > FLOAT32_MAX).any():
+        raise ParseError(path, f"box is not finite in float32: {[float(v) for v in box]}", line=line, key=key,
+                         field=field)
+    if not (np.float32(x1) > np.float32(x0) and np.float32(y1) > np.float32(y0)):
+        what = "inverted" if x1 < x0 or y1 < y0 else "of zero area"
+        raise ParseError(path, f"box is {what}: x_min {x0:g}, y_min {y0:g}, x_max {x1:g}, y_max {y1:g}", line=line,
+                         key=key, field=field)
+    return x0, y0, x1, y1
+
+
+def inside_root(rel_path: str) -> bool:
+    """True when a '/'-separated path relative to a source root stays inside it (no absolute path, no
+    ``..`` that climbs out)."""
+    import posixpath
+
+    if not rel_path or rel_path.startswith("/") or (len(rel_path) > 1 and rel_path[1] == ":"):
+        return False
+    norm = posixpath.normpath(rel_path.replace("\\", "/"))
+    return norm != ".." and not norm.startswith("../")
 
 
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:

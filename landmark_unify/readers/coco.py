@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, plan_files, rel, sorted_files
+from ._base import FLOAT32_MAX, ErrorSink, FaceRecord, Unit, check_box, plan_files, rel, sorted_files
 
 SCHEMA_BY_K = {98: "wflw98", 106: "lapa106", 68: "ibug68", 29: "cofw29", 19: "aflw19", 21: "aflw21"}
 
@@ -90,11 +90,13 @@ def _annotation(ann, key, images, path, root, forced, offset):
         raise ParseError(path, f"not a number: {kp[first]!r}", key=key,
                          field=f"{kp_field}[{first // 3}].{'xyv'[first % 3]}") from None
     vis = arr[:, 2]
-    bad = ~np.isfinite(arr) & (vis[:, None] != 0)
+    with np.errstate(invalid="ignore"):
+        bad = (~np.isfinite(arr) | (np.abs(arr) > FLOAT32_MAX)) & (vis[:, None] != 0)
     bad[:, 2] = ~np.isfinite(vis)
     if bad.any():
         i, a = np.argwhere(bad)[0]
-        raise ParseError(path, f"not a finite number: {str(float(arr[i, a]))!r}", key=key, field=f"{kp_field}[{i}].{'xyv'[a]}")
+        what = "not a finite number" if not np.isfinite(arr[i, a]) else "out of range (beyond float32)"
+        raise ParseError(path, f"{what}: {str(float(arr[i, a]))!r}", key=key, field=f"{kp_field}[{i}].{'xyv'[a]}")
     pts = arr[:, :2] - offset
     pts[vis == 0] = np.nan
     if not np.isfinite(pts).any():
@@ -104,18 +106,35 @@ def _annotation(ann, key, images, path, root, forced, offset):
         raise ParseError(path, f"image_id {ann.get('image_id')!r} is not in 'images'", key=key, field="image_id")
     box = ann.get(box_field)
     bbox = None
-    if isinstance(box, list) and len(box) == 4:
+    if box is not None:  # no box: the extent of the points (bbox_source 'landmarks'); a bad box is an error
+        if not isinstance(box, list) or len(box) != 4:
+            raise ParseError(path, f"box is not a list [x, y, w, h]: {box!r}", key=key, field=box_field)
         try:
             x, y, w, h = (float(v) for v in box)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ParseError(path, f"box is not four numbers: {box!r}", key=key, field=box_field) from None
-        if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
-            bbox = (x - offset, y - offset, x - offset + w, y - offset + h)
+        if not (np.isfinite([w, h]).all() and w > 0 and h > 0):
+            raise ParseError(path, f"box width and height must be positive finite numbers; got w={w:g}, h={h:g}",
+                             key=key, field=box_field)
+        bbox = check_box((x - offset, y - offset, x - offset + w, y - offset + h), path, key=key, field=box_field)
     size = None
-    if "width" in image and "height" in image:
-        size = (float(image["width"]), float(image["height"]))
+    if "width" in image or "height" in image:
+        size = (_size(image, "width", path, key), _size(image, "height", path, key))
     return FaceRecord(points=pts, schema=schema, split="", image_path=_image(root, path.parent, str(image["file_name"])),
                       origin_file="", identity="", origin_key=key, bbox=bbox, image_size=size)
+
+
+def _size(image: dict, name: str, path, key) -> float:
+    """The image's ``width`` or ``height``: a positive whole number of pixels (int32), else a ParseError."""
+    v = image.get(name)
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        f = float("nan")
+    if not (np.isfinite(f) and f == int(f) and 0 < f < 2**31):
+        raise ParseError(path, f"image {image.get('id')!r}: {name} must be a positive whole number of pixels; "
+                               f"got {v!r}", key=key, field=f"images.{name}")
+    return f
 
 
 def _is_number(v) -> bool:

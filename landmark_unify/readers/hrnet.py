@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceRecord, Unit, parse_float, plan_files, read_lines, sorted_files
+from ._base import ErrorSink, FaceRecord, Unit, check_box, parse_float, plan_files, read_lines, sorted_files
 
 NUM_POINTS = 68
 NUM_FIELDS = 4 + 2 * NUM_POINTS
@@ -69,14 +69,18 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
             if not tok[0]:
                 raise ParseError(path, "empty image name", line=i, field="image_name")
             vals = np.array([parse_float(t, path, line=i, field=_field(j)) for j, t in enumerate(tok[1:], start=1)])
+            scale, cx, cy = vals[0], vals[1] - offset, vals[2] - offset
+            if not scale > 0:
+                raise ParseError(path, f"scale must be > 0 (the box side is 200 * scale); got {tok[1]!r}", line=i,
+                                 field="scale")
+            half = 100.0 * scale
+            box = check_box((cx - half, cy - half, cx + half, cy + half), path, line=i, field="scale")
         except ParseError as err:
             sink(err)
             continue
-        scale, cx, cy = vals[0], vals[1] - offset, vals[2] - offset
-        half = 100.0 * scale
         out.append(FaceRecord(
             points=vals[3:].reshape(NUM_POINTS, 2) - offset, schema="ibug68", split=split,
             image_path=tok[0].replace("\\", "/"), origin_file=f, origin_line=i, identity=f"{f}:{i}",
-            bbox=(cx - half, cy - half, cx + half, cy + half),
+            bbox=box,
         ))
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LandmarkUnifyError, ParseError
-from ._base import ErrorSink, FaceRecord, Unit, find_image, plan_files, read_files, rel, sorted_files
+from ._base import FLOAT32_MAX, ErrorSink, FaceRecord, Unit, find_image, plan_files, read_files, rel, sorted_files
 
 FILES_PER_UNIT = 500
 NOT_SUBSETS = ("landmarks", "Code", "code")
@@ -65,6 +65,11 @@ def get_array(mat: dict, name: str, shape: tuple[int, ...], path: Path, allow_mi
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ParseError(path, f"not a finite number: {str(float(arr[idx]))!r} at {list(idx)}", key=name, field=f"{name}{list(idx)}")
+    big = np.abs(arr) > FLOAT32_MAX
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        raise ParseError(path, f"out of range (beyond float32): {str(float(arr[idx]))!r} at {list(idx)}", key=name,
+                         field=f"{name}{list(idx)}")
     return arr
 
 

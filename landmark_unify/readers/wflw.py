@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParseError
-from ._base import ErrorSink, FaceBatch, Unit, parse_float, rel
+from ._base import FLOAT32_MAX, ErrorSink, FaceBatch, Unit, parse_float, rel
 
 NUM_POINTS = 98
 NUM_COORDS = 2 * NUM_POINTS
@@ -160,8 +160,9 @@ def _parse_fast(data: bytes, nfields: int, has_rect: bool):
     if image.null_count:
         return None
     image_names = image.to_pylist()
-    if not np.isfinite(nums).all() or any(not s or s != s.strip() for s in image_names):
-        return None
+    if not np.isfinite(nums).all() or (np.abs(nums) > FLOAT32_MAX).any() \
+            or any(not s or s != s.strip() for s in image_names):
+        return None  # the line-by-line pass names the line and field
     if has_rect and _rect_problem(nums) is not None:
         return None
     return nums, image_names
@@ -175,11 +176,13 @@ def _rect_problem(nums: np.ndarray):
     if bad_flag.any():
         r, c = np.argwhere(bad_flag)[0]
         return int(r), NUM_COORDS + 4 + int(c), f"a flag must be 0 or 1; got {flags[r, c]:g}"
-    inverted = (rect[:, 2] < rect[:, 0]) | (rect[:, 3] < rect[:, 1])
+    r32 = rect.astype(np.float32)
+    inverted = (r32[:, 2] <= r32[:, 0]) | (r32[:, 3] <= r32[:, 1])
     if inverted.any():
         r = int(np.flatnonzero(inverted)[0])
-        return r, NUM_COORDS + 2 if rect[r, 2] < rect[r, 0] else NUM_COORDS + 3, \
-            f"box corner is left of / above the other: {rect[r].tolist()}"
+        what = "inverted (a corner is left of / above the other)" if (rect[r, 2] < rect[r, 0] or rect[r, 3] < rect[r, 1]) \
+            else "of zero area"
+        return r, NUM_COORDS + 2 if r32[r, 2] <= r32[r, 0] else NUM_COORDS + 3, f"box is {what}: {rect[r].tolist()}"
     return None
 
 
