@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ManifestError
-from .schema import COLUMN_NAMES, COLUMNS, NUM_POINTS
+from .schema import ADDED_COLUMNS, COLUMN_NAMES, COLUMNS, NUM_POINTS, upgrade_table
 
 _SPEC = {name: (typ, nullable) for name, typ, nullable, _ in COLUMNS}
 #: expected list lengths of the array columns, outer first
@@ -27,7 +27,8 @@ def _wanted(columns: Sequence[str] | None) -> list[str]:
 
 
 def _missing(names: Sequence[str], path, columns: Sequence[str] | None) -> None:
-    missing = [c for c in _wanted(columns) if c not in names]
+    # a column added in a later format may be absent (an older manifest): it reads as nulls
+    missing = [c for c in _wanted(columns) if c not in names and c not in ADDED_COLUMNS]
     if missing:
         raise ManifestError(f"{path}: missing manifest columns {missing}; run `landmark_unify validate {path}`")
 
@@ -37,6 +38,8 @@ def check_schema_of(schema: pa.Schema, path: str | os.PathLike, columns: Sequenc
     ``columns`` when given). Extra columns are allowed here (``validate`` reports them)."""
     _missing(schema.names, path, columns)
     for name in _wanted(columns):
+        if name not in schema.names:
+            continue
         got = schema.field(name).type
         typ = _SPEC[name][0]
         if not got.equals(typ):
@@ -48,8 +51,10 @@ def check_table(table: pa.Table, path: str | os.PathLike, *, offset: int = 0,
                 columns: Sequence[str] | None = None) -> pa.Table:
     """Raise ManifestError naming ``path``, the column and the first bad row (``offset`` + row in
     ``table``) when a manifest column is missing, has another type or holds a null where none is allowed.
-    Returns ``table``."""
+    Returns ``table``, with the columns of a later format that it lacks added as nulls
+    (:func:`~landmark_unify.manifest.schema.upgrade_table`)."""
     _missing(table.column_names, path, columns)
+    table = upgrade_table(table, columns)
     for name in _wanted(columns):
         typ, nullable = _SPEC[name]
         col = table.column(name)

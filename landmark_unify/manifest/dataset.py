@@ -293,7 +293,9 @@ def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     """``pq.read_table`` with its failures (a missing file or column, not Parquet) as ManifestError."""
     try:
         if columns is not None:
-            check_parquet_schema(path, pq.read_schema(path), columns)
+            schema = pq.read_schema(path)
+            check_parquet_schema(path, schema, columns)
+            columns = [c for c in columns if c in schema.names]  # a column of a later format: added by the check
         return pq.read_table(path, columns=list(columns) if columns is not None else None)
     except FileNotFoundError:
         raise ManifestError(f"{path}: file not found") from None
@@ -363,6 +365,7 @@ def read_slice(s: RowSlice, columns: Sequence[str] | None = None) -> pa.Table:
         start += n
     if not groups:
         return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(list(columns))
-    table = pf.read_row_groups(groups, columns=list(columns) if columns else None)
+    present = [c for c in columns if c in pf.schema_arrow.names] if columns else None  # see upgrade_table
+    table = pf.read_row_groups(groups, columns=present)
     table = table.slice(s.offset - first, s.length).replace_schema_metadata(None)
     return check_table(table, s.path, offset=s.offset, columns=columns)

@@ -19,7 +19,10 @@ from .. import __version__
 from ..core.layouts import CANONICAL, get_layout
 from ..errors import ManifestError
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
+#: columns added after format 1.0 and the format that added them: a manifest of an older format is read
+#: with them all null (:func:`upgrade_table`), and validates without them
+ADDED_COLUMNS = {"ear_formula": "1.1"}
 METADATA_KEY = b"landmark_unify"
 NUM_POINTS = 98
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -52,6 +55,8 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("ear_left", pa.float32(), True, "eye aspect ratio of the image-left eye"),
     ("ear_right", pa.float32(), True, "eye aspect ratio of the image-right eye"),
     ("eye_state", pa.string(), True, "open, one_closed, both_closed or unknown"),
+    ("ear_formula", pa.string(), True, "formula of ear_left/ear_right: 'wflw8' (WFLW's 8 eye points) or 'ibug6' "
+                                       "(6-point iBUG EAR, from the source points); null where unknown"),
     ("source_schema", pa.string(), False, "schema the source points were mapped from"),
     ("origin_file", pa.string(), False, "annotation file, relative to the source root"),
     ("origin_line", pa.int32(), True, "1-based line in origin_file, where line-based"),
@@ -199,6 +204,26 @@ def schema_metadata(metadata: Mapping) -> dict[bytes, bytes]:
     meta = dict(metadata)
     meta.setdefault("format_version", FORMAT_VERSION)
     return {METADATA_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")}
+
+
+def upgrade_table(table: pa.Table, columns=None) -> pa.Table:
+    """``table`` (read from a manifest file, all columns or ``columns``) with the :data:`ADDED_COLUMNS` it
+    lacks added as nulls: a manifest written before a column existed reads like a new one. With all
+    columns, the manifest columns come in :data:`SCHEMA` order (others after them)."""
+    wanted = [c for c in ADDED_COLUMNS if c not in table.column_names and (columns is None or c in columns)]
+    if not wanted:
+        return table
+    n = table.num_rows
+    if columns is not None:
+        for c in wanted:
+            table = table.append_column(SCHEMA.field(c), pa.nulls(n, type=SCHEMA.field(c).type))
+        return table
+    names = [c for c in COLUMN_NAMES if c in table.column_names or c in wanted]
+    names += [c for c in table.column_names if c not in COLUMN_NAMES]
+    arrays = [table.column(c) if c in table.column_names else pa.chunked_array([pa.nulls(n, type=SCHEMA.field(c).type)])
+              for c in names]
+    fields = [table.schema.field(c) if c in table.column_names else SCHEMA.field(c) for c in names]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=table.schema.metadata))
 
 
 def check_schema(table: pa.Table) -> None:

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..core.eyes import EYE_STATES
+from ..core.eyes import EAR_FORMULAS, EYE_STATES
 from ..core.layouts import CANONICAL, get_layout
 from ..core.maps import finite_points
 from ..errors import ManifestError
 from .dataset import MANIFEST_FILE, PARTITION_COLUMNS, read_dataset, read_dataset_info
 from .files import read_manifest_file, read_metadata, read_table
 from .schema import (
+    ADDED_COLUMNS,
     ANGLES,
     COLUMN_NAMES,
     COLUMNS,
@@ -32,8 +33,11 @@ from .schema import (
 def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> list[str]:
     """Every way ``table`` and ``meta`` break the spec, as messages (empty when valid)."""
     problems: list[str] = []
+    version = meta.get("format_version")
     for name, typ, nullable, _ in COLUMNS:
         if name not in table.column_names:
+            if name in ADDED_COLUMNS and _older(version, ADDED_COLUMNS[name]):
+                continue  # written before the column existed: it reads as nulls
             problems.append(f"{where}: missing column {name!r}")
             continue
         field = table.schema.field(name)
@@ -44,8 +48,8 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
     extra = [c for c in table.column_names if c not in COLUMN_NAMES]
     if extra:
         problems.append(f"{where}: unknown columns {extra}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        problems.append(f"{where}: format_version {meta.get('format_version')!r}; expected {FORMAT_VERSION!r}")
+    if version not in SUPPORTED_VERSIONS:
+        problems.append(f"{where}: format_version {version!r}; expected one of {list(SUPPORTED_VERSIONS)}")
     if list(meta.get("point_names", [])) != list(get_layout(CANONICAL).names):
         problems.append(f"{where}: metadata point_names differ from the canonical layout")
     if problems:
@@ -71,6 +75,14 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
     _check_values(table, "bbox_source", ("given", "landmarks"), where, problems)
     _check_values(table, "pose_source", POSE_SOURCES, where, problems)
     _check_values(table, "eye_state", EYE_STATES, where, problems)
+    if "ear_formula" in table.column_names:
+        _check_values(table, "ear_formula", EAR_FORMULAS, where, problems)
+        has_ear = (table.column("ear_left").is_valid().to_numpy(zero_copy_only=False)
+                   | table.column("ear_right").is_valid().to_numpy(zero_copy_only=False))
+        has_formula = table.column("ear_formula").is_valid().to_numpy(zero_copy_only=False)
+        if (has_ear != has_formula).any():
+            problems.append(f"{where}: column 'ear_formula' is null where an eye aspect ratio is known, or set where "
+                            f"none is ({int((has_ear != has_formula).sum())} rows)")
     pose_known = table.column("pose_source").is_valid().to_numpy(zero_copy_only=False)
     for a in ANGLES:
         vals = table.column(a).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -87,6 +99,17 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
     if missing:
         problems.append(f"{where}: sources {missing} have no entry in metadata source_roots")
     return problems
+
+
+#: manifest formats this version reads and validates (older ones lack the ADDED_COLUMNS of later ones)
+SUPPORTED_VERSIONS = tuple(sorted({"1.0", *ADDED_COLUMNS.values(), FORMAT_VERSION}))
+
+
+def _older(version, than: str) -> bool:
+    try:
+        return tuple(int(x) for x in str(version).split(".")) < tuple(int(x) for x in than.split("."))
+    except ValueError:
+        return False
 
 
 def _check_values(table: pa.Table, column: str, allowed, where: str, problems: list[str]) -> None:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import manifest as mf
-from ..core.eyes import eye_columns
+from ..core.eyes import source_eye_columns
 from ..core.maps import POLICIES, finite_points, to_canonical
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 from ..io import check_overwrite, write_sidecar
@@ -202,7 +202,8 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
     }
     for j, name in enumerate(mf.ATTRIBUTE_COLUMNS):
         cols[name] = _masked(attrs[:, j], pa.bool_())
-    cols.update(eye_columns(pts98, valid98))
+    # EAR in the source layout: the canonical points cannot carry it for 68-point sources (docs/curation.md)
+    cols.update(source_eye_columns(b.points[idx], b.schema))
     return mf.table_from_columns(cols)
 
 

@@ -8,19 +8,37 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES, closed_eye_mask, eye_columns
+from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES, closed_eye_mask, eye_columns, eye_state, thresholds_for
 from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
 from ..manifest.filters import filter_rows, parse_filter
 from .runner import RunResult, map_manifest
 
 
 def with_eye_columns(df, closed: float = CLOSED_THRESHOLD):
-    """A copy of manifest DataFrame ``df`` with ``ear_left``, ``ear_right`` and ``eye_state`` computed
-    from its landmarks and validity."""
+    """A copy of manifest DataFrame ``df`` with ``ear_left``, ``ear_right``, ``ear_formula`` and
+    ``eye_state`` brought up to date. A row whose ``ear_formula`` is set keeps its EAR (computed in the
+    source layout at build time, e.g. ``ibug6`` for a 68-point source, which the canonical points cannot
+    give); the others (manifests written before ``ear_formula``) get the 8-point EAR of their canonical
+    points. ``eye_state`` follows with each formula's threshold for ``closed`` on the 8-point scale
+    (:func:`landmark_unify.core.eyes.closed_thresholds`)."""
     out = df.copy()
-    cols = eye_columns(landmarks_array(df), valid_array(df), closed)
-    for name, values in cols.items():
-        out[name] = values
+    n = len(df)
+    formula = (df["ear_formula"].to_numpy(dtype=object) if "ear_formula" in df else np.full(n, None, object))
+    stored = np.array([isinstance(f, str) for f in formula], dtype=bool)
+    ear = np.full((n, 2), np.nan)
+    if stored.any():
+        ear[stored, 0] = pd.to_numeric(df["ear_left"], errors="coerce").to_numpy(np.float64)[stored]
+        ear[stored, 1] = pd.to_numeric(df["ear_right"], errors="coerce").to_numpy(np.float64)[stored]
+    if (~stored).any():
+        part = df[~stored]
+        cols = eye_columns(landmarks_array(part), valid_array(part), closed)
+        ear[~stored, 0], ear[~stored, 1] = cols["ear_left"], cols["ear_right"]
+        formula = formula.copy()
+        formula[~stored] = cols["ear_formula"]
+    out["ear_left"] = ear[:, 0].astype(np.float32)
+    out["ear_right"] = ear[:, 1].astype(np.float32)
+    out["ear_formula"] = formula
+    out["eye_state"] = eye_state(ear, thresholds_for(formula, closed)) if n else np.empty(0, object)
     out.attrs = dict(df.attrs)
     return out
 
@@ -29,7 +47,7 @@ def _closed_eyes_fn(threshold: float, mode: str, where: str | None, df: pd.DataF
     df = with_eye_columns(filter_rows(df, where), threshold)
     ear = np.stack([df["ear_left"].to_numpy(np.float64), df["ear_right"].to_numpy(np.float64)], 1) \
         if len(df) else np.zeros((0, 2))
-    keep = closed_eye_mask(ear, threshold, mode)
+    keep = closed_eye_mask(ear, threshold, mode, formulas=df["ear_formula"].to_numpy(dtype=object))
     return df[keep].reset_index(drop=True), {"kept": int(keep.sum()), "total": len(df)}
 
 
@@ -40,7 +58,9 @@ def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, thr
                      engine_options: Mapping | None = None, where: str | None = None,
                      overwrite: bool = False) -> RunResult:
     """Write the faces of ``input`` (file or dataset) with a closed eye (``mode`` either|both) to
-    ``output``, on any engine. The eye columns are recomputed from the landmarks with ``threshold``.
+    ``output``, on any engine. ``threshold`` is on the 8-point EAR scale; faces whose EAR was computed with
+    the 6-point iBUG formula are held to the matching threshold (``threshold * IBUG6_SCALE``,
+    :func:`landmark_unify.core.eyes.closed_thresholds`). See :func:`with_eye_columns`.
     ``where``: a row filter (:mod:`landmark_unify.manifest.filters`); only matching faces are considered
     (``total`` counts those). ``RunResult.extra`` holds ``kept`` and ``total``. overwrite: allow ``output``
     to be ``input``."""
