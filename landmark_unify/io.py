@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,7 +41,8 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
         raise IsADirectoryError(errno.EISDIR, "is a folder; a file path is needed here", str(path))
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield tmp
@@ -49,6 +51,118 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --- leftovers of killed runs --------------------------------------------------------------------------------
+#
+# A run killed with SIGKILL (or a machine that went down) cannot clean up after itself: it leaves the
+# temporary file of :func:`atomic_path` (``.NAME.<owner>.tmp``, ``.NAME.<owner>.tmp.final``) or the folders of
+# a staged dataset (``.NAME.staging-<owner>``, ``.NAME.aborted-<owner>``, ``.NAME.old-<owner>``). The owner
+# part names the host (a short hash) and the process id, so the next run writing NAME removes exactly the
+# leftovers whose process is gone, and says so on stderr. Leftovers of another host are removed once
+# older than a day; those of older versions (no owner part) once older than an hour.
+
+_OWNER = re.compile(r"^(?P<tag>[0-9a-f]{6})-(?P<pid>\d+)-[0-9A-Za-z_]+$")
+_LEGACY = re.compile(r"^(?:[a-z0-9_]{8}|[0-9a-f]{12})$")
+OTHER_HOST_AGE = 24 * 3600.0
+LEGACY_AGE = 3600.0
+
+
+def owner_tag() -> str:
+    """``HOSTTAG-PID``: the owner part of this process's temporary names."""
+    import hashlib
+    import socket
+
+    return f"{hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]}-{os.getpid()}"
+
+
+def owned_name(path: str | os.PathLike, kind: str) -> Path:
+    """A fresh hidden sibling of ``path`` owned by this process: ``.NAME.KIND-HOSTTAG-PID-RANDOM``."""
+    import uuid
+
+    path = Path(path)
+    return path.parent / f".{path.name}.{kind}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False
+    try:  # a killed child not yet reaped by its parent is a zombie: gone for our purpose
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _stale(owner: str, age: float) -> str | None:
+    """Why a leftover with this owner part may be removed (its process is gone), or None."""
+    m = _OWNER.match(owner)
+    if m:
+        if m["tag"] != owner_tag().split("-")[0]:
+            return f"it is from another host and {age / 3600:.0f} h old" if age > OTHER_HOST_AGE else None
+        pid = int(m["pid"])
+        if pid == os.getpid():
+            return None
+        return f"process {pid} is gone" if _pid_gone(pid) else None
+    if _LEGACY.match(owner):
+        return f"it is {age / 3600:.1f} h old" if age > LEGACY_AGE else None
+    return None
+
+
+def remove_leftovers(path: str | os.PathLike, *, quiet: bool = False) -> list[Path]:
+    """Remove the leftovers of killed runs that wrote ``path`` (see above) whose owner is gone; each
+    removal is reported on stderr. Returns what was removed."""
+    import shutil
+    import sys
+    import time
+
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return removed
+    now = time.time()
+    for e in entries:
+        rest = e.name[len(prefix):]
+        kind = None
+        for k in ("staging-", "aborted-", "old-"):
+            if rest.startswith(k):
+                kind, owner = k[:-1], rest[len(k):]
+                break
+        else:
+            for suffix in (".tmp.final", ".tmp"):
+                if rest.endswith(suffix):
+                    kind, owner = "temporary file", rest[:-len(suffix)]
+                    break
+        if kind is None:
+            continue
+        try:
+            age = now - e.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        why = _stale(owner, age)
+        if why is None:
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            print(f"warning: cannot remove leftover {e.path} of an earlier run: {exc}", file=sys.stderr)
+            continue
+        removed.append(Path(e.path))
+        if not quiet:
+            print(f"removed leftover {e.path} of an earlier run that was stopped ({why})", file=sys.stderr)
+    return removed
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,31 @@ from collections.abc import Callable, Iterator, Sequence
 import pyarrow as pa
 
 from .base import SCHEDULER_ENV, Engine, EngineError, peak_rss
+
+
+#: Seconds to wait for a running scheduler to answer (an unreachable one is an error after this long).
+CONNECT_TIMEOUT = 5.0
+_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+_ADDRESS = re.compile(r"^(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::(?P<port>[0-9]+))?/?$")
+
+
+def check_scheduler_address(address: str, option: str = "--scheduler") -> str:
+    """``address`` if it is a scheduler address (``tcp://HOST:PORT``, also ``tls://``, ``ucx://``, ``ws://``,
+    ``wss://``, or ``HOST:PORT``), else an EngineError naming the option; checked before connecting."""
+    text = str(address).strip()
+    m = _ADDRESS.match(text)
+    problem = None
+    if not m:
+        problem = "it is not of the form tcp://HOST:PORT"
+    elif m["scheme"] and m["scheme"] not in _SCHEMES:
+        problem = f"unknown protocol {m['scheme']!r} (known: {', '.join(_SCHEMES)})"
+    elif m["scheme"] != "inproc" and m["port"] is None:
+        problem = "it has no port (the scheduler's default is 8786: tcp://HOST:8786)"
+    elif m["port"] is not None and not 0 < int(m["port"]) < 65536:
+        problem = f"port {m['port']} is not between 1 and 65535"
+    if problem:
+        raise EngineError(f"{option}: bad scheduler address {address!r}: {problem}")
+    return text
 
 
 class DaskEngine(Engine):
@@ -32,14 +58,17 @@ class DaskEngine(Engine):
     in_process = False
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        from_env = not scheduler and bool(os.environ.get(SCHEDULER_ENV))
+        scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+        if scheduler is not None:  # a bad address is named before dask is even imported
+            scheduler = check_scheduler_address(scheduler, f"${SCHEDULER_ENV}" if from_env else "--scheduler")
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise EngineError(
                 "engine 'dask' needs dask.distributed: pip install 'landmark-unify[dask]'"
             ) from None
-        scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
         self._cluster = None
         if scheduler is None:
             n = int(workers or 1)
@@ -63,9 +92,18 @@ class DaskEngine(Engine):
             # sets OMP/MKL/OpenBLAS threads to 1 in its workers), or the workers oversubscribe the CPU
             self.client.run(_limit_arrow_threads, max(1, (os.cpu_count() or 1) // n))
         else:
-            self.client = Client(scheduler, timeout=timeout)
+            try:
+                self.client = Client(scheduler, timeout=connect_timeout)
+            except (OSError, TimeoutError) as exc:
+                raise EngineError(f"cannot reach the dask scheduler at {scheduler} within {connect_timeout:g} s "
+                                  f"({type(exc).__name__}: {exc}); is it running, and is the address right?") from None
             if workers:
-                self.client.wait_for_workers(int(workers), timeout=timeout)
+                try:
+                    self.client.wait_for_workers(int(workers), timeout=timeout)
+                except (OSError, TimeoutError) as exc:
+                    self.close()
+                    raise EngineError(f"the dask cluster at {scheduler} did not get {workers} workers within "
+                                      f"{timeout:g} s: {exc}") from None
         self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"]) if _has_n_workers_kw(self.client) \
             else len(self.client.scheduler_info()["workers"])
 

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ManifestError
-from ..io import fsync_dir, write_text_durable
+from ..io import fsync_dir, owned_name, remove_leftovers, write_text_durable
 from .checks import check_parquet_schema, check_table
 from .files import read_metadata, read_table, write_manifest, write_manifest_stream
 from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
@@ -136,7 +135,8 @@ class StagedDataset:
                 raise ManifestError(f"{self.output} is a non-empty directory that is not a dataset; refusing to "
                                     "replace it")
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = self.output.parent / f".{self.output.name}.staging-{uuid.uuid4().hex[:12]}"
+        remove_leftovers(self.output)  # of earlier runs on this output that were killed
+        self.staging = owned_name(self.output, "staging")
         self.staging.mkdir()
         self.doc: dict | None = None
 
@@ -180,7 +180,7 @@ class StagedDataset:
         fsync_dir(self.staging)
         old = None
         if self.output.exists():
-            old = self.output.parent / f".{self.output.name}.old-{uuid.uuid4().hex[:12]}"
+            old = owned_name(self.output, "old")
             os.rename(self.output, old)
         os.rename(self.staging, self.output)
         fsync_dir(self.output.parent)
@@ -196,7 +196,7 @@ class StagedDataset:
     def abort(self) -> None:
         """Remove the staging directory: renamed away first (atomic), so that a task still running on a
         worker cannot write into it any more, then deleted."""
-        gone = self.staging.parent / f".{self.output.name}.aborted-{uuid.uuid4().hex[:12]}"
+        gone = owned_name(self.output, "aborted")
         try:
             os.rename(self.staging, gone)
         except FileNotFoundError:

@@ -260,9 +260,25 @@ def inside_root(rel_path: str) -> bool:
 
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:
     """Files under ``root`` matching the glob ``pattern``, sorted by relative path; folders named in
-    ``exclude_dirs`` are left out."""
+    ``exclude_dirs`` are left out. A folder on the way that cannot be listed, or a match that is not a
+    readable file (a broken link, a folder named like a file), is a ParseError: nothing is left out silently."""
     exclude = set(exclude_dirs)
-    out = [p for p in root.glob(pattern) if p.is_file() and not (exclude & set(p.relative_to(root).parts[:-1]))]
+    depth = None if "**" in pattern else pattern.count("/")
+    errors: list[OSError] = []
+    for dirpath, dirnames, _ in os.walk(root, onerror=errors.append):
+        level = len(Path(dirpath).relative_to(root).parts)
+        dirnames[:] = [] if depth is not None and level >= depth else [d for d in dirnames if d not in exclude]
+    if errors:
+        err = errors[0]
+        raise ParseError(err.filename or root, f"cannot list folder: {err.strerror or err}", field="root")
+    out = []
+    for p in root.glob(pattern):
+        if exclude & set(p.relative_to(root).parts[:-1]):
+            continue
+        if p.is_file():
+            out.append(p)
+        elif p.is_symlink() and not p.exists():
+            raise ParseError(p, "broken link: the annotation file it points to does not exist", field="file")
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 

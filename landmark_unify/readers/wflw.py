@@ -72,7 +72,11 @@ def line_chunks(path: Path, chunk_bytes: int) -> list[tuple[int, int, int]]:
     """
     out = []
     start, line, offset = 0, 1, 0
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file") from None
+    with f:
         while True:
             block = f.read(chunk_bytes)
             if not block:
@@ -226,9 +230,13 @@ def _parse_lines(data: bytes, path: Path, first_line: int, has_rect: bool, sink:
 def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
     rel_file = unit.files[0]
     path = root / rel_file
-    with open(path, "rb") as f:
-        f.seek(unit.start)
-        data = f.read(unit.end - unit.start)
+    try:
+        with open(path, "rb") as f:
+            f.seek(unit.start)
+            data = f.read(unit.end - unit.start)
+    except OSError as exc:
+        sink(ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file"))
+        data = b""
     nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink)
     split = "train" if rel_file.endswith("_train.txt") else "test" if rel_file.endswith("_test.txt") else Path(rel_file).stem
     n = len(names)
@@ -253,7 +261,12 @@ def _read_attr_lists(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
     has_attr_lists = any(flag_of.get(Path(f).name) is not None for f in unit.files)
     for rel_file in unit.files:
         path = root / rel_file
-        nums, nm, ln = parse_chunk(path.read_bytes(), path, 1, False, sink)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            sink(ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file"))
+            continue
+        nums, nm, ln = parse_chunk(data, path, 1, False, sink)
         idx = flag_of.get(Path(rel_file).name)
         for row, name, line in zip(nums, nm, ln.tolist()):
             key = (name, row.tobytes())
