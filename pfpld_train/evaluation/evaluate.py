@@ -33,10 +33,10 @@ from landmark_unify.core.maps import finite_points
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
-from ..data.arrays import pose_array
+from ..data.arrays import MAX_COORDINATE, pose_array
 from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
 from ..data.images import ImageError, read_image_rgb
-from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_PREPROCESS
+from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_POSE_TRAINED, METADATA_PREPROCESS
 from .metrics import ANGLE_NAMES, POSE_MAX_ANGLE, nme, pose_in_range, pose_mae, summarize_nme
 
 __all__ = [
@@ -77,6 +77,8 @@ class TorchLandmarkModel:
         self.name = str(path)
         self.device = device
         self.model = load_pfpld(path, device)
+        #: False when the checkpoint's pose branch was never trained: no pose is returned then.
+        self.pose_trained = bool(getattr(self.model, "pose_trained", True))
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
@@ -93,7 +95,7 @@ class TorchLandmarkModel:
             self.model.train()
         return (
             lm.float().cpu().numpy().reshape(-1, 98, 2),
-            pose_to_degrees(pose.float()).cpu().numpy(),
+            pose_to_degrees(pose.float()).cpu().numpy() if self.pose_trained else None,
         )
 
 
@@ -138,8 +140,12 @@ class OnnxLandmarkModel:
         try:
             pre = json.loads(meta.get(METADATA_PREPROCESS, "{}"))
             outs_doc = json.loads(meta.get(METADATA_OUTPUTS, "{}"))
-        except json.JSONDecodeError:
-            pre, outs_doc = {}, {}
+        except json.JSONDecodeError as exc:
+            raise EvaluationError(f"{path}: the model's metadata {METADATA_PREPROCESS!r} or {METADATA_OUTPUTS!r} is "
+                                  f"not valid JSON ({exc}); pass --preset or --channel-order, --mean, --scale") from None
+        if not isinstance(pre, dict) or not isinstance(outs_doc, dict):
+            raise EvaluationError(f"{path}: the model's metadata {METADATA_PREPROCESS!r} / {METADATA_OUTPUTS!r} must "
+                                  "be JSON objects")
         if pre:
             meta.setdefault("channel_order", str(pre.get("color", "rgb")).lower())
             meta.setdefault("mean", pre.get("mean", 0.0))
@@ -170,7 +176,9 @@ class OnnxLandmarkModel:
         names = [o.name for o in self.outputs]
         if landmarks_output is None and "landmarks" in names:
             landmarks_output = "landmarks"
-        if pose_output is None and "pose" in names:
+        #: False when our exporter recorded an untrained pose branch: the pose output is then not read.
+        self.pose_trained = str(meta.get(METADATA_POSE_TRAINED, "true")).lower() != "false"
+        if pose_output is None and "pose" in names and self.pose_trained:
             pose_output = "pose"
         self.output = _output_index(path, names, landmarks_output)
         self.pose_output = _output_index(path, names, pose_output)
@@ -304,6 +312,13 @@ def evaluate_faces(
         raise EvaluationError(f"pose_max_angle must be a number > 0 (or None: no limit); got {pose_max_angle}")
     if batch_size < 1 or not 0 < threshold < math.inf:
         raise EvaluationError(f"batch_size must be >= 1 and threshold a number > 0; got {batch_size}, {threshold}")
+    with np.errstate(invalid="ignore"):
+        bad = valid & (~np.isfinite(gt).all(-1) | (np.abs(np.nan_to_num(gt)) > MAX_COORDINATE).any(-1))
+    if bad.any():  # a point marked valid must be a real point: never dropped silently from the score
+        r, k = (int(i) for i in np.argwhere(bad)[0])
+        raise EvaluationError(f"ground truth of face {r}, point {k} is marked valid but is {gt[r, k].tolist()} (not "
+                              f"finite, or beyond {MAX_COORDINATE:g} pixels); {int(bad.any(1).sum())} faces like it. "
+                              "Check the manifest with `landmark_unify validate`")
     usable = valid & finite_points(gt)
     has_points = usable.any(1)
     has_path = np.array([p is not None for p in paths], bool)

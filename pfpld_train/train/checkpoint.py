@@ -19,8 +19,8 @@ from pathlib import Path
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.io import atomic_path
 
-__all__ = ["CheckpointError", "load_checkpoint", "load_pfpld", "model_state_dict", "pfpld_weights",
-           "save_checkpoint"]
+__all__ = ["CheckpointError", "checkpoint_pose_trained", "load_checkpoint", "load_pfpld", "model_state_dict",
+           "pfpld_weights", "save_checkpoint"]
 
 FORMAT = "pfpld_train.checkpoint/1"
 
@@ -117,10 +117,19 @@ def pfpld_weights(path: str | os.PathLike, key: str | None = None) -> tuple[dict
     return sd, entry
 
 
+def checkpoint_pose_trained(path: str | os.PathLike) -> bool:
+    """Whether the checkpoint's pose branch was trained: False where our trainer recorded that no training
+    face had a pose (``pose_trained`` in the checkpoint); True for older and foreign checkpoints."""
+    obj = load_checkpoint(path)
+    return bool(obj.get("pose_trained", True)) if obj.get("format") == FORMAT else True
+
+
 def load_pfpld(path: str | os.PathLike, device: str = "cpu", key: str | None = None):
-    """A :class:`pfpld_train.models.pfpld.PFPLD` in eval mode with the checkpoint's weights (checked, strict)."""
+    """A :class:`pfpld_train.models.pfpld.PFPLD` in eval mode with the checkpoint's weights (checked, strict).
+    Its ``pose_trained`` attribute says whether the pose output means anything (:func:`checkpoint_pose_trained`)."""
     from ..models.pfpld import PFPLD
 
     model = PFPLD()
     model.load_state_dict(pfpld_weights(path, key)[0], strict=True)
+    model.pose_trained = checkpoint_pose_trained(path)
     return model.to(device).eval()

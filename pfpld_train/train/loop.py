@@ -388,7 +388,10 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
         _write_metrics(out / "metrics.csv", history)
         log(f"resumed {out}/last.pt at epoch {epoch}, batch {batch_in_epoch}, step {step}")
 
-    info = {"train_faces": n_train, "val_faces": len(val_ds) if val_ds else 0,
+    posed = int(np.isfinite(train_ds.faces.pose).all(1).sum())
+    pose_trained = posed > 0 if ckpt is None else bool(ckpt.get("pose_trained", posed > 0))
+    info = {"train_faces": n_train, "train_faces_with_pose": posed, "pose_trained": pose_trained,
+            "val_faces": len(val_ds) if val_ds else 0,
             "dropped_train": train_ds.dropped, "dropped_val": val_ds.dropped if val_ds else None,
             "steps_per_epoch": steps_per_epoch, "total_steps": total,
             "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
@@ -404,13 +407,17 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
                 f"{d['no_valid_point']} without a valid point")
     if info["mean_face_val_nme"] is not None:
         log(f"mean-face baseline: val NME {100 * info['mean_face_val_nme']:.2f} %")
+    if not pose_trained:
+        log("no training face has a pose: the pose branch is not trained. The checkpoints record it "
+            "(pose_trained: false); evaluate, predict, the overlays and export leave the pose out. Fit poses "
+            "with `landmark_unify relabel-pose` first to train it")
 
     def state(ep: int, bie: int) -> dict:
         return {
             "format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "epoch": ep, "batch_in_epoch": bie, "step": step, "best_nme": best, "history": history,
-            "rng": _rng_state(), "config": cfg.to_dict(),
+            "rng": _rng_state(), "config": cfg.to_dict(), "pose_trained": pose_trained,
         }
 
     sampler = EpochSampler(n_train, seed=cfg.seed)

@@ -20,8 +20,16 @@ from pathlib import Path
 
 from landmark_unify.io import write_bytes_atomic
 
-from ...models.metadata import INPUT_NAME, METADATA_OUTPUTS, METADATA_PREPROCESS, OUTPUT_DOC, OUTPUT_NAMES
-from ...train.checkpoint import CheckpointError, pfpld_weights
+from ...models.metadata import (
+    INPUT_NAME,
+    METADATA_OUTPUTS,
+    METADATA_POSE_TRAINED,
+    METADATA_PREPROCESS,
+    OUTPUT_DOC,
+    OUTPUT_NAMES,
+    UNTRAINED_POSE_DOC,
+)
+from ...train.checkpoint import CheckpointError, checkpoint_pose_trained, pfpld_weights
 from ..errors import ExportError
 from ..faces import PFPLD_PREPROCESS, Preprocess
 
@@ -62,7 +70,8 @@ def load_checkpoint(path: str | Path, key: str | None = None):
     model = build_model()
     model.load_state_dict(sd, strict=True)
     model.eval()
-    return model, {"checkpoint": str(path), "entry": entry, "tensors": len(sd)}
+    model.pose_trained = checkpoint_pose_trained(path)
+    return model, {"checkpoint": str(path), "entry": entry, "tensors": len(sd), "pose_trained": model.pose_trained}
 
 
 def export_onnx(model, path: str | Path, *, opset: int = 17, dynamic_batch: bool = True,
@@ -100,7 +109,10 @@ def export_onnx(model, path: str | Path, *, opset: int = 17, dynamic_batch: bool
     outs = [o.name for o in proto.graph.output]
     if tuple(outs) != OUTPUT_NAMES:
         raise ExportError(f"exported outputs are {outs}, expected {list(OUTPUT_NAMES)}")
-    meta = {METADATA_PREPROCESS: json.dumps(preprocess.as_dict()), METADATA_OUTPUTS: json.dumps(OUTPUT_DOC)}
+    pose_trained = bool(getattr(model, "pose_trained", True))
+    docs = OUTPUT_DOC if pose_trained else {**OUTPUT_DOC, "pose": UNTRAINED_POSE_DOC}
+    meta = {METADATA_PREPROCESS: json.dumps(preprocess.as_dict()), METADATA_OUTPUTS: json.dumps(docs),
+            METADATA_POSE_TRAINED: "true" if pose_trained else "false"}
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
