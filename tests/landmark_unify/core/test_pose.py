@@ -425,3 +425,24 @@ def test_relabel_pose_on_the_demo_manifest_with_the_shipped_face(tmp_path, repo_
     df = lu.read_manifest(out)
     assert (df["pose_source"] == "fit").all() and np.isfinite(df[["pitch", "yaw", "roll"]].to_numpy(float)).all()
     assert "mediapipe_face98.npz" in df.attrs["manifest"]["pose_fit"]["model"]
+
+
+def test_every_pose_command_takes_the_face_model_options(shared_data, tmp_path, repo_root):
+    """--mean-shape / --shape-key on relabel-pose and build-manifest --relabel-pose: the published shapes stay
+    selectable, 'mediapipe' names the shipped face, and the written metadata names the model used."""
+    from landmark_unify.cli import main
+
+    demo = repo_root / "landmark_unify" / "demo_data" / "300W"
+    bfm = shared_data / "mean3d_68/mean3d_68.npz"
+    built = tmp_path / "b.parquet"
+    assert main(["build-manifest", "-o", str(built), "-q", "--source", f"ibug={demo}", "--relabel-pose",
+                 "--mean-shape", str(bfm), "--shape-key", "prnet_raw"]) == 0
+    assert lu.read_manifest(built).attrs["manifest"]["pose_fit"]["model"].endswith("mean3d_68.npz:prnet_raw")
+    for extra, expect in ((["--shape-key", "mediapipe"], "mediapipe_face98.npz"),
+                          (["--mean-shape", str(bfm)], "mean3d_68.npz:3ddfa_bfm_raw")):
+        out = tmp_path / f"r{len(expect)}.parquet"
+        assert main(["relabel-pose", str(built), "-o", str(out), "-q", *extra]) == 0
+        df = lu.read_manifest(out)
+        assert expect in df.attrs["manifest"]["pose_fit"]["model"] and (df["pose_source"] == "fit").all()
+    with pytest.raises(SystemExit):
+        main(["relabel-pose", str(built), "-o", str(tmp_path / "x.parquet"), "--shape-key", "nope"])
