@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import landmark_unify as lu  # noqa: E402
-from landmark_unify.core.pose import load_face_model  # noqa: E402
+from landmark_unify.face_models import load_face_model  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 

@@ -568,6 +568,8 @@ def estimate_pose(
         if again.size:
             # camera-z of each point's normal at the first pose: (R^T n)_z = R[:, :, 2] . n
             facing = np.einsum("nj,kj->nk", rot[again][:, :, 2], model.normals) > 0
+            hidden = (~facing & use[again]).any(1)  # faces with no hidden point would refit to the same pose
+            again, facing = again[hidden], facing[hidden]
             w2 = np.zeros((n, 98))
             w2[again] = np.broadcast_to(pw, (n, 98))[again] * np.where(facing, 1.0, ow[again, None])
             _fit_all(pts, use, w2[:, cols], again, cols, model_pts, model_masks, iterations, huber, out, rot)
