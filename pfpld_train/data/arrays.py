@@ -15,7 +15,7 @@ from landmark_unify.core.maps import finite_points
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 
-__all__ = ["DataError", "FaceArrays", "pose_array", "split_by_image"]
+__all__ = ["DataError", "FaceArrays", "MAX_COORDINATE", "check_faces", "pose_array", "split_by_image"]
 
 
 class DataError(LandmarkUnifyError, ValueError):
@@ -45,13 +45,18 @@ class FaceArrays:
 
     @classmethod
     def from_manifest(cls, df) -> FaceArrays:
+        """The arrays of a manifest DataFrame, checked (:func:`check_faces`: a DataError names the manifest,
+        row and point of a valid landmark that is not finite or beyond :data:`MAX_COORDINATE`, a bad
+        weight or angle)."""
         n = len(df)
         weight = df["weight"].to_numpy(np.float32) if "weight" in df.columns else np.ones(n, np.float32)
         keys = (df["source"].astype(str) + "/" + df["image_path"].astype(str)).to_numpy(str)
-        return cls(
+        faces = cls(
             landmarks=landmarks_array(df), valid=valid_array(df), pose=pose_array(df),
             weight=weight, paths=image_paths(df), sample_ids=df["sample_id"].to_numpy(str), image_keys=keys,
         )
+        check_faces(faces, df.attrs.get("path", "manifest"))
+        return faces
 
     @property
     def usable(self) -> np.ndarray:
@@ -65,6 +70,37 @@ class FaceArrays:
 
     def __len__(self) -> int:
         return len(self.weight)
+
+
+#: The largest landmark coordinate (pixels) accepted for training or evaluation: beyond it a label is a unit
+#: or data error (``1e30`` is finite and trained to a loss of 8.5e10).
+MAX_COORDINATE = 1e6
+
+
+def check_faces(faces: FaceArrays, where="manifest") -> None:
+    """DataError naming ``where``, the row and the point when a point marked valid is not finite or lies
+    beyond :data:`MAX_COORDINATE` pixels, a weight is negative or not finite, or a known angle is beyond
+    +-180 degrees. (Points not marked valid are ignored.)"""
+    lm, valid = faces.landmarks, faces.valid
+    with np.errstate(invalid="ignore"):
+        fin = np.isfinite(lm).all(-1)
+        big = (np.abs(np.where(np.isfinite(lm), lm, 0)) > MAX_COORDINATE).any(-1)
+    for bad, what in ((valid & ~fin, "is marked valid but not finite"),
+                      (valid & big, f"lies beyond {MAX_COORDINATE:g} pixels")):
+        if bad.any():
+            r, k = (int(i) for i in np.argwhere(bad)[0])
+            raise DataError(f"{where}: row {r}, point {k} {what} ({lm[r, k].tolist()}); {int(bad.any(1).sum())} "
+                            "faces like it. Check the manifest with `landmark_unify validate`")
+    w = faces.weight
+    badw = ~np.isfinite(w) | (w < 0)
+    if badw.any():
+        r = int(np.flatnonzero(badw)[0])
+        raise DataError(f"{where}: row {r}: weight {float(w[r])} is not a finite number >= 0")
+    with np.errstate(invalid="ignore"):
+        badp = (np.isfinite(faces.pose) & (np.abs(faces.pose) > 180)).any(1)
+    if badp.any():
+        r = int(np.flatnonzero(badp)[0])
+        raise DataError(f"{where}: row {r}: pose {faces.pose[r].tolist()} has an angle beyond +-180 degrees")
 
 
 def split_by_image(keys: Sequence[str], fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
