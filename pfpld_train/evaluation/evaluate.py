@@ -93,7 +93,8 @@ class TorchLandmarkModel:
             pose, lm = self.model(x)
         if was_training:
             self.model.train()
-        return (
+        return _finite_outputs(
+            self.name,
             lm.float().cpu().numpy().reshape(-1, 98, 2),
             pose_to_degrees(pose.float()).cpu().numpy() if self.pose_trained else None,
         )
@@ -159,8 +160,10 @@ class OnnxLandmarkModel:
         self.channel_order = (channel_order or meta.get("channel_order", "rgb")).lower()
         if self.channel_order not in ("rgb", "bgr"):
             raise EvaluationError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
-        self.mean = np.asarray(_floats(mean if mean is not None else meta.get("mean", 0.0)), np.float32)
-        self.scale = np.asarray(_floats(scale if scale is not None else meta.get("scale", 1.0 / 255.0)), np.float32)
+        self.mean = _channel_values(mean if mean is not None else meta.get("mean", 0.0), "mean",
+                                    "--mean" if mean is not None else f"{path}: metadata 'mean'")
+        self.scale = _channel_values(scale if scale is not None else meta.get("scale", 1.0 / 255.0), "scale",
+                                     "--scale" if scale is not None else f"{path}: metadata 'scale'")
         self.pose_units = (pose_units or meta.get("pose_units", "deg")).lower()
         if self.pose_units not in ("deg", "rad"):
             raise EvaluationError(f"pose_units must be 'deg' or 'rad', got {self.pose_units!r}")
@@ -209,7 +212,7 @@ class OnnxLandmarkModel:
             pose = flat[self.pose_output][:, :3]
             if self.pose_units == "rad":
                 pose = pose * (180.0 / math.pi)
-        return flat[idx].reshape(n, 98, 2), pose
+        return _finite_outputs(self.name, flat[idx].reshape(n, 98, 2), pose)
 
 
 def _output_index(path: Path, names: list[str], ref: str | int | None) -> int | None:
@@ -225,6 +228,34 @@ def _output_index(path: Path, names: list[str], ref: str | int | None) -> int | 
     if not 0 <= int(ref) < len(names):
         raise EvaluationError(f"{path}: output index {ref} out of range (model has {len(names)}: {names})")
     return int(ref)
+
+def _finite_outputs(name: str, lm: np.ndarray, pose: np.ndarray | None):
+    """``(lm, pose)`` unchanged when finite; an EvaluationError when the model gave NaN or infinite values
+    (a broken or wrongly fed model must not score as 'no faces' with NaN metrics)."""
+    for what, arr in (("landmark", lm), ("pose", pose)):
+        if arr is not None and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr.reshape(arr.shape[0], -1))).any(1).sum())
+            raise EvaluationError(f"{name}: the model's {what} output is not finite (NaN or inf) for {bad} of "
+                                  f"{arr.shape[0]} faces; check the model and its input convention "
+                                  "(--preset, --channel-order, --mean, --scale)")
+    return lm, pose
+
+
+def _channel_values(v, what: str, origin: str) -> np.ndarray:
+    """Mean or scale of the input: one value or three (per channel), finite numbers (a scale not 0); an
+    EvaluationError naming ``origin`` (the option or the model's metadata) otherwise."""
+    try:
+        vals = _floats(v)
+    except (TypeError, ValueError, OverflowError):
+        raise EvaluationError(f"{origin}: {what} must be one number or three (e.g. 127.5 or 123,117,104); "
+                              f"got {v!r}") from None
+    if len(vals) not in (1, 3):
+        raise EvaluationError(f"{origin}: {what} must be one number or three (one per channel); got {len(vals)}: "
+                              f"{v!r}")
+    if not all(math.isfinite(x) for x in vals) or (what == "scale" and any(x == 0 for x in vals)):
+        raise EvaluationError(f"{origin}: {what} must be finite{' and not 0' if what == 'scale' else ''}; got {v!r}")
+    return np.asarray(vals, np.float32)
+
 
 
 def _floats(v) -> list[float]:

@@ -262,10 +262,32 @@ def _check_config(cfg: TrainConfig) -> None:
     bad += [f"{k} must be >= 1, got {getattr(cfg, k)}" for k in ("max_steps", "checkpoint_every")
             if getattr(cfg, k) is not None and getattr(cfg, k) < 1]
     if cfg.workers < 0:
+    if cfg.val_fraction is not None and not (math.isfinite(cfg.val_fraction) and 0 < cfg.val_fraction < 1):
+        bad.append(f"val_fraction must be a number in (0, 1), got {cfg.val_fraction}")
+    bad += _bad_numbers(cfg.loss, "loss", positive=("wing_w", "wing_epsilon"))
+    bad += _bad_numbers(cfg.augment, "augment")
         bad.append(f"workers must be >= 0, got {cfg.workers}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         bad.append(f"lr must be a finite number > 0, got {cfg.lr}")
     bad += [f"{k} must be a finite number >= 0, got {getattr(cfg, k)}" for k in ("weight_decay", "warmup_epochs")
+def _bad_numbers(values: dict, what: str, positive: tuple[str, ...] = ()) -> list[str]:
+    """Problems of the numbers of a loss / augmentation dict: each must be finite; weights (``*_weight``)
+    and probabilities >= 0, the names in ``positive`` > 0 (``--eye-weight nan`` trained a NaN loss)."""
+    bad = []
+    for k, v in (values or {}).items():
+        items = v if isinstance(v, (list, tuple)) else [v]
+        nums = [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        if any(not math.isfinite(x) for x in nums):
+            bad.append(f"{what}.{k} must be finite, got {v}")
+        elif k in positive and any(x <= 0 for x in nums):
+            bad.append(f"{what}.{k} must be > 0, got {v}")
+        elif k.endswith("_p") and any(not 0 <= x <= 1 for x in nums):
+            bad.append(f"{what}.{k} must be a probability in [0, 1], got {v}")
+        elif k.endswith("weight") and any(x < 0 for x in nums):
+            bad.append(f"{what}.{k} must be >= 0, got {v}")
+    return bad
+
+
             if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0)]
     if not 0 <= cfg.min_lr_ratio <= 1:
         bad.append(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
