@@ -29,7 +29,7 @@ from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 from ..io import check_overwrite, write_sidecar
 from ..manifest import skipped_path_for
 from ..readers import ErrorSink, FaceBatch, Source, Unit, inside_root, parse_source, plan_source, read_unit
-from ..report.summary import summary_text
+from ..report.summary import SUMMARY_COLUMNS, summary_text
 from .merge import parse_weights
 from .runner import UnitResult, run_units, wants_file
 
@@ -382,8 +382,7 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
         side = write_skipped(run.skipped, out)
     else:
         side = Path(run.output) / "_skipped.jsonl" if run.skipped else None
-    cols = ["source", "split", "valid", "source_schema", "bbox_source", "pose_source", "eye_state"]
-    table = mf.read_columns(run.output, cols)
+    table = mf.read_columns(run.output, list(SUMMARY_COLUMNS))
     report = BuildReport(Path(run.output), run.rows, faces_per_source(table, srcs), run.skipped, side, run.metadata,
                          units=len(units), extra={"run": run})
     report.summary = summary_text(table, run.metadata, run.skipped, title=str(run.output), sidecar=side)

@@ -1,10 +1,11 @@
 """The closing summary of a build, also printed by ``landmark_unify inspect``: faces per source and split,
-valid-point coverage per group, pose and box provenance, and the skipped records with their reasons."""
+eye state (and the EAR formula), WFLW attributes, pose provenance and yaw bins, weights, valid-point
+coverage per group, and the skipped records grouped by reason (counts and a few examples; the sidecar
+``OUT.skipped.jsonl`` keeps the full list)."""
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,6 +15,15 @@ import pyarrow as pa
 from .. import manifest as mf
 from ..core.layouts import CANONICAL, get_layout
 from ..errors import describe_location
+
+#: the columns the summary reads (a build reads only these back from its output)
+SUMMARY_COLUMNS = ("source", "split", "valid", "source_schema", "bbox_source", "pose_source", "yaw", "eye_state",
+                   "ear_formula", "weight", *mf.ATTRIBUTE_COLUMNS)
+#: yaw bins of the summary (degrees): frontal within 15, then 15-30, 30-60, beyond 60, each side
+YAW_EDGES = (-60.0, -30.0, -15.0, 15.0, 30.0, 60.0)
+YAW_LABELS = ("<-60", "-60..-30", "-30..-15", "-15..15", "15..30", "30..60", ">=60", "unknown")
+#: examples of skipped records shown per reason (the sidecar has them all)
+SKIPPED_EXAMPLES = 3
 
 
 def _counts(table: pa.Table, by: list[str]) -> dict[tuple, int]:
@@ -48,35 +58,81 @@ def _group_coverage(sums: np.ndarray | int, faces: int) -> dict[str, float]:
     return out
 
 
+def _yaw_bins(table: pa.Table) -> dict[str, dict[str, int]]:
+    """Per source: faces per :data:`YAW_LABELS` bin of the ``yaw`` column (the dataset's pose or the fit)."""
+    out: dict[str, dict[str, int]] = {}
+    if "yaw" not in table.column_names:
+        return out
+    for batch in table.select(["source", "yaw"]).to_batches(max_chunksize=65536):
+        src = batch.column(0).to_numpy(zero_copy_only=False)
+        yaw = batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64)
+        idx = np.where(np.isnan(yaw), len(YAW_LABELS) - 1, np.searchsorted(YAW_EDGES, np.nan_to_num(yaw), side="right"))
+        for s in dict.fromkeys(src.tolist()):
+            counts = np.bincount(idx[src == s], minlength=len(YAW_LABELS))
+            acc = out.setdefault(s, dict.fromkeys(YAW_LABELS, 0))
+            for lab, n in zip(YAW_LABELS, counts.tolist()):
+                acc[lab] += int(n)
+    return out
+
+
+def _per_source(counts: dict[tuple, int], s: str, *, drop_null: bool = False) -> dict:
+    items = [(k[1], n) for k, n in counts.items() if k[0] == s and not (drop_null and k[1] is None)]
+    return dict(sorted(items, key=lambda kv: (kv[0] is None, str(kv[0]))))
+
+
 def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
-    """Counts behind the summary, per source: faces, splits, schemas, box and pose provenance, coverage.
+    """Counts behind the summary, per source: faces, splits, schemas, box and pose provenance, yaw bins, eye
+    state and EAR formula, attribute flags (true / known), weights, coverage. Sections whose columns
+    ``table`` lacks are left out.
 
     Computed with Arrow group-bys and chunk by chunk, so memory stays small next to the table itself.
     """
     sums, faces = _coverage_per_source(table)
-    splits = _counts(table, ["source", "split"])
-    schemas = _counts(table, ["source", "source_schema"])
-    boxes = _counts(table, ["source", "bbox_source"])
-    poses = _counts(table, ["source", "pose_source"])
-    eyes = _counts(table, ["source", "eye_state"])
+    has = set(table.column_names)
+
+    def counts(col):
+        return _counts(table, ["source", col]) if col in has else {}
+
+    splits, schemas, boxes = counts("split"), counts("source_schema"), counts("bbox_source")
+    poses, eyes, formulas = counts("pose_source"), counts("eye_state"), counts("ear_formula")
+    yaw = _yaw_bins(table)
+    attrs = {c: counts(c) for c in mf.ATTRIBUTE_COLUMNS if c in has}
+    weights: dict[str, dict] = {}
+    if "weight" in has and table.num_rows:
+        g = table.select(["source", "weight"]).group_by("source", use_threads=False).aggregate(
+            [("weight", "min"), ("weight", "max"), ("weight", "sum")])
+        for s, lo, hi, tot in zip(*(g.column(c).to_pylist() for c in ("source", "weight_min", "weight_max", "weight_sum"))):
+            weights[s] = {"min": float(lo), "max": float(hi), "sum": float(tot)}
     per = {}
     for s in faces:
-        per[s] = {
+        info = {
             "faces": faces[s],
-            "splits": dict(sorted((k[1], n) for k, n in splits.items() if k[0] == s)),
-            "schemas": dict(sorted((k[1], n) for k, n in schemas.items() if k[0] == s)),
+            "splits": _per_source(splits, s),
+            "schemas": _per_source(schemas, s),
             "bbox_given": boxes.get((s, "given"), 0),
-            "pose": {k[1]: n for k, n in sorted(poses.items(), key=str) if k[0] == s and k[1] is not None},
-            "eye_states": dict(sorted((k[1], n) for k, n in eyes.items() if k[0] == s and k[1] is not None)),
+            "pose": _per_source(poses, s, drop_null=True),
+            "eye_states": {k if k is not None else "unknown": n for k, n in _per_source(eyes, s).items()},
+            "ear_formulas": {k if k is not None else "none": n for k, n in _per_source(formulas, s).items()},
+            "yaw_bins": yaw.get(s, {}),
+            "attributes": {c[5:]: {"true": v.get((s, True), 0), "known": v.get((s, True), 0) + v.get((s, False), 0)}
+                           for c, v in attrs.items()},
             "coverage": _group_coverage(sums[s], faces[s]),
         }
+        if s in weights:
+            info["weight"] = weights[s]
+        per[s] = info
     total = sum(sums.values()) if sums else 0
+    by_reason: dict[str, list] = {}
+    for r in skipped:
+        by_reason.setdefault(_reason_class(r), []).append(r)
+    ordered = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))  # most frequent first, stable
     return {
         "faces": table.num_rows,
         "sources": per,
         "coverage": _group_coverage(total, table.num_rows),
         "skipped": len(skipped),
-        "skipped_by_reason": dict(Counter(_reason_class(r) for r in skipped).most_common()),
+        "skipped_by_reason": {k: len(v) for k, v in ordered},
+        "skipped_examples": {k: [f"{_where(r)}: {r.get('reason')}" for r in v[:SKIPPED_EXAMPLES]] for k, v in ordered},
     }
 
 
@@ -90,38 +146,83 @@ def _where(rec: Mapping) -> str:
     return describe_location(rec.get("path"), rec.get("line"), rec.get("key"), rec.get("field"))
 
 
+def _table_lines(header: Sequence[str], rows: Sequence[Sequence], first: int, text_last: bool = False) -> list[str]:
+    """Rows under a header, the first column left-aligned to ``first`` characters, the others
+    right-aligned (the last one left-aligned with ``text_last``)."""
+    widths = [max([len(str(h))] + [len(str(r[j])) for r in rows]) for j, h in enumerate(header)]
+    widths[0] = max(widths[0], first)
+    left = {0, len(header) - 1} if text_last else {0}
+
+    def fmt(cells):
+        return "  " + " ".join(f"{str(c):<{widths[j]}}" if j in left else f"{str(c):>{widths[j]}}"
+                               for j, c in enumerate(cells)).rstrip()
+    return [fmt(header)] + [fmt(r) for r in rows]
+
+
 def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence[dict] = (), *,
                  title: str | None = None, sidecar: str | Path | None = None) -> str:
-    """The human-readable summary."""
+    """The human-readable summary: faces per source and split, eye state, attributes, pose and yaw, weights,
+    coverage per group, and the skipped records grouped by reason with at most :data:`SKIPPED_EXAMPLES`
+    examples each (``sidecar``: the file with the full list, named in the text)."""
     d = summary_dict(table, skipped)
     groups = list(get_layout(CANONICAL).present_groups)
     lines = [f"manifest {title or ''}: {d['faces']} faces"
              + (f" (format {meta.get('format_version')}, policy {meta.get('policy', '-')})" if meta else "")]
+    src = d["sources"]
+    width = max([len(s) for s in src] + [6])
     lines.append("faces per source:")
-    width = max([len(s) for s in d["sources"]] + [6])
-    weights = (meta or {}).get("source_weights") or {}
-    for s, info in d["sources"].items():
+    for s, info in src.items():
         splits = ", ".join(f"{k} {v}" for k, v in info["splits"].items())
         schemas = ", ".join(f"{k} {v}" for k, v in info["schemas"].items())
-        pose = ", ".join(f"{k} {v}" for k, v in info["pose"].items()) or "none"
+        w = info.get("weight")
+        weight = "" if w is None else (f"; weight {w['min']:g}" if w["min"] == w["max"]
+                                       else f"; weights {w['min']:g}-{w['max']:g} (sum {w['sum']:g})")
         lines.append(f"  {s:<{width}} {info['faces']:>8}  splits: {splits}; schemas: {schemas}; "
-                     f"box given {info['bbox_given']}; pose: {pose}"
-                     + (f"; weight {weights[s]:g}" if s in weights else ""))
+                     f"box given {info['bbox_given']}{weight}")
+    if src and any(info["eye_states"] for info in src.values()):
+        lines.append("eye state (EAR formula: wflw8 = WFLW's 8 eye points, ibug6 = 6-point iBUG; docs/curation.md):")
+        states = ("open", "one_closed", "both_closed", "unknown")
+        rows = [[s, *(info["eye_states"].get(k, 0) for k in states),
+                 ", ".join(f"{k} {v}" for k, v in info["ear_formulas"].items()) or "-"] for s, info in src.items()]
+        lines += _table_lines(["source", *states, "formula"], rows, width, text_last=True)
+    if src and any(info["attributes"] for info in src.values()):
+        names = [c[5:] for c in mf.ATTRIBUTE_COLUMNS]
+        rows = [[s, *(_flag(info["attributes"].get(a)) for a in names)] for s, info in src.items()
+                if any(v["known"] for v in info["attributes"].values())]
+        if rows:
+            lines.append("WFLW attributes (faces flagged / faces with the flag known):")
+            lines += _table_lines(["source", *names], rows, width)
+        else:
+            lines.append("WFLW attributes: none known")
+    if src and any(info["yaw_bins"] for info in src.values()):
+        lines.append("pose (source of pitch/yaw/roll; none = no pose) and faces per yaw bin in degrees:")
+        pose_kinds = sorted({k for info in src.values() for k in info["pose"]})
+        rows = [[s, *(info["pose"].get(k, 0) for k in pose_kinds), info["faces"] - sum(info["pose"].values()), "|",
+                 *(info["yaw_bins"].get(b, 0) for b in YAW_LABELS[:-1])] for s, info in src.items()]
+        lines += _table_lines(["source", *pose_kinds, "none", "|", *YAW_LABELS[:-1]], rows, width)
     lines.append("valid-point coverage per group (share of the group's points that are valid):")
-    lines.append(f"  {'source':<{width}} " + " ".join(f"{g:>8}" for g in groups))
-    rows = list(d["sources"].items()) + ([("all", {"coverage": d["coverage"]})] if len(d["sources"]) > 1 else [])
-    for s, info in rows:
-        lines.append(f"  {s:<{width}} " + " ".join(f"{100 * info['coverage'][g]:>7.1f}%" for g in groups))
+    rows = list(src.items()) + ([("all", {"coverage": d["coverage"]})] if len(src) > 1 else [])
+    lines += _table_lines(["source", *groups],
+                          [[s, *(f"{100 * info['coverage'][g]:.1f}%" for g in groups)] for s, info in rows], width)
     if skipped:
-        lines.append(f"skipped: {len(skipped)} records" + (f" (also in {sidecar})" if sidecar else ""))
+        lines.append(f"skipped: {len(skipped)} records, by reason"
+                     + (f"; every record is listed in {sidecar}" if sidecar else ""))
         for reason, n in d["skipped_by_reason"].items():
             lines.append(f"  {n:>6} x {reason}")
-        lines.append("skipped records:")
-        for rec in skipped:
-            lines.append(f"  {_where(rec)}: {rec.get('reason')}")
+            examples = d["skipped_examples"][reason]
+            for ex in examples:
+                lines.append(f"           e.g. {ex}")
+            if n > len(examples):
+                lines.append(f"           ... and {n - len(examples)} more")
     else:
         lines.append("skipped: 0 records")
     return "\n".join(lines)
+
+
+def _flag(v: Mapping | None) -> str:
+    if not v or not v["known"]:
+        return "-"
+    return f"{v['true']}/{v['known']}"
 
 
 def read_skipped(path: str | Path) -> list[dict]:
