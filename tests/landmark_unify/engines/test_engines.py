@@ -390,3 +390,24 @@ def test_curation_commands_with_dask_engine(built, tmp_path, capsys):
     assert mf.compare_manifests(tmp_path / "merged.parquet", tmp_path / "merged_ds") == []
     out = capsys.readouterr()
     assert "duplicates dropped" in out.out and "pose fitted for" in out.err
+
+
+def test_weight_and_relabel_pose_on_dask_equal_local(shared_data, tmp_path, capsys):
+    """Every option works on every engine: build-manifest --weight ... --relabel-pose with --engine dask
+    gives the rows and values of the local engine (pose angles within float32 rounding of the batch)."""
+    pytest.importorskip("distributed")
+    from landmark_unify.cli import main
+
+    srcs = ["--source", f"ibug={shared_data}/300W", "--source", f"lapa={shared_data}/LaPa",
+            "--source", f"aflw2000={shared_data}/AFLW2000", "--weight", "lapa=2.5", "--weight", "ibug=0.5",
+            "--relabel-pose", "--quiet"]
+    assert main(["build-manifest", "-o", str(tmp_path / "local.parquet"), *srcs]) == 0
+    assert main(["build-manifest", "-o", str(tmp_path / "dask_ds"), "--engine", "dask", "--workers", "2", *srcs]) == 0
+    out = capsys.readouterr().out
+    assert "pose relabelled: fitted" in out
+    local, dask = mf.read_manifest(tmp_path / "local.parquet"), mf.read_manifest(tmp_path / "dask_ds")
+    assert_frames_equal(local, dask, close={c: 1e-3 for c in ("pitch", "yaw", "roll", "fit_pitch", "fit_yaw", "fit_roll")})
+    assert local.groupby("source")["weight"].first().to_dict() == {"aflw2000": 1.0, "ibug": 0.5, "lapa": 2.5}
+    assert (local["pose_source"] == "fit").sum() > 0 and local["pose_source"].notna().all()
+    assert local.attrs["manifest"]["pose_fit"] == dask.attrs["manifest"]["pose_fit"]
+    assert mf.validate_dataset(tmp_path / "dask_ds") == []
