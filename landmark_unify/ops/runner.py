@@ -240,9 +240,10 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
                         staged.abort()
                         final = output
                     else:
+                        if single_file is not None:  # before publishing: a failure here leaves no dataset
+                            mf.write_manifest_stream(mf.dataset.iter_doc_segments(staged.staging, doc), single_file,
+                                                     final_meta)
                         final = staged.publish()
-                        if single_file is not None:
-                            mf.dataset_to_file(final, single_file)
                 except BaseException:
                     staged.abort()
                     raise

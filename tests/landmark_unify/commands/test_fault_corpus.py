@@ -1,0 +1,314 @@
+"""The fault corpus: every command of ``landmark_unify`` over bad inputs, in process.
+
+Each case ends in exit 0 with a correct output (a manifest that ``validate`` accepts, the bad records
+counted), or exit 1 with a message naming the place (file, line/key/row, field), never a traceback, and
+never a partial output or a leftover beside it. ``CORPUS_SIZE`` below counts the cases (report it).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landmark_unify.cli import main
+from landmark_unify.manifest import read_manifest, validate
+
+_spec = importlib.util.spec_from_file_location("fault_corpus", Path(__file__).with_name("fault_corpus.py"))
+fc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fc)
+
+
+def run(argv, capsys):
+    """``main(argv)`` in process: (exit code, stdout, stderr); a SystemExit (argparse) counts as its code."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out, err
+    return code, out, err
+
+
+def no_output(out: Path) -> None:
+    assert not out.exists(), f"{out} was written by a failed command"
+    assert not fc.hidden_leftovers(out.parent, out.name), fc.hidden_leftovers(out.parent, out.name)
+    stem = out.name.removesuffix(".parquet")
+    for side in (f"{stem}.skipped.jsonl", f"{stem}.duplicates.jsonl"):
+        assert not (out.parent / side).exists(), f"a failed command left {side}"
+
+
+# --- build-manifest over bad annotation files ---------------------------------------------------------------
+
+BIG = "1e40"  # finite in float64, infinite in float32
+
+#: id -> (make(root) -> --source spec, text the error names, fatal under --on-error skip too)
+SOURCES = {
+    "wflw coordinate 1e40": (lambda r: f"wflw={fc.wflw_source(r, fields={2: {10: BIG}})}", ["line 3", "'x5'", "float32"], False),
+    "wflw coordinate nan": (lambda r: f"wflw={fc.wflw_source(r, fields={1: {11: 'nan'}})}", ["line 2", "'y5'"], False),
+    "wflw box inverted": (lambda r: f"wflw={fc.wflw_source(r, fields={0: {198: '10'}})}", ["line 1", "x_max_rect", "inverted"], False),
+    "wflw box zero width": (lambda r: f"wflw={fc.wflw_source(r, fields={0: {198: '60'}})}", ["line 1", "zero area"], False),
+    "wflw flag 2": (lambda r: f"wflw={fc.wflw_source(r, fields={3: {200: '2'}})}", ["line 4", "attr_pose"], False),
+    "wflw image path leaves root": (lambda r: f"wflw={fc.wflw_source(r, fields={1: {206: '../../../etc/x.jpg'}})}",
+                                    ["line 2", "'image_path'", "leaves the source root"], False),
+    "coco keypoint 1e40": (lambda r: f"coco={fc.coco_source(r, anns={1: fc.coco_annotation(1, keypoints=[1e40, 1.0, 2] * 98)})}",
+                           ["key '2'", "keypoints[0].x", "float32"], False),
+    "coco box negative width": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, bbox=[10, 10, -5, 20])})}",
+                                ["key '1'", "'bbox'", "w=-5"], False),
+    "coco box zero height": (lambda r: f"coco={fc.coco_source(r, anns={2: fc.coco_annotation(2, bbox=[10, 10, 5, 0])})}",
+                             ["key '3'", "'bbox'"], False),
+    "coco box not a list": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, bbox='abc')})}",
+                            ["key '1'", "'bbox'"], False),
+    "coco box infinite": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, bbox=[float('inf'), 0, 5, 5])})}",
+                          ["key '1'", "'bbox'"], False),
+    "coco box beyond float32": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, bbox=[1e39, 0, 5, 5])})}",
+                                ["key '1'", "'bbox'", "float32"], False),
+    "coco width not a number": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': 2, 'file_name': 'a.jpg', 'width': 'abc', 'height': 10}})}",
+                                ["key '2'", "images.width"], False),
+    "coco width negative": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': 2, 'file_name': 'a.jpg', 'width': -4, 'height': 10}})}",
+                            ["key '2'", "images.width"], False),
+    "coco file_name leaves root": (lambda r: f"coco={fc.coco_source(r, images={0: {'id': 1, 'file_name': '../../../etc/passwd'}})}",
+                                   ["key '1'", "'image_path'", "leaves the source root"], False),
+    "coco absolute file_name": (lambda r: f"coco={fc.coco_source(r, images={0: {'id': 1, 'file_name': '/etc/passwd'}})}",
+                                ["key '1'", "'image_path'"], False),
+    "coco keypoints not triples": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=[1, 2, 2, 3])})}",
+                                   ["key '1'", "'keypoints'"], False),
+    "coco keypoint text": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=['a', 1, 2] * 98)})}",
+                           ["key '1'", "keypoints[0].x"], False),
+    "coco unknown image_id": (lambda r: f"coco={fc.coco_source(r, anns={3: fc.coco_annotation(3, image_id=99)})}",
+                              ["key '4'", "'image_id'"], False),
+    "coco not json": (lambda r: f"coco={fc.coco_source(r, raw='{not json')}", ["test.json", "JSON"], False),
+    "ibug point 1e40": (lambda r: f"ibug={fc.ibug_source(r, lines={1: {5: '1e40 3'}})}", ["face1.pts", "line 6", "'x2'", "float32"], False),
+    "ibug point nan": (lambda r: f"ibug={fc.ibug_source(r, lines={0: {4: 'nan 3'}})}", ["face0.pts", "line 5", "'x1'"], False),
+    "ibug truncated": (lambda r: f"ibug={fc.ibug_source(r, lines={2: {71: ''}})}", ["face2.pts", "closing"], False),
+    "lapa point 1e40": (lambda r: f"lapa={fc.lapa_source(r, lines={0: {3: '5 -1e40'}})}", ["face0.txt", "line 4", "'y2'"], False),
+    "lapa wrong count": (lambda r: f"lapa={fc.lapa_source(r, lines={1: {0: '98'}})}", ["face1.txt", "line 1", "'count'"], False),
+    "hrnet scale 0": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={1: fc.hrnet_row(1, scale='0')})}", ["line 3", "'scale'"], False),
+    "hrnet scale -2": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, scale='-2')})}", ["line 2", "'scale'"], False),
+    "hrnet scale 1e-45": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, scale='1e-45')})}", ["line 2", "'scale'"], False),
+    "hrnet scale 1e40": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={2: fc.hrnet_row(2, scale='1e40')})}", ["line 4", "'scale'"], False),
+    "hrnet centre 1e40": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={2: fc.hrnet_row(2, center_w='1e40')})}", ["line 4", "'center_w'"], False),
+    "hrnet point inf": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={3: fc.hrnet_row(3, y7='inf')})}", ["line 5", "'y7'"], False),
+    "hrnet image leaves root": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, image_name='../../x.jpg')})}",
+                                ["line 2", "'image_path'"], False),
+    "hrnet absolute image": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, image_name='/etc/x.jpg')})}",
+                             ["line 2", "'image_path'"], False),
+    "hrnet short line": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={1: 'a.jpg,1,2'})}", ["line 3", "'center_h'"], False),
+    "300wlp point 1e40": (lambda r: f"300wlp={fc.mat_source(r, pt2d=np.full((2, 68), 1e40))}", ["IBUG_face0.mat", "pt2d", "float32"], False),
+    "300wlp pose nan": (lambda r: f"300wlp={fc.mat_source(r, pose=np.full((1, 7), np.nan))}", ["IBUG_face0.mat", "Pose_Para"], False),
+    "300wlp pose wrong shape": (lambda r: f"300wlp={fc.mat_source(r, pose=np.zeros((1, 3)))}", ["IBUG_face0.mat", "Pose_Para"], False),
+    "300wlp not a mat file": (lambda r: f"300wlp={fc.mat_source(r, raw=b'garbage')}", ["IBUG_face0.mat", "'file'"], False),
+    "root missing": (lambda r: f"ibug={r / 'nowhere'}", ["nowhere", "root folder not found"], True),
+    "no annotation files": (lambda r: (r.mkdir(), f"lapa={r}")[1], ["no LaPa landmark files"], True),
+    "unknown kind": (lambda r: f"nope={r}", ["unknown reader kind"], True),
+    "bad reader option": (lambda r: f"coco[offset=abc]={fc.coco_source(r)}", ["offset"], True),
+}
+
+
+def _broken_link(r: Path) -> str:
+    fc.ibug_source(r)
+    (r / "gone.pts").symlink_to(r / "missing-target.pts")
+    return f"ibug={r}"
+
+
+SOURCES["ibug broken link"] = (_broken_link, ["gone.pts", "broken link"], True)
+
+
+@pytest.mark.parametrize("case", sorted(SOURCES))
+def test_build_manifest_over_bad_annotations(case, tmp_path, capsys):
+    make, where, fatal = SOURCES[case]
+    spec = make(tmp_path / "src")
+    out = tmp_path / "out" / "m.parquet"
+    code, _, err = run(["build-manifest", "--source", spec, "-o", out, "-q"], capsys)
+    assert code == 1, err
+    for w in where:
+        assert w in err, f"{w!r} not in: {err}"
+    no_output(out)
+    # skip: the rest is written, valid, and the bad record counted (or, for a fatal case, the same error)
+    code, stdout, err = run(["build-manifest", "--source", spec, "-o", out, "-q", "--on-error", "skip"], capsys)
+    if fatal:
+        assert code == 1 and where[0] in err
+        no_output(out)
+        return
+    assert code == 0, err
+    assert validate(out) == []
+    skipped = out.parent / "m.skipped.jsonl"
+    assert skipped.exists() and skipped.read_text().count("\n") >= 1
+    assert "skipped" in stdout
+    assert read_manifest(out).attrs["manifest"]["num_skipped"] >= 1
+
+
+def test_outside_root_allowed_explicitly(tmp_path, capsys):
+    src = fc.hrnet_source(tmp_path / "src", rows={0: fc.hrnet_row(0, image_name="../shared/x.jpg")})
+    out = tmp_path / "m.parquet"
+    code, _, err = run(["build-manifest", "--source", f"hrnet-csv={src}", "-o", out, "-q", "--allow-outside-root"], capsys)
+    assert code == 0, err
+    assert validate(out) == [] and "../shared/x.jpg" in set(read_manifest(out)["image_path"])
+
+
+def test_build_over_its_own_annotation_file_needs_overwrite(tmp_path, capsys):
+    src = fc.coco_source(tmp_path / "src")
+    ann = src / "test.json"
+    before = ann.read_bytes()
+    code, _, err = run(["build-manifest", "--source", f"coco={src}", "-o", ann, "-q"], capsys)
+    assert code == 1 and "source annotation file" in err and "--overwrite" in err
+    assert ann.read_bytes() == before
+
+
+def test_bad_scheduler_address_fails_fast(tmp_path, capsys):
+    import time
+
+    src = fc.coco_source(tmp_path / "src")
+    for address, says in (("not a url", "not of the form"), ("http://x:1", "unknown protocol"), ("tcp://host", "no port"),
+                          ("tcp://h:99999", "port")):
+        t0 = time.perf_counter()
+        code, _, err = run(["build-manifest", "--source", f"coco={src}", "-o", tmp_path / "ds", "-q", "--engine", "dask",
+                            "--scheduler", address], capsys)
+        assert code == 1 and "bad scheduler address" in err and says in err, err
+        assert time.perf_counter() - t0 < 5
+        assert not (tmp_path / "ds").exists()
+
+
+# --- every command over broken manifests ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    good = fc.good_manifest(folder / "good.parquet")
+    return good, fc.broken_manifests(good, folder / "broken")
+
+
+def _commands(inp: Path, out_dir: Path, good: Path) -> dict[str, tuple[list, Path]]:
+    return {
+        "inspect": (["inspect", inp], None),
+        "merge": (["merge", inp, "-o", out_dir / "merged.parquet", "-q", "--no-image-hash"], out_dir / "merged.parquet"),
+        "merge-second": (["merge", good, inp, "-o", out_dir / "merged2.parquet", "-q"],
+                         out_dir / "merged2.parquet"),
+        "mine-closed-eyes": (["mine-closed-eyes", inp, "-o", out_dir / "mined.parquet", "-q"], out_dir / "mined.parquet"),
+        "relabel-pose": (["relabel-pose", inp, "-o", out_dir / "posed.parquet", "-q"], out_dir / "posed.parquet"),
+        "relabel-pose-dataset": (["relabel-pose", inp, "-o", out_dir / "posed_ds", "-q"], out_dir / "posed_ds"),
+        "report": (["report", inp, "-o", out_dir / "report"], out_dir / "report"),
+        "render": (["render", inp, "-o", out_dir / "sheet.png"], out_dir / "sheet.png"),
+        "export": (["export", inp, "-o", out_dir / "coco.json"], out_dir / "coco.json"),
+    }
+
+
+COMMANDS = ("inspect", "merge", "merge-second", "mine-closed-eyes", "relabel-pose", "relabel-pose-dataset", "report",
+            "render", "export")
+BROKEN = ("missing-source", "landmarks-50-points", "landmarks-3-coords", "yaw-as-text", "null-image-path",
+          "bbox-3-values", "valid-as-int", "null-weight", "no-metadata", "not-parquet", "missing-file",
+          "dataset-without-success")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("broken", BROKEN)
+def test_every_command_refuses_a_broken_manifest(corpus, broken, command, tmp_path, capsys):
+    good, cases = corpus
+    path, expect = cases[broken]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv, out = _commands(path, out_dir, good)[command]
+    code, _, err = run(argv, capsys)
+    assert code == 1, err
+    assert f"{argv[0]}: error:" in err and str(path) in err and expect in err, err
+    if out is not None:
+        no_output(out)
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_validate_names_the_problem(corpus, broken, capsys):
+    _, cases = corpus
+    path, _ = cases[broken]
+    code, _, err = run(["validate", path], capsys)
+    assert code == 1 and "INVALID" in err and str(path) in err
+
+
+def test_the_corpus_manifest_itself_is_fine_everywhere(corpus, tmp_path, capsys):
+    good, _ = corpus
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for name in COMMANDS:
+        argv, out = _commands(good, out_dir, good)[name]
+        code, _, err = run(argv, capsys)
+        assert code == 0, (name, err)
+        if out is not None and str(out).endswith(".parquet") or name == "relabel-pose-dataset":
+            assert validate(out) == [], name
+
+
+@pytest.mark.parametrize("command", ["merge", "mine-closed-eyes", "relabel-pose", "render"])
+def test_writing_over_the_input_needs_overwrite(corpus, command, tmp_path, capsys):
+    good, _ = corpus
+    inp = tmp_path / "in.parquet"
+    inp.write_bytes(good.read_bytes())
+    before = inp.read_bytes()
+    argv = [command, inp, "-o", inp] + (["-q"] if command != "render" else [])
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "--overwrite" in err and str(inp) in err, err
+    assert inp.read_bytes() == before
+    if command != "render":  # explicitly allowed: done, and still a valid manifest
+        code, _, err = run(argv + ["--overwrite"], capsys)
+        assert code == 0, err
+        assert validate(inp) == []
+
+
+def test_a_failed_merge_leaves_no_sidecar(corpus, tmp_path, capsys):
+    good, cases = corpus
+    out = tmp_path / "m.parquet"
+    # duplicates exist (the same manifest twice), then the run fails on its broken third input
+    code, _, err = run(["merge", good, good, cases["null-weight"][0], "-o", out, "-q"], capsys)
+    assert code == 1
+    no_output(out)
+    out.mkdir()  # an output that cannot be written: fails after the duplicates were found
+    code, _, err = run(["merge", good, good, "-o", out, "-q"], capsys)
+    assert code == 1 and "folder" in err
+    assert not (tmp_path / "m.duplicates.jsonl").exists()
+
+
+def test_dataset_output_with_a_bad_single_file_leaves_nothing(corpus, tmp_path, capsys):
+    good, _ = corpus
+    code, _, err = run(["mine-closed-eyes", good, "-o", tmp_path / "ds", "-q", "--single-file", "/proc/x.parquet"],
+                       capsys)
+    assert code == 1
+    assert not (tmp_path / "ds").exists() and not fc.hidden_leftovers(tmp_path, "ds")
+
+
+@pytest.mark.parametrize("where", ["__import__('os').system('true')", "source.__class__", "nope == 1", "yaw == 'x'"])
+@pytest.mark.parametrize("command", ["render", "report", "mine-closed-eyes", "export"])
+def test_every_filter_refuses_bad_expressions(corpus, command, where, tmp_path, capsys):
+    good, _ = corpus
+    out = tmp_path / "out.x"
+    code, _, err = run([command, good, "-o", out, "--where", where], capsys)
+    assert code == 1 and "bad filter" in err
+    assert not out.exists()
+
+
+def test_leftovers_of_killed_runs_are_removed_by_the_next_run(corpus, tmp_path, capsys):
+    from landmark_unify.io import owner_tag
+
+    good, _ = corpus
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tag = owner_tag().split("-")[0]
+    left = [tmp_path / f".m.parquet.{tag}-{dead.pid}-abcdefgh.tmp", tmp_path / f".ds.staging-{tag}-{dead.pid}-0123abcd",
+            tmp_path / f".ds.old-{tag}-{dead.pid}-0123abce", tmp_path / f".ds.aborted-{tag}-{dead.pid}-0123abcf"]
+    left[0].write_text("partial")
+    for d in left[1:]:
+        d.mkdir()
+        (d / "part-00000.parquet").write_text("partial")
+    alive = tmp_path / f".m.parquet.{tag}-{os.getpid()}-zzzzzzzz.tmp"  # this process: still running
+    alive.write_text("in use")
+    code, _, err = run(["mine-closed-eyes", good, "-o", tmp_path / "m.parquet", "-q"], capsys)
+    assert code == 0 and "removed leftover" in err and str(dead.pid) in err
+    code, _, err = run(["mine-closed-eyes", good, "-o", tmp_path / "ds", "-q"], capsys)
+    assert code == 0 and err.count("removed leftover") == 3
+    assert not any(p.exists() for p in left) and alive.exists()
+
+
+#: How many cases this corpus holds (each a command over one bad input, or one guarded situation).
+CORPUS_SIZE = (2 * len(SOURCES) + 4 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
+               + 4 * 4 + 1 + 2)
