@@ -18,7 +18,11 @@ COMMANDS = {
     "export": "write a manifest as a COCO keypoint file (MMPose, pycocotools, FiftyOne)",
 }
 
-main = make_main("landmark_unify", __doc__, "landmark_unify", COMMANDS)
+#: commands other installed packages add: ``label`` (machine labels for photos) comes from pfpld_train, which
+#: runs the models, through this entry-point group (setup.cfg), so nothing here imports the trainer
+PLUGIN_GROUP = "landmark_unify.commands"
+
+main = make_main("landmark_unify", __doc__, "landmark_unify", COMMANDS, plugin_group=PLUGIN_GROUP)
 
 if __name__ == "__main__":
     sys.exit(main())

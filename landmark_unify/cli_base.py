@@ -36,7 +36,35 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def make_main(prog: str, description: str, package: str, commands: dict[str, str]):
+def plugin_commands(group: str) -> dict:
+    """Commands other installed packages add under the entry-point ``group``: ``{name: module}`` for each
+    entry point ``name = package.module`` whose module has ``SUMMARY``, ``add_arguments`` and ``run``. A
+    plugin that fails to import is left out with a warning on stderr."""
+    from importlib.metadata import distributions
+
+    # every distribution's entry points, not entry_points(group=...): that one keeps the first distribution of
+    # a name on sys.path, which can be a stale *.egg-info left in the working directory by an older build
+    eps = {}
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == group:
+                eps.setdefault(ep.name, ep)
+    found = {}
+    for ep in eps.values():
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            print(f"warning: command {ep.name!r} ({ep.value}) cannot be loaded: {exc}", file=sys.stderr)
+            continue
+        found[ep.name] = module
+    return found
+
+
+def make_main(prog: str, description: str, package: str, commands: dict[str, str], plugin_group: str | None = None):
+    """The ``main(argv)`` of a console script: ``commands`` (name -> summary) are the modules
+    ``package.commands.NAME``; with ``plugin_group``, commands of other packages registered under that
+    entry-point group (:func:`plugin_commands`) are offered too."""
+
     def main(argv: list[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -51,8 +79,16 @@ def make_main(prog: str, description: str, package: str, commands: dict[str, str
                 module = importlib.import_module(f"{package}.commands.{name.replace('-', '_')}")
                 module.add_arguments(p)
                 p.set_defaults(_run=module.run)
+        for name, module in (plugin_commands(plugin_group) if plugin_group else {}).items():
+            if name in commands:
+                continue
+            p = sub.add_parser(name, help=module.SUMMARY, description=module.SUMMARY)
+            if argv and argv[0] == name:
+                module.add_arguments(p)
+                p.set_defaults(_run=module.run)
         args = parser.parse_args(argv)
         args._argv = argv
+        args._prog = prog
         if args.command is None:
             parser.print_help()
             return 2
@@ -118,6 +154,13 @@ def add_on_error(parser: argparse.ArgumentParser) -> None:
                              "rest and report every skipped record")
 
 
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: allow the output to be one of the command's inputs (an input manifest, a source
+    annotation file); refused otherwise (:func:`landmark_unify.io.check_overwrite`)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow the output to replace one of the inputs (refused otherwise)")
+
+
 def add_where(parser: argparse.ArgumentParser, what: str = "faces") -> None:
     """``--where EXPR``: the row filter of every command that selects rows (the filter language of
     :mod:`landmark_unify.manifest.filters`, ``docs/guides/filters.md``; it never runs code)."""
@@ -147,13 +190,6 @@ def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool 
 
     g = parser.add_argument_group("engine (docs/guides/scale-out.md)")
     g.add_argument("--engine", choices=engine_names(), default="local",
-def add_overwrite(parser: argparse.ArgumentParser) -> None:
-    """``--overwrite``: allow the output to be one of the command's inputs (an input manifest, a source
-    annotation file); refused otherwise (:func:`landmark_unify.io.check_overwrite`)."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="allow the output to replace one of the inputs (refused otherwise)")
-
-
                    help="local: this process (default); dask: units on a dask.distributed cluster "
                         "(pip install 'landmark-unify[dask]'). -o DIR writes a partitioned dataset (hive layout "
                         "source=/split=), -o FILE.parquet one file, with either engine")

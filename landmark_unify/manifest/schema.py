@@ -19,15 +19,17 @@ from .. import __version__
 from ..core.layouts import CANONICAL, get_layout
 from ..errors import ManifestError
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 #: columns added after format 1.0 and the format that added them: a manifest of an older format is read
 #: with them all null (:func:`upgrade_table`), and validates without them
-ADDED_COLUMNS = {"ear_formula": "1.1"}
+ADDED_COLUMNS = {"ear_formula": "1.1", "label_source": "1.2", "label_model": "1.2"}
 METADATA_KEY = b"landmark_unify"
 NUM_POINTS = 98
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 ATTRIBUTE_COLUMNS = tuple(f"attr_{a}" for a in ATTRIBUTES)
-POSE_SOURCES = ("dataset", "fit")
+POSE_SOURCES = ("dataset", "fit", "model")
+#: who placed the landmarks: the dataset's annotators, or a model (``landmark_unify label``)
+LABEL_SOURCES = ("dataset", "machine")
 ANGLES = ("pitch", "yaw", "roll")
 
 LANDMARKS_TYPE = pa.list_(pa.list_(pa.float32(), 2), NUM_POINTS)
@@ -48,7 +50,8 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("pitch", pa.float32(), True, "degrees; 300W-LP Pose_Para convention"),
     ("yaw", pa.float32(), True, "degrees; 300W-LP Pose_Para convention"),
     ("roll", pa.float32(), True, "degrees; 300W-LP Pose_Para convention"),
-    ("pose_source", pa.string(), True, "'dataset' or 'fit'; null where the pose is unknown"),
+    ("pose_source", pa.string(), True, "'dataset', 'fit' or 'model' (the labelling model's own pose, see "
+                                       "label_model); null where the pose is unknown"),
     ("fit_pitch", pa.float32(), True, "degrees, from the landmark fit, kept beside a dataset pose"),
     ("fit_yaw", pa.float32(), True, "degrees, from the landmark fit"),
     ("fit_roll", pa.float32(), True, "degrees, from the landmark fit"),
@@ -61,6 +64,9 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("origin_file", pa.string(), False, "annotation file, relative to the source root"),
     ("origin_line", pa.int32(), True, "1-based line in origin_file, where line-based"),
     ("origin_key", pa.string(), True, "key inside origin_file (JSON id, .mat variable), where keyed"),
+    ("label_source", pa.string(), True, "who placed the landmarks: 'dataset' (the dataset's annotation) or "
+                                        "'machine' (a model's prediction, see label_model); null where unknown"),
+    ("label_model", pa.string(), True, "name of the model behind machine labels; null for dataset labels"),
     ("weight", pa.float32(), False, "per-sample training weight"),
     ("image_width", pa.int32(), True, "pixels, where known"),
     ("image_height", pa.int32(), True, "pixels, where known"),
@@ -68,7 +74,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
 COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
 SCHEMA = pa.schema([pa.field(n, t, nullable=nl) for n, t, nl, _ in COLUMNS])
 
-_DEFAULTS = {"weight": 1.0, "bbox_source": "landmarks"}
+_DEFAULTS = {"weight": 1.0, "bbox_source": "landmarks", "label_source": "dataset"}
 
 
 def make_sample_id(*parts) -> str:

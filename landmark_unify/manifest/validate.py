@@ -21,6 +21,7 @@ from .schema import (
     COLUMN_NAMES,
     COLUMNS,
     FORMAT_VERSION,
+    LABEL_SOURCES,
     NUM_POINTS,
     POSE_SOURCES,
     bbox_array,
@@ -83,6 +84,13 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
         if (has_ear != has_formula).any():
             problems.append(f"{where}: column 'ear_formula' is null where an eye aspect ratio is known, or set where "
                             f"none is ({int((has_ear != has_formula).sum())} rows)")
+    if "label_source" in table.column_names and "label_model" in table.column_names:
+        _check_values(table, "label_source", LABEL_SOURCES, where, problems)
+        machine = np.asarray(table.column("label_source").to_pylist(), dtype=object) == "machine"
+        named = table.column("label_model").is_valid().to_numpy(zero_copy_only=False)
+        if (machine != named).any():
+            problems.append(f"{where}: column 'label_model' is null where label_source is 'machine', or set where "
+                            f"it is not ({int((machine != named).sum())} rows)")
     pose_known = table.column("pose_source").is_valid().to_numpy(zero_copy_only=False)
     for a in ANGLES:
         vals = table.column(a).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -41,12 +41,15 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
     known_fit = np.isfinite(fit).all(1)
     # only the dataset's own pose is kept: a pose from an earlier fit is fitted again (not kept as if it
     # were the dataset's, with the new fit beside it)
-    has_dataset = df["pose_source"].astype(object).eq("dataset").to_numpy(bool)
+    # (a labelling model's own pose, pose_source "model", is kept the same way)
+    own = df["pose_source"].astype(object).where(df["pose_source"].isin(["dataset", "model"]), None) if n else None
+    has_dataset = own.notna().to_numpy(bool) if n else np.zeros(0, bool)
     for j, name in enumerate(("pitch", "yaw", "roll")):
         col = pd.to_numeric(df[name], errors="coerce").to_numpy(np.float64) if n else np.zeros(0)
         out[f"fit_{name}"] = np.where(has_dataset & known_fit, fit[:, j], np.nan).astype(np.float32)
         out[name] = np.where(has_dataset, col, fit[:, j]).astype(np.float32)
-    out["pose_source"] = np.where(has_dataset, "dataset", np.where(known_fit, "fit", None)).astype(object)
+    out["pose_source"] = np.where(has_dataset, own.to_numpy(object) if n else [],
+                                  np.where(known_fit, "fit", None)).astype(object)
     counts = {"filled": int((~has_dataset & known_fit).sum()), "kept": int(has_dataset.sum()),
               "unknown": int((~has_dataset & ~known_fit).sum())}
     return out, counts
