@@ -14,7 +14,7 @@ from ..cli_base import (
     command_line,
     engine_kwargs,
 )
-from ..ops.recipes import RECIPES
+from ..ops.recipes import RECIPES, recipe_help
 from .relabel_pose import add_pose_model_options
 
 
@@ -35,7 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relabel-pose", action="store_true", help="fit head pose from the landmarks after writing")
     add_pose_model_options(p)
     recipes = "; ".join(f"{name}: {r.description} (sources {', '.join(r.kinds)})" for name, r in sorted(RECIPES.items()))
-    p.add_argument("--recipe", metavar="NAME", help=f"run a named multi-source build instead: {recipes}")
+    p.add_argument("--recipe", metavar="NAME", help=f"run a named multi-source build instead: {recipes}. "
+                                                    "The recipes and their steps are listed below")
+    p.add_argument("--splits", action="append", default=[], metavar="SOURCE=SPLIT[,SPLIT...]",
+                   help="with --recipe: keep only these splits of a source (label or kind), e.g. "
+                        "--splits wflw=train,lapa=train,val; repeatable. Default: every split, with a warning for "
+                        "test / validation splits taken into a training set")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = recipe_help()
     p.add_argument("--allow-outside-root", action="store_true",
                    help="accept image paths in the annotations that leave their source root (../, absolute "
                         "paths); each is an error (or, with --on-error skip, a counted skip) otherwise")
@@ -47,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.recipe:
         return run_recipe(args)
+    if args.splits:
+        print("build-manifest: --splits goes with --recipe", file=sys.stderr)
+        return 2
     if not args.output:
         print("build-manifest: -o/--output is required", file=sys.stderr)
         return 2
@@ -103,12 +113,15 @@ def run_recipe(args: argparse.Namespace) -> int:
         balance = build_wflw2(args.source, out, policy=args.policy, on_error=args.on_error,
                               check_images=bool(args.check_images), weights=args.weight or None,
                               log=lambda m: print(m, file=sys.stderr), command=command_line("landmark_unify", args),
-                              mean_shape=args.mean_shape, shape_key=args.shape_key, **engine)
+                              mean_shape=args.mean_shape, shape_key=args.shape_key, splits=args.splits or None,
+                              **engine)
     except LandmarkUnifyError as exc:
         print(f"build-manifest --recipe {args.recipe}: error: {exc}", file=sys.stderr)
         return 1
     md = Path(balance["report_files"][1]).read_text(encoding="utf-8")
     print(f"{out}: {balance['faces']} faces; balance report {balance['report_files'][1]}\n")
     print(md)
+    for w in balance.get("warnings", []):
+        print(f"warning: {w}")
     print(f"command: {command_line('landmark_unify', args)}", file=sys.stderr)
     return 0
