@@ -39,7 +39,7 @@ def test_balance_and_report_on_real_faces(shared_data, tmp_path):
     rep = balance_report(df)
     assert rep["faces"] == 1982
     a = rep["sources"]["aflw2000"]
-    assert a["faces"] == 16 and a["pose_source"] == {"dataset": 16, "fit": 0, "unknown": 0}
+    assert a["faces"] == 16 and a["pose_source"] == {"dataset": 16, "fit": 0, "model": 0, "unknown": 0}
     assert sum(a["yaw_bins"].values()) == 16 and a["yaw_bins"]["[60, 75)"] == 2  # yaw 65.6 and 70.9
     assert a["eye_state"]["open"] == 16  # the 6-point EAR of the source points (ear_formula ibug6)
     w = rep["sources"]["wflw"]
