@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_manifest(model, df, batch_size=args.batch_size, threshold=args.threshold,
                                pose_max_angle=args.pose_max_angle, progress=not args.quiet)
     summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split, **result.summary}
+    if not result.summary["faces_scored"]:  # NaN metrics of nothing are no result: say why, write nothing
+        why = ", ".join(f"{k} {v}" for k, v in result.summary["skipped"].items() if v)
+        print(f"evaluate: error: {args.manifest}: no face could be scored ({why or 'no faces'}); nothing written",
+              file=sys.stderr)
+        return 1
     print(format_table(summary))
     if args.output:
         write_text_atomic(json.dumps(_no_nan(summary), indent=2, allow_nan=False) + "\n", args.output)

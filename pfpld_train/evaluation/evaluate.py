@@ -312,6 +312,7 @@ def evaluate_faces(
     threshold: float = 0.1,
     pose_max_angle: float | None = POSE_MAX_ANGLE,
     progress: bool = True,
+    where: str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Run ``model`` on the standard crop of every face and score it.
 
@@ -347,7 +348,7 @@ def evaluate_faces(
         bad = valid & (~np.isfinite(gt).all(-1) | (np.abs(np.nan_to_num(gt)) > MAX_COORDINATE).any(-1))
     if bad.any():  # a point marked valid must be a real point: never dropped silently from the score
         r, k = (int(i) for i in np.argwhere(bad)[0])
-        raise EvaluationError(f"ground truth of face {r}, point {k} is marked valid but is {gt[r, k].tolist()} (not "
+        raise EvaluationError(f"{where or 'ground truth'}: row {r}, point {k} is marked valid but is {gt[r, k].tolist()} (not "
                               f"finite, or beyond {MAX_COORDINATE:g} pixels); {int(bad.any(1).sum())} faces like it. "
                               "Check the manifest with `landmark_unify validate`")
     usable = valid & finite_points(gt)
@@ -458,7 +459,7 @@ def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:
             groups[f"source={s}"] = (df["source"] == s).to_numpy()
     return evaluate_faces(
         model, image_paths(df), landmarks_array(df), valid_array(df),
-        attributes=attributes, groups=groups, pose_deg=pose_array(df), **kwargs,
+        attributes=attributes, groups=groups, pose_deg=pose_array(df), **{"where": df.attrs.get("path"), **kwargs},
     )
 
 

@@ -63,8 +63,9 @@ def coco_annotation(i: int, k: int = 98, **over) -> dict:
 
 
 def coco_source(root: Path, n: int = 4, anns: dict[int, dict] | None = None, images: dict[int, dict] | None = None,
-                raw: str | None = None) -> Path:
-    """A COCO keypoint source with ``n`` faces; ``anns`` / ``images`` replace entries; ``raw`` the whole text."""
+                raw: str | None = None, with_images: bool = False) -> Path:
+    """A COCO keypoint source with ``n`` faces; ``anns`` / ``images`` replace entries; ``raw`` the whole text;
+    ``with_images``: 400x400 JPEGs beside the json."""
     root.mkdir(parents=True, exist_ok=True)
     doc = {"images": [{"id": i + 1, "file_name": f"face{i}.jpg", "width": 400, "height": 400} for i in range(n)],
            "annotations": [coco_annotation(i) for i in range(n)],
@@ -74,6 +75,13 @@ def coco_source(root: Path, n: int = 4, anns: dict[int, dict] | None = None, ima
     for i, im in (images or {}).items():
         doc["images"][i] = im
     (root / "test.json").write_text(raw if raw is not None else json.dumps(doc))
+    if with_images:
+        import cv2
+
+        for i in range(n):
+            img = np.full((400, 400, 3), 90 + 20 * i, np.uint8)
+            cv2.ellipse(img, (150 + 7 * i, 160 + 3 * i), (66, 80), 0, 0, 360, (200, 180, 160), -1)
+            cv2.imwrite(str(root / f"face{i}.jpg"), img)
     return root
 
 
@@ -143,7 +151,7 @@ def good_manifest(path: Path) -> Path:
     """A valid manifest of 4 COCO faces (with pose and eye columns) built from a synthetic source."""
     from landmark_unify.ops.build import build_manifest
 
-    src = coco_source(path.parent / (path.stem + "_src"))
+    src = coco_source(path.parent / (path.stem + "_src"), with_images=True)
     build_manifest([f"coco={src}"], path, progress=False)
     return path
 

@@ -1,0 +1,171 @@
+"""The trainer's fault corpus: fit, evaluate and cache over bad manifests, bad options and bad models, in
+process. Each case ends in exit 1 with a message that names the place (file, row, point, option), within
+seconds, with no traceback and nothing trained or written."""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pfpld_train.cli import main
+
+_corpus = Path(__file__).resolve().parents[2] / "landmark_unify" / "commands" / "fault_corpus.py"
+_spec = importlib.util.spec_from_file_location("fault_corpus", _corpus)
+fc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fc)
+
+
+def run(argv, capsys):
+    t0 = time.perf_counter()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out, err
+    assert time.perf_counter() - t0 < 60
+    return code, out, err
+
+
+def tiny_onnx(path: Path, factor: float, metadata: dict | None = None) -> Path:
+    """An ONNX 'landmark model' whose 196 outputs are ``factor`` times the first input values (plus 0.5):
+    finite for a finite factor, NaN for factor NaN."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["first"]),
+        helper.make_node("Mul", ["first", "factor"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "half"], ["landmarks"]),
+    ]
+    inits = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [196]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("factor", TensorProto.FLOAT, [1], [factor]),
+        helper.make_tensor("half", TensorProto.FLOAT, [1], [0.5]),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 112, 112])],
+                              [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["N", 196])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in (metadata or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trainer_corpus")
+    good = fc.good_manifest(folder / "good.parquet")
+    broken = fc.broken_manifests(good, folder / "broken")
+    broken["valid-point-1e30"] = (fc.with_landmarks(good, folder / "big.parquet", 1e30), "row 0, point")
+    broken["valid-point-inf"] = (fc.with_landmarks(good, folder / "inf.parquet", float("inf")), "row 0, point")
+    models = {
+        "finite": tiny_onnx(folder / "ok.onnx", 0.0),
+        "nan-output": tiny_onnx(folder / "nan.onnx", float("nan")),
+        "bad-metadata-json": tiny_onnx(folder / "badmeta.onnx", 0.0, {"pfpld_train.preprocess": "{not json"}),
+        "metadata-mean-2-values": tiny_onnx(folder / "mean2.onnx", 0.0, {"mean": "1,2"}),
+        "metadata-scale-text": tiny_onnx(folder / "scaletext.onnx", 0.0, {"scale": "abc"}),
+    }
+    return good, broken, models
+
+
+MANIFESTS = ("missing-source", "landmarks-50-points", "yaw-as-text", "null-image-path", "bbox-3-values",
+             "null-weight", "not-parquet", "missing-file", "valid-point-1e30", "valid-point-inf")
+
+
+@pytest.mark.parametrize("broken", MANIFESTS)
+@pytest.mark.parametrize("command", ["fit", "evaluate", "cache"])
+def test_trainer_commands_refuse_broken_manifests(corpus, command, broken, tmp_path, capsys):
+    good, cases, models = corpus
+    path, expect = cases[broken]
+    out = tmp_path / "out"
+    argv = {"fit": ["fit", path, "-o", out, "--epochs", "1", "--workers", "0", "-q"],
+            "evaluate": ["evaluate", models["finite"], path, "-q", "--preset", "pfpld"],
+            "cache": ["cache", path, "-o", out, "-q"]}[command]
+    code, _, err = run(argv, capsys)
+    assert code == 1, err
+    assert str(path) in err and expect in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("option, says", [
+    (["--eye-weight", "nan"], "eye_weight"), (["--pose-weight", "nan"], "pose_weight"),
+    (["--pose-weight", "-1"], "pose_weight"), (["--eye-weight", "inf"], "eye_weight"),
+    (["--val-fraction", "2"], "val_fraction"), (["--val-fraction", "nan"], "val_fraction"),
+    (["--lr", "nan"], "lr"), (["--epochs", "0"], "epochs"), (["--batch-size", "0"], "batch_size"),
+    (["--warmup-epochs", "nan"], "warmup_epochs"),
+])
+def test_fit_refuses_bad_options_before_training(corpus, option, says, tmp_path, capsys):
+    good, _, _ = corpus
+    out = tmp_path / "run"
+    code, out_text, err = run(["fit", good, "-o", out, "--workers", "0", "-q", *option], capsys)
+    assert code == 1 and says in err, err
+    assert "done" not in out_text
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("option, says", [
+    (["--mean", "1,2"], "--mean"), (["--scale", "abc"], "--scale"), (["--mean", "nan"], "--mean"),
+    (["--scale", "0"], "--scale"), (["--scale", "1,2,3,4"], "--scale"), (["--mean", ""], "--mean"),
+])
+def test_evaluate_refuses_bad_preprocessing_options(corpus, option, says, capsys):
+    good, _, models = corpus
+    code, _, err = run(["evaluate", models["finite"], good, "-q", *option], capsys)
+    assert code == 1 and says in err, err
+
+
+@pytest.mark.parametrize("model, says", [
+    ("nan-output", "not finite"), ("bad-metadata-json", "not valid JSON"), ("metadata-mean-2-values", "metadata 'mean'"),
+    ("metadata-scale-text", "metadata 'scale'"),
+])
+def test_evaluate_refuses_bad_models(corpus, model, says, tmp_path, capsys):
+    good, _, models = corpus
+    out = tmp_path / "summary.json"
+    code, _, err = run(["evaluate", models[model], good, "-q", "-o", out], capsys)
+    assert code == 1 and says in err and str(models[model]) in err, err
+    assert not out.exists()
+
+
+def test_evaluate_scores_a_finite_model(corpus, tmp_path, capsys):
+    """The corpus's own good inputs work: the tiny model is scored (badly) with exit 0."""
+    good, _, models = corpus
+    out = tmp_path / "summary.json"
+    code, _, err = run(["evaluate", models["finite"], good, "-q", "-o", out, "--preset", "pfpld"], capsys)
+    assert code == 0, err
+    assert out.exists()
+
+
+def test_evaluate_with_no_scorable_face_is_an_error(corpus, tmp_path, capsys):
+    """Faces whose images are all missing: no NaN summary with exit 0, but an error saying why."""
+    _, _, models = corpus
+    src = fc.coco_source(tmp_path / "src")  # no image files
+    from landmark_unify.ops.build import build_manifest
+
+    m = build_manifest([f"coco={src}"], tmp_path / "m.parquet", progress=False).out
+    out = tmp_path / "summary.json"
+    code, _, err = run(["evaluate", models["finite"], m, "-q", "-o", out, "--preset", "pfpld"], capsys)
+    assert code == 1 and "no face could be scored" in err and "image" in err, err
+    assert not out.exists()
+
+
+def test_data_check_names_the_row_and_point(corpus):
+    from landmark_unify.manifest import read_manifest
+    from pfpld_train.data.arrays import DataError, FaceArrays
+
+    _, cases, _ = corpus
+    with pytest.raises(DataError, match=r"row 0, point \d+ lies beyond 1e\+06 pixels"):
+        FaceArrays.from_manifest(read_manifest(cases["valid-point-1e30"][0]))
+    with pytest.raises(DataError, match="marked valid but not finite"):
+        FaceArrays.from_manifest(read_manifest(cases["valid-point-inf"][0]))
+    assert np.isfinite(1e30)
+
+
+#: How many cases this corpus holds.
+CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 1 + 1 + 2
