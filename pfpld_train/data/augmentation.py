@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from landmark_unify.core.pose import euler_from_matrix, matrix_from_euler
+
 from .crop import CROP_SIZE, resize_matrix
 
 __all__ = ["AugmentConfig", "colour", "geometry", "inplane_rotation", "rotate_pose"]
@@ -75,8 +77,6 @@ def rotate_pose(pose: np.ndarray, degrees: float) -> np.ndarray:
     """Pose label ``(pitch, yaw, roll)`` degrees (Pose_Para convention, docs/pose.md) of a face whose image
     is rotated in-plane by ``degrees`` clockwise as displayed: ``R' = R @ Rz(degrees)``, angles recomputed.
     Unknown (NaN) stays unknown; 0 degrees returns the label unchanged."""
-    from landmark_unify.core.pose import euler_from_matrix, matrix_from_euler
-
     pose = np.asarray(pose, dtype=np.float64)
     if degrees == 0.0 or not np.isfinite(pose).all():
         return pose.copy()

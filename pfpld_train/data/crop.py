@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from landmark_unify.core.layouts import get_layout
 from landmark_unify.core.maps import finite_points
+from landmark_unify.core.pose import estimate_pose
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.face_models import default_face_model
 
 __all__ = [
     "CROP_SCALE",
@@ -108,9 +111,6 @@ def complete_points(points: np.ndarray, valid: np.ndarray | None = None) -> tupl
     points, no nose) is completed by the midpoint rule only.
     Returns ``(points (N, 98, 2) float64, known (N, 98) bool)`` (``known``: usable or filled in).
     """
-    from landmark_unify import estimate_pose
-    from landmark_unify.face_models import default_face_model
-
     pts = _check_points(points)
     if pts.shape[1] != 98:
         raise CropError(f"complete_points needs the canonical 98 points, got {pts.shape[1]}")
@@ -149,16 +149,7 @@ def face_crop_params(points: np.ndarray, valid: np.ndarray | None = None, scale:
 
 
 def _contour_order() -> np.ndarray:
-    from landmark_unify.core.layouts import get_layout
-
     return get_layout("wflw98").group_indices("contour")
-
-
-def face_crop_params(points: np.ndarray, valid: np.ndarray | None = None, scale: float = CROP_SCALE) -> np.ndarray:
-    """:func:`standard_crop_params` of the completed canonical points (:func:`complete_points`): the same
-    window for a face whatever points its source layout (or policy) left valid. ``(N, 3) int64``."""
-    done, known = complete_points(points, valid)
-    return standard_crop_params(done, known, scale)
 
 
 def box_crop_params(boxes: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:

@@ -37,6 +37,7 @@ from ..data.arrays import MAX_COORDINATE, pose_array
 from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
 from ..data.images import ImageError, read_image_rgb
 from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_POSE_TRAINED, METADATA_PREPROCESS
+from ..train.checkpoint import load_pfpld
 from .metrics import ANGLE_NAMES, POSE_MAX_ANGLE, nme, pose_in_range, pose_mae, summarize_nme
 
 __all__ = [
@@ -68,8 +69,6 @@ class TorchLandmarkModel:
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
         import torch
-
-        from ..train.checkpoint import load_pfpld
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise EvaluationError(f"device {device!r} requested but CUDA is not available to this torch build; "
@@ -229,6 +228,7 @@ def _output_index(path: Path, names: list[str], ref: str | int | None) -> int | 
         raise EvaluationError(f"{path}: output index {ref} out of range (model has {len(names)}: {names})")
     return int(ref)
 
+
 def _finite_outputs(name: str, lm: np.ndarray, pose: np.ndarray | None):
     """``(lm, pose)`` unchanged when finite; an EvaluationError when the model gave NaN or infinite values
     (a broken or wrongly fed model must not score as 'no faces' with NaN metrics)."""
@@ -255,7 +255,6 @@ def _channel_values(v, what: str, origin: str) -> np.ndarray:
     if not all(math.isfinite(x) for x in vals) or (what == "scale" and any(x == 0 for x in vals)):
         raise EvaluationError(f"{origin}: {what} must be finite{' and not 0' if what == 'scale' else ''}; got {v!r}")
     return np.asarray(vals, np.float32)
-
 
 
 def _floats(v) -> list[float]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.io import write_png_atomic
+from landmark_unify.report.colors import group_legend_items, point_colours, with_legend
 
 __all__ = ["draw_crops"]
 
@@ -21,8 +22,6 @@ def draw_crops(crops_rgb: np.ndarray, landmarks: np.ndarray, path: str | Path, *
     crops_rgb: ``(N, 112, 112, 3) uint8``; landmarks, truth: ``(N, 98, 2)`` or ``(N, 196)`` in crop units.
     """
     import cv2
-
-    from landmark_unify.report.colors import group_legend_items, point_colours, with_legend
 
     n = len(crops_rgb)
     pred = np.asarray(landmarks, np.float64).reshape(n, -1, 2)

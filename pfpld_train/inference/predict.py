@@ -25,6 +25,13 @@ from landmark_unify.core.layouts import get_layout
 from landmark_unify.core.pose import matrix_from_euler
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.io import write_text_atomic
+from landmark_unify.report.colors import (
+    AXIS_COLOURS,
+    axis_legend_items,
+    group_legend_items,
+    point_colours,
+    with_legend,
+)
 
 from ..data.crop import box_crop_params, crop_image, crop_to_image, standard_crop_params
 
@@ -206,14 +213,6 @@ def draw_overlay(image: np.ndarray, faces: Sequence[Face], legend: bool = True) 
     the angles written above each face; with faces and ``legend``, a legend band naming the colours is
     stacked under the photo (the photo's pixels keep their coordinates)."""
     import cv2
-
-    from landmark_unify.report.colors import (
-        AXIS_COLOURS,
-        axis_legend_items,
-        group_legend_items,
-        point_colours,
-        with_legend,
-    )
 
     out = np.ascontiguousarray(image[..., ::-1]).copy()
     colours = point_colours("wflw98")

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.io import write_text_atomic
@@ -41,6 +43,7 @@ from ..data.crop import image_to_crop
 from ..data.dataset import FaceDataset
 from ..data.sampler import EpochSampler, make_loader, to_input
 from ..evaluation.metrics import nme, summarize_nme
+from ..models.pfpld import PFPLD, pose_to_degrees
 from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from .loss import LossConfig, pfpld_loss, point_weights
 
@@ -128,8 +131,6 @@ class WarmupCosine:
 
 
 def _rng_state() -> dict:
-    import torch
-
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -143,8 +144,6 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    import torch
-
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
@@ -207,8 +206,6 @@ def _load_data(cfg: TrainConfig):
 
 
 def _amp_dtype(cfg: TrainConfig, device):
-    import torch
-
     if device.type != "cuda" or cfg.amp == "off":
         return None
     if cfg.amp == "fp16":
@@ -224,10 +221,6 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
                      channels_last: bool = False) -> dict:
     """Validation figures on an un-augmented dataset: NME (crop units = image NME: the crop is a
     similarity), failure rate, AUC at 0.1, pose MAE (degrees, mean of the three angles)."""
-    import torch
-
-    from ..models.pfpld import pose_to_degrees
-
     sampler = EpochSampler(len(ds), shuffle=False)
     loader = make_loader(ds, batch_size, sampler, workers=0 if len(ds) < 2000 else min(workers, 2))
     was = model.training
@@ -262,14 +255,21 @@ def _check_config(cfg: TrainConfig) -> None:
     bad += [f"{k} must be >= 1, got {getattr(cfg, k)}" for k in ("max_steps", "checkpoint_every")
             if getattr(cfg, k) is not None and getattr(cfg, k) < 1]
     if cfg.workers < 0:
-    if cfg.val_fraction is not None and not (math.isfinite(cfg.val_fraction) and 0 < cfg.val_fraction < 1):
-        bad.append(f"val_fraction must be a number in (0, 1), got {cfg.val_fraction}")
-    bad += _bad_numbers(cfg.loss, "loss", positive=("wing_w", "wing_epsilon"))
-    bad += _bad_numbers(cfg.augment, "augment")
         bad.append(f"workers must be >= 0, got {cfg.workers}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         bad.append(f"lr must be a finite number > 0, got {cfg.lr}")
     bad += [f"{k} must be a finite number >= 0, got {getattr(cfg, k)}" for k in ("weight_decay", "warmup_epochs")
+            if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0)]
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        bad.append(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
+    if cfg.val_fraction is not None and not (math.isfinite(cfg.val_fraction) and 0 < cfg.val_fraction < 1):
+        bad.append(f"val_fraction must be a number in (0, 1), got {cfg.val_fraction}")
+    bad += _bad_numbers(cfg.loss, "loss", positive=("wing_w", "wing_epsilon"))
+    bad += _bad_numbers(cfg.augment, "augment")
+    if bad:
+        raise TrainError("; ".join(bad))
+
+
 def _bad_numbers(values: dict, what: str, positive: tuple[str, ...] = ()) -> list[str]:
     """Problems of the numbers of a loss / augmentation dict: each must be finite; weights (``*_weight``)
     and probabilities >= 0, the names in ``positive`` > 0 (``--eye-weight nan`` trained a NaN loss)."""
@@ -286,13 +286,6 @@ def _bad_numbers(values: dict, what: str, positive: tuple[str, ...] = ()) -> lis
         elif k.endswith("weight") and any(x < 0 for x in nums):
             bad.append(f"{what}.{k} must be >= 0, got {v}")
     return bad
-
-
-            if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0)]
-    if not 0 <= cfg.min_lr_ratio <= 1:
-        bad.append(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
-    if bad:
-        raise TrainError("; ".join(bad))
 
 
 #: What may change when a run is resumed: how long, where and how fast it runs.
@@ -323,11 +316,6 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     always), so ``fit(TrainConfig(manifest, out), resume=True)`` continues the run as it was. A new
     ``epochs`` stretches the learning-rate schedule to the new length (logged).
     """
-    import torch
-    from tqdm import tqdm
-
-    from ..models.pfpld import PFPLD
-
     _check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ layers of two prototxts (e.g. ours and the reference ``pfpld.prototxt``) and lis
 from __future__ import annotations
 
 import difflib
+import hashlib
 from pathlib import Path
 
 from landmark_unify.io import write_bytes_atomic
@@ -86,8 +87,6 @@ def _signature(layer) -> tuple:
 
 def _graph_hashes(layers) -> dict[str, str]:
     """Per top blob: a hash of its layer's signature and, recursively, of its inputs (name-free)."""
-    import hashlib
-
     h: dict[str, str] = {}
     for layer in layers:  # prototxt order is topological
         ins = [h.get(b, "?") for b in layer.bottom]
