@@ -27,7 +27,7 @@ def default_manifest(folder: Path) -> Path:
 
     shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "WFLW"
     full = folder / "wflw_all.parquet"
-    if lu_main(["build-manifest", "--source", f"wflw={shared}", "-o", str(full), "--no-progress"]) != 0:
+    if lu_main(["build-manifest", "--source", f"wflw={shared}", "-o", str(full), "-q"]) != 0:
         raise SystemExit("build-manifest failed")
     df = read_manifest(full)
     keep = [p is not None and p.is_file() for p in image_paths(df)]
