@@ -28,7 +28,17 @@ from ..core.maps import POLICIES, finite_points, to_canonical
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 from ..io import check_overwrite, write_sidecar
 from ..manifest import skipped_path_for
-from ..readers import ErrorSink, FaceBatch, Source, Unit, inside_root, parse_source, plan_source, read_unit
+from ..readers import (
+    ErrorSink,
+    FaceBatch,
+    Source,
+    Unit,
+    inside_root,
+    parse_source,
+    plan_source,
+    read_unit,
+    source_notes,
+)
 from ..report.summary import SUMMARY_COLUMNS, summary_text
 from .merge import parse_weights
 from .runner import UnitResult, run_units, wants_file
@@ -362,6 +372,9 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     w_by_label = source_weights(weights, srcs) if weights else None
     units = plan_units(srcs, chunk_bytes)
     extra = {"source_weights": dict(sorted(w_by_label.items()))} if w_by_label else {}
+    notes = {s.label: n for s in srcs if (n := source_notes(s))}  # files read or left out, 1-based coordinates
+    if notes:
+        extra["reader_notes"] = notes
 
     if allow_outside_root:
         extra["allow_outside_root"] = True

@@ -32,7 +32,7 @@ from ._base import FLOAT32_MAX, ErrorSink, FaceBatch, FaceRecord, Unit, batches_
 
 __all__ = [
     "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
-    "parse_source", "plan_source", "read_unit", "read_source", "inside_root", "check_box", "FLOAT32_MAX",
+    "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "check_box", "FLOAT32_MAX",
 ]
 
 
@@ -44,6 +44,9 @@ class ReaderInfo:
     read: Callable
     defaults: tuple[tuple[str, str], ...] = ()
     options: tuple[str, ...] = ()
+    #: ``notes(label, root, options) -> [str]``: what a person should know about how the source was read
+    #: (files read or left out, coordinates that look off), for the build's summary and metadata
+    notes: Callable | None = None
 
 
 def _aflw21_plan(source, root, options, chunk_bytes=None):
@@ -62,9 +65,10 @@ _READERS: dict[str, ReaderInfo] = {
         ReaderInfo("aflw2000-21", "AFLW2000-3D .mat: pt2d (21 AFLW points), Pose_Para",
                    _aflw21_plan, mat.read_aflw2000, defaults=(("points", "pt2d"),), options=("points",)),
         ReaderInfo("ibug", "iBUG/300W .pts files beside images (1-based)", ibug.plan, ibug.read, options=("offset",)),
-        ReaderInfo("hrnet-csv", "HRNet 300W CSV (1-based)", hrnet.plan, hrnet.read, options=("offset", "splits")),
+        ReaderInfo("hrnet-csv", "HRNet 300W CSV (1-based)", hrnet.plan, hrnet.read, options=("offset", "splits"),
+                   notes=hrnet.notes),
         ReaderInfo("coco", "COCO keypoint json (MMPose style), schema by keypoint count",
-                   coco.plan, coco.read, options=("schema", "offset")),
+                   coco.plan, coco.read, options=("schema", "offset"), notes=coco.notes),
     )
 }
 
@@ -153,6 +157,12 @@ def plan_source(source: Source, chunk_bytes: int | None = None) -> list[Unit]:
     if not root.is_dir():
         raise ParseError(root, f"source {source.label!r}: root folder not found", field="root")
     return reader_info(source.kind).plan(source.label, root, dict(source.options), chunk_bytes)
+
+
+def source_notes(source: Source) -> list[str]:
+    """The reader's notes on ``source`` (see :class:`ReaderInfo`); empty for most readers."""
+    info = reader_info(source.kind)
+    return list(info.notes(source.label, Path(source.root), dict(source.options))) if info.notes else []
 
 
 def read_unit(unit: Unit, on_error: str = "raise") -> tuple[list[FaceBatch], list[dict]]:

@@ -8,6 +8,9 @@ marks a missing point. The schema follows from K: 98 ``wflw98``, 106 ``lapa106``
 read. ``bbox`` ``[x, y, w, h]`` becomes x_min, y_min, x_max, y_max. Coordinates are taken as 0-based
 pixels; option ``offset`` is subtracted (MMPose's 300W json keeps the raw 1-based ``.pts`` values:
 use ``offset=1`` there). Split: the json file name without its suffix.
+
+Without ``offset``, a file whose coordinates look 1-based gets a note in the build's summary and metadata
+naming the option (:func:`looks_one_based`).
 """
 from __future__ import annotations
 
@@ -23,9 +26,85 @@ SCHEMA_BY_K = {98: "wflw98", 106: "lapa106", 68: "ibug68", 29: "cofw29", 19: "af
 
 
 def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
-    files = sorted_files(root, "*.json") or sorted_files(root, "annotations/*.json") or sorted_files(root, "**/*.json")
+    files = _files(root)
     return plan_files(source, "coco", root, files, options, 1,
                       "no .json files found in the root or its annotations/ folder")
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted_files(root, "*.json") or sorted_files(root, "annotations/*.json") or sorted_files(root, "**/*.json")
+
+
+def looks_one_based(doc) -> str | None:
+    """Why the ``keypoints`` of COCO document ``doc`` look 1-based, or None.
+
+    Two tests, either suffices:
+
+    1. the image edge: with 0-based pixel centres an image spans ``[-0.5, W - 0.5]``, with 1-based ones
+       ``[0.5, W + 0.5]``; a visible point in the strip ``(W - 0.5, W + 0.5]`` (or the same in y) lies outside
+       the first and inside the second. It counts only when no point lies below 0.5 (the mirror strip that
+       only 0-based files can fill), since annotations may leave the image.
+    2. the layout: every annotation has the 68 iBUG points in ``keypoints`` and no visible coordinate is
+       below 1. Every public 68-point format (iBUG ``.pts``, HRNet CSV, the ``.mat`` of 300W-LP and
+       AFLW2000-3D) is 1-based and MMPose's 300W json keeps those values, while a 0-based face anywhere
+       near the top or left edge has a coordinate below 1. COCO-WholeBody's 68 face points
+       (``face_kpts``, 0-based COCO) are not looked at.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
+        return None
+    sizes = {}
+    for im in doc.get("images", []) if isinstance(doc.get("images"), list) else []:
+        if isinstance(im, dict) and _is_number(im.get("width")) and _is_number(im.get("height")):
+            sizes[im.get("id")] = (float(im["width"]), float(im["height"]))
+    faces = n68 = beyond = below = 0
+    lowest = np.inf
+    for ann in doc["annotations"]:
+        if not isinstance(ann, dict) or "face_kpts" in ann:  # COCO-WholeBody: its body keypoints are not read
+            continue
+        kp = ann.get("keypoints")
+        if not isinstance(kp, list) or not kp or len(kp) % 3:
+            continue
+        try:
+            arr = np.asarray(kp, dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            continue
+        xy = arr[(arr[:, 2] != 0) & np.isfinite(arr).all(1), :2]
+        if not len(xy):
+            continue
+        faces += 1
+        n68 += len(arr) == 68
+        lowest = min(lowest, float(xy.min()))
+        below += int((xy < 0.5).sum())
+        size = sizes.get(ann.get("image_id"))
+        if size is not None:
+            beyond += int(((xy[:, 0] > size[0] - 0.5) & (xy[:, 0] <= size[0] + 0.5)).sum()
+                          + ((xy[:, 1] > size[1] - 0.5) & (xy[:, 1] <= size[1] + 0.5)).sum())
+    if not faces:
+        return None
+    if beyond and not below:
+        return (f"{beyond} coordinate(s) lie in the half pixel past the right or bottom edge of a 0-based image "
+                "and none below 0.5")
+    if n68 == faces and lowest >= 1:
+        return (f"68 iBUG points in each of its {faces} faces and no coordinate below 1; the 68-point formats "
+                "(.pts, HRNet CSV, .mat) are 1-based")
+    return None
+
+
+def notes(source: str, root: Path, options: dict) -> list[str]:
+    """A note per file whose coordinates look 1-based (none when option ``offset`` is given)."""
+    if "offset" in options:
+        return []
+    out = []
+    for path in _files(root):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # the read reports it
+        why = looks_one_based(doc)
+        if why:
+            out.append(f"{rel(path, root)}: coordinates look 1-based ({why}); if they are, read it with "
+                       f"--source {source}:coco[offset=1]=ROOT (MMPose's 300W json keeps the raw .pts values)")
+    return out
 
 
 def _image(root: Path, json_dir: Path, name: str) -> str:

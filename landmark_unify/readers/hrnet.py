@@ -4,9 +4,10 @@ line; coordinates and centre are 1-based (1 is subtracted). The box is the squar
 ``face_landmarks_300w_`` (``valid``, ``test``, ``valid_challenge``, ``valid_common``). Images are
 ``image_name`` relative to the root. Schema ``ibug68``.
 
-HRNet's ``valid`` file is ``valid_common`` plus ``valid_challenge``: a folder holding all four gives those
-689 faces twice, under two splits. Option ``splits`` (``+``-separated, e.g. ``splits=valid+test``) reads
-only the named files."""
+HRNet's ``valid`` file is ``valid_common`` plus ``valid_challenge`` (the same 689 rows). A folder holding
+all three is read without ``valid`` by default, so no face is read twice (the build's notes say which files
+were read and which left out); option ``splits`` (``+``-separated, e.g. ``splits=valid+test``) reads exactly
+the named files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,16 +28,43 @@ def split_of(path: str | Path) -> str:
     return stem[len(PREFIX):] if stem.startswith(PREFIX) else stem
 
 
-def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+#: a split whose file is the union of others: left out by default when they are all present
+UNIONS = {"valid": ("valid_common", "valid_challenge")}
+
+
+def _select(root: Path, options: dict) -> tuple[list[Path], list[Path]]:
+    """The CSV files to read and those left out by default (a union whose parts are present)."""
     files = sorted_files(root, "*.csv")
     if options.get("splits"):
-        wanted = options["splits"].split("+")
-        missing = sorted(set(wanted) - {split_of(p) for p in files})
-        if missing:
-            raise ParseError(root, f"option splits: no CSV for {missing}; found {sorted(split_of(p) for p in files)}",
-                             field="root")
-        files = [p for p in files if split_of(p) in wanted]
+        return _named(root, files, options["splits"]), []
+    present = {split_of(p) for p in files}
+    skip = {u for u, parts in UNIONS.items() if u in present and all(x in present for x in parts)}
+    return [p for p in files if split_of(p) not in skip], [p for p in files if split_of(p) in skip]
+
+
+def notes(source: str, root: Path, options: dict) -> list[str]:
+    """Which files the source reads, and which it leaves out (for the build's summary and metadata)."""
+    read, left = _select(root, options)
+    out = [f"read {len(read)} CSV file(s): {', '.join(p.name for p in read)}"]
+    for p in left:
+        parts = " + ".join(UNIONS[split_of(p)])
+        out.append(f"left out {p.name}: it holds the faces of {parts} again (option splits=... reads exactly the "
+                   "named files, e.g. hrnet-csv[splits=valid+test]=ROOT)")
+    return out
+
+
+def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+    files, _ = _select(root, options)
     return plan_files(source, "hrnet-csv", root, files, options, 1, "no .csv files found in the root")
+
+
+def _named(root: Path, files: list[Path], splits: str) -> list[Path]:
+    wanted = splits.split("+")
+    missing = sorted(set(wanted) - {split_of(p) for p in files})
+    if missing:
+        raise ParseError(root, f"option splits: no CSV for {missing}; found {sorted(split_of(p) for p in files)}",
+                         field="root")
+    return [p for p in files if split_of(p) in wanted]
 
 
 def _field(j: int) -> str:

@@ -179,6 +179,10 @@ def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence
                                        else f"; weights {w['min']:g}-{w['max']:g} (sum {w['sum']:g})")
         lines.append(f"  {s:<{width}} {info['faces']:>8}  splits: {splits}; schemas: {schemas}; "
                      f"box given {info['bbox_given']}{weight}")
+    notes = (meta or {}).get("reader_notes") or {}
+    if notes:
+        lines.append("reader notes:")
+        lines += [f"  {s}: {n}" for s, ns in notes.items() for n in ns]
     if src and any(info["eye_states"] for info in src.values()):
         lines.append("eye state (EAR formula: wflw8 = WFLW's 8 eye points, ibug6 = 6-point iBUG; docs/curation.md):")
         states = ("open", "one_closed", "both_closed", "unknown")

@@ -210,7 +210,7 @@ def test_aflw2000_pose_and_both_point_sets(shared_data):
 
 def test_hrnet_csv_is_one_based_with_a_scale_box(shared_data):
     res = read_source("hrnet-csv", shared_data / "300W_hrnet_csv")
-    assert res.num_faces == 689 + 600 + 135 + 554
+    assert res.num_faces == 600 + 135 + 554  # 'valid' (= valid_common + valid_challenge) is left out
     b = next(b for b in res.batches if b.split[0] == "test")
     line = (shared_data / "300W_hrnet_csv" / b.origin_file[0]).read_text().splitlines()[b.origin_line[0] - 1].split(",")
     np.testing.assert_allclose(b.points[0].ravel(), np.array(line[4:], float) - 1)
@@ -220,9 +220,9 @@ def test_hrnet_csv_is_one_based_with_a_scale_box(shared_data):
 
 
 def test_hrnet_valid_is_common_plus_challenge_and_splits_picks_files(shared_data):
-    """The folder holds HRNet's 'valid' faces twice (valid = valid_common + valid_challenge): option
-    splits reads only the files asked for, so a build can hold each face once."""
-    res = read_source("hrnet-csv", shared_data / "300W_hrnet_csv")
+    """The folder holds HRNet's 'valid' faces twice (valid = valid_common + valid_challenge): by default
+    'valid' is left out, so each face is read once; option splits reads exactly the files asked for."""
+    res = read_source("hrnet-csv", shared_data / "300W_hrnet_csv", splits="valid+valid_common+valid_challenge")
     by_split = {}
     for b in res.batches:
         by_split.setdefault(b.split[0], set()).update(b.image_path)
