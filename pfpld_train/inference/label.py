@@ -27,8 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify.core.layouts import get_layout
+from landmark_unify.core.maps import to_canonical
+from landmark_unify.core.pose import euler_from_matrix
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.face_models import load_face_model
+from landmark_unify.ops.label import LabelledFace
 
+from ..data.images import read_image_rgb
+from ..evaluation.evaluate import load_model
 from .predict import RetinaFaceDetector, predict_image
 
 __all__ = ["FAN_FILES", "FAN_KINDS", "IMAGE_SUFFIXES", "FanLabeller", "LabelError", "ModelLabeller",
@@ -175,11 +182,6 @@ def pose_from_points3d(points3d: np.ndarray, schema: str = "ibug68_3d", face_mod
     face (``face_model``) to the points (Kabsch with scale, over the points both have). Depth may point
     either way: it is taken as pointing toward the camera when the nose tip comes out in front of the
     eye corners that way. NaN for a face with fewer than 6 usable points."""
-    from landmark_unify.core.layouts import get_layout
-    from landmark_unify.core.maps import to_canonical
-    from landmark_unify.core.pose import euler_from_matrix
-    from landmark_unify.face_models import load_face_model
-
     model = face_model or load_face_model()
     p = np.asarray(points3d, np.float64)
     xy, ok = to_canonical(p[..., :2].astype(np.float32), schema, policy="strict")
@@ -222,8 +224,6 @@ def load_labeller(spec: str | os.PathLike, *, device: str = "cpu", weights_dir=N
     if str(spec) in FAN_FILES:
         lab = FanLabeller(str(spec), weights_dir=weights_dir, device=device)
     else:
-        from ..evaluation.evaluate import load_model
-
         lab = ModelLabeller(load_model(spec, device=device, **onnx_options), model_name(spec), refine=refine)
     if name:
         lab.name = name
@@ -235,10 +235,6 @@ def label_images(labeller, images: Sequence[str | os.PathLike], *, detector: Ret
     """Detect and label the faces of ``images``. Returns ``(faces, counts, skipped)``: a list of
     :class:`landmark_unify.ops.label.LabelledFace`, counts of images read, without a face and unreadable,
     and the ``(image, reason)`` of each unreadable image (``on_error="skip"``; ``"raise"`` stops there)."""
-    from landmark_unify.ops.label import LabelledFace
-
-    from ..data.images import read_image_rgb
-
     detector = detector or RetinaFaceDetector()
     faces, skipped = [], []
     counts = {"images": 0, "no_face": 0, "unreadable": 0, "faces": 0}
