@@ -54,6 +54,11 @@ def test_export_loads_with_pycocotools_and_filters_rows(manifest, tmp_path, caps
     assert np.allclose(xywh[:, 2], box[:, 2] - box[:, 0]) and np.allclose(xywh[:, 0], box[:, 0])
     # MMPose's WFLWDataset reads center and scale (box side / 200)
     assert np.allclose([a["scale"] for a in anns], np.maximum(xywh[:, 2], xywh[:, 3]) / 200)
+    # what WFLWDataset.parse_data_info makes of them (bbox_cs2xyxy of center and scale * pixel_std 200):
+    # a square around the manifest box
+    c, side = np.array([a["center"] for a in anns]), np.array([a["scale"] for a in anns]) * 200
+    mm = np.concatenate([c - side[:, None] / 2, c + side[:, None] / 2], 1)
+    assert (mm[:, :2] <= box[:, :2] + 1e-3).all() and (mm[:, 2:] >= box[:, 2:] - 1e-3).all()
     assert all(a["num_keypoints"] == 98 for a in anns)
     # images whose files exist carry their real size
     img = next(im for im in coco.dataset["images"] if Path(im["file_name"]).is_file())
