@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,16 +114,31 @@ def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
     and the skipped records (dicts with source, kind, path, line, key, field, reason). Pure: the result
     depends only on the arguments and the files the unit names. Raises the first ParseError under
     ``on_error='raise'``. An image path that leaves the source root is such an error unless
-    ``allow_outside_root``.
+    ``allow_outside_root``. What the reader repaired or left out by design (:meth:`ErrorSink.note`) rides
+    in the table's schema metadata under :data:`NOTES_KEY` (see :func:`unit_notes`).
     """
     check_options(policy)
-    batches, skipped = read_unit(unit, on_error)
+    notes: dict[str, int] = {}
+    batches, skipped = read_unit(unit, on_error, notes=notes)
     sink = ErrorSink(on_error, unit.source, unit.kind)
     tables = [t for t in (_batch_table(unit, b, policy, sink, check_images, allow_outside_root) for b in batches) if t.num_rows]
     skipped = skipped + sink.skipped
-    if not tables:
-        return mf.SCHEMA.empty_table(), skipped
-    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), skipped
+    table = mf.SCHEMA.empty_table() if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    if notes:
+        table = table.replace_schema_metadata({NOTES_KEY: json.dumps({f"{unit.source}: {k}": v for k, v in notes.items()})})
+    return table, skipped
+
+
+#: Schema-metadata key of a unit table's reader notes (removed before the rows are written).
+NOTES_KEY = b"landmark_unify.reader_notes"
+
+
+def unit_notes(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """``(table without its notes, {what: count})`` of a table from :func:`process_unit`."""
+    raw = (table.schema.metadata or {}).get(NOTES_KEY)
+    if raw is None:
+        return table, {}
+    return table.replace_schema_metadata(None), {k: int(v) for k, v in json.loads(raw).items()}
 
 
 def _where(unit: Unit, b: FaceBatch, i: int) -> dict:
@@ -217,7 +233,6 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
     return mf.table_from_columns(cols)
 
 
-def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
 def _guard(unit: Unit, b: FaceBatch, idx: np.ndarray, pts98: np.ndarray, valid98: np.ndarray, bbox: np.ndarray,
            given: np.ndarray, pose: np.ndarray, size: np.ndarray, sink: ErrorSink) -> np.ndarray:
     """The last check before rows become a table: the values as the manifest will store them (float32)
@@ -249,6 +264,7 @@ def _guard(unit: Unit, b: FaceBatch, idx: np.ndarray, pts98: np.ndarray, valid98
     return ok
 
 
+def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
     """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead)."""
 
     sha1 = hashlib.sha1
@@ -336,9 +352,19 @@ def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[st
     t0 = time.perf_counter()
     extra = {"allow_outside_root": True} if allow_outside_root else {}
     table, skipped = process_unit(unit, policy=policy, on_error=on_error, check_images=check_images, **extra)
+    table, notes = unit_notes(table)
     if weights:
         table = _apply_weights(table, weights)
-    return UnitResult(table, skipped=list(skipped), ids=mf.id_keys(table), seconds={"process": time.perf_counter() - t0})
+    return UnitResult(table, skipped=list(skipped), ids=mf.id_keys(table), seconds={"process": time.perf_counter() - t0},
+                      extra={f"{NOTE_PREFIX}{k}": v for k, v in notes.items()})
+
+
+NOTE_PREFIX = "note:"
+
+
+def reader_notes(sums: Mapping) -> dict[str, int]:
+    """The reader notes summed over a run's units (``{what: count}``, sorted)."""
+    return {k[len(NOTE_PREFIX):]: int(v) for k, v in sorted(sums.items()) if k.startswith(NOTE_PREFIX) and v}
 
 
 def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
@@ -364,9 +390,9 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     ``["lapa=2"]`` by source label or reader kind (default 1). engine (``local``, ``dask`` or an engine
     object), workers, scheduler: where the units run. ``out`` is a manifest file (``.parquet``) or a
     partitioned dataset directory; single_file: with a dataset, also write the file form there.
-    """
     allow_outside_root: accept image paths that leave their source root (``../``, absolute); by default each
     is an error (or a counted skip). overwrite: allow ``out`` to be one of the sources' annotation files.
+    """
     check_options(policy, on_error)
     srcs = parse_sources(sources)
     w_by_label = source_weights(weights, srcs) if weights else None
@@ -375,13 +401,14 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     notes = {s.label: n for s in srcs if (n := source_notes(s))}  # files read or left out, 1-based coordinates
     if notes:
         extra["reader_notes"] = notes
-
     if allow_outside_root:
         extra["allow_outside_root"] = True
     check_overwrite(out, [Path(u.root) / f for u in units for f in u.files], overwrite, what="a source annotation file")
+
     def metadata(state) -> dict:
+        notes = reader_notes(state.sums)  # what the readers repaired or left out by design, counted
         return build_metadata(srcs, command, policy=policy, on_error=on_error, check_images=check_images,
-                              num_skipped=state.skipped, **extra)
+                              num_skipped=state.skipped, **extra, **({"by_design": notes} if notes else {}))
 
     def dataset_files(state, skipped) -> dict:
         return {"_skipped.jsonl": skipped}
@@ -399,6 +426,9 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     report = BuildReport(Path(run.output), run.rows, faces_per_source(table, srcs), run.skipped, side, run.metadata,
                          units=len(units), extra={"run": run})
     report.summary = summary_text(table, run.metadata, run.skipped, title=str(run.output), sidecar=side)
+    notes = reader_notes(run.extra)
+    if notes:
+        report.summary += "\nby design, not errors: " + "; ".join(f"{v} {k}" for k, v in notes.items())
     if run.engine != "local":
         report.summary += "\n" + run.summary()
     return report

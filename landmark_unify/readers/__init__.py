@@ -165,10 +165,15 @@ def source_notes(source: Source) -> list[str]:
     return list(info.notes(source.label, Path(source.root), dict(source.options))) if info.notes else []
 
 
-def read_unit(unit: Unit, on_error: str = "raise") -> tuple[list[FaceBatch], list[dict]]:
-    """Read one unit: its face batches (source schema) and the records skipped under ``on_error='skip'``."""
+def read_unit(unit: Unit, on_error: str = "raise", notes: dict | None = None) -> tuple[list[FaceBatch], list[dict]]:
+    """Read one unit: its face batches (source schema) and the records skipped under ``on_error='skip'``.
+    ``notes``: a dict that gets the counts of what the reader repaired or left out by design
+    (:meth:`ErrorSink.note`)."""
     sink = ErrorSink(on_error, unit.source, unit.kind)
     got = reader_info(unit.kind).read(unit, sink)
+    if notes is not None:
+        for k, v in sink.notes.items():
+            notes[k] = notes.get(k, 0) + v
     if got and isinstance(got[0], FaceRecord):
         got = batches_from_records(got, lambda s: schema_layout(s).num_points)
     return [b for b in got if len(b)], sink.skipped

@@ -162,6 +162,14 @@ class ErrorSink:
         self.source = source
         self.kind = kind
         self.skipped: list[dict] = []
+        #: what the reader changed or left out by design (not errors), counted: ``{what: count}``
+        self.notes: dict[str, int] = {}
+
+    def note(self, what: str, count: int = 1) -> None:
+        """Count a value the reader repaired or a record it left out by design (the build's summary lists
+        these, so nothing changes silently)."""
+        if count:
+            self.notes[what] = self.notes.get(what, 0) + int(count)
 
     def __call__(self, err: ParseError) -> None:
         if self.on_error == "raise":

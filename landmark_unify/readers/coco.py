@@ -139,7 +139,8 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
         except ParseError as err:
             sink(err)
             continue
-        if rec is None:
+        if rec is None:  # not a face by the format's own rules: counted, not silent
+            sink.note("COCO annotations without a face (face_valid false, or no visible keypoint)")
             continue
         rec.split, rec.origin_file, rec.identity = split, f, f"{f}#{key}"
         out.append(rec)

@@ -87,6 +87,8 @@ def _read_mat_faces(unit: Unit, sink: ErrorSink, split: str, points) -> list[Fac
     def read_one(root: Path, f: str, path: Path) -> FaceRecord:
         mat = load_mat(path)
         pose = pose_degrees(mat, path)
+        if (np.abs(np.degrees(mat["Pose_Para"][0, :3].astype(np.float64))) > 180.0).any():
+            sink.note("Pose_Para angles beyond 180 degrees wrapped into [-180, 180)")
         pts, schema, origin, key, identity = points(root, f, path, mat)
         img = find_image(path.parent, path.stem)
         return FaceRecord(

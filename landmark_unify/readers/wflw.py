@@ -259,6 +259,7 @@ def _read_attr_lists(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
     coords, names, files, lines, flags = [], [], [], [], []
     flag_of = {f"list_98pt_test{suffix}.txt": idx for suffix, idx in ATTR_LISTS}
     has_attr_lists = any(flag_of.get(Path(f).name) is not None for f in unit.files)
+    listed = 0
     for rel_file in unit.files:
         path = root / rel_file
         try:
@@ -267,6 +268,7 @@ def _read_attr_lists(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
             sink(ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file"))
             continue
         nums, nm, ln = parse_chunk(data, path, 1, False, sink)
+        listed += len(nm)
         idx = flag_of.get(Path(rel_file).name)
         for row, name, line in zip(nums, nm, ln.tolist()):
             key = (name, row.tobytes())
@@ -281,6 +283,7 @@ def _read_attr_lists(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
             if idx is not None:
                 flags[at][idx] = 1.0
     n = len(names)
+    sink.note("WFLW test faces listed under several attribute lists, merged into one face", max(0, listed - n))
     pts = np.stack(coords).reshape(n, NUM_POINTS, 2) if n else np.zeros((0, NUM_POINTS, 2))
     ident = [f"{IMAGES}/{name}:{hashlib.sha1(c.tobytes()).hexdigest()}" for name, c in zip(names, coords)]
     return FaceBatch(
