@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from .. import manifest as mf
 from ..engines import Engine, EngineError, engine_context
+from ..errors import ManifestError
 from ..io import check_overwrite, write_jsonl_atomic
 
 
@@ -131,9 +132,41 @@ class _SeenIds:
         return np.flatnonzero(repeat)
 
 
-def _staged_task(task: Callable, staging: str, part_meta: Mapping, index: int, unit) -> UnitResult:
+def check_rows(table: pa.Table, where: str) -> pa.Table:
+    """The last check before a unit's rows are written (every operation, every engine): the values that
+    ``validate`` checks row by row (points finite in float32 exactly where valid, box finite and not
+    inverted, angles within +-180 degrees, weight finite and >= 0). An unforeseen bad value (a weight
+    that overflows float32 after a merge, ...) is a ManifestError naming the unit and row, not an invalid
+    output. Returns ``table``."""
+    if table.num_rows == 0:
+        return table
+    from ..core.maps import finite_points
+    from ..manifest.schema import fixed_to_numpy
+
+    lm = fixed_to_numpy(table.column("landmarks"), (mf.NUM_POINTS, 2), np.float32)
+    valid = fixed_to_numpy(table.column("valid"), (mf.NUM_POINTS,), bool)
+    box = fixed_to_numpy(table.column("bbox"), (4,), np.float32)
+    weight = table.column("weight").to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        checks = [("landmarks", (finite_points(lm) != valid).any(1), "points are not finite exactly where valid"),
+                  ("bbox", ~np.isfinite(box).all(1) | (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]),
+                   "the box is not finite or inverted"),
+                  ("weight", ~np.isfinite(weight) | (weight < 0), "the weight is not finite or negative")]
+        for a in mf.ANGLES:
+            v = table.column(a).to_numpy(zero_copy_only=False).astype(np.float64)
+            checks.append((a, np.abs(np.nan_to_num(v, nan=0.0)) > 180, "beyond +-180 degrees (or not finite)"))
+    for name, bad, what in checks:
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise ManifestError(f"{where}, row {r}: column {name!r}: {what} ({int(bad.sum())} rows); nothing "
+                                   "was written")
+    return table
+
+
+def _staged_task(task: Callable, staging: str, part_meta: Mapping, index: int, unit, describe=None) -> UnitResult:
     """On a worker: run the unit and write its rows as parts of the staged dataset."""
     res = task(index, unit)
+    check_rows(res.table, describe or f"unit {index}")
     t0 = time.perf_counter()
     res.index, res.rows = index, res.table.num_rows
     res.parts, res.runs = mf.write_parts(res.table, staging, index, part_meta)
@@ -202,7 +235,7 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
                         if len(repeats):
                             table = drop_rows(res, table, repeats)
                         res.rows, res.table = table.num_rows, None
-                        writer.write(table)
+                        writer.write(check_rows(table, describe(i) if describe else f"unit {i}"))
                         account(res)
                         results.append(res)
                         bar.update(res.rows)

@@ -266,6 +266,16 @@ def test_a_failed_merge_leaves_no_sidecar(corpus, tmp_path, capsys):
     assert not (tmp_path / "m.duplicates.jsonl").exists()
 
 
+def test_a_weight_that_overflows_float32_is_refused(corpus, tmp_path, capsys):
+    good, _ = corpus
+    heavy = tmp_path / "heavy.parquet"
+    assert run(["merge", good, "-o", heavy, "-q", "--weight", "coco=1e30"], capsys)[0] == 0
+    out = tmp_path / "m.parquet"
+    code, _, err = run(["merge", heavy, "-o", out, "-q", "--weight", "coco=1e30"], capsys)
+    assert code == 1 and "'weight'" in err and str(heavy) in err and "row" in err, err
+    no_output(out)
+
+
 def test_dataset_output_with_a_bad_single_file_leaves_nothing(corpus, tmp_path, capsys):
     good, _ = corpus
     code, _, err = run(["mine-closed-eyes", good, "-o", tmp_path / "ds", "-q", "--single-file", "/proc/x.parquet"],
@@ -310,5 +320,5 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(corpus, tmp_path, 
 
 
 #: How many cases this corpus holds (each a command over one bad input, or one guarded situation).
-CORPUS_SIZE = (2 * len(SOURCES) + 4 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
+CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
                + 4 * 4 + 1 + 2)
