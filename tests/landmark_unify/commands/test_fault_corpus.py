@@ -171,6 +171,40 @@ def test_bad_scheduler_address_fails_fast(tmp_path, capsys):
         assert not (tmp_path / "ds").exists()
 
 
+def test_unreachable_scheduler_is_reported_within_seconds(tmp_path, capsys):
+    import time
+
+    pytest.importorskip("distributed")
+    src = fc.coco_source(tmp_path / "src")
+    t0 = time.perf_counter()
+    code, _, err = run(["build-manifest", "--source", f"coco={src}", "-o", tmp_path / "ds", "-q", "--engine", "dask",
+                        "--scheduler", "tcp://127.0.0.1:9"], capsys)
+    assert code == 1 and "cannot reach the dask scheduler at tcp://127.0.0.1:9" in err, err
+    assert time.perf_counter() - t0 < 20
+    assert not (tmp_path / "ds").exists() and not fc.hidden_leftovers(tmp_path, "ds")
+
+
+def test_an_unlistable_folder_is_an_error_not_a_silent_skip(tmp_path, capsys, monkeypatch):
+    import landmark_unify.readers._base as base
+
+    src = fc.ibug_source(tmp_path / "src")
+    (src / "sub").mkdir()
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # as if 'sub' could not be listed (chmod 000 does not stop root)
+        for item in real_walk(top, onerror=onerror, **kw):
+            yield item
+            if onerror is not None and Path(item[0]) == src:
+                onerror(PermissionError(13, "Permission denied", str(src / "sub")))
+
+    monkeypatch.setattr(base.os, "walk", walk)
+    out = tmp_path / "m.parquet"
+    for mode in ("raise", "skip"):
+        code, _, err = run(["build-manifest", "--source", f"ibug={src}", "-o", out, "-q", "--on-error", mode], capsys)
+        assert code == 1 and str(src / "sub") in err and "cannot list folder" in err, err
+        no_output(out)
+
+
 # --- every command over broken manifests ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -320,5 +354,5 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(corpus, tmp_path, 
 
 
 #: How many cases this corpus holds (each a command over one bad input, or one guarded situation).
-CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
+CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + 1 + 2 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
                + 4 * 4 + 1 + 2)
