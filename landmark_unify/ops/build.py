@@ -425,10 +425,8 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     table = mf.read_columns(run.output, list(SUMMARY_COLUMNS))
     report = BuildReport(Path(run.output), run.rows, faces_per_source(table, srcs), run.skipped, side, run.metadata,
                          units=len(units), extra={"run": run})
+    # the summary prints the metadata's reader_notes and by_design, so inspect shows the same text
     report.summary = summary_text(table, run.metadata, run.skipped, title=str(run.output), sidecar=side)
-    notes = reader_notes(run.extra)
-    if notes:
-        report.summary += "\nby design, not errors: " + "; ".join(f"{v} {k}" for k, v in notes.items())
     if run.engine != "local":
         report.summary += "\n" + run.summary()
     return report

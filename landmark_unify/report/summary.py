@@ -183,6 +183,9 @@ def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence
     if notes:
         lines.append("reader notes:")
         lines += [f"  {s}: {n}" for s, ns in notes.items() for n in ns]
+    by_design = (meta or {}).get("by_design") or {}
+    if by_design:  # what the readers repaired or left out on purpose, counted (readers.ErrorSink.note)
+        lines.append("by design, not errors: " + "; ".join(f"{v} {k}" for k, v in by_design.items()))
     if src and any(info["eye_states"] for info in src.values()):
         lines.append("eye state (EAR formula: wflw8 = WFLW's 8 eye points, ibug6 = 6-point iBUG; docs/curation.md):")
         states = ("open", "one_closed", "both_closed", "unknown")
