@@ -19,9 +19,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..report.render import render_manifest
-
     from ..io import check_overwrite
+    from ..report.render import render_manifest
 
     where_filter(args)  # a bad --where is refused before anything is read
     check_overwrite(args.output, [args.input], args.overwrite)

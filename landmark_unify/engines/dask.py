@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from .base import SCHEDULER_ENV, Engine, EngineError, peak_rss
 
-
 #: Seconds to wait for a running scheduler to answer (an unreachable one is an error after this long).
 CONNECT_TIMEOUT = 5.0
 _SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")

@@ -233,7 +233,7 @@ def _kind_of_series(s: pd.Series) -> str:
         return "bool"
     if pd.api.types.is_numeric_dtype(dt):
         return "number"
-    if pd.api.types.is_string_dtype(dt) or dt == object:
+    if pd.api.types.is_string_dtype(dt) or pd.api.types.is_object_dtype(dt):
         non_null = s.dropna()
         if len(non_null) and not all(isinstance(v, str) for v in non_null.iloc[:100]):
             return "other"
