@@ -54,7 +54,8 @@ def looks_one_based(doc) -> str | None:
         return None
     sizes = {}
     for im in doc.get("images", []) if isinstance(doc.get("images"), list) else []:
-        if isinstance(im, dict) and _is_number(im.get("width")) and _is_number(im.get("height")):
+        if isinstance(im, dict) and isinstance(im.get("id"), (int, str)) and _is_number(im.get("width")) \
+                and _is_number(im.get("height")):
             sizes[im.get("id")] = (float(im["width"]), float(im["height"]))
     faces = n68 = beyond = below = 0
     lowest = np.inf
@@ -66,7 +67,7 @@ def looks_one_based(doc) -> str | None:
             continue
         try:
             arr = np.asarray(kp, dtype=np.float64).reshape(-1, 3)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue
         xy = arr[(arr[:, 2] != 0) & np.isfinite(arr).all(1), :2]
         if not len(xy):
@@ -75,7 +76,8 @@ def looks_one_based(doc) -> str | None:
         n68 += len(arr) == 68
         lowest = min(lowest, float(xy.min()))
         below += int((xy < 0.5).sum())
-        size = sizes.get(ann.get("image_id"))
+        image_id = ann.get("image_id")
+        size = sizes.get(image_id) if isinstance(image_id, (int, str)) else None
         if size is not None:
             beyond += int(((xy[:, 0] > size[0] - 0.5) & (xy[:, 0] <= size[0] + 0.5)).sum()
                           + ((xy[:, 1] > size[1] - 0.5) & (xy[:, 1] <= size[1] + 0.5)).sum())
@@ -129,7 +131,9 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         sink(ParseError(path, "not a COCO keypoint file: no 'annotations' list", field="annotations"))
         return []
-    images = {im.get("id"): im for im in doc.get("images", []) if isinstance(im, dict)}
+    listed = doc.get("images", [])
+    images = {im.get("id"): im for im in (listed if isinstance(listed, list) else [])
+              if isinstance(im, dict) and isinstance(im.get("id"), (int, str))}
     split = Path(f).stem
     out = []
     for pos, ann in enumerate(doc["annotations"]):
@@ -165,7 +169,7 @@ def _annotation(ann, key, images, path, root, forced, offset):
         raise ParseError(path, f"{k} keypoints match no known layout; known: {sorted(SCHEMA_BY_K)} (or pass the option schema=...)", key=key, field=kp_field)
     try:
         arr = np.asarray(kp, dtype=np.float64).reshape(k, 3)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         first = next((j for j, v in enumerate(kp) if not _is_number(v)), 0)
         raise ParseError(path, f"not a number: {kp[first]!r}", key=key,
                          field=f"{kp_field}[{first // 3}].{'xyv'[first % 3]}") from None
@@ -181,7 +185,8 @@ def _annotation(ann, key, images, path, root, forced, offset):
     pts[vis == 0] = np.nan
     if not np.isfinite(pts).any():
         return None
-    image = images.get(ann.get("image_id"))
+    image_id = ann.get("image_id")
+    image = images.get(image_id) if isinstance(image_id, (int, str)) else None
     if image is None or "file_name" not in image:
         raise ParseError(path, f"image_id {ann.get('image_id')!r} is not in 'images'", key=key, field="image_id")
     box = ann.get(box_field)
@@ -220,6 +225,6 @@ def _size(image: dict, name: str, path, key) -> float:
 def _is_number(v) -> bool:
     try:
         float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True

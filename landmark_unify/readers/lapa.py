@@ -36,7 +36,7 @@ def parse_txt(path: Path) -> np.ndarray:
     if not rows:
         raise ParseError(path, "empty file", line=1, field="count")
     ln, tok = rows[0]
-    if len(tok) != 1 or not tok[0].isdigit():
+    if len(tok) != 1 or not (tok[0].isascii() and tok[0].isdigit()):
         raise ParseError(path, f"first line must be the point count; found {' '.join(tok)!r}", line=ln, field="count")
     count = int(tok[0])
     if count != NUM_POINTS:

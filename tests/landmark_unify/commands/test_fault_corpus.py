@@ -43,6 +43,7 @@ def no_output(out: Path) -> None:
 # --- build-manifest over bad annotation files ---------------------------------------------------------------
 
 BIG = "1e40"  # finite in float64, infinite in float32
+SUPERSCRIPT_TWO = "\u00b2"  # str.isdigit() is True, int() refuses it
 
 #: id -> (make(root) -> --source spec, text the error names, fatal under --on-error skip too)
 SOURCES = {
@@ -79,11 +80,19 @@ SOURCES = {
                            ["key '1'", "keypoints[0].x"], False),
     "coco unknown image_id": (lambda r: f"coco={fc.coco_source(r, anns={3: fc.coco_annotation(3, image_id=99)})}",
                               ["key '4'", "'image_id'"], False),
+    "coco image_id is a list": (lambda r: f"coco={fc.coco_source(r, anns={1: fc.coco_annotation(1, image_id=[2])})}",
+                                ["key '2'", "'image_id'"], False),
+    "coco image id is a list": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': [2], 'file_name': 'a.jpg'}})}",
+                                ["key '2'", "'image_id'"], False),
+    "coco keypoint 400-digit integer": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=[10**400, 1, 2] * 98)})}",
+                                        ["key '1'", "keypoints[0].x"], False),
     "coco not json": (lambda r: f"coco={fc.coco_source(r, raw='{not json')}", ["test.json", "JSON"], False),
     "ibug point 1e40": (lambda r: f"ibug={fc.ibug_source(r, lines={1: {5: '1e40 3'}})}", ["face1.pts", "line 6", "'x2'", "float32"], False),
     "ibug point nan": (lambda r: f"ibug={fc.ibug_source(r, lines={0: {4: 'nan 3'}})}", ["face0.pts", "line 5", "'x1'"], False),
     "ibug truncated": (lambda r: f"ibug={fc.ibug_source(r, lines={2: {71: ''}})}", ["face2.pts", "closing"], False),
     "lapa point 1e40": (lambda r: f"lapa={fc.lapa_source(r, lines={0: {3: '5 -1e40'}})}", ["face0.txt", "line 4", "'y2'"], False),
+    "lapa count not ascii": (lambda r: "lapa=" + str(fc.lapa_source(r, lines={1: {0: SUPERSCRIPT_TWO}})),
+                             ["face1.txt", "line 1", "'count'"], False),
     "lapa wrong count": (lambda r: f"lapa={fc.lapa_source(r, lines={1: {0: '98'}})}", ["face1.txt", "line 1", "'count'"], False),
     "hrnet scale 0": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={1: fc.hrnet_row(1, scale='0')})}", ["line 3", "'scale'"], False),
     "hrnet scale -2": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, scale='-2')})}", ["line 2", "'scale'"], False),

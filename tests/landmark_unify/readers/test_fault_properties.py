@@ -27,7 +27,8 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 #: numbers that break things: huge (finite in float64, not float32), tiny, non-finite, negative, zero
 NASTY = st.sampled_from([0.0, -0.0, -2.0, 1e-45, 1e-300, 1e38, 3.5e38, 1e40, -1e40, 1e308, math.inf, -math.inf,
                          math.nan, 150.0, 1.2])
-NUMBERS = st.one_of(NASTY, st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12))
+NUMBERS = st.one_of(NASTY, st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12),
+                    st.sampled_from([10**400, -10**400]))
 TOKENS = st.one_of(NUMBERS.map(repr), st.sampled_from(["", "abc", "1e", "--1", "0x10", "1,5", " ", "None"]))
 PATHS = st.sampled_from(["img/a.jpg", "../a.jpg", "../../etc/passwd", "/etc/passwd", "a/../../b.jpg", "a/./b.jpg",
                          "C:/x.jpg", "", "ok.jpg"])
