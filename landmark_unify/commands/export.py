@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli_base import add_output, add_where, where_filter
+from ..cli_base import add_output, add_overwrite, add_where, where_filter
 
 FORMATS = ("coco",)
 
@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "category, visibility from the validity mask, one image entry per image (default)")
     add_output(p, "file to write (OUT.json)")
     add_where(p, "faces")
+    add_overwrite(p)
     p.add_argument("--image-root", default=None, metavar="DIR",
                    help="write image file_name relative to DIR (MMPose's data_prefix / FiftyOne's data_path); "
                         "default: absolute paths")
@@ -28,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from ..manifest.filters import filter_rows
     from ..ops.export import export_coco
 
+    from ..io import check_overwrite
+
     where = where_filter(args)  # a bad expression fails here, before the manifest is read
+    check_overwrite(args.output, [args.file], args.overwrite)
     df = read(args.file)
     sel = filter_rows(df, where).reset_index(drop=True)
     sel.attrs = dict(df.attrs)

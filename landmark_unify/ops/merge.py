@@ -83,10 +83,10 @@ def parse_weights(items) -> dict[str, float]:
     for name, value in pairs:
         try:
             w = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ManifestError(f"bad weight for source {name!r}: {value!r} is not a number") from None
-        if not np.isfinite(w) or w < 0:
-            raise ManifestError(f"bad weight for source {name!r}: {w} (must be finite and >= 0)")
+        if not np.isfinite(w) or w < 0 or w > np.finfo(np.float32).max:
+            raise ManifestError(f"bad weight for source {name!r}: {value} (must be finite in float32 and >= 0)")
         out[name] = w
     return out
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from landmark_unify.cli_base import add_quiet, deprecated_alias
+from landmark_unify.cli_base import add_overwrite, add_quiet, deprecated_alias
 
 from ..evaluation.metrics import POSE_MAX_ANGLE
 from .model_options import add_model_options, add_output_path, load_model_from_args
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"the pose MAE (the AFLW2000-3D convention, default {POSE_MAX_ANGLE:g}); 'none' keeps "
                              "every face. Angle errors wrap either way")
     add_model_options(parser)
+    add_overwrite(parser)
     add_quiet(parser)
 
 
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation.evaluate import evaluate_manifest, format_table
 
+    from landmark_unify.io import check_overwrite
+
+    for written in (args.output, args.save_predictions):  # never over the manifest or the model read
+        check_overwrite(written, [args.manifest, args.model], args.overwrite, what="an input (manifest or model)")
     df = mf.read(args.manifest)
     if args.split:
         df = df[df["split"] == args.split].reset_index(drop=True)

@@ -280,17 +280,17 @@ def test_the_corpus_manifest_itself_is_fine_everywhere(corpus, tmp_path, capsys)
             assert validate(out) == [], name
 
 
-@pytest.mark.parametrize("command", ["merge", "mine-closed-eyes", "relabel-pose", "render"])
+@pytest.mark.parametrize("command", ["merge", "mine-closed-eyes", "relabel-pose", "render", "export"])
 def test_writing_over_the_input_needs_overwrite(corpus, command, tmp_path, capsys):
     good, _ = corpus
     inp = tmp_path / "in.parquet"
     inp.write_bytes(good.read_bytes())
     before = inp.read_bytes()
-    argv = [command, inp, "-o", inp] + (["-q"] if command != "render" else [])
+    argv = [command, inp, "-o", inp] + (["-q"] if command not in ("render", "export") else [])
     code, _, err = run(argv, capsys)
     assert code == 1 and "--overwrite" in err and str(inp) in err, err
     assert inp.read_bytes() == before
-    if command != "render":  # explicitly allowed: done, and still a valid manifest
+    if command not in ("render", "export"):  # explicitly allowed: done, and still a valid manifest
         code, _, err = run(argv + ["--overwrite"], capsys)
         assert code == 0, err
         assert validate(inp) == []
@@ -311,6 +311,8 @@ def test_a_failed_merge_leaves_no_sidecar(corpus, tmp_path, capsys):
 
 def test_a_weight_that_overflows_float32_is_refused(corpus, tmp_path, capsys):
     good, _ = corpus
+    code, _, err = run(["merge", good, "-o", tmp_path / "x.parquet", "-q", "--weight", "coco=1e39"], capsys)
+    assert code == 1 and "coco" in err and "float32" in err, err
     heavy = tmp_path / "heavy.parquet"
     assert run(["merge", good, "-o", heavy, "-q", "--weight", "coco=1e30"], capsys)[0] == 0
     out = tmp_path / "m.parquet"
@@ -363,5 +365,5 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(corpus, tmp_path, 
 
 
 #: How many cases this corpus holds (each a command over one bad input, or one guarded situation).
-CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + 1 + 2 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
+CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + 1 + 2 + 1 + 1 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
                + 4 * 4 + 1 + 2)

@@ -133,6 +133,16 @@ def test_evaluate_refuses_bad_models(corpus, model, says, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_evaluate_never_writes_over_its_inputs(corpus, tmp_path, capsys):
+    good, _, models = corpus
+    inp = tmp_path / "in.parquet"
+    inp.write_bytes(good.read_bytes())
+    for flag in ("-o", "--save-predictions"):
+        code, _, err = run(["evaluate", models["finite"], inp, "-q", "--preset", "pfpld", flag, inp], capsys)
+        assert code == 1 and "--overwrite" in err and str(inp) in err, err
+        assert inp.read_bytes() == good.read_bytes()
+
+
 def test_evaluate_scores_a_finite_model(corpus, tmp_path, capsys):
     """The corpus's own good inputs work: the tiny model is scored (badly) with exit 0."""
     good, _, models = corpus
@@ -168,4 +178,4 @@ def test_data_check_names_the_row_and_point(corpus):
 
 
 #: How many cases this corpus holds.
-CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 1 + 1 + 2
+CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 1 + 2
