@@ -165,6 +165,51 @@ def remove_leftovers(path: str | os.PathLike, *, quiet: bool = False) -> list[Pa
     return removed
 
 
+def restore_replaced(path: str | os.PathLike, complete=None) -> Path | None:
+    """When ``path`` is missing and a killed run left the dataset it was replacing as ``.NAME.old-OWNER``
+    (owner gone; ``complete(folder)`` true when given), rename that back to ``path`` (said on stderr).
+    Returns what was restored, or None."""
+    import sys
+    import time
+
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        return None
+    prefix = f".{path.name}.old-"
+    try:
+        found = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return None
+    now = time.time()
+    found = [e for e in found if _stale(e.name[len(prefix):], now - e.stat(follow_symlinks=False).st_mtime)
+             and (complete is None or complete(Path(e.path)))]
+    if not found:
+        return None
+    newest = max(found, key=lambda e: e.stat(follow_symlinks=False).st_mtime)
+    os.rename(newest.path, path)
+    print(f"restored {path} from {newest.path}, left by a run stopped while replacing it", file=sys.stderr)
+    return path
+
+
+def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the platform
+    or file system cannot, and nothing was changed."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ManifestError
-from ..io import fsync_dir, owned_name, remove_leftovers, write_text_durable
+from ..io import exchange_paths, fsync_dir, owned_name, remove_leftovers, restore_replaced, write_text_durable
 from .checks import check_parquet_schema, check_table
 from .files import read_metadata, read_table, write_manifest, write_manifest_stream
 from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
@@ -126,7 +126,8 @@ class StagedDataset:
 
     def __init__(self, output: str | os.PathLike, overwrite: bool = True, for_file: bool = False) -> None:
         self.output = Path(output).absolute()
-        if not for_file:
+        if not for_file:  # a run killed between the two renames of a publish: its complete old dataset back
+            restore_replaced(self.output, complete=lambda p: (p / SUCCESS_FILE).is_file())
             if self.output.exists() and not overwrite:
                 raise ManifestError(f"{self.output} exists (pass overwrite=True to replace it)")
             if self.output.exists() and not self.output.is_dir():
@@ -181,8 +182,13 @@ class StagedDataset:
         old = None
         if self.output.exists():
             old = owned_name(self.output, "old")
-            os.rename(self.output, old)
-        os.rename(self.staging, self.output)
+            if exchange_paths(self.staging, self.output):  # one atomic step: never a moment without a dataset
+                os.rename(self.staging, old)
+            else:  # no renameat2: two renames; a kill between them is repaired by the next run (restore_replaced)
+                os.rename(self.output, old)
+                os.rename(self.staging, self.output)
+        else:
+            os.rename(self.staging, self.output)
         fsync_dir(self.output.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

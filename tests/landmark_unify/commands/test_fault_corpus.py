@@ -364,6 +364,28 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(corpus, tmp_path, 
     assert not any(p.exists() for p in left) and alive.exists()
 
 
+def test_a_run_killed_between_the_renames_of_a_publish_is_repaired(corpus, tmp_path, capsys):
+    """Where the platform cannot swap two folders atomically, publish renames twice; killed in between,
+    the old dataset is only at .NAME.old-OWNER: the next run puts it back before anything else."""
+    import subprocess
+    import sys
+
+    from landmark_unify.io import owner_tag, restore_replaced
+
+    good, _ = corpus
+    assert run(["mine-closed-eyes", good, "-o", tmp_path / "ds", "-q"], capsys)[0] == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    old = tmp_path / f".ds.old-{owner_tag().split('-')[0]}-{dead.pid}-0123abcd"
+    (tmp_path / "ds").rename(old)
+    assert restore_replaced(tmp_path / "ds") == tmp_path / "ds"
+    assert "restored" in capsys.readouterr().err
+    assert validate(tmp_path / "ds") == [] and not old.exists()
+    (tmp_path / "ds").rename(old)  # the next run on it: the old dataset is back first, then replaced
+    code, _, err = run(["mine-closed-eyes", good, "-o", tmp_path / "ds", "-q"], capsys)
+    assert code == 0 and "restored" in err and not fc.hidden_leftovers(tmp_path, "ds")
+
+
 #: How many cases this corpus holds (each a command over one bad input, or one guarded situation).
-CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + 1 + 2 + 1 + 1 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
+CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + 1 + 2 + 1 + 1 + 1 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
                + 4 * 4 + 1 + 2)
