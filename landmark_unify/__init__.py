@@ -40,6 +40,7 @@ _EXPORTS = {
     "eye_aspect_ratio": "core.eyes",
     "eye_state": "core.eyes",
     "eye_columns": "core.eyes",
+    "source_eye_columns": "core.eyes",
     "relabel_manifest_file": "ops.relabel",
     "relabel_pose": "ops.relabel",
     "mine_closed_eyes": "ops.mine",
@@ -54,6 +55,8 @@ _EXPORTS = {
     "merge_manifests": "ops.merge",
     "merge_manifest_files": "ops.merge",
     "compare_manifests": "manifest",
+    "export_coco": "ops.export",
+    "coco_document": "ops.export",
     "register_engine": "engines",
     "get_engine": "engines",
     # errors

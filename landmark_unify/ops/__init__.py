@@ -7,6 +7,7 @@
 :func:`relabel_pose`          manifest -> the same with fitted head pose (``ops.relabel``)
 :func:`check_images`          manifest -> the same with every image decoded (``ops.check_images``)
 :func:`build_wflw2`           the ``wflw2`` recipe (``ops.recipes``)
+:func:`export_coco`           manifest rows -> a COCO keypoint file (``ops.export``)
 ============================  ============================================================
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     "relabel_pose": "relabel",
     "check_images": "check_images",
     "build_wflw2": "recipes",
+    "export_coco": "export",
     "run_units": "runner",
     "map_manifest": "runner",
 })
