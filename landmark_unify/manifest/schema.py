@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import __version__
 from ..core.layouts import CANONICAL, get_layout
@@ -304,11 +305,19 @@ def image_paths(df: pd.DataFrame, roots: Mapping[str, str] | None = None) -> lis
 
 def id_keys(table: pa.Table) -> np.ndarray:
     """sample_id (16 hex digits) as uint64, for a compact duplicate check across units."""
-    ids = table.column("sample_id").to_pylist()
-    try:
-        return np.fromiter((int(x, 16) for x in ids), dtype=np.uint64, count=len(ids))
-    except ValueError:  # ids that are not 16 hex digits: hash them
-        return np.fromiter((hash_key(x) for x in ids), dtype=np.uint64, count=len(ids))
+    col = table.column("sample_id")
+    n = len(col)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    lengths = pc.min_max(pc.utf8_length(col)).as_py() if not col.null_count else None
+    if lengths == {"min": 16, "max": 16}:  # the ids this library makes: 16 hex digits each, decoded in one go
+        joined = pc.binary_join(pa.array([col.combine_chunks()], type=pa.list_(pa.string())), "")[0].as_py()
+        try:
+            return np.frombuffer(bytes.fromhex(joined), dtype=">u8").astype(np.uint64)
+        except ValueError:
+            pass
+    ids = col.to_pylist()  # other ids (from elsewhere): hashed one by one
+    return np.fromiter((hash_key(x) for x in ids), dtype=np.uint64, count=n)
 
 
 def hash_key(text: str) -> int:

@@ -265,15 +265,16 @@ def _guard(unit: Unit, b: FaceBatch, idx: np.ndarray, pts98: np.ndarray, valid98
 
 
 def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
-    """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead)."""
-
-    sha1 = hashlib.sha1
+    """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead: the
+    hash state of the ``source, split`` prefix is computed once and copied)."""
     out, prefix_of = [], {}
     for s, k in zip(split, identity):
         prefix = prefix_of.get(s)
         if prefix is None:
-            prefix = prefix_of[s] = f"{source}\x00{s}\x00"
-        out.append(sha1((prefix + k).encode("utf-8")).hexdigest()[:16])
+            prefix = prefix_of[s] = hashlib.sha1(f"{source}\x00{s}\x00".encode("utf-8"))
+        h = prefix.copy()
+        h.update(k.encode("utf-8"))
+        out.append(h.digest()[:8].hex())
     return out
 
 

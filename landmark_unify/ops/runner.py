@@ -110,25 +110,32 @@ def _terminate_as_exception():
 
 
 class _SeenIds:
-    """sample_id keys seen so far, as one sorted uint64 array (8 bytes a face, no tables kept)."""
+    """sample_id keys seen so far: 8 bytes a face, no tables kept. The keys are held as a few sorted runs
+    of growing size (like a binary counter), so a look-up is a binary search per run and adding
+    keys costs O(log n) amortised per key."""
 
     def __init__(self) -> None:
-        self.keys = np.zeros(0, np.uint64)
+        self.runs: list[np.ndarray] = []
 
     def repeats(self, ids: np.ndarray) -> np.ndarray:
         """Rows of ``ids`` whose key was seen before (in an earlier unit or earlier in this one); adds
         the new keys."""
         ids = np.asarray(ids, np.uint64)
-        pos = np.searchsorted(self.keys, ids)
-        seen = (pos < self.keys.size) & (self.keys[np.minimum(pos, max(self.keys.size - 1, 0))] == ids) \
-            if self.keys.size else np.zeros(ids.size, bool)
-        _, first = np.unique(ids, return_index=True)
-        repeat = np.ones(ids.size, bool)
-        repeat[first] = False
-        repeat |= seen
-        fresh = np.unique(ids[~repeat])
+        if ids.size == 0:
+            return np.zeros(0, np.intp)
+        order = np.argsort(ids, kind="stable")
+        s = ids[order]
+        repeat = np.zeros(ids.size, bool)
+        repeat[order[1:][s[1:] == s[:-1]]] = True  # a later copy within the unit
+        for run in self.runs:  # sorted needles: numpy's search walks the run once
+            pos = np.minimum(np.searchsorted(run, s), run.size - 1)
+            repeat[order[run[pos] == s]] = True
+        fresh = np.sort(ids[~repeat])
         if fresh.size:
-            self.keys = np.union1d(self.keys, fresh)
+            self.runs.append(fresh)
+            while len(self.runs) > 1 and self.runs[-2].size <= self.runs[-1].size:
+                last = self.runs.pop()
+                self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]))
         return np.flatnonzero(repeat)
 
 

@@ -27,7 +27,8 @@ class Unit:
     """One deterministic piece of work: some files of a source, or a byte range of one big list file.
 
     ``files`` are paths relative to ``root`` ('/' separated). For a byte range (``start``, ``end``) of a
-    single file, ``first_line`` is the 1-based line number at ``start``. ``options`` are the reader's
+    single file, ``first_line`` is the 1-based line number at ``start`` and ``lines`` the number of lines
+    in the range when the plan knows it. ``options`` are the reader's
     options as sorted ``(name, value)`` pairs. Units are plain data (picklable) so they can be shipped to
     other processes.
     """
@@ -40,6 +41,7 @@ class Unit:
     end: int | None = None
     first_line: int = 1
     options: tuple[tuple[str, str], ...] = ()
+    lines: int | None = None  # lines in the byte range, where the plan counted them
 
     @property
     def opts(self) -> dict[str, str]:

@@ -53,8 +53,10 @@ def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None)
     if rect:
         units = []
         for p in rect:
-            for start, end, first in line_chunks(p, chunk_bytes or DEFAULT_CHUNK_BYTES):
-                units.append(Unit(source, "wflw", str(root), (rel(p, root),), start, end, first, opts))
+            chunks = line_chunks(p, chunk_bytes or DEFAULT_CHUNK_BYTES)
+            for k, (start, end, first) in enumerate(chunks):
+                lines = chunks[k + 1][2] - first if k + 1 < len(chunks) else None
+                units.append(Unit(source, "wflw", str(root), (rel(p, root),), start, end, first, opts, lines))
         return units
     lists = [root / ATTR_DIR / f"list_98pt_test{suffix}.txt" for suffix, _ in ATTR_LISTS]
     lists = [p for p in lists if p.is_file()]
@@ -112,12 +114,14 @@ def _field_name(j: int, has_rect: bool) -> str:
     return "image_path"
 
 
-def parse_chunk(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink):
+def parse_chunk(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink,
+                lines: int | None = None):
     """Parse list lines. Returns ``(numbers (N, F) float64, names list[str], lines (N,) int64)`` where F
     is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk;
-    when anything about the chunk is off, every line is parsed and checked on its own."""
+    when anything about the chunk is off, every line is parsed and checked on its own. ``lines``: the
+    number of lines in ``data`` when known (else counted)."""
     nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
-    fast = _parse_fast(data, nfields, has_rect)
+    fast = _parse_fast(data, nfields, has_rect, lines)
     if fast is not None:
         nums, names = fast
         return nums, names, np.arange(first_line, first_line + len(names), dtype=np.int64)
@@ -128,8 +132,9 @@ def _count_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
 
 
-def _parse_fast(data: bytes, nfields: int, has_rect: bool):
+def _parse_fast(data: bytes, nfields: int, has_rect: bool, lines: int | None = None):
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     names = [f"c{i}" for i in range(nfields)]
@@ -152,7 +157,7 @@ def _parse_fast(data: bytes, nfields: int, has_rect: bool):
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
-    if table.num_rows != _count_lines(data) or table.num_rows == 0:
+    if table.num_rows != (_count_lines(data) if lines is None else lines) or table.num_rows == 0:
         return None
     nums = np.empty((table.num_rows, nfields - 1), dtype=np.float64)
     for j in range(nfields - 1):
@@ -163,10 +168,10 @@ def _parse_fast(data: bytes, nfields: int, has_rect: bool):
     image = table.column(nfields - 1)
     if image.null_count:
         return None
-    image_names = image.to_pylist()
-    if not np.isfinite(nums).all() or (np.abs(nums) > FLOAT32_MAX).any() \
-            or any(not s or s != s.strip() for s in image_names):
+    blank = pc.or_(pc.equal(pc.utf8_length(image), 0), pc.not_equal(pc.utf8_trim_whitespace(image), image))
+    if not np.isfinite(nums).all() or (np.abs(nums) > FLOAT32_MAX).any() or pc.any(blank).as_py():
         return None  # the line-by-line pass names the line and field
+    image_names = image.to_pylist()
     if has_rect and _rect_problem(nums) is not None:
         return None
     return nums, image_names
@@ -237,7 +242,7 @@ def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
     except OSError as exc:
         sink(ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file"))
         data = b""
-    nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink)
+    nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink, unit.lines if data else None)
     split = "train" if rel_file.endswith("_train.txt") else "test" if rel_file.endswith("_test.txt") else Path(rel_file).stem
     n = len(names)
     lines_list = lines.tolist()
