@@ -386,6 +386,11 @@ def test_a_run_killed_between_the_renames_of_a_publish_is_repaired(corpus, tmp_p
     assert code == 0 and "restored" in err and not fc.hidden_leftovers(tmp_path, "ds")
 
 
-#: How many cases this corpus holds (each a command over one bad input, or one guarded situation).
-CORPUS_SIZE = (2 * len(SOURCES) + 4 + 1 + 1 + 2 + 1 + 1 + 1 + len(COMMANDS) * len(BROKEN) + len(BROKEN) + len(COMMANDS) + 4 * 2 + 2 + 1
-               + 4 * 4 + 1 + 2)
+#: How many bad-input cases this corpus holds (runs of a command on one bad input or situation).
+CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotations, --on-error raise and skip
+               + 1 + 1 + 4 + 1 + 2           # outside root, own annotation file, scheduler addresses, unreachable, unlistable
+               + len(COMMANDS) * len(BROKEN)  # every command over every broken manifest
+               + len(BROKEN)                  # validate over them
+               + 5 + 2 + 2 + 1               # overwrite guards, failed merge sidecar, float32 weight, single file
+               + 4 * 4                        # filter escapes and misfits on the four filtering commands
+               + 2 + 1)                       # leftovers of killed runs, interrupted publish

@@ -177,5 +177,5 @@ def test_data_check_names_the_row_and_point(corpus):
     assert np.isfinite(1e30)
 
 
-#: How many cases this corpus holds.
-CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 1 + 2
+#: How many bad-input cases this corpus holds.
+CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
