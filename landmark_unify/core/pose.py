@@ -51,7 +51,8 @@ MODE_SIGMA = 0.1  # prior sigma of a mode coefficient, in face radii
 NOISE_SIGMA = 0.03  # landmark noise the prior is weighed against, in face radii
 HUBER = 1.345  # Huber threshold, in robust residual scales (MAD) of the face
 MIN_SCALE = 0.01  # lower bound of that scale, in face radii
-ITERATIONS = 8
+ITERATIONS = 4  # Gauss-Newton steps (the dev-set accuracy is the same from 4 to 8, see docs/pose.md)
+REFIT_ITERATIONS = 2  # steps of the occlusion refit, started from the first fit's rotation
 MIN_POINTS = 8
 CHUNK = 512
 
@@ -385,15 +386,20 @@ def _diag_rank1_solve(dm: np.ndarray, v: np.ndarray, alpha: np.ndarray, x: np.nd
 
 def _robust_scale(e: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per face, 1.4826 x the median of the residual norms ``e`` (N, K) over points with ``w > 0``,
-    at least :data:`MIN_SCALE` (face radii)."""
-    masked = np.where(w > 0, e, np.nan)
+    at least :data:`MIN_SCALE` (face radii). (A sort per row: ``np.nanmedian`` takes a slow path for
+    rows with NaN.)"""
+    used = w > 0
+    k = used.sum(1)
+    s = np.sort(np.where(used, e, np.inf), axis=1)
+    lo = np.take_along_axis(s, np.maximum((k - 1) // 2, 0)[:, None], 1)[:, 0]
+    hi = np.take_along_axis(s, np.maximum(k // 2, 0)[:, None], 1)[:, 0]
     with np.errstate(all="ignore"):
-        med = np.nanmedian(masked, axis=1)
+        med = np.where(k > 0, (lo + hi) / 2, np.nan)
     return np.maximum(np.nan_to_num(1.4826 * med, nan=MIN_SCALE), MIN_SCALE)
 
 
 def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, iterations: int,
-               huber: float | None):
+               huber: float | None, init_q: np.ndarray | None = None):
     """Gauss-Newton + IRLS for one chunk, on weighted moments (no per-point Jacobian is formed).
 
     x: (N, K, 2) normalised image points, y up; w: (N, K) prior weights; X: (K, 3) model points;
@@ -403,13 +409,17 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
     (``Y`` the centred model, ``m`` the centred mode masks), ``J^T W J`` and ``J^T W r`` follow from the
     weighted moments ``sum w Y Y^T``, ``sum w Y m^T``, ``sum w m m^T``, ``sum w Y z^T``, ``sum w m z^T``,
     which come from a few (N, K) x (K, F) products per iteration.
-    The first two iterations are plain least squares; then Huber weights with a robust residual scale
-    re-estimated at iterations 2 and 4. Returns Q (N, 3, 3) = R^T and the mode coefficients (N, G).
+    The first two iterations are plain least squares (one for a refit); then Huber weights with a robust
+    residual scale estimated then and two iterations later. ``init_q``: start from these rotations (a
+    refit) instead of the affine camera's. Returns Q (N, 3, 3) = R^T and the mode coefficients (N, G).
     """
     n, k = w.shape
     g = len(masks)
     d_par = 4 + g
     q, s = _affine_init(x, X, w)
+    first_robust = 2  # plain least squares before this iteration
+    if init_q is not None:  # a refit starts near the answer: robust from its second step
+        q, first_robust = init_q, 1
     c = np.zeros((n, g))
     diag = np.arange(d_par)
     scale = None
@@ -423,7 +433,7 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
     w = w.astype(f32)
     ww = w
     for it in range(iterations):
-        if huber is not None and it >= 2:
+        if huber is not None and it >= first_robust:
             delta = c.astype(f32) @ masks32  # (N, K) model y shift
             sq = (s[:, None, None] * q[:, :2]).astype(f32)  # (N, 2, 3)
             r0 = u_img - (sq[:, 0] @ xs32 + sq[:, 0, 1:2] * delta)
@@ -432,7 +442,7 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
             r0 -= (ww * r0).sum(1, keepdims=True) / wsum
             r1 -= (ww * r1).sum(1, keepdims=True) / wsum
             e = np.sqrt(r0 * r0 + r1 * r1) / np.maximum(np.abs(s), 1e-12).astype(f32)[:, None]
-            if scale is None or it == 4:
+            if scale is None or it == first_robust + 2:
                 scale = _robust_scale(e, w)[:, None].astype(f32)
             ww = w * np.minimum(f32(1.0), f32(huber) * scale / np.maximum(e, f32(1e-12)))
         a = (ww @ feats).astype(np.float64)
@@ -572,30 +582,40 @@ def estimate_pose(
             again, facing = again[hidden], facing[hidden]
             w2 = np.zeros((n, 98))
             w2[again] = np.broadcast_to(pw, (n, 98))[again] * np.where(facing, 1.0, ow[again, None])
-            _fit_all(pts, use, w2[:, cols], again, cols, model_pts, model_masks, iterations, huber, out, rot)
+            _fit_all(pts, use, w2[:, cols], again, cols, model_pts, model_masks, min(iterations, REFIT_ITERATIONS),
+                     huber, out, rot, warm=True)
     out = out.astype(np.float32)
     return (out, rot) if return_rotation else out
 
 
-def _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, huber, out, rot) -> None:
-    for start in range(0, len(idx), CHUNK):
-        sel = idx[start:start + CHUNK]
-        u = use[np.ix_(sel, cols)]
-        w = np.where(u, pw_cols if pw_cols.ndim == 1 else pw_cols[sel], 0.0)
-        x = np.where(u[..., None], pts[np.ix_(sel, cols)], 0.0)
-        x[..., 1] *= -1.0  # y up
-        # normalise each face: weighted centroid at the origin, unit RMS radius
-        wsum = w.sum(1)
-        centre = np.matmul(w[:, None, :], x)[:, 0] / wsum[:, None]
-        x -= centre[:, None, :]
-        x *= u[..., None]
-        radius = np.sqrt((w * (x * x).sum(-1)).sum(1) / wsum)
-        x /= np.maximum(radius, 1e-12)[:, None, None]
-        q, _ = _fit_chunk(x, w, model_pts, model_masks, iterations, huber)
-        r = q.transpose(0, 2, 1)
-        good = np.isfinite(r).all((1, 2)) & (radius > 0)
-        out[sel[good]] = euler_from_matrix(r[good])
-        rot[sel[good]] = r[good]
+def _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, huber, out, rot,
+             warm: bool = False) -> None:
+    """Fit the faces ``idx`` in chunks of :data:`CHUNK`, writing their rows of ``out`` and ``rot``.
+    ``warm``: start each face from its rotation in ``rot`` (a refit)."""
+    for a in range(0, len(idx), CHUNK):
+        _fit_rows(pts, use, pw_cols, idx[a:a + CHUNK], cols, model_pts, model_masks, iterations, huber, out, rot,
+                  warm)
+
+
+def _fit_rows(pts, use, pw_cols, sel, cols, model_pts, model_masks, iterations, huber, out, rot,
+              warm: bool = False) -> None:
+    u = use[np.ix_(sel, cols)]
+    w = np.where(u, pw_cols if pw_cols.ndim == 1 else pw_cols[sel], 0.0)
+    x = np.where(u[..., None], pts[np.ix_(sel, cols)], 0.0)
+    x[..., 1] *= -1.0  # y up
+    # normalise each face: weighted centroid at the origin, unit RMS radius
+    wsum = w.sum(1)
+    centre = np.matmul(w[:, None, :], x)[:, 0] / wsum[:, None]
+    x -= centre[:, None, :]
+    x *= u[..., None]
+    radius = np.sqrt((w * (x * x).sum(-1)).sum(1) / wsum)
+    x /= np.maximum(radius, 1e-12)[:, None, None]
+    init = rot[sel].transpose(0, 2, 1) if warm else None
+    q, _ = _fit_chunk(x, w, model_pts, model_masks, iterations, huber, init)
+    r = q.transpose(0, 2, 1)
+    good = np.isfinite(r).all((1, 2)) & (radius > 0)
+    out[sel[good]] = euler_from_matrix(r[good])
+    rot[sel[good]] = r[good]
 
 
 # --- the solvePnP baseline --------------------------------------------------------------------------------
