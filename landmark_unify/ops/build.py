@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import manifest as mf
 from ..core.eyes import source_eye_columns
@@ -40,7 +39,7 @@ from ..readers import (
     read_unit,
     source_notes,
 )
-from ..report.summary import SUMMARY_COLUMNS, summary_text
+from ..report.summary import merge_stats, summary_text, table_stats
 from .merge import parse_weights
 from .runner import UnitResult, run_units, wants_file
 
@@ -338,15 +337,6 @@ def duplicate_record(on_error: str, source: str, sample_id: str, file: str, line
     return rec
 
 
-def faces_per_source(table: pa.Table, sources: Sequence[Source]) -> dict[str, int]:
-    """Rows per source label of ``table`` (a table with a ``source`` column), every source listed."""
-    counts = {}
-    if table.num_rows:
-        vc = pc.value_counts(table.column("source"))
-        counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
-    return {s.label: int(counts.get(s.label, 0)) for s in sources}
-
-
 def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[str, float] | None,
                 allow_outside_root: bool, index: int, unit: Unit) -> UnitResult:
     """One unit of a build: its rows (weights applied), skipped records and sample_id keys."""
@@ -418,16 +408,17 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     run = run_units(task, units, out, metadata, engine=engine, workers=workers, scheduler=scheduler,
                     single_file=single_file, describe=lambda i: units[i].describe(),
                     on_duplicate=partial(_duplicates, on_error), dataset_files=dataset_files,
-                    progress=progress, engine_options=engine_options)
+                    progress=progress, unit_stats=table_stats, engine_options=engine_options)
     if wants_file(out):
         side = write_skipped(run.skipped, out)
     else:
         side = Path(run.output) / "_skipped.jsonl" if run.skipped else None
-    table = mf.read_columns(run.output, list(SUMMARY_COLUMNS))
-    report = BuildReport(Path(run.output), run.rows, faces_per_source(table, srcs), run.skipped, side, run.metadata,
+    stats = merge_stats(run.stats)  # counted as the units were written: the output is not read back
+    per_source = {s.label: int(stats["sources"].get(s.label, {}).get("faces", 0)) for s in srcs}
+    report = BuildReport(Path(run.output), run.rows, per_source, run.skipped, side, run.metadata,
                          units=len(units), extra={"run": run})
     # the summary prints the metadata's reader_notes and by_design, so inspect shows the same text
-    report.summary = summary_text(table, run.metadata, run.skipped, title=str(run.output), sidecar=side)
+    report.summary = summary_text(stats, run.metadata, run.skipped, title=str(run.output), sidecar=side)
     if run.engine != "local":
         report.summary += "\n" + run.summary()
     return report

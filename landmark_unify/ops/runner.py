@@ -44,6 +44,7 @@ class UnitResult:
     skipped: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # numbers, summed over the units
     ids: np.ndarray | None = None  # uint64 sample_id keys in row order, where the run checks duplicates
+    stats: object = None  # unit_stats of the rows written, where the run asks for them
     seconds: dict = field(default_factory=dict)
     index: int = 0
     rows: int = 0
@@ -75,6 +76,7 @@ class RunResult:
     worker_peak_rss: dict
     extra: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    stats: list = field(default_factory=list)  # unit_stats of every unit, in unit order
 
     def summary(self) -> str:
         busy = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
@@ -170,6 +172,12 @@ def check_rows(table: pa.Table, where: str) -> pa.Table:
     return table
 
 
+def _task_with_stats(task: Callable, unit_stats: Callable, index: int, unit) -> UnitResult:
+    res = task(index, unit)
+    res.stats = unit_stats(res.table)
+    return res
+
+
 def _staged_task(task: Callable, staging: str, part_meta: Mapping, index: int, unit, describe=None) -> UnitResult:
     """On a worker: run the unit and write its rows as parts of the staged dataset."""
     res = task(index, unit)
@@ -188,6 +196,7 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
               on_duplicate: Callable[[pa.Table, np.ndarray], list[dict]] | None = None,
               dataset_files: Callable[[RunState, list], Mapping[str, list]] | None = None,
               progress: bool = True, total_rows: int | None = None,
+              unit_stats: Callable[[pa.Table], object] | None = None,
               engine_options: Mapping | None = None) -> RunResult:
     """Run ``task(index, unit) -> UnitResult`` for every unit on an engine and commit the output.
 
@@ -197,11 +206,15 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
     ``on_duplicate(table, rows)`` returns the skipped records of those rows of a unit's table (or raises),
     and the rows are dropped; the records follow every unit's own skipped records. dataset_files:
     ``dataset_files(state, skipped) -> {name: records}``, JSONL files committed inside a dataset output.
-    single_file: with a dataset output, also write the single-file form there. On any failure nothing is
-    left at ``output``.
+    single_file: with a dataset output, also write the single-file form there. unit_stats: a picklable
+    ``unit_stats(table)`` of each unit's rows as written (computed where the unit runs; again on the driver
+    for a unit that lost duplicate rows), returned in ``RunResult.stats``: what a summary needs, without
+    reading the output back. On any failure nothing is left at ``output``.
     """
     from tqdm import tqdm
 
+    if unit_stats is not None:
+        task = partial(_task_with_stats, task, unit_stats)
     t_start = time.perf_counter()
     output = Path(output)
     want_file = wants_file(output)
@@ -225,7 +238,10 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
         keep = np.ones(table.num_rows, bool)
         keep[rows] = False
         res.ids = res.ids[keep]
-        return mf.take_rows(table, keep)
+        kept = mf.take_rows(table, keep)
+        if unit_stats is not None:
+            res.stats = unit_stats(kept)
+        return kept
 
     bar = tqdm(total=total_rows, desc=output.name, unit=" faces", unit_scale=True, disable=not progress, leave=False)
     with _terminate_as_exception():
@@ -300,7 +316,7 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
     skipped = [s for r in results for s in r.skipped] + dup_records
     return RunResult(output=final, rows=sum(r.rows for r in results), units=len(units), parts=n_parts,
                      skipped=skipped, engine=eng_name, workers=n_workers, seconds=seconds, worker_peak_rss=rss,
-                     extra=dict(state.sums), metadata=final_meta)
+                     extra=dict(state.sums), metadata=final_meta, stats=[r.stats for r in results])
 
 
 def _ids(res: UnitResult) -> np.ndarray:

@@ -16,9 +16,6 @@ from .. import manifest as mf
 from ..core.layouts import CANONICAL, get_layout
 from ..errors import describe_location
 
-#: the columns the summary reads (a build reads only these back from its output)
-SUMMARY_COLUMNS = ("source", "split", "valid", "source_schema", "bbox_source", "pose_source", "yaw", "eye_state",
-                   "ear_formula", "weight", *mf.ATTRIBUTE_COLUMNS)
 #: yaw bins of the summary (degrees): frontal within 15, then 15-30, 30-60, beyond 60, each side
 YAW_EDGES = (-60.0, -30.0, -15.0, 15.0, 30.0, 60.0)
 YAW_LABELS = ("<-60", "-60..-30", "-30..-15", "-15..15", "15..30", "30..60", ">=60", "unknown")
@@ -75,15 +72,12 @@ def _yaw_bins(table: pa.Table) -> dict[str, dict[str, int]]:
     return out
 
 
-def _per_source(counts: dict[tuple, int], s: str, *, drop_null: bool = False) -> dict:
-    items = [(k[1], n) for k, n in counts.items() if k[0] == s and not (drop_null and k[1] is None)]
-    return dict(sorted(items, key=lambda kv: (kv[0] is None, str(kv[0]))))
-
-
-def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
-    """Counts behind the summary, per source: faces, splits, schemas, box and pose provenance, yaw bins, eye
-    state and EAR formula, attribute flags (true / known), weights, coverage. Sections whose columns
-    ``table`` lacks are left out.
+def table_stats(table: pa.Table) -> dict:
+    """The additive counts behind the summary, per source: faces, splits, schemas, box and pose provenance,
+    yaw bins, eye state and EAR formula, attribute flags (true / known), weights, valid points per
+    canonical point. Sections whose columns ``table`` lacks are left out. Counts of pieces of a manifest
+    add up with :func:`merge_stats` to the counts of the whole (a build counts each unit as it is written
+    instead of reading its output back).
 
     Computed with Arrow group-bys and chunk by chunk, so memory stays small next to the table itself.
     """
@@ -92,6 +86,9 @@ def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
 
     def counts(col):
         return _counts(table, ["source", col]) if col in has else {}
+
+    def per(c: dict, s: str) -> dict:
+        return {k[1]: n for k, n in c.items() if k[0] == s}
 
     splits, schemas, boxes = counts("split"), counts("source_schema"), counts("bbox_source")
     poses, eyes, formulas = counts("pose_source"), counts("eye_state"), counts("ear_formula")
@@ -103,33 +100,106 @@ def summary_dict(table: pa.Table, skipped: Sequence[dict] = ()) -> dict:
             [("weight", "min"), ("weight", "max"), ("weight", "sum")])
         for s, lo, hi, tot in zip(*(g.column(c).to_pylist() for c in ("source", "weight_min", "weight_max", "weight_sum"))):
             weights[s] = {"min": float(lo), "max": float(hi), "sum": float(tot)}
-    per = {}
+    sources = {}
     for s in faces:
         info = {
             "faces": faces[s],
-            "splits": _per_source(splits, s),
-            "schemas": _per_source(schemas, s),
+            "splits": per(splits, s),
+            "schemas": per(schemas, s),
             "bbox_given": boxes.get((s, "given"), 0),
-            "pose": _per_source(poses, s, drop_null=True),
-            "eye_states": {k if k is not None else "unknown": n for k, n in _per_source(eyes, s).items()},
-            "ear_formulas": {k if k is not None else "none": n for k, n in _per_source(formulas, s).items()},
+            "pose": per(poses, s),
+            "eye_states": per(eyes, s),
+            "ear_formulas": per(formulas, s),
             "yaw_bins": yaw.get(s, {}),
             "attributes": {c[5:]: {"true": v.get((s, True), 0), "known": v.get((s, True), 0) + v.get((s, False), 0)}
                            for c, v in attrs.items()},
-            "coverage": _group_coverage(sums[s], faces[s]),
+            "valid_sums": np.asarray(sums[s], dtype=np.int64),
         }
         if s in weights:
             info["weight"] = weights[s]
-        per[s] = info
-    total = sum(sums.values()) if sums else 0
+        sources[s] = info
+    return {"faces": table.num_rows, "sources": sources}
+
+
+def merge_stats(parts: Sequence[dict]) -> dict:
+    """:func:`table_stats` of a whole from those of its pieces, in row order (sources in order of first
+    appearance, as for the whole)."""
+    out: dict = {"faces": 0, "sources": {}}
+    for part in parts:
+        out["faces"] += part["faces"]
+        for s, info in part["sources"].items():
+            acc = out["sources"].get(s)
+            if acc is None:
+                out["sources"][s] = _copy_stats(info)
+                continue
+            for key, value in info.items():
+                if key == "weight":
+                    w = acc.get("weight")
+                    acc["weight"] = dict(value) if w is None else {
+                        "min": min(w["min"], value["min"]), "max": max(w["max"], value["max"]),
+                        "sum": w["sum"] + value["sum"]}
+                elif key == "attributes":
+                    for name, tk in value.items():
+                        cur = acc[key].setdefault(name, {"true": 0, "known": 0})
+                        cur["true"] += tk["true"]
+                        cur["known"] += tk["known"]
+                elif isinstance(value, dict):
+                    for k, n in value.items():
+                        acc[key][k] = acc[key].get(k, 0) + n
+                else:
+                    acc[key] = acc[key] + value
+    return out
+
+
+def _copy_stats(info: dict) -> dict:
+    out = {}
+    for key, value in info.items():
+        if key == "attributes":
+            out[key] = {name: dict(tk) for name, tk in value.items()}
+        elif isinstance(value, dict):
+            out[key] = dict(value)
+        elif isinstance(value, np.ndarray):
+            out[key] = value.copy()
+        else:
+            out[key] = value
+    return out
+
+
+def _sorted(counts: dict, *, drop_null: bool = False) -> dict:
+    items = [(k, n) for k, n in counts.items() if not (drop_null and k is None)]
+    return dict(sorted(items, key=lambda kv: (kv[0] is None, str(kv[0]))))
+
+
+def summary_dict(table: pa.Table | dict, skipped: Sequence[dict] = ()) -> dict:
+    """Counts behind the summary of a manifest table (or of its :func:`table_stats`), per source, with
+    coverage per group and the skipped records grouped by reason."""
+    stats = table if isinstance(table, dict) else table_stats(table)
+    per = {}
+    for s, info in stats["sources"].items():
+        out = {
+            "faces": info["faces"],
+            "splits": _sorted(info["splits"]),
+            "schemas": _sorted(info["schemas"]),
+            "bbox_given": info["bbox_given"],
+            "pose": _sorted(info["pose"], drop_null=True),
+            "eye_states": {k if k is not None else "unknown": n for k, n in _sorted(info["eye_states"]).items()},
+            "ear_formulas": {k if k is not None else "none": n for k, n in _sorted(info["ear_formulas"]).items()},
+            "yaw_bins": info["yaw_bins"],
+            "attributes": info["attributes"],
+            "coverage": _group_coverage(info["valid_sums"], info["faces"]),
+        }
+        if "weight" in info:
+            out["weight"] = info["weight"]
+        per[s] = out
+    total = sum((info["valid_sums"] for info in stats["sources"].values()), np.zeros(mf.NUM_POINTS, np.int64))
     by_reason: dict[str, list] = {}
     for r in skipped:
         by_reason.setdefault(_reason_class(r), []).append(r)
     ordered = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))  # most frequent first, stable
     return {
-        "faces": table.num_rows,
+        "faces": stats["faces"],
         "sources": per,
-        "coverage": _group_coverage(total, table.num_rows),
+        "coverage": _group_coverage(total, stats["faces"]),
         "skipped": len(skipped),
         "skipped_by_reason": {k: len(v) for k, v in ordered},
         "skipped_examples": {k: [f"{_where(r)}: {r.get('reason')}" for r in v[:SKIPPED_EXAMPLES]] for k, v in ordered},
@@ -159,11 +229,12 @@ def _table_lines(header: Sequence[str], rows: Sequence[Sequence], first: int, te
     return [fmt(header)] + [fmt(r) for r in rows]
 
 
-def summary_text(table: pa.Table, meta: Mapping | None = None, skipped: Sequence[dict] = (), *,
+def summary_text(table: pa.Table | dict, meta: Mapping | None = None, skipped: Sequence[dict] = (), *,
                  title: str | None = None, sidecar: str | Path | None = None) -> str:
-    """The human-readable summary: faces per source and split, eye state, attributes, pose and yaw, weights,
-    coverage per group, and the skipped records grouped by reason with at most :data:`SKIPPED_EXAMPLES`
-    examples each (``sidecar``: the file with the full list, named in the text)."""
+    """The human-readable summary of a manifest table (or of its :func:`table_stats`): faces per source and
+    split, eye state, attributes, pose and yaw, weights, coverage per group, and the skipped records grouped
+    by reason with at most :data:`SKIPPED_EXAMPLES` examples each (``sidecar``: the file with the full list,
+    named in the text)."""
     d = summary_dict(table, skipped)
     groups = list(get_layout(CANONICAL).present_groups)
     lines = [f"manifest {title or ''}: {d['faces']} faces"
