@@ -1,54 +1,74 @@
-"""build-manifest on a large annotation-only input against pandas parsing the same text, with peak memory.
+"""build-manifest on a large annotation-only input against pandas parsing the same text, with peak memory,
+CPU use, and relabel-pose streaming over the result.
 
 The input is the real WFLW test faces of ``../shared/data/WFLW`` (1966 faces from the six attribute lists)
 written as rect_attr lines (196 coordinates, the landmarks' box, the six flags, the image path) and
 repeated into ``WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt`` in a
-temporary folder, to each size asked for. For each size, in fresh subprocesses:
+temporary folder, to each size asked for. For each size, in fresh subprocesses, one after the other:
 
-* ``pandas``: ``pandas.read_csv(path, sep=" ", header=None)`` (C parser): parse only, nothing else;
+* ``pandas``: ``pandas.read_csv(path, sep=" ", header=None)`` (C parser): parse only, nothing else. When
+  the whole frame would not fit in memory (pandas needs about 5.5 GB a million faces here), the same parser
+  reads the file in chunks of 100k rows that are dropped as they come (marked ``chunked``);
 * ``build``: ``landmark_unify.build_manifest`` on the folder (parse, check, map, sample ids, eye columns,
-  write the Parquet manifest), progress bar off.
+  duplicate check, write the Parquet manifest; local engine, progress bar off);
+* ``relabel``: ``relabel_pose`` over the build's output (sizes up to ``--relabel-max``), streamed the same way.
 
-Each subprocess reports its wall time and peak RSS (``resource.getrusage(...).ru_maxrss``). The build's
-output size in memory (the Arrow table's ``nbytes``) is printed beside it: peak RSS minus the output is
-what the build needs beyond its result, and should not grow with the input.
+Each reports wall time, peak RSS (``ru_maxrss``) and CPU time (user + system, all threads), printed as the
+share of the machine's cores kept busy. Peak memory of the build should stay flat across sizes: it holds a
+few units and two row groups, never the output.
 
-Run: ``python benchmarks/bench_build_manifest.py [N ...]`` (default 250000 1000000; the 1M input is about
-2.3 GB of text).
+Run: ``python benchmarks/bench_build_manifest.py [N ...] [--relabel-max N]`` (default sizes 250000 1000000;
+the 1M input is about 2.2 GB of text, 4M about 9 GB).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("LANDMARK_UNIFY_SHARED", REPO.parent / "shared")) / "data"
 RECT = "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt"
+#: faces per million that pandas needs in memory for this input (measured: 5.5 GB at 1M)
+PANDAS_BYTES_PER_FACE = 5.6e3
 
-PANDAS = """
-import json, resource, sys, time
-import pandas as pd
-t = time.perf_counter()
-df = pd.read_csv(sys.argv[1], sep=" ", header=None)
-dt = time.perf_counter() - t
-print(json.dumps({"seconds": dt, "rows": len(df), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+_MEASURE = """
+import json, os, resource, sys, time
+def report(rows, t0, c0, **extra):
+    c1 = os.times()
+    print(json.dumps({"seconds": time.perf_counter() - t0, "rows": rows, "cpu": c1.user - c0.user + c1.system - c0.system,
+                      "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, **extra}))
 """
 
-BUILD = """
-import json, resource, sys, time
+PANDAS = _MEASURE + """
+import pandas as pd
+t0, c0 = time.perf_counter(), os.times()
+if sys.argv[2] == "whole":
+    rows = len(pd.read_csv(sys.argv[1], sep=" ", header=None))
+else:
+    rows = sum(len(c) for c in pd.read_csv(sys.argv[1], sep=" ", header=None, chunksize=100_000))
+report(rows, t0, c0)
+"""
+
+BUILD = _MEASURE + """
 sys.path.insert(0, sys.argv[3])
 from landmark_unify.ops.build import build_manifest
-t = time.perf_counter()
+t0, c0 = time.perf_counter(), os.times()
 r = build_manifest([f"wflw={sys.argv[1]}"], sys.argv[2], command="bench", progress=False)
-dt = time.perf_counter() - t
-print(json.dumps({"seconds": dt, "rows": r.num_faces, "units": r.units,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+report(r.num_faces, t0, c0, units=r.units)
+"""
+
+RELABEL = _MEASURE + """
+sys.path.insert(0, sys.argv[3])
+from landmark_unify.ops.relabel import relabel_pose
+t0, c0 = time.perf_counter(), os.times()
+run = relabel_pose(sys.argv[1], sys.argv[2], progress=False)
+report(run.rows, t0, c0, filled=run.extra.get("filled", 0))
 """
 
 BASE = """
@@ -98,34 +118,60 @@ def run(code: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    import pyarrow.parquet as pq
+def available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
 
-    sizes = [int(a) for a in sys.argv[1:]] or [250_000, 1_000_000]
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sizes", nargs="*", type=int, default=[250_000, 1_000_000])
+    ap.add_argument("--relabel-max", type=int, default=1_000_000,
+                    help="relabel-pose the build's output for sizes up to this (default 1000000)")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
     lines = real_lines()
     base = run(BASE, str(REPO))["peak_rss"]
-    print(f"input: {len(lines)} real WFLW faces repeated; interpreter + libraries alone: {base / 2**20:.0f} MiB RSS")
+    print(f"input: {len(lines)} real WFLW faces repeated; {cores} cores; interpreter + libraries alone: "
+          f"{base / 2**20:.0f} MiB RSS")
+    mib = 2**20
     print(f"{'faces':>9} {'text MB':>8} {'pandas s':>9} {'build s':>8} {'ratio':>6} {'pandas MiB':>11} "
-          f"{'build MiB':>10} {'output MiB':>11} {'build-output-base MiB':>22}")
+          f"{'build MiB':>10} {'cpu build':>10} {'cpu pandas':>11} {'out MiB':>8} {'relabel s':>10} "
+          f"{'faces/s':>8} {'relabel MiB':>12}")
     with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
-        for n in sizes:
+        for n in args.sizes:
             root = Path(tmp) / f"WFLW_{n}"
             path = write_input(root, lines, n)
+            text_mb = path.stat().st_size / 1e6
             out = Path(tmp) / f"out_{n}.parquet"
-            path.read_bytes() if path.stat().st_size < 2**30 else None  # warm the page cache a little
-            p = run(PANDAS, str(path))
-            t0 = time.perf_counter()
+            mode = "whole" if n * PANDAS_BYTES_PER_FACE < 0.8 * available_memory() else "chunked"
+            p = run(PANDAS, str(path), mode)
             b = run(BUILD, str(root), str(out), str(REPO))
-            _ = time.perf_counter() - t0
             assert p["rows"] == n and b["rows"] == n, (p, b)
-            nbytes = pq.read_table(out).nbytes
-            extra = b["peak_rss"] - nbytes - base
-            print(f"{n:>9} {path.stat().st_size / 1e6:>8.0f} {p['seconds']:>9.1f} {b['seconds']:>8.1f} "
-                  f"{b['seconds'] / p['seconds']:>5.2f}x {p['peak_rss'] / 2**20:>11.0f} {b['peak_rss'] / 2**20:>10.0f} "
-                  f"{nbytes / 2**20:>11.0f} {extra / 2**20:>22.0f}")
-            out.unlink()
+            size_out = out.stat().st_size
             path.unlink()
-    print("targets: build within 3x of the pandas parse; build - output - base roughly constant across sizes")
+            r = None
+            if n <= args.relabel_max:
+                r = run(RELABEL, str(out), str(Path(tmp) / f"posed_{n}.parquet"), str(REPO))
+                (Path(tmp) / f"posed_{n}.parquet").unlink()
+            out.unlink()
+            relabel = (f"{r['seconds']:>10.1f} {r['rows'] / r['seconds']:>8.0f} {r['peak_rss'] / mib:>12.0f}" if r
+                       else f"{'-':>10} {'-':>8} {'-':>12}")
+            print(f"{n:>9} {text_mb:>8.0f} "
+                  f"{p['seconds']:>9.1f} {b['seconds']:>8.1f} {b['seconds'] / p['seconds']:>5.2f}x "
+                  f"{p['peak_rss'] / mib:>11.0f}{'*' if mode == 'chunked' else ' '}{b['peak_rss'] / mib:>9.0f} "
+                  f"{b['cpu'] / b['seconds'] / cores:>9.0%} {p['cpu'] / p['seconds'] / cores:>10.0%} "
+                  f"{size_out / mib:>8.0f} {relabel}", flush=True)
+    print("* pandas read the file in chunks of 100k rows: the whole frame would not fit in memory")
+    print(f"cpu: CPU time (user + system, all threads) / (wall time x {cores} cores)")
+    print("targets: build at most 1.0x the pandas parse (bar 1.5x) at 1M; build and relabel peak memory flat "
+          "across sizes")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from ..readers import (
     FaceBatch,
     Source,
     Unit,
-    inside_root,
+    outside_root,
     parse_source,
     plan_source,
     read_unit,
@@ -165,13 +165,12 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
         sink(ParseError(w["path"], f"no valid landmarks under policy {policy!r} (schema {b.schema})",
                         line=w["line"], key=w["key"], field="landmarks"))
     if not allow_outside_root:
-        for i in np.flatnonzero(keep):
-            if not inside_root(b.image_path[i]):
-                w = _where(unit, b, i)
-                sink(ParseError(w["path"], f"image path {b.image_path[i]!r} leaves the source root {unit.root} "
-                                           "(pass --allow-outside-root to accept it)",
-                                line=w["line"], key=w["key"], field="image_path"))
-                keep[i] = False
+        for i in np.flatnonzero(keep & outside_root(b.image_path)):
+            w = _where(unit, b, i)
+            sink(ParseError(w["path"], f"image path {b.image_path[i]!r} leaves the source root {unit.root} "
+                                       "(pass --allow-outside-root to accept it)",
+                            line=w["line"], key=w["key"], field="image_path"))
+            keep[i] = False
     size = b.image_size.copy()
     if check_images:
         cache: dict[str, tuple[int, int] | ParseError] = {}
@@ -203,13 +202,17 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
         if idx.size == 0:
             return mf.SCHEMA.empty_table()
     attrs = b.attributes[idx]
-    split = [b.split[i] for i in idx]
-    ident = [b.identity[i] for i in idx]
+    rows = idx.tolist()
+
+    def take(seq):  # the batch's own list when every face is kept (the usual case)
+        return seq if idx.size == len(b) else [seq[i] for i in rows]
+
+    split = take(b.split)
     cols = {
-        "sample_id": sample_ids(unit.source, split, ident),
+        "sample_id": sample_ids(unit.source, split, take(b.identity)),
         "source": [unit.source] * idx.size,
         "split": split,
-        "image_path": [b.image_path[i] for i in idx],
+        "image_path": take(b.image_path),
         "landmarks": pts98,
         "valid": valid98,
         "bbox": bbox,
@@ -219,9 +222,9 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
         "roll": _masked(pose[:, 2], pa.float32()),
         "pose_source": pa.array(np.where(pose_known, "dataset", None).tolist(), type=pa.string()),
         "source_schema": [b.schema] * idx.size,
-        "origin_file": [b.origin_file[i] for i in idx],
-        "origin_line": pa.array([b.origin_line[i] for i in idx], type=pa.int32()),
-        "origin_key": pa.array([b.origin_key[i] for i in idx], type=pa.string()),
+        "origin_file": take(b.origin_file),
+        "origin_line": pa.array(take(b.origin_line), type=pa.int32()),
+        "origin_key": pa.array(take(b.origin_key), type=pa.string()),
         "image_width": _masked(size[idx, 0], pa.int32()),
         "image_height": _masked(size[idx, 1], pa.int32()),
     }
@@ -270,7 +273,7 @@ def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
     for s, k in zip(split, identity):
         prefix = prefix_of.get(s)
         if prefix is None:
-            prefix = prefix_of[s] = hashlib.sha1(f"{source}\x00{s}\x00".encode("utf-8"))
+            prefix = prefix_of[s] = hashlib.sha1(f"{source}\x00{s}\x00".encode())
         h = prefix.copy()
         h.update(k.encode("utf-8"))
         out.append(h.digest()[:8].hex())

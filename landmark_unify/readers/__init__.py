@@ -28,11 +28,21 @@ from pathlib import Path
 from ..core.maps import schema_layout
 from ..errors import LandmarkUnifyError, ParseError
 from . import coco, hrnet, ibug, lapa, mat, wflw
-from ._base import FLOAT32_MAX, ErrorSink, FaceBatch, FaceRecord, Unit, batches_from_records, check_box, inside_root
+from ._base import (
+    FLOAT32_MAX,
+    ErrorSink,
+    FaceBatch,
+    FaceRecord,
+    Unit,
+    batches_from_records,
+    check_box,
+    inside_root,
+    outside_root,
+)
 
 __all__ = [
     "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
-    "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "check_box", "FLOAT32_MAX",
+    "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "outside_root", "check_box", "FLOAT32_MAX",
 ]
 
 

@@ -268,6 +268,25 @@ def inside_root(rel_path: str) -> bool:
     return norm != ".." and not norm.startswith("../")
 
 
+def outside_root(rel_paths: Sequence[str]) -> np.ndarray:
+    """``(N,)`` bool: the paths that leave their source root (not :func:`inside_root`). Only the paths a
+    cheap vectorised test cannot clear (empty, absolute, a drive letter, a ``..`` or a backslash) are
+    checked one by one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(rel_paths)
+    if n == 0:
+        return np.zeros(0, bool)
+    arr = pa.array(rel_paths, type=pa.string())
+    suspect = pc.or_(pc.or_(pc.match_substring(arr, ".."), pc.match_substring(arr, "\\")),
+                     pc.or_(pc.match_substring_regex(arr, "^(/|.:)"), pc.equal(pc.utf8_length(arr), 0)))
+    out = np.zeros(n, bool)
+    for i in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
+        out[i] = not inside_root(rel_paths[i])
+    return out
+
+
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:
     """Files under ``root`` matching the glob ``pattern``, sorted by relative path; folders named in
     ``exclude_dirs`` are left out. A folder on the way that cannot be listed, or a match that is not a

@@ -20,6 +20,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from ..errors import ParseError
 from ._base import FLOAT32_MAX, ErrorSink, FaceBatch, Unit, parse_float, rel
@@ -114,17 +115,19 @@ def _field_name(j: int, has_rect: bool) -> str:
     return "image_path"
 
 
-def parse_chunk(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink,
-                lines: int | None = None):
+def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSink, lines: int | None = None):
     """Parse list lines. Returns ``(numbers (N, F) float64, names list[str], lines (N,) int64)`` where F
     is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk;
-    when anything about the chunk is off, every line is parsed and checked on its own. ``lines``: the
-    number of lines in ``data`` when known (else counted)."""
+    when anything about the chunk is off, every line is parsed and checked on its own. ``data``: bytes, or
+    a ``pyarrow.Buffer`` (read straight into Arrow memory, no copy); ``lines``: the number of lines in
+    ``data`` when known (else counted)."""
     nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
     fast = _parse_fast(data, nfields, has_rect, lines)
     if fast is not None:
         nums, names = fast
         return nums, names, np.arange(first_line, first_line + len(names), dtype=np.int64)
+    if not isinstance(data, bytes):
+        data = data.to_pybytes()
     return _parse_lines(data, path, first_line, has_rect, sink)
 
 
@@ -132,7 +135,7 @@ def _count_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
 
 
-def _parse_fast(data: bytes, nfields: int, has_rect: bool, lines: int | None = None):
+def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None):
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -144,8 +147,11 @@ def _parse_fast(data: bytes, nfields: int, has_rect: bool, lines: int | None = N
     # release its last reference to them on a worker thread after read_csv returned; if the interpreter is
     # exiting then (a CLI run stopping at the first bad line), taking the GIL there aborts the process
     # ("terminate called without an active exception").
-    buf = pa.allocate_buffer(len(data))
-    np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+    if isinstance(data, pa.Buffer):
+        buf = data
+    else:
+        buf = pa.allocate_buffer(len(data))
+        np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
     try:
         table = pacsv.read_csv(
             pa.BufferReader(buf),
@@ -157,7 +163,9 @@ def _parse_fast(data: bytes, nfields: int, has_rect: bool, lines: int | None = N
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
-    if table.num_rows != (_count_lines(data) if lines is None else lines) or table.num_rows == 0:
+    if lines is None:
+        lines = _count_lines(data if isinstance(data, bytes) else data.to_pybytes())
+    if table.num_rows != lines or table.num_rows == 0:
         return None
     nums = np.empty((table.num_rows, nfields - 1), dtype=np.float64)
     for j in range(nfields - 1):
@@ -235,14 +243,14 @@ def _parse_lines(data: bytes, path: Path, first_line: int, has_rect: bool, sink:
 def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
     rel_file = unit.files[0]
     path = root / rel_file
-    try:
-        with open(path, "rb") as f:
+    try:  # straight into Arrow memory: the fast parser reads it without a copy
+        with pa.OSFile(str(path)) as f:
             f.seek(unit.start)
-            data = f.read(unit.end - unit.start)
+            data = f.read_buffer(unit.end - unit.start)
     except OSError as exc:
-        sink(ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file"))
+        sink(ParseError(path, f"cannot read file: {getattr(exc, 'strerror', None) or exc}", field="file"))
         data = b""
-    nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink, unit.lines if data else None)
+    nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink, unit.lines if len(data) else None)
     split = "train" if rel_file.endswith("_train.txt") else "test" if rel_file.endswith("_test.txt") else Path(rel_file).stem
     n = len(names)
     lines_list = lines.tolist()
