@@ -1,6 +1,6 @@
 """Head-pose accuracy on the AFLW2000-3D dev half from its hand-annotated 68 points, with 5-fold CV.
 
-    python benchmarks/pose_aflw2000_dev.py [--shared ../shared] [--scatter docs/images/pose_yaw_scatter.png]
+    python benchmarks/pose_aflw2000_dev.py [--shared ../shared] [--scatter docs/figures/images/pose_yaw_scatter.png]
 
 Input: ``data/AFLW2000-3D_dev/aflw2000_3d_dev.npz`` (1007 faces: ``pts68_2d_reannotated``, ``yaw_deg``) and the
 MediaPipe mesh (``data/face_mesh_canonical``) and ``data/mean3d_68`` for the baselines. The points go through

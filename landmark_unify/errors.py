@@ -21,7 +21,7 @@ class MappingError(LandmarkUnifyError):
 
 
 class ManifestError(LandmarkUnifyError):
-    """A manifest file does not follow the manifest spec (docs/manifest.md)."""
+    """A manifest file does not follow the manifest spec (docs/spec/manifest.md)."""
 
 
 def describe_location(path, line: int | None = None, key: str | None = None, field: str | None = None) -> str:

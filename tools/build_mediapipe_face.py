@@ -3,7 +3,7 @@
     python tools/build_mediapipe_face.py [--obj ../shared/data/face_mesh_canonical/canonical_face_model.obj]
 
 Writes ``landmark_unify/face_models/mediapipe_face98.npz`` (the 98 canonical points of the mesh, their surface
-normals and the fit's calibration) and ``docs/images/pose_mediapipe_correspondence.png`` (the mesh vertices chosen
+normals and the fit's calibration) and ``docs/figures/images/pose_mediapipe_correspondence.png`` (the mesh vertices chosen
 for each of the 98 points). The mesh is Apache-2.0 (``landmark_unify/face_models/LICENSE_mediapipe.txt``).
 
 The correspondence is chosen by anatomy, by point name (``CORRESPONDENCE``): image-left half only, the right half
@@ -12,7 +12,7 @@ the chin, 17 points per side at equal arc length (WFLW places its 33 contour poi
 each such point lies on an oval edge, between two vertices. Pupils have no vertex in the 468-point mesh.
 
 The calibration (``DEPTH_SCALE``, ``GROUP_WEIGHTS``, ``OCCLUDED_WEIGHT``) was chosen by 5-fold cross-validation
-on the AFLW2000-3D dev half (hand-annotated 68 points, ``benchmarks/pose_aflw2000_dev.py``; docs/pose.md).
+on the AFLW2000-3D dev half (hand-annotated 68 points, ``benchmarks/pose_aflw2000_dev.py``; docs/guides/pose.md).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ def add_pose_model_options(parser) -> None:
     parser.add_argument("--mean-shape", default=None,
                         help="3D face of the pose fit: a mean3d_68.npz (published Basel-Face-Model shapes), a 98-point "
                              "face .npz, or a (68, 3) .npy in the model frame; default: $LANDMARK_UNIFY_MEAN3D, else "
-                             "the face shipped with the package (MediaPipe's canonical mesh, calibrated; docs/pose.md)")
+                             "the face shipped with the package (MediaPipe's canonical mesh, calibrated; docs/guides/pose.md)")
     parser.add_argument("--shape-key", default=None, choices=[SHIPPED_SHAPE_KEY, *sorted(SHAPE_AXES)],
                         help=f"which shape: {SHIPPED_SHAPE_KEY!r} is the shipped face; the others are shapes of a "
                              f"mean3d_68.npz (default {DEFAULT_SHAPE_KEY} when --mean-shape names one; without "

@@ -6,7 +6,7 @@ EAR of one eye over WFLW's eight eye points (FACTS section 5)::
     EAR = (|p69 - p75| + |p70 - p74| + |p71 - p73|) / (3 |p68 - p72|)     image-right eye
 
 It is scale and rotation invariant. The default closed-eye threshold (:data:`CLOSED_THRESHOLD`) is
-justified by the distribution measured on the real faces, see ``docs/curation.md``.
+justified by the distribution measured on the real faces, see ``docs/guides/curation.md``.
 
 Where the canonical points cannot carry the EAR (68-point sources: the canonical layout has three points
 per lid, iBUG two), it is computed in the source layout (:func:`source_eye_columns`) with the formula that
@@ -31,7 +31,7 @@ EYE_CORNERS = np.array([[60, 64], [68, 72]], dtype=np.intp)
 EYE_LID_PAIRS = np.array([[[61, 67], [62, 66], [63, 65]], [[69, 75], [70, 74], [71, 73]]], dtype=np.intp)
 EYE_POINTS = np.array([list(range(60, 68)), list(range(68, 76))], dtype=np.intp)
 
-#: An eye is closed when its EAR is at or below this value (see docs/curation.md for the measurement).
+#: An eye is closed when its EAR is at or below this value (see docs/guides/curation.md for the measurement).
 CLOSED_THRESHOLD = 0.10
 EYE_STATES = ("open", "one_closed", "both_closed", "unknown")
 MINE_MODES = ("either", "both")
@@ -40,7 +40,7 @@ MINE_MODES = ("either", "both")
 EAR_FORMULAS = ("wflw8", "ibug6")
 _LID_PAIRS = {3: "wflw8", 2: "ibug6"}
 #: the 6-point EAR over the 8-point EAR of the same eyes: least-squares slope on the 1966 shared WFLW faces
-#: (3932 eyes, the iBUG points taken from WFLW's by the project's 98 -> 68 map; docs/curation.md)
+#: (3932 eyes, the iBUG points taken from WFLW's by the project's 98 -> 68 map; docs/guides/curation.md)
 IBUG6_SCALE = 1.045
 
 

@@ -1,6 +1,6 @@
 """Head pose from 2D landmarks: a batched, weighted, robust fit of a mean 3D face.
 
-Convention (the 300W-LP / AFLW2000-3D ``Pose_Para`` one, see ``docs/pose.md``)
+Convention (the 300W-LP / AFLW2000-3D ``Pose_Para`` one, see ``docs/guides/pose.md``)
 ------------------------------------------------------------------------------
 Angles are ``(pitch, yaw, roll)`` in degrees, in that order. With ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``
 and a model frame with x to the image right, y up and z toward the camera, a model point ``X``
@@ -51,7 +51,7 @@ MODE_SIGMA = 0.1  # prior sigma of a mode coefficient, in face radii
 NOISE_SIGMA = 0.03  # landmark noise the prior is weighed against, in face radii
 HUBER = 1.345  # Huber threshold, in robust residual scales (MAD) of the face
 MIN_SCALE = 0.01  # lower bound of that scale, in face radii
-ITERATIONS = 4  # Gauss-Newton steps (the dev-set accuracy is the same from 4 to 8, see docs/pose.md)
+ITERATIONS = 4  # Gauss-Newton steps (the dev-set accuracy is the same from 4 to 8, see docs/guides/pose.md)
 REFIT_ITERATIONS = 2  # steps of the occlusion refit, started from the first fit's rotation
 MIN_POINTS = 8
 CHUNK = 512
@@ -64,7 +64,7 @@ _chin[14:19] = True
 #: Prior weight per canonical point for a face whose contour is the visible outline (WFLW, LaPa, 300W,
 #: COFW / AFLW chin): the contour is not used except around the chin (points 14-18, weight 0.5). On a
 #: turned face the far side of a 2D outline is the cheek's silhouette, wider than the model's fixed 3D
-#: contour, and pulls yaw toward zero (by about a third on WFLW's turned faces, see docs/pose.md).
+#: contour, and pulls yaw toward zero (by about a third on WFLW's turned faces, see docs/guides/pose.md).
 #: 1 elsewhere. Points without a model point never take part.
 DEFAULT_POINT_WEIGHTS = np.where(_contour, np.where(_chin, 0.5, 0.0), 1.0)
 #: Prior weights for a face whose contour is the projection of the model's 3D contour points (300W-LP

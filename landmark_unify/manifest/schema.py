@@ -1,7 +1,7 @@
 """The manifest schema: one declared Arrow schema, its columns and metadata, and the conversions between
 Arrow tables, pandas frames and the ``(N, 98, 2)`` arrays of the core.
 
-The written spec is ``docs/manifest.md``; this module is its executable form.
+The written spec is ``docs/spec/manifest.md``; this module is its executable form.
 """
 from __future__ import annotations
 

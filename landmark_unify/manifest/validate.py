@@ -1,4 +1,4 @@
-"""Validation of manifests against the spec (``docs/manifest.md``)."""
+"""Validation of manifests against the spec (``docs/spec/manifest.md``)."""
 from __future__ import annotations
 
 import os

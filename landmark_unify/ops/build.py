@@ -230,7 +230,7 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
     }
     for j, name in enumerate(mf.ATTRIBUTE_COLUMNS):
         cols[name] = _masked(attrs[:, j], pa.bool_())
-    # EAR in the source layout: the canonical points cannot carry it for 68-point sources (docs/curation.md)
+    # EAR in the source layout: the canonical points cannot carry it for 68-point sources (docs/guides/curation.md)
     cols.update(source_eye_columns(b.points[idx], b.schema))
     return mf.table_from_columns(cols)
 

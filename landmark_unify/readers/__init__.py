@@ -16,7 +16,7 @@ hrnet-csv      *.csv of HRNet (1-based)                                 ibug68
 coco           *.json COCO keypoints, images beside                     by K
 ============== ======================================================== =====================
 
-``docs/readers.md`` describes each one.
+``docs/spec/readers.md`` describes each one.
 """
 from __future__ import annotations
 

@@ -258,7 +258,7 @@ def summary_text(table: pa.Table | dict, meta: Mapping | None = None, skipped: S
     if by_design:  # what the readers repaired or left out on purpose, counted (readers.ErrorSink.note)
         lines.append("by design, not errors: " + "; ".join(f"{v} {k}" for k, v in by_design.items()))
     if src and any(info["eye_states"] for info in src.values()):
-        lines.append("eye state (EAR formula: wflw8 = WFLW's 8 eye points, ibug6 = 6-point iBUG; docs/curation.md):")
+        lines.append("eye state (EAR formula: wflw8 = WFLW's 8 eye points, ibug6 = 6-point iBUG; docs/guides/curation.md):")
         states = ("open", "one_closed", "both_closed", "unknown")
         rows = [[s, *(info["eye_states"].get(k, 0) for k in states),
                  ", ".join(f"{k} {v}" for k, v in info["ear_formulas"].items()) or "-"] for s, info in src.items()]

@@ -74,7 +74,7 @@ def inplane_rotation(m: np.ndarray, flipped: bool) -> float:
 
 
 def rotate_pose(pose: np.ndarray, degrees: float) -> np.ndarray:
-    """Pose label ``(pitch, yaw, roll)`` degrees (Pose_Para convention, docs/pose.md) of a face whose image
+    """Pose label ``(pitch, yaw, roll)`` degrees (Pose_Para convention, docs/guides/pose.md) of a face whose image
     is rotated in-plane by ``degrees`` clockwise as displayed: ``R' = R @ Rz(degrees)``, angles recomputed.
     Unknown (NaN) stays unknown; 0 degrees returns the label unchanged."""
     pose = np.asarray(pose, dtype=np.float64)

@@ -8,7 +8,7 @@ Pipeline per image:
    then ``refine`` more times on the standard crop of its own landmarks, so the final pass sees the
    landmark-defined framing the network was trained and evaluated on;
 3. landmarks are mapped back to image pixels (``p * S + top-left``); pose is pitch, yaw, roll in degrees
-   (the project's convention, see ``docs/training.md``).
+   (the project's convention, see ``docs/guides/training.md``).
 """
 
 from __future__ import annotations

@@ -367,7 +367,7 @@ def test_shipped_face_shape_keys_and_files(shared_data, shipped, tmp_path):
 
 def test_shipped_face_on_hand_annotated_points(shared_data, shipped):
     """The default path on the AFLW2000-3D dev half (hand-annotated 68 points, visible outline jaw):
-    strict policy (43 points), shipped face. docs/pose.md: 2.47 in-sample, 2.48 in 5-fold CV."""
+    strict policy (43 points), shipped face. docs/guides/pose.md: 2.47 in-sample, 2.48 in 5-fold CV."""
     d = np.load(shared_data / "AFLW2000-3D_dev/aflw2000_3d_dev.npz")
     yaw = d["yaw_deg"].astype(np.float64)
     keep = np.abs(yaw) <= 99  # the AFLW2000-3D convention

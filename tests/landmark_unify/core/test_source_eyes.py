@@ -69,7 +69,7 @@ def test_wflw8_in_the_source_layout_equals_the_canonical_ear(shared_data):
 
 
 def test_the_68_point_threshold_matches_the_measured_scale(shared_data):
-    """The numbers in docs/curation.md: on the 1966 shared WFLW faces the 6-point EAR of the corresponding
+    """The numbers in docs/guides/curation.md: on the 1966 shared WFLW faces the 6-point EAR of the corresponding
     iBUG points (the project's 98 -> 68 map) is IBUG6_SCALE times the 8-point EAR, and with the scaled
     threshold the two agree on more than 99.5 % of the eyes."""
     pts = _wflw_faces(shared_data)

@@ -40,7 +40,7 @@ def test_label_command_writes_machine_labels(cli, few_wflw, shared_data, tmp_pat
     """The reference PFLD-GhostOne behind the bundled detector: faces found, rows marked as the model's,
     and close to the human labels. These are WFLW's hard, attribute-flagged faces: on all 303 here the
     labels score 5.9 % NME against evaluate's 5.3 % on the same faces with the ground-truth crop
-    (docs/curation.md); a couple of them, blurred and dark, are far off, hence the median here."""
+    (docs/guides/curation.md); a couple of them, blurred and dark, are far off, hence the median here."""
     if cli == "pfpld_train":
         from pfpld_train.cli import main
     else:  # the same command, offered by landmark_unify through its entry point (no import of the trainer)
