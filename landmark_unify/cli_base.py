@@ -114,9 +114,10 @@ def make_main(prog: str, description: str, package: str, commands: dict[str, str
 # --- options shared by the commands of both CLIs ------------------------------------------------------------
 
 def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, *, nargs=None,
-                     const=None, choices_map: dict | None = None) -> None:
+                     const=None, choices_map: dict | None = None, type=None) -> None:
     """Accept ``old`` as an older spelling of ``new`` (same ``dest``), with a warning on stderr.
-    ``choices_map`` translates old values (``{"RGB": "rgb"}``); ``const`` makes it a flag."""
+    ``choices_map`` translates old values (``{"RGB": "rgb"}``); ``const`` makes it a flag; ``type``
+    converts the value as the new option does."""
 
     class Alias(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None):
@@ -128,6 +129,8 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: 
             setattr(namespace, dest, choices_map[value] if choices_map is not None else value)
 
     kwargs = {"nargs": 0} if const is not None else ({"nargs": nargs} if nargs is not None else {})
+    if type is not None and const is None:
+        kwargs["type"] = type
     parser.add_argument(old, action=Alias, dest=dest, help=argparse.SUPPRESS, **kwargs)
 
 

@@ -9,6 +9,7 @@ from ..cli_base import (
     add_overwrite,
     add_quiet,
     add_where,
+    deprecated_alias,
     engine_kwargs,
     non_negative_float,
     where_filter,
@@ -19,8 +20,9 @@ from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="manifest to select from (a .parquet file or a dataset folder)")
     add_output(parser, "manifest to write (.parquet, or a folder for a partitioned dataset)")
-    parser.add_argument("--threshold", type=non_negative_float, default=CLOSED_THRESHOLD,
+    parser.add_argument("--closed-threshold", dest="threshold", type=non_negative_float, default=CLOSED_THRESHOLD,
                         help=f"an eye is closed when its aspect ratio is <= this (default {CLOSED_THRESHOLD})")
+    deprecated_alias(parser, "--threshold", "--closed-threshold", "threshold", type=non_negative_float)
     parser.add_argument("--mode", choices=MINE_MODES, default="either",
                         help="keep faces with either eye closed (default) or both")
     add_where(parser, "faces (among those with closed eyes)")

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="score only rows of this split")
     parser.add_argument("--save-predictions", help="write per-face predictions (.npz: sample_id, pred, nme)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threshold", type=float, default=0.1, help="failure / AUC threshold (fraction)")
+    parser.add_argument("--failure-threshold", dest="threshold", type=float, default=0.1,
+                        help="NME above which a face counts as a failure; also the AUC's upper limit (0.1)")
+    deprecated_alias(parser, "--threshold", "--failure-threshold", "threshold", type=float)
     parser.add_argument("--pose-max-angle", type=_max_angle, default=POSE_MAX_ANGLE, metavar="DEG",
                         help=f"faces whose ground-truth pose has any |angle| above DEG are counted and left out of "
                              f"the pose MAE (the AFLW2000-3D convention, default {POSE_MAX_ANGLE:g}); 'none' keeps "

@@ -25,17 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="our checkpoint (.pt or a fit output folder), any 98-point ONNX model (with --preset or "
                              "--channel-order/--mean/--scale), or fan2d / fan3d (the optional face-alignment package)")
     parser.add_argument("--model-name", help="name written to label_model (default: the model file's name)")
-    parser.add_argument("--weights", help="fan2d/fan3d: folder holding the FAN weight files (default: the torch hub "
+    parser.add_argument("--fan-weights", dest="weights", help="fan2d/fan3d: folder holding the FAN weight files (default: the torch hub "
                                           "cache, torch.hub.get_dir()/checkpoints); never downloaded")
-    parser.add_argument("--source", help="source label of the faces (default: the name of the folder holding "
+    parser.add_argument("--source-label", dest="source", help="source label of the faces (default: the name of the folder holding "
                                           "every image)")
     parser.add_argument("--root", help="source root the image paths are relative to (default: the deepest folder "
                                        "holding every image)")
-    parser.add_argument("--split", default="train", help="split written to every row (default train)")
+    parser.add_argument("--set-split", dest="split", default="train", help="split written to every row (default train)")
     parser.add_argument("--policy", choices=POLICIES, default="strict",
                         help="map of a 68-point model's points onto the 98 (default strict: exact points only)")
     parser.add_argument("--detector", help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
-    parser.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (0.6)")
+    parser.add_argument("--detector-threshold", dest="threshold", type=float, default=0.6,
+                        help="detector score threshold (0.6)")
     parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
     parser.add_argument("--refine", type=int, default=1, help="our models: re-crop passes on the predicted "
                                                               "landmarks (1)")

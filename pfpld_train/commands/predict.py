@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from landmark_unify.cli_base import deprecated_alias
+
 from .model_options import add_model_options, add_output_path, load_model_from_args
 
 
@@ -20,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "used instead of the detector")
     boxes.add_argument("--box", help="one box x_min,y_min,x_max,y_max for every image (instead of the detector)")
     parser.add_argument("--detector", help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
-    parser.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (0.6)")
+    parser.add_argument("--detector-threshold", dest="threshold", type=float, default=0.6,
+                        help="detector score threshold (0.6)")
+    deprecated_alias(parser, "--threshold", "--detector-threshold", "threshold", type=float)
     parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
     parser.add_argument("--refine", type=int, default=1, help="re-crop passes from predicted landmarks (1)")
     parser.add_argument("--no-overlay", action="store_true", help="write JSON only")

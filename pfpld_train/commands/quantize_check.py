@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from landmark_unify.cli_base import add_output
+from landmark_unify.cli_base import add_output, deprecated_alias
 from landmark_unify.io import write_bytes_atomic
 
 from ..models.metadata import INPUT_PRESETS
@@ -37,7 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-split", default=None)
     p.add_argument("--calib-sizes", type=int, nargs="+", default=[16, 64],
                    help="calibration set sizes to compare (default 16 64)")
-    p.add_argument("--weights", choices=("per-tensor", "per-channel", "both"), default="both")
+    p.add_argument("--weight-quant", dest="weights", choices=("per-tensor", "per-channel", "both"), default="both",
+                   help="int8 weight quantisation to simulate (default both)")
+    deprecated_alias(p, "--weights", "--weight-quant", "weights")
     p.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="preprocessing of a known model")
     p.add_argument("--mean", type=float, default=None, help="x = (pixel - mean) * scale")

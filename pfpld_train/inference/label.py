@@ -99,7 +99,7 @@ def fan_weight_paths(kind: str, weights_dir: str | os.PathLike | None = None) ->
         raise LabelError(f"{kind}: weight file(s) {', '.join(map(str, missing))} not found in "
                          f"{', '.join(map(str, folders))}. face-alignment downloads them at run time, which is not "
                          f"done here: fetch them where there is a network (face-alignment's models_urls) and pass "
-                         f"their folder with --weights, or put them in the torch hub cache")
+                         f"their folder with --fan-weights, or put them in the torch hub cache")
     return found
 
 

@@ -167,7 +167,7 @@ def test_mine_closed_eyes_cli(shared_data, tmp_path):
     first = df_in.index[want][0]
     assert lu.image_paths(df)[0] == lu.image_paths(df_in)[first]
     both = tmp_path / "both.parquet"
-    assert main(["mine-closed-eyes", str(src), "-o", str(both), "--mode", "both", "--threshold", "0.15"]) == 0
+    assert main(["mine-closed-eyes", str(src), "-o", str(both), "--mode", "both", "--closed-threshold", "0.15"]) == 0
     d2 = read_manifest(both)
     assert (d2["ear_left"] <= 0.15).all() and (d2["ear_right"] <= 0.15).all()
     assert set(d2["eye_state"]) == {"both_closed"}

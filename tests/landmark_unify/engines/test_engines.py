@@ -376,8 +376,8 @@ def test_curation_commands_with_dask_engine(built, tmp_path, capsys):
     from landmark_unify.cli import main
 
     src = str(built["local"].out)
-    assert main(["mine-closed-eyes", src, "-o", str(tmp_path / "eyes.parquet"), "--threshold", "0.2"]) == 0
-    assert main(["mine-closed-eyes", src, "-o", str(tmp_path / "eyes_ds"), "--threshold", "0.2", "--engine", "dask",
+    assert main(["mine-closed-eyes", src, "-o", str(tmp_path / "eyes.parquet"), "--closed-threshold", "0.2"]) == 0
+    assert main(["mine-closed-eyes", src, "-o", str(tmp_path / "eyes_ds"), "--closed-threshold", "0.2", "--engine", "dask",
                  "--workers", "2", "--partition-rows", "100", "--single-file", str(tmp_path / "eyes_ds.parquet")]) == 0
     assert mf.compare_manifests(tmp_path / "eyes.parquet", tmp_path / "eyes_ds") == []
     assert mf.compare_manifests(tmp_path / "eyes.parquet", tmp_path / "eyes_ds.parquet") == []

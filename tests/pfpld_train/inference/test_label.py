@@ -48,7 +48,7 @@ def test_label_command_writes_machine_labels(cli, few_wflw, shared_data, tmp_pat
     images, truth, n_truth = few_wflw
     out = tmp_path / "labels.parquet"
     assert main(["label", *images, "-o", str(out), "--model", str(shared_data / GHOSTONE), "--preset",
-                 "pfld_ghostone", "--source", "mine", "--compare", str(truth), "-q"]) == 0
+                 "pfld_ghostone", "--source-label", "mine", "--compare", str(truth), "-q"]) == 0
     text = capsys.readouterr().out
     assert "machine labels of PFLD_GhostOne_112_1_opt_sim.onnx" in text and "NME mean" in text
     assert validate(out) == []
@@ -99,7 +99,7 @@ def test_fan_weights_are_never_downloaded(tmp_path):
         fan_weight_paths("fan3d", tmp_path)
     for name in FAN_FILES["fan3d"]:
         assert name in str(err.value)
-    assert str(tmp_path) in str(err.value) and "--weights" in str(err.value)
+    assert str(tmp_path) in str(err.value) and "--fan-weights" in str(err.value)
 
 
 @pytest.mark.slow
@@ -128,7 +128,7 @@ def test_fan_plumbing_with_random_networks(kind, shared_data, tmp_path, monkeypa
     assert lab.name == f"face-alignment {fa.__version__} {FAN_FILES[kind][0].split('-')[0]}"
     out = tmp_path / "fan.parquet"
     image = shared_data / "upstream_pfpld" / "test.jpg"
-    assert main(["label", str(image), "-o", str(out), "--model", kind, "--weights", str(tmp_path), "-q"]) == 0
+    assert main(["label", str(image), "-o", str(out), "--model", kind, "--fan-weights", str(tmp_path), "-q"]) == 0
     m = lu.read_manifest(out)
     assert len(m) == 1 and m.loc[0, "label_source"] == "machine" and m.loc[0, "label_model"] == lab.name
     assert m.loc[0, "source_schema"] == ("ibug68" if kind == "fan2d" else "ibug68_3d")

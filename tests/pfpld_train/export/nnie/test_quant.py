@@ -14,7 +14,7 @@ def test_quantize_check_on_reference_model(shared_data, tmp_path):
     model = shared_data / "reference_models" / "pfld_ghostone" / "PFLD_GhostOne_112_1_opt_sim.onnx"
     out = tmp_path / "q.json"
     rc = run_cli(cmd, [str(model), str(wflw_lists(shared_data)), "--limit", "40", "--preset", "pfld_ghostone",
-                        "--calib-sizes", "8", "--weights", "per-tensor", "-o", str(out)])
+                        "--calib-sizes", "8", "--weight-quant", "per-tensor", "-o", str(out)])
     assert rc == 0
     rep = json.loads(out.read_text())
     run = rep["runs"][0]
