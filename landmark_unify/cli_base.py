@@ -197,7 +197,8 @@ def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool 
                         "(pip install 'landmark-unify[dask]'). -o DIR writes a partitioned dataset (hive layout "
                         "source=/split=), -o FILE.parquet one file, with either engine")
     g.add_argument("--workers", type=positive_int, default=None,
-                   help="dask: start a local cluster of this many worker processes (default 1)")
+                   help="local: threads working on units at once (default 2); dask: worker processes of the "
+                        "local cluster started for the run (default 1)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help=f"dask: use the running cluster at this scheduler address (tcp://host:8786) instead of "
                         f"starting one; default ${SCHEDULER_ENV}")
