@@ -1,4 +1,5 @@
-"""The PFPLD network (:mod:`.pfpld`, needs torch) and its exported input/output contract (:mod:`.metadata`).
+"""The PFPLD network (:mod:`.pfpld`, needs torch), its checkpoint files (:mod:`.checkpoint`) and its exported
+input/output contract (:mod:`.metadata`).
 
 Names are exported lazily (no torch until used).
 """
@@ -20,6 +21,12 @@ _EXPORTS = {
     "OUTPUT_NAMES": ".metadata",
     "METADATA_PREPROCESS": ".metadata",
     "METADATA_OUTPUTS": ".metadata",
+    "CheckpointError": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "load_pfpld": ".checkpoint",
+    "model_state_dict": ".checkpoint",
+    "pfpld_weights": ".checkpoint",
+    "save_checkpoint": ".checkpoint",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

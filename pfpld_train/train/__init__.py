@@ -1,5 +1,5 @@
-"""Training: the loop (:mod:`.loop`: :class:`TrainConfig`, :func:`fit`), the loss (:mod:`.loss`) and
-checkpoint files (:mod:`.checkpoint`). Names are exported lazily (no torch until used)."""
+"""Training: the loop (:mod:`.loop`: :class:`TrainConfig`, :func:`fit`) and the loss (:mod:`.loss`); checkpoint
+files are :mod:`pfpld_train.models.checkpoint`. Names are exported lazily (no torch until used)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,6 @@ _EXPORTS = {
     "LossConfig": ".loss",
     "pfpld_loss": ".loss",
     "point_weights": ".loss",
-    "CheckpointError": ".checkpoint",
-    "load_checkpoint": ".checkpoint",
-    "load_pfpld": ".checkpoint",
-    "model_state_dict": ".checkpoint",
-    "pfpld_weights": ".checkpoint",
-    "save_checkpoint": ".checkpoint",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

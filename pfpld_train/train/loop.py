@@ -44,7 +44,7 @@ from ..data.dataset import FaceDataset
 from ..data.sampler import EpochSampler, make_loader, to_input
 from ..evaluation.metrics import nme, summarize_nme
 from ..models.pfpld import PFPLD, pose_to_degrees
-from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from ..models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from .loss import LossConfig, pfpld_loss, point_weights
 
 __all__ = ["RESUME_OVERRIDES", "TrainConfig", "TrainError", "fit", "mean_face_nme"]

@@ -29,7 +29,7 @@ from ...models.metadata import (
     OUTPUT_NAMES,
     UNTRAINED_POSE_DOC,
 )
-from ...train.checkpoint import CheckpointError, checkpoint_pose_trained, pfpld_weights
+from ...models.checkpoint import CheckpointError, checkpoint_pose_trained, pfpld_weights
 from ..errors import ExportError
 from ..faces import PFPLD_PREPROCESS, Preprocess
 
@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path, key: str | None = None):
     Args:
         path: torch file, read with ``weights_only=True``: a dict holding the state_dict under ``key``
             (default: ``model``, ``state_dict``, ``plfd_backbone``) or a bare state_dict; ``module.``
-            prefixes are stripped (:func:`pfpld_train.train.checkpoint.pfpld_weights`).
+            prefixes are stripped (:func:`pfpld_train.models.checkpoint.pfpld_weights`).
         key: entry of the checkpoint dict holding the state_dict.
 
     Returns:

@@ -149,7 +149,7 @@ def test_one_checked_loader_for_training_evaluation_and_export(tmp_path):
     """evaluate/predict (load_pfpld) and export (load_checkpoint) read weights through the same checks."""
     from pfpld_train.export.errors import ExportError
     from pfpld_train.export.onnx.export import load_checkpoint
-    from pfpld_train.train.checkpoint import CheckpointError, load_pfpld
+    from pfpld_train.models.checkpoint import CheckpointError, load_pfpld
 
     sd = PFPLD().state_dict()
     torch.save({"state_dict": {**sd, "fc.weight": torch.zeros(10, 176)}}, tmp_path / "bad.pt")

@@ -14,7 +14,7 @@ from pfpld_support import (
 )
 
 from pfpld_train.cli import main
-from pfpld_train.train.checkpoint import load_checkpoint, load_pfpld
+from pfpld_train.models.checkpoint import load_checkpoint, load_pfpld
 from pfpld_train.train.loop import METRIC_FIELDS, TrainConfig, WarmupCosine, fit
 
 

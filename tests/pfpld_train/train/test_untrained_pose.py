@@ -10,7 +10,7 @@ import pytest
 from pfpld_support import single_thread  # noqa: F401 (autouse: one torch/OpenCV thread)
 
 from pfpld_train.cli import main
-from pfpld_train.train.checkpoint import checkpoint_pose_trained, load_checkpoint, load_pfpld
+from pfpld_train.models.checkpoint import checkpoint_pose_trained, load_checkpoint, load_pfpld
 
 
 @pytest.fixture(scope="module")
