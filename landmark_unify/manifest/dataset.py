@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 
 from ..errors import ManifestError
 from ..io import exchange_paths, fsync_dir, owned_name, remove_leftovers, restore_replaced, write_text_durable
-from .checks import check_parquet_schema, check_table
-from .files import read_metadata, read_table, write_manifest, write_manifest_stream
+from .checks import check_dataset_doc, check_parquet_schema, check_table
+from .files import ROW_GROUP_SIZE, read_metadata, read_table, write_manifest, write_manifest_stream
 from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
 
 DATASET_FORMAT = "landmark_unify.partitioned"
@@ -41,7 +41,7 @@ MANIFEST_FILE = "_manifest.json"
 SUCCESS_FILE = "_SUCCESS"
 PARTITION_COLUMNS = ("source", "split")
 #: Default faces per unit for commands that read an existing manifest.
-DEFAULT_ROWS_PER_PARTITION = 50_000
+DEFAULT_ROWS_PER_PARTITION = ROW_GROUP_SIZE  # a slice is then one row group of the files this library writes
 
 
 def is_dataset(path: str | os.PathLike) -> bool:
@@ -224,9 +224,10 @@ def read_dataset_info(path: str | os.PathLike) -> dict:
         doc = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path / MANIFEST_FILE}: cannot read: {exc}") from None
-    if doc.get("format") != DATASET_FORMAT:
-        raise ManifestError(f"{path / MANIFEST_FILE}: format {doc.get('format')!r}; expected {DATASET_FORMAT!r}")
-    return doc
+    if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ManifestError(f"{path / MANIFEST_FILE}: format {found!r}; expected {DATASET_FORMAT!r}")
+    return check_dataset_doc(doc, path / MANIFEST_FILE)
 
 
 def iter_segments(path: str | os.PathLike, rows_per_batch: int | None = None) -> Iterator[pa.Table]:

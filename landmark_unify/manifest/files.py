@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ManifestError
 from ..io import atomic_path
-from .checks import check_table
+from .checks import check_metadata, check_table
 from .schema import (
     METADATA_KEY,
     SCHEMA,
@@ -43,7 +43,8 @@ def write_manifest(data, path: str | os.PathLike, metadata: Mapping, *, make_par
     else:
         table = table_from_columns(data)
     check_schema(table)
-    table = table.replace_schema_metadata(schema_metadata(metadata))
+    # one chunk per column: the pages (so the bytes) do not depend on how the rows were assembled
+    table = table.combine_chunks().replace_schema_metadata(schema_metadata(metadata))
     path = Path(path)
     with atomic_path(path, make_parents=make_parents) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, **WRITE_OPTIONS)
@@ -63,9 +64,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
     if raw is None:
         raise ManifestError(f"{path}: no {METADATA_KEY.decode()!r} metadata; not a manifest")
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: metadata is not valid JSON: {exc}") from None
+    return check_metadata(meta, path)
 
 
 def read_table(path: str | os.PathLike, *, check: bool = True) -> pa.Table:
@@ -167,8 +169,12 @@ class ManifestWriter:
             self._open(self._metadata())
         while len(self._pending) >= 2:
             self._pending.pop(0).result()
-        group = group.replace_schema_metadata(self._writer.schema.metadata)
-        self._pending.append(self._pool.submit(self._writer.write_table, group, row_group_size=ROW_GROUP_SIZE))
+        self._pending.append(self._pool.submit(self._write_group, group))
+
+    def _write_group(self, group: pa.Table) -> None:
+        # one chunk per column, as write_manifest writes: the same pages however the rows arrived
+        group = group.combine_chunks().replace_schema_metadata(self._writer.schema.metadata)
+        self._writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
 
     def close(self, metadata: Mapping | None = None) -> Path:
         """Write what is held and move the file into place. ``metadata``: the final metadata (default:
@@ -182,8 +188,7 @@ class ManifestWriter:
                 self._open(final)
             rest = pa.concat_tables(self._buf) if self._buf else SCHEMA.empty_table()
             if rest.num_rows or self.rows == 0:
-                self._writer.write_table(rest.replace_schema_metadata(self._writer.schema.metadata),
-                                         row_group_size=ROW_GROUP_SIZE)
+                self._write_group(rest)
             self._buf, self._held = [], 0
             self._writer.close()
             if schema_metadata(self._opened_with) != schema_metadata(final):
@@ -197,7 +202,15 @@ class ManifestWriter:
         return self.path
 
     def _rewrite(self, metadata: Mapping) -> None:
-        """Copy the row groups written so far into a file with ``metadata`` (same bytes otherwise)."""
+        """Give the file written so far the final ``metadata``: its data pages stay as they are and only the
+        footer is replaced (the footer a writer opened with ``metadata`` gives the same rows: the result has
+        the bytes of a file written with ``metadata`` from the start). Where that cannot be done the row
+        groups are copied into a new file instead."""
+        try:
+            _replace_footer(self._tmp, metadata, self.rows)
+            return
+        except (OSError, ValueError, pa.ArrowException):
+            pass
         src = pq.ParquetFile(self._tmp)
         schema = SCHEMA.with_metadata(schema_metadata(metadata))
         copy = f"{self._tmp}.final"
@@ -222,6 +235,36 @@ class ManifestWriter:
             with contextlib.suppress(Exception):
                 self._writer.close()
         self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def _replace_footer(path: str | os.PathLike, metadata: Mapping, rows: int) -> None:
+    """Replace the footer of the manifest file ``path`` by one with ``metadata`` (same row groups)."""
+    import io
+    import struct
+
+    schema = SCHEMA.with_metadata(schema_metadata(metadata))
+    empty = io.BytesIO()
+    with pq.ParquetWriter(empty, schema, **WRITE_OPTIONS):
+        pass
+    footer = pq.ParquetFile(io.BytesIO(empty.getvalue())).metadata
+    footer.append_row_groups(pq.ParquetFile(path).metadata)
+    new = io.BytesIO()
+    footer.write_metadata_file(new)
+    new = new.getvalue()
+    if new[:4] != b"PAR1" or new[-4:] != b"PAR1":
+        raise ValueError("unexpected footer layout")
+    with open(path, "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        length, magic = struct.unpack("<i4s", f.read(8))
+        if magic != b"PAR1":
+            raise ValueError(f"{path}: not a Parquet file")
+        body = f.seek(0, os.SEEK_END) - 8 - length
+        f.truncate(body)
+        f.seek(body)
+        f.write(new[4:])  # the footer file's own leading magic is the data file's, already there
+    check = pq.ParquetFile(path)
+    if check.metadata.num_rows != rows or check.schema_arrow.metadata != schema.metadata:
+        raise ValueError(f"{path}: the new footer does not describe the rows written")
 
 
 def write_manifest_stream(tables: Iterable[pa.Table], path: str | os.PathLike, metadata: Mapping) -> Path:
