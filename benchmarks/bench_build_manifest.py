@@ -144,6 +144,7 @@ def main() -> None:
     print(f"{'faces':>9} {'text MB':>8} {'pandas s':>9} {'build s':>8} {'ratio':>6} {'pandas MiB':>11} "
           f"{'build MiB':>10} {'cpu build':>10} {'cpu pandas':>11} {'out MiB':>8} {'relabel s':>10} "
           f"{'faces/s':>8} {'relabel MiB':>12}")
+    chunked = False
     with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
         for n in args.sizes:
             root = Path(tmp) / f"WFLW_{n}"
@@ -151,6 +152,7 @@ def main() -> None:
             text_mb = path.stat().st_size / 1e6
             out = Path(tmp) / f"out_{n}.parquet"
             mode = "whole" if n * PANDAS_BYTES_PER_FACE < 0.8 * available_memory() else "chunked"
+            chunked |= mode == "chunked"
             p = run(PANDAS, str(path), mode)
             b = run(BUILD, str(root), str(out), str(REPO))
             assert p["rows"] == n and b["rows"] == n, (p, b)
@@ -168,7 +170,8 @@ def main() -> None:
                   f"{p['peak_rss'] / mib:>11.0f}{'*' if mode == 'chunked' else ' '}{b['peak_rss'] / mib:>9.0f} "
                   f"{b['cpu'] / b['seconds'] / cores:>9.0%} {p['cpu'] / p['seconds'] / cores:>10.0%} "
                   f"{size_out / mib:>8.0f} {relabel}", flush=True)
-    print("* pandas read the file in chunks of 100k rows: the whole frame would not fit in memory")
+    if chunked:
+        print("* pandas read the file in chunks of 100k rows: the whole frame would not fit in memory")
     print(f"cpu: CPU time (user + system, all threads) / (wall time x {cores} cores)")
     print("targets: build at most 1.0x the pandas parse (bar 1.5x) at 1M; build and relabel peak memory flat "
           "across sizes")
