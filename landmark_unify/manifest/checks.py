@@ -137,3 +137,57 @@ def check_parquet_schema(path: str | os.PathLike, schema: pa.Schema, columns: Se
         if bad:
             check_table(pq.read_table(path, columns=bad[:1]), path, columns=bad[:1])
         raise
+
+
+def check_metadata(meta, where) -> dict:
+    """``meta`` (a manifest's metadata, parsed JSON) if it has the shape every reader relies on: an object
+    whose ``source_roots`` (when present) maps source names to folder paths (text); else a ManifestError
+    naming ``where``."""
+    if not isinstance(meta, dict):
+        raise ManifestError(f"{where}: metadata is a JSON {type(meta).__name__}, not an object; not a manifest")
+    roots = meta.get("source_roots", {})
+    if not isinstance(roots, dict):
+        raise ManifestError(f"{where}: metadata source_roots is a {type(roots).__name__}, not an object "
+                            "{source: folder}")
+    bad = [k for k, v in roots.items() if not isinstance(v, str) or not v]
+    if bad:
+        raise ManifestError(f"{where}: metadata source_roots[{bad[0]!r}] is {roots[bad[0]]!r}, not a folder path")
+    return meta
+
+
+def check_dataset_doc(doc, where) -> dict:
+    """``doc`` (a dataset's ``_manifest.json``) if its parts and row order are consistent: every part a
+    relative path inside the dataset with a whole number of rows, every run of the order ``[part, offset,
+    length]`` inside its part, the runs covering the stated rows; else a ManifestError naming ``where`` and
+    the entry."""
+    import posixpath
+
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{where}: not a JSON object")
+    check_metadata(doc.get("metadata"), f"{where}: 'metadata'")
+    parts, order = doc.get("parts"), doc.get("order")
+    if not isinstance(parts, list) or not isinstance(order, list):
+        raise ManifestError(f"{where}: 'parts' and 'order' must be lists")
+    rows_of = {}
+    for k, p in enumerate(parts):
+        rel = p.get("path") if isinstance(p, dict) else None
+        n = p.get("rows") if isinstance(p, dict) else None
+        norm = posixpath.normpath(rel) if isinstance(rel, str) and rel else ""
+        if not norm or norm.startswith(("/", "../")) or norm == ".." or not norm.endswith(".parquet"):
+            raise ManifestError(f"{where}: parts[{k}] path {rel!r} is not a .parquet file inside the dataset")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ManifestError(f"{where}: parts[{k}] ({rel}) rows {n!r} is not a whole number >= 0")
+        if not isinstance(p.get("unit", 0), int):
+            raise ManifestError(f"{where}: parts[{k}] ({rel}) unit {p.get('unit')!r} is not a whole number")
+        rows_of[rel] = n
+    total = 0
+    for k, run in enumerate(order):
+        ok = isinstance(run, list) and len(run) == 3 and run[0] in rows_of \
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in run[1:]) \
+            and run[1] + run[2] <= rows_of[run[0]]
+        if not ok:
+            raise ManifestError(f"{where}: order[{k}] {run!r} is not [listed part, offset, length] inside that part")
+        total += run[2]
+    if doc.get("rows") != total:
+        raise ManifestError(f"{where}: 'rows' is {doc.get('rows')!r} but the order covers {total} rows")
+    return doc

@@ -6,6 +6,7 @@ corpus (tests/pfpld_train/commands/test_fault_corpus.py imports it by path). Not
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,33 @@ def broken_manifests(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     ds.mkdir(exist_ok=True)
     (ds / "_manifest.json").write_text("{}")
     out["dataset-without-success"] = (ds, "_SUCCESS")
+    m = json.loads(meta[b"landmark_unify"])
+    for name, bad_meta, expect in (("metadata-a-list", [1, 2], "metadata"),
+                                   ("source-roots-a-list", {**m, "source_roots": ["x"]}, "source_roots"),
+                                   ("source-root-a-number", {**m, "source_roots": {"coco": 3}}, "source_roots")):
+        p = folder / f"{name}.parquet"
+        pq.write_table(t.replace_schema_metadata({b"landmark_unify": json.dumps(bad_meta).encode()}), p)
+        out[name] = (p, expect)
+    from landmark_unify.manifest import dataset_to_file  # noqa: F401  (a dataset to break)
+    from landmark_unify.ops.mine import mine_closed_eyes
+
+    good_ds = folder / "good_ds"
+    mine_closed_eyes(good, good_ds, threshold=10.0, progress=False)
+    for name, mutate in (("dataset-no-parts", lambda d: d.pop("parts")),
+                         ("dataset-no-order", lambda d: d.pop("order")),
+                         ("dataset-part-escapes", lambda d: d["parts"][0].__setitem__("path", "../../../etc/x.parquet")),
+                         ("dataset-order-unknown-part", lambda d: d.__setitem__("order", [["x.parquet", 0, 5]])),
+                         ("dataset-order-past-part", lambda d: d["order"][0].__setitem__(2, 10**6)),
+                         ("dataset-metadata-a-list", lambda d: d.__setitem__("metadata", [1])),
+                         ("dataset-rows-text", lambda d: d["parts"][0].__setitem__("rows", "abc")),
+                         ("dataset-doc-a-list", None)):
+        dst = folder / name
+        shutil.copytree(good_ds, dst)
+        doc = json.loads((dst / "_manifest.json").read_text())
+        if mutate is not None:
+            mutate(doc)
+        (dst / "_manifest.json").write_text(json.dumps(doc if mutate is not None else [doc]))
+        out[name] = (dst, "_manifest.json" if name != "dataset-metadata-a-list" else "metadata")
     return out
 
 

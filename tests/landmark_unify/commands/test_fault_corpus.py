@@ -242,7 +242,9 @@ COMMANDS = ("inspect", "merge", "merge-second", "mine-closed-eyes", "relabel-pos
             "render", "export")
 BROKEN = ("missing-source", "landmarks-50-points", "landmarks-3-coords", "yaw-as-text", "null-image-path",
           "bbox-3-values", "valid-as-int", "null-weight", "no-metadata", "not-parquet", "missing-file",
-          "dataset-without-success")
+          "dataset-without-success", "metadata-a-list", "source-roots-a-list", "source-root-a-number",
+          "dataset-no-parts", "dataset-no-order", "dataset-part-escapes", "dataset-order-unknown-part",
+          "dataset-order-past-part", "dataset-metadata-a-list", "dataset-rows-text", "dataset-doc-a-list")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
