@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from landmark_unify.cli import main
 from landmark_unify.manifest.filters import FilterError, evaluate, filter_rows, parse_filter
@@ -140,3 +142,24 @@ def test_commands_filter_rows(demo, tmp_path, capsys):
                  "--where", "source == 'coco'"]) == 0
     got = pd.read_parquet(tmp_path / "m.parquet", columns=["source"])
     assert len(got) and set(got["source"]) == {"coco"}
+
+
+TOKENS = ["source", "yaw", "eye_state", "attr_blur", "__class__", "__globals__", "__import__", "os", "system", "open",
+          "eval", "exec", ".", "(", ")", "[", "]", "{", "}", "'wflw'", "'x'", "\"touch SENTINEL\"", "@", "lambda", ":",
+          ",", "==", "<", "and", "or", "not", "in", "is", "null", "1", "-2.5", "f'", "*", "**", ":=", "import", ";",
+          "if", "else", "for", "+", "~", "&", "|", "isnull", "\\", "\n", "#"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=12))
+def test_no_generated_expression_runs_code_or_fails_otherwise(tmp_path_factory, tokens):
+    """Random token soup: a FilterError or a boolean mask; never another exception, never a side effect."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    text = " ".join(tokens).replace("SENTINEL", str(folder / "pwned"))
+    try:
+        mask = evaluate(text, _frame())
+    except FilterError:
+        pass
+    else:
+        assert mask.dtype == bool and mask.shape == (4,)
+    assert not (folder / "pwned").exists()
