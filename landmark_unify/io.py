@@ -273,14 +273,16 @@ def check_overwrite(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
     if overwrite or output is None:
         return
     out = Path(output)
-    if not out.exists():
-        return
     for p in inputs:
         p = Path(p)
         try:
-            same = p.exists() and os.path.samefile(out, p)
+            same = out.exists() and p.exists() and os.path.samefile(out, p)
+            inside = p.is_dir() and out.resolve().is_relative_to(p.resolve()) and out.resolve() != p.resolve()
         except OSError:
-            same = False
+            same = inside = False
         if same:
             raise LandmarkUnifyError(f"the output {out} is {what} ({p}); writing it would replace that input. "
                                      "Choose another output, or pass --overwrite to replace it")
+        if inside:  # e.g. a file written into the folder of an input dataset: it would corrupt that dataset
+            raise LandmarkUnifyError(f"the output {out} lies inside {what} ({p}); writing it would change that "
+                                     "input. Choose another output, or pass --overwrite")

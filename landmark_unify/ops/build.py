@@ -397,7 +397,9 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
         extra["reader_notes"] = notes
     if allow_outside_root:
         extra["allow_outside_root"] = True
-    check_overwrite(out, [Path(u.root) / f for u in units for f in u.files], overwrite, what="a source annotation file")
+    annotations = [Path(u.root) / f for u in units for f in u.files]
+    check_overwrite(out, annotations, overwrite, what="a source annotation file")
+    check_overwrite(single_file, annotations, overwrite, what="a source annotation file")
 
     def metadata(state) -> dict:
         notes = reader_notes(state.sums)  # what the readers repaired or left out by design, counted

@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     from landmark_unify.io import check_overwrite
 
+    inputs = [args.manifest] + ([args.model] if Path(args.model).is_file() else [])  # a run folder may hold the output
     for written in (args.output, args.save_predictions):  # never over the manifest or the model read
-        check_overwrite(written, [args.manifest, args.model], args.overwrite, what="an input (manifest or model)")
+        check_overwrite(written, inputs, args.overwrite, what="an input (manifest or model)")
     df = mf.read(args.manifest)
     if args.split:
         df = df[df["split"] == args.split].reset_index(drop=True)

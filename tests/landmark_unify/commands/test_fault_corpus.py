@@ -298,6 +298,21 @@ def test_writing_over_the_input_needs_overwrite(corpus, command, tmp_path, capsy
         assert validate(inp) == []
 
 
+@pytest.mark.parametrize("command", ["merge", "mine-closed-eyes", "relabel-pose"])
+def test_writing_into_an_input_dataset_needs_overwrite(corpus, command, tmp_path, capsys):
+    good, _ = corpus
+    ds = tmp_path / "ds"
+    assert run(["mine-closed-eyes", good, "-o", ds, "-q", "--closed-threshold", "10"], capsys)[0] == 0
+    before = fc_snapshot(ds)
+    code, _, err = run([command, ds, "-o", ds / "source=coco" / "x.parquet", "-q"], capsys)
+    assert code == 1 and "lies inside" in err and "--overwrite" in err, err
+    assert fc_snapshot(ds) == before and validate(ds) == []
+
+
+def fc_snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_a_failed_merge_leaves_no_sidecar(corpus, tmp_path, capsys):
     good, cases = corpus
     out = tmp_path / "m.parquet"
@@ -393,6 +408,6 @@ CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotat
                + 1 + 1 + 4 + 1 + 2           # outside root, own annotation file, scheduler addresses, unreachable, unlistable
                + len(COMMANDS) * len(BROKEN)  # every command over every broken manifest
                + len(BROKEN)                  # validate over them
-               + 5 + 2 + 2 + 1               # overwrite guards, failed merge sidecar, float32 weight, single file
+               + 5 + 3 + 2 + 2 + 1           # overwrite guards (over, inside), failed merge sidecar, float32 weight, single file
                + 4 * 4                        # filter escapes and misfits on the four filtering commands
                + 2 + 1)                       # leftovers of killed runs, interrupted publish
