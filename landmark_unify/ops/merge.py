@@ -85,7 +85,7 @@ def parse_weights(items) -> dict[str, float]:
             w = float(value)
         except (TypeError, ValueError, OverflowError):
             raise ManifestError(f"bad weight for source {name!r}: {value!r} is not a number") from None
-        if not np.isfinite(w) or w < 0 or w > np.finfo(np.float32).max:
+        if not np.isfinite(w) or w < 0 or w > float(np.finfo(np.float32).max):
             raise ManifestError(f"bad weight for source {name!r}: {value} (must be finite in float32 and >= 0)")
         out[name] = w
     return out
