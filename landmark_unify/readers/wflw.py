@@ -70,27 +70,25 @@ def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None)
 def line_chunks(path: Path, chunk_bytes: int) -> list[tuple[int, int, int]]:
     """Split a text file into byte ranges of about ``chunk_bytes`` that end at a newline.
 
-    Returns ``(start, end, first_line)`` triples; ``first_line`` is 1-based. One sequential pass with
-    memory bounded by ``chunk_bytes`` (a line longer than that makes its chunk longer).
+    Returns ``(start, end, first_line)`` triples; ``first_line`` is 1-based. One sequential pass into one
+    reused buffer of ``chunk_bytes`` (a line longer than that makes its chunk longer).
     """
     out = []
     start, line, offset = 0, 1, 0
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise ParseError(path, f"cannot read file: {exc.strerror or exc}", field="file") from None
-    with f:
+    buf = bytearray(max(int(chunk_bytes), 1))
+    with open(path, "rb", buffering=0) as f:
         while True:
-            block = f.read(chunk_bytes)
-            if not block:
+            k = f.readinto(buf)
+            if not k:
                 break
+            block = buf if k == len(buf) else memoryview(buf)[:k].tobytes()
             last = block.rfind(b"\n")
             if last >= 0:
                 end = offset + last + 1
                 out.append((start, end, line))
                 line += block.count(b"\n")
                 start = end
-            offset += len(block)
+            offset += k
     if offset > start:
         out.append((start, offset, line))
     return out
