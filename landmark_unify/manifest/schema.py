@@ -291,13 +291,20 @@ def source_roots(df: pd.DataFrame) -> dict[str, str]:
 
 def image_paths(df: pd.DataFrame, roots: Mapping[str, str] | None = None) -> list[Path | None]:
     """Absolute image paths: ``source_roots[source] / image_path``. Relative roots are taken relative to
-    the manifest's folder. None where the source has no root."""
+    the manifest's folder. None where the source has no root, or where ``image_path`` leaves its root
+    (``..``, absolute) and the manifest was not built with ``allow_outside_root``: such an image is never
+    read or drawn, as the build would not have stored it."""
+    from ..readers import outside_root
+
     roots = dict(roots) if roots is not None else source_roots(df)
     base = Path(df.attrs.get("path", ".")).parent
     resolved = {k: (base / v).resolve() if not Path(v).is_absolute() else Path(v) for k, v in roots.items()}
+    rel = df["image_path"].to_list()
+    allowed = bool(df.attrs.get("manifest", {}).get("allow_outside_root"))
+    refused = np.zeros(len(rel), bool) if allowed else outside_root([p if isinstance(p, str) else "" for p in rel])
     return [
-        (resolved[s] / p) if s in resolved else None
-        for s, p in zip(df["source"].to_list(), df["image_path"].to_list())
+        (resolved[s] / p) if s in resolved and isinstance(p, str) and not bad else None
+        for s, p, bad in zip(df["source"].to_list(), rel, refused.tolist())
     ]
 
 

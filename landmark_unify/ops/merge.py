@@ -302,9 +302,10 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
             n = sum(r.rows for r, mu in zip(keyed, all_slices) if mu.input == k)
             srcs = sorted({s for r, mu in zip(keyed, all_slices) if mu.input == k for s in r.extra["sources"]})
             merged_from.append({"path": str(paths[k]), "rows": n, "sources": srcs})
+        outside = {"allow_outside_root": True} if any(m.get("allow_outside_root") for _, m in inputs) else {}
         meta = mf.make_metadata({k: v for k, v in roots.items() if k in used}, command="merge",
                                 merged_from=merged_from, source_weights=report_weights,
-                                num_duplicates=len(duplicates))
+                                num_duplicates=len(duplicates), **outside)
         meta.update(metadata or {})
         run = run_units(partial(_merge_write_task, inputs, w_by_source), units, out, lambda state: meta,
                         engine=eng, workers=workers, scheduler=scheduler, single_file=single_file,
