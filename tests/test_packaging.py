@@ -43,3 +43,18 @@ def test_wheel_builds_cleanly_and_ships_its_data(repo_root, tmp_path):
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
     assert "License: BSD-3-Clause" in meta and "License-File: LICENSE" in meta
     assert "Classifier: License ::" not in meta
+
+
+def test_editable_install_uses_a_plain_path_entry(repo_root, tmp_path):
+    """The editable install (what the README and CI run) is a plain .pth entry, not setuptools' import hook,
+    whose build prints an 'Editable installation' warning."""
+    code = ("import os, sys, setuptools.build_meta as b; os.chdir(sys.argv[1]); "
+            "print(b.build_editable(sys.argv[2]))")
+    run = subprocess.run([sys.executable, "-c", code, str(repo_root), str(tmp_path)], capture_output=True, text=True)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert "Editable installation" not in log and "meta path finder" not in log, log[-3000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    pth = [n for n in names if n.endswith(".pth")]
+    assert pth and not any(n.endswith("_finder.py") for n in names), names
