@@ -26,7 +26,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 import landmark_unify as lu  # noqa: E402
-from landmark_unify.core.layouts import get_layout  # noqa: E402
 from landmark_unify.core.pose import DEFAULT_POINT_WEIGHTS, build_face_model_98  # noqa: E402
 from landmark_unify.face_models import load_face_model  # noqa: E402
 

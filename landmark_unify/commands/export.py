@@ -25,11 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """A manifest that cannot be read is reported by the dispatcher (``export: error: ...``, exit 1)."""
+    from ..io import check_overwrite
     from ..manifest import read
     from ..manifest.filters import filter_rows
     from ..ops.export import export_coco
-
-    from ..io import check_overwrite
 
     where = where_filter(args)  # a bad expression fails here, before the manifest is read
     check_overwrite(args.output, [args.file], args.overwrite)

@@ -50,11 +50,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from landmark_unify import manifest as mf
-    from landmark_unify.io import atomic_path, write_text_atomic
+    from landmark_unify.io import atomic_path, check_overwrite, write_text_atomic
 
     from ..evaluation.evaluate import evaluate_manifest, format_table
-
-    from landmark_unify.io import check_overwrite
 
     inputs = [args.manifest] + ([args.model] if Path(args.model).is_file() else [])  # a run folder may hold the output
     for written in (args.output, args.save_predictions):  # never over the manifest or the model read

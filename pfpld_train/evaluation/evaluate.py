@@ -36,8 +36,8 @@ from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 from ..data.arrays import MAX_COORDINATE, pose_array
 from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
 from ..data.images import ImageError, read_image_rgb
-from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_POSE_TRAINED, METADATA_PREPROCESS
 from ..models.checkpoint import load_pfpld
+from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_POSE_TRAINED, METADATA_PREPROCESS
 from .metrics import ANGLE_NAMES, POSE_MAX_ANGLE, nme, pose_in_range, pose_mae, summarize_nme
 
 __all__ = [

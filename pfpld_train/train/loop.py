@@ -43,8 +43,8 @@ from ..data.crop import image_to_crop
 from ..data.dataset import FaceDataset
 from ..data.sampler import EpochSampler, make_loader, to_input
 from ..evaluation.metrics import nme, summarize_nme
-from ..models.pfpld import PFPLD, pose_to_degrees
 from ..models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from ..models.pfpld import PFPLD, pose_to_degrees
 from .loss import LossConfig, pfpld_loss, point_weights
 
 __all__ = ["RESUME_OVERRIDES", "TrainConfig", "TrainError", "fit", "mean_face_nme"]

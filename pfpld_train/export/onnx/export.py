@@ -20,6 +20,7 @@ from pathlib import Path
 
 from landmark_unify.io import write_bytes_atomic
 
+from ...models.checkpoint import CheckpointError, checkpoint_pose_trained, pfpld_weights
 from ...models.metadata import (
     INPUT_NAME,
     METADATA_OUTPUTS,
@@ -29,7 +30,6 @@ from ...models.metadata import (
     OUTPUT_NAMES,
     UNTRAINED_POSE_DOC,
 )
-from ...models.checkpoint import CheckpointError, checkpoint_pose_trained, pfpld_weights
 from ..errors import ExportError
 from ..faces import PFPLD_PREPROCESS, Preprocess
 

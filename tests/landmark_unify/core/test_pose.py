@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 import landmark_unify as lu
 from landmark_unify.core.maps import flip
 from landmark_unify.core.pose import PoseModelError, euler_from_matrix, matrix_from_euler
+from landmark_unify.errors import MappingError
 from landmark_unify.face_models import load_face_model
 from landmark_unify.ops.relabel import relabel_dataframe
-from landmark_unify.errors import MappingError
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from landmark_unify import manifest as mf
-from landmark_unify.errors import ManifestError
 from landmark_unify.engines import EngineError
 from landmark_unify.engines.dask import DaskEngine
+from landmark_unify.errors import ManifestError
 from landmark_unify.ops.build import build_manifest
 from landmark_unify.ops.runner import map_manifest
 

@@ -22,8 +22,8 @@ from pfpld_train.evaluation.evaluate import (
     evaluate_manifest,
     load_model,
 )
-from pfpld_train.models.pfpld import PFPLD
 from pfpld_train.models.checkpoint import save_checkpoint
+from pfpld_train.models.pfpld import PFPLD
 
 GHOSTONE = "reference_models/pfld_ghostone"
 GHOSTONE_ARGS = ["--channel-order", "bgr", "--mean", "127.5", "--scale", str(1 / 127.5)]

@@ -18,8 +18,8 @@ from pfpld_train.data.images import read_image_rgb
 from pfpld_train.evaluation.evaluate import load_model
 from pfpld_train.evaluation.metrics import nme
 from pfpld_train.inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, pose_axes, predict_image
-from pfpld_train.models.pfpld import PFPLD
 from pfpld_train.models.checkpoint import save_checkpoint
+from pfpld_train.models.pfpld import PFPLD
 
 GHOSTONE = ["--channel-order", "bgr", "--mean", "127.5", "--scale", str(1 / 127.5)]
 
