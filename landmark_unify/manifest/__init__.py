@@ -73,7 +73,14 @@ from .schema import (
     take_rows,
     valid_array,
 )
-from .validate import compare_manifests, validate, validate_dataset, validate_file, validate_table
+from .validate import (
+    compare_manifests,
+    row_problems,
+    validate,
+    validate_dataset,
+    validate_file,
+    validate_table,
+)
 
 validate_manifest = validate
 
@@ -148,6 +155,7 @@ __all__ = [
     "read_metadata",
     "read_slice",
     "read_table",
+    "row_problems",
     "rebased_roots",
     "schema_metadata",
     "skipped_path_for",

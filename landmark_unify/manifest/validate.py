@@ -31,6 +31,26 @@ from .schema import (
 )
 
 
+def row_problems(table: pa.Table) -> dict[str, tuple[np.ndarray, str]]:
+    """The row-by-row value checks of the spec, as ``{column: (bad rows (N,) bool, what is wrong)}``:
+    points finite in float32 exactly where valid, box finite and not inverted, angles within +-180
+    degrees, weight finite and >= 0. Used by :func:`validate_table` and by the runner's last check before
+    any operation writes (``ops.runner.check_rows``)."""
+    lm = fixed_to_numpy(table.column("landmarks"), (NUM_POINTS, 2), np.float32)
+    valid = fixed_to_numpy(table.column("valid"), (NUM_POINTS,), bool)
+    box = fixed_to_numpy(table.column("bbox"), (4,), np.float32)
+    weight = table.column("weight").to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        out = {"landmarks": ((finite_points(lm) != valid).any(1), "points are not finite exactly where valid"),
+               "bbox": (~np.isfinite(box).all(1) | (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]),
+                        "the box is not finite or inverted"),
+               "weight": (~np.isfinite(weight) | (weight < 0), "the weight is not finite or negative")}
+        for a in ANGLES:
+            v = table.column(a).to_numpy(zero_copy_only=False).astype(np.float64)
+            out[a] = (np.abs(np.nan_to_num(v, nan=0.0)) > 180, "beyond +-180 degrees (or not finite)")
+    return out
+
+
 def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> list[str]:
     """Every way ``table`` and ``meta`` break the spec, as messages (empty when valid)."""
     problems: list[str] = []
@@ -60,17 +80,15 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
     ids = table.column("sample_id").to_pandas()
     if ids.duplicated().any():
         problems.append(f"{where}: {int(ids.duplicated().sum())} duplicate sample_id values, e.g. {ids[ids.duplicated()].iloc[0]!r}")
-    lm = fixed_to_numpy(table.column("landmarks"), (NUM_POINTS, 2), np.float32)
-    valid = fixed_to_numpy(table.column("valid"), (NUM_POINTS,), bool)
-    finite = finite_points(lm)
-    bad = np.flatnonzero((finite != valid).any(1))
+    rows = row_problems(table)
+    bad = np.flatnonzero(rows["landmarks"][0])
     if bad.size:
         problems.append(f"{where}: {bad.size} rows where landmarks are not finite exactly at valid points (first row {bad[0]})")
+    lm = fixed_to_numpy(table.column("landmarks"), (NUM_POINTS, 2), np.float32)
     partial = np.flatnonzero((np.isnan(lm).any(-1) & ~np.isnan(lm).all(-1)).any(1))
     if partial.size:
         problems.append(f"{where}: {partial.size} rows with a point that has one NaN coordinate (first row {partial[0]})")
-    bbox = fixed_to_numpy(table.column("bbox"), (4,), np.float32)
-    badbox = np.flatnonzero(~np.isfinite(bbox).all(1) | (bbox[:, 2] < bbox[:, 0]) | (bbox[:, 3] < bbox[:, 1]))
+    badbox = np.flatnonzero(rows["bbox"][0])
     if badbox.size:
         problems.append(f"{where}: {badbox.size} rows with a non-finite or inverted bbox (first row {badbox[0]})")
     _check_values(table, "bbox_source", ("given", "landmarks"), where, problems)
@@ -97,10 +115,9 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
         known = np.isfinite(vals)
         if (known != pose_known).any():
             problems.append(f"{where}: column {a!r} is null where pose_source is set, or the reverse ({int((known != pose_known).sum())} rows)")
-        if (np.abs(vals[known]) > 180).any():
+        if rows[a][0].any():
             problems.append(f"{where}: column {a!r} has values beyond +-180 degrees")
-    weight = table.column("weight").to_numpy(zero_copy_only=False)
-    if n and (~np.isfinite(weight) | (weight < 0)).any():
+    if n and rows["weight"][0].any():
         problems.append(f"{where}: column 'weight' has negative or non-finite values")
     roots = meta.get("source_roots", {})
     missing = sorted(set(table.column("source").unique().to_pylist()) - set(roots))

@@ -149,26 +149,11 @@ def check_rows(table: pa.Table, where: str) -> pa.Table:
     output. Returns ``table``."""
     if table.num_rows == 0:
         return table
-    from ..core.maps import finite_points
-    from ..manifest.schema import fixed_to_numpy
-
-    lm = fixed_to_numpy(table.column("landmarks"), (mf.NUM_POINTS, 2), np.float32)
-    valid = fixed_to_numpy(table.column("valid"), (mf.NUM_POINTS,), bool)
-    box = fixed_to_numpy(table.column("bbox"), (4,), np.float32)
-    weight = table.column("weight").to_numpy(zero_copy_only=False).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        checks = [("landmarks", (finite_points(lm) != valid).any(1), "points are not finite exactly where valid"),
-                  ("bbox", ~np.isfinite(box).all(1) | (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]),
-                   "the box is not finite or inverted"),
-                  ("weight", ~np.isfinite(weight) | (weight < 0), "the weight is not finite or negative")]
-        for a in mf.ANGLES:
-            v = table.column(a).to_numpy(zero_copy_only=False).astype(np.float64)
-            checks.append((a, np.abs(np.nan_to_num(v, nan=0.0)) > 180, "beyond +-180 degrees (or not finite)"))
-    for name, bad, what in checks:
+    for name, (bad, what) in mf.row_problems(table).items():
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise ManifestError(f"{where}, row {r}: column {name!r}: {what} ({int(bad.sum())} rows); nothing "
-                                   "was written")
+                                "was written")
     return table
 
 
