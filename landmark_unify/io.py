@@ -11,7 +11,10 @@ import errno
 import json
 import os
 import re
+import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,10 +119,6 @@ def _stale(owner: str, age: float) -> str | None:
 def remove_leftovers(path: str | os.PathLike, *, quiet: bool = False) -> list[Path]:
     """Remove the leftovers of killed runs that wrote ``path`` (see above) whose owner is gone; each
     removal is reported on stderr. Returns what was removed."""
-    import shutil
-    import sys
-    import time
-
     path = Path(path)
     prefix = f".{path.name}."
     removed = []
@@ -169,9 +168,6 @@ def restore_replaced(path: str | os.PathLike, complete=None) -> Path | None:
     """When ``path`` is missing and a killed run left the dataset it was replacing as ``.NAME.old-OWNER``
     (owner gone; ``complete(folder)`` true when given), rename that back to ``path`` (said on stderr).
     Returns what was restored, or None."""
-    import sys
-    import time
-
     path = Path(path)
     if path.exists() or path.is_symlink():
         return None
@@ -196,7 +192,6 @@ def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     or file system cannot, and nothing was changed."""
     import ctypes
     import ctypes.util
-    import sys
 
     if not sys.platform.startswith("linux"):
         return False

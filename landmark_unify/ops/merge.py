@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -162,9 +163,7 @@ def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, inde
             if p not in digests:
                 digests[p] = hash_key(file_digest(p) or f"path:{Path(p).resolve()}")
             hkeys[i], has[i] = digests[p], True
-    counts: dict = {}
-    for s in df["source"].tolist():
-        counts[s] = counts.get(s, 0) + 1
+    counts = dict(Counter(df["source"].tolist()))  # faces per source, in order of first appearance
     return UnitResult(None, index=index, rows=n, ids=id_keys(table),
                       seconds={"read": 0.0, "process": time.perf_counter() - t0},
                       extra={"hkeys": hkeys, "has_image": has, "sources": counts})
