@@ -64,6 +64,9 @@ def _summary(report: dict) -> str:
         if ref:
             lines.append(f"vs reference prototxt: same graph {ref['same_graph']}, same order {ref['same_order']}, "
                          f"{len(ref['differences'])} differing run(s)")
+    if report.get("caffe", {}).get("pose_trained") is False or report.get("checkpoint", {}).get("pose_trained") is False:
+        lines.append("pose output: UNTRAINED (no training face had a pose); recorded in the model's metadata"
+                     + (", the prototxt's header" if "caffe" in report else "") + "; not a head pose")
     if report.get("caffe", {}).get("overlay"):
         lines.append(f"landmarks drawn: {report['caffe']['overlay']}")
     if "nnie_check" in report:

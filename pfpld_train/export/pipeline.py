@@ -172,16 +172,18 @@ def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, c
         q_path = out_dir / f"{stem}_int8_sim.onnx"
         quantize_model(out_dir / f"{stem}.onnx", calib_x, q_path, per_channel=False)
         hx = PFPLD_PREPROCESS(holdout_faces.crops)
-        names = ["landmarks", "pose"]
+        pose = "pose" if report["caffe"]["pose_trained"] else None  # an untrained pose has no drift to report
+        names = ["landmarks", "pose"] if pose else ["landmarks"]
         rep = drift(model_outputs(out_dir / f"{stem}.onnx", hx, names), model_outputs(q_path, hx, names),
-                    holdout_faces, "landmarks", "pose", pose_radians=True)
+                    holdout_faces, "landmarks", pose, pose_radians=True)
         rep = {"simulation": "onnxruntime static QDQ, int8 per-tensor weights, uint8 activations, MinMax "
                f"calibration on the {len(calib_faces)} calib/ images", "int8_model": str(q_path), **rep}
         write_bytes_atomic((json.dumps(rep, indent=2) + "\n").encode(), out_dir / "int8_report.json")
-        pose = rep.get("pose_drift_deg", {})
+        pose_drift = rep.get("pose_drift_deg")
         rep["summary"] = (f"on {rep['faces']} held-out faces: NME fp32 {rep['nme_fp32_pct']:.2f} % -> int8 "
                           f"{rep['nme_int8_pct']:.2f} %, landmark drift {rep['landmark_drift_pct']['mean']:.2f} % "
-                          f"of the eye distance, pose drift {pose.get('mean', float('nan')):.2f} deg (mean)")
+                          "of the eye distance, " + (f"pose drift {pose_drift['mean']:.2f} deg (mean)" if pose_drift
+                                                      else "pose not compared (untrained pose branch)"))
         report["int8"] = rep
     write_board_readme(out_dir / "README.md", stem=stem, outputs_in_order=_prototxt_output_order(report),
                        report=report)

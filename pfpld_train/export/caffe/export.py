@@ -4,16 +4,22 @@
 every problem listed) when anything cannot be converted exactly, writes both files atomically, and re-reads
 the ``.caffemodel`` to check that it parses back into the same net. :func:`compare_prototxt` lines up the
 layers of two prototxts (e.g. ours and the reference ``pfpld.prototxt``) and lists what differs.
+
+Caffe files have no metadata fields, so what the ONNX exporter records about the outputs (their meaning, and
+whether the pose branch was trained at all) is carried into the ``.prototxt`` as comment lines at its top
+and into the report.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 from pathlib import Path
 
 from landmark_unify.io import write_bytes_atomic
 
+from ...models.metadata import METADATA_OUTPUTS, METADATA_POSE_TRAINED
 from ..errors import ExportError
 from .convert import format_issues, onnx_to_caffe
 from .proto import caffe_messages, net_to_prototxt
@@ -30,11 +36,14 @@ def export_caffe(onnx_path: str | Path, out_dir: str | Path, stem: str = "pfpld"
     import onnx
 
     out_dir = Path(out_dir)
-    conv = onnx_to_caffe(onnx.load(str(onnx_path)), net_name=stem)
+    proto = onnx.load(str(onnx_path))
+    conv = onnx_to_caffe(proto, net_name=stem)
     if conv.errors:
         raise ExportError(f"{onnx_path}: cannot be written as a Caffe 1.0 model:\n" + format_issues(conv.issues, brief=True))
+    notes = output_notes(proto)
     prototxt, caffemodel = out_dir / f"{stem}.prototxt", out_dir / f"{stem}.caffemodel"
-    write_bytes_atomic(net_to_prototxt(conv.net).encode(), prototxt)
+    header = "".join(f"# {line}\n" for line in notes["lines"])
+    write_bytes_atomic((header + net_to_prototxt(conv.net)).encode(), prototxt)
     data = conv.net.SerializeToString()
     write_bytes_atomic(data, caffemodel)
     back = caffe_messages().NetParameter.FromString(caffemodel.read_bytes())
@@ -50,9 +59,28 @@ def export_caffe(onnx_path: str | Path, out_dir: str | Path, stem: str = "pfpld"
         "layer_counts": conv.layer_counts(),
         "input": {conv.input_name: list(conv.input_shape)},
         "outputs": conv.outputs,
+        "output_docs": notes["docs"],
+        "pose_trained": notes["pose_trained"],
         "batchnorm": "folded into the preceding convolutions",
         "_conversion": conv,
     }
+
+
+def output_notes(proto) -> dict:
+    """What an ONNX model's metadata says of its outputs: ``docs`` (name -> meaning, from our exporter's
+    :data:`~pfpld_train.models.metadata.METADATA_OUTPUTS`), ``pose_trained`` (False only when our exporter
+    recorded an untrained pose branch) and the comment ``lines`` written at the top of the prototxt."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    try:
+        docs = json.loads(meta.get(METADATA_OUTPUTS, "{}"))
+    except ValueError:
+        docs = {}
+    docs = docs if isinstance(docs, dict) else {}
+    pose_trained = str(meta.get(METADATA_POSE_TRAINED, "true")).lower() != "false"
+    lines = [f"output {name}: {doc}" for name, doc in docs.items()]
+    if not pose_trained:
+        lines.insert(0, "WARNING: the pose output is UNTRAINED (no training face had a pose); it is not a head pose")
+    return {"docs": docs, "pose_trained": pose_trained, "lines": lines}
 
 
 def read_prototxt(path: str | Path):

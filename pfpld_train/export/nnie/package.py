@@ -141,6 +141,12 @@ def write_board_readme(path: str | Path, *, stem: str, outputs_in_order: list[st
     """README for the board side: input layout, output order and the fixed-point scale."""
     parity = {k: ", ".join(f"{n} {v:.2g}" for n, v in d.items()) for k, d in report.get("parity", {}).items()}
     int8 = report.get("int8", {})
+    if report.get("caffe", {}).get("pose_trained", True):
+        pose_doc = ("- `pose`: 3 values, pitch, yaw, roll in **radians** (300W-LP Pose_Para convention; x 57.29578 for\n"
+                    "  degrees).")
+    else:
+        pose_doc = ("- `pose`: 3 values, **UNTRAINED**: no training face had a pose, so this output is not a head pose.\n"
+                    "  Do not read it (the blob is still there because the network's graph has it).")
     text = f"""# PFPLD on NNIE: board-side notes
 
 Files: `{stem}.prototxt` + `{stem}.caffemodel` (Caffe 1.0, batch norms folded), `{stem}.cfg` (mapper
@@ -163,8 +169,7 @@ Two output blobs, in this order in the prototxt: {", ".join(f"`{o}`" for o in ou
 Check the order the mapper reports in its log/.wk; address outputs by name where the runtime allows.
 - `landmarks`: 196 values, x0, y0, x1, y1, ... of the 98 WFLW points in crop units (0 = left/top edge
   of the crop, 1 = right/bottom). Image pixels: x = value * S + x0, y = value * S + y0.
-- `pose`: 3 values, pitch, yaw, roll in **radians** (300W-LP Pose_Para convention; x 57.29578 for
-  degrees).
+{pose_doc}
 
 NNIE writes output blobs as **signed 32-bit fixed point with 12 fractional bits**: divide every value by
 **{NNIE_FIXED_POINT_SCALE}** (float value = s32 / 4096.0) before the conversions above. Read 196

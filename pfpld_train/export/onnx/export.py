@@ -128,6 +128,7 @@ def export_onnx(model, path: str | Path, *, opset: int = 17, dynamic_batch: bool
         "dynamic_batch": bool(dynamic_batch),
         "input": {INPUT_NAME: _shape_str(proto.graph.input[0])},
         "outputs": {o.name: _shape_str(o) for o in proto.graph.output},
+        "pose_trained": pose_trained,
     }
 
 

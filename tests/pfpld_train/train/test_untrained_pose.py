@@ -1,5 +1,6 @@
 """A run whose training faces have no pose: fit says the pose branch is untrained and the checkpoint records
-it; evaluate, predict (JSON and overlay) and the ONNX export do not present its pose output as a head pose."""
+it; evaluate, predict (JSON and overlay) and the ONNX, Caffe and NNIE exports do not present its pose output as
+a head pose."""
 
 from __future__ import annotations
 
@@ -73,3 +74,25 @@ def test_export_marks_an_untrained_pose_output(demo_run, tmp_path, capsys):
     lm, pose = model(np.zeros((2, 112, 112, 3), np.uint8))
     assert lm.shape == (2, 98, 2) and pose is None
     capsys.readouterr()
+
+
+def test_caffe_and_nnie_exports_mark_an_untrained_pose_output(demo_run, tmp_path, capsys):
+    """Caffe has no metadata: the prototxt's header, report.json and the board README carry the mark, and the
+    int8 check compares no pose."""
+    from pfpld_train.export.caffe.export import read_prototxt
+
+    _, manifest, run, _ = demo_run
+    out = tmp_path / "nnie"
+    assert main(["export", str(run / "best.pt"), "--format", "nnie", "-o", str(out), "--faces", str(manifest),
+                 "--calib", str(manifest), "--calib-count", "4", "--holdout", str(manifest)]) == 0
+    printed = capsys.readouterr().out
+    assert "pose output: UNTRAINED" in printed
+    head = (out / "pfpld.prototxt").read_text().splitlines()[0]
+    assert head.startswith("# WARNING: the pose output is UNTRAINED")
+    assert [layer.name for layer in read_prototxt(out / "pfpld.prototxt").layer]  # the comments parse away
+    report = json.loads((out / "report.json").read_text())
+    assert report["caffe"]["pose_trained"] is False and report["onnx"]["pose_trained"] is False
+    assert "UNTRAINED" in report["caffe"]["output_docs"]["pose"]
+    assert "pose_drift_deg" not in report["int8"] and "untrained pose branch" in report["int8"]["summary"]
+    readme = (out / "README.md").read_text()
+    assert "**UNTRAINED**" in readme and "pitch, yaw, roll in **radians**" not in readme
