@@ -64,8 +64,8 @@ def affine_pose(pts, valid, model):
         x = pts[i, use[i]].astype(np.float64) * [1.0, -1.0]
         a = np.c_[model.points[use[i]], np.ones(use[i].sum())]
         sol = np.linalg.lstsq(a, x, rcond=None)[0]
-        q, _ = _nearest_scaled_rotation(sol[:3].T[None])
-        out[i] = euler_from_matrix(q.transpose(0, 2, 1))[0]
+        q, _ = _nearest_scaled_rotation(sol[:3].T[..., None])  # batch-last: (2, 3, 1) -> (3, 3, 1)
+        out[i] = euler_from_matrix(q[..., 0].T[None])[0]
     return out
 
 
@@ -123,7 +123,7 @@ def scatter(path: Path, yaw, fit, keep) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    ap.add_argument("--scatter", type=Path, default=REPO / "docs" / "images" / "pose_yaw_scatter.png")
+    ap.add_argument("--scatter", type=Path, default=REPO / "docs" / "figures" / "images" / "pose_yaw_scatter.png")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     data = args.shared / "data"

@@ -208,22 +208,6 @@ def build_face_model_98(points98: np.ndarray, has_point: np.ndarray, *, source: 
 
 # --- rotations ----------------------------------------------------------------------------------------
 
-def _hat(v: np.ndarray) -> np.ndarray:
-    z = np.zeros(v.shape[:-1])
-    x, y, w = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([np.stack([z, -w, y], -1), np.stack([w, z, -x], -1), np.stack([-y, x, z], -1)], -2)
-
-
-def _expm_so3(w: np.ndarray) -> np.ndarray:
-    th = np.linalg.norm(w, axis=-1)[..., None, None]
-    k = _hat(w)
-    small = th < 1e-8
-    th_safe = np.where(small, 1.0, th)
-    a = np.where(small, 1.0, np.sin(th_safe) / th_safe)
-    b = np.where(small, 0.5, (1.0 - np.cos(th_safe)) / th_safe**2)
-    return np.eye(3) + a * k + b * (k @ k)
-
-
 def euler_from_matrix(r: np.ndarray) -> np.ndarray:
     """``(N, 3, 3)`` rotations ``R = Rz(roll) Ry(yaw) Rx(pitch)`` -> ``(N, 3)`` pitch, yaw, roll degrees."""
     pitch = np.arctan2(r[:, 2, 1], r[:, 2, 2])
@@ -302,21 +286,21 @@ class _SingleThreadBLAS:
 
 
 def _nearest_scaled_rotation(a: np.ndarray):
-    """Nearest scaled-orthographic camera to affine ``a`` (N, 2, 3): rows ``Q2 = (a a^T)^(-1/2) a``
-    (the polar factor) completed to a rotation ``Q`` (N, 3, 3), and the mean singular value ``s``."""
-    m = np.matmul(a, a.transpose(0, 2, 1))  # (N, 2, 2)
-    tr = m[:, 0, 0] + m[:, 1, 1]
-    det = np.maximum(m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] ** 2, 0.0)
-    sd = np.sqrt(det)
-    root = np.sqrt(np.maximum(tr + 2 * sd, 1e-300))
+    """Nearest scaled-orthographic camera to affine cameras ``a`` (2, 3, N), batch-last: rows
+    ``Q2 = (a a^T)^(-1/2) a`` (the polar factor) completed to a rotation ``Q`` (3, 3, N), and the mean
+    singular value ``s`` (N,)."""
+    m00, m01, m11 = (a[0] * a[0]).sum(0), (a[0] * a[1]).sum(0), (a[1] * a[1]).sum(0)
+    sd = np.sqrt(np.maximum(m00 * m11 - m01 * m01, 0.0))
+    root = np.sqrt(np.maximum(m00 + m11 + 2 * sd, 1e-300))
     s = root / 2  # (sigma1 + sigma2) / 2, since (sigma1 + sigma2)^2 = tr + 2 sqrt(det)
     # (a a^T)^(1/2) = (m + sd I) / root; its inverse for a 2 x 2 matrix
-    h = (m + sd[:, None, None] * np.eye(2)) / root[:, None, None]
-    hdet = h[:, 0, 0] * h[:, 1, 1] - h[:, 0, 1] * h[:, 1, 0]
-    hinv = np.stack([np.stack([h[:, 1, 1], -h[:, 0, 1]], -1), np.stack([-h[:, 1, 0], h[:, 0, 0]], -1)], -2)
+    h00, h01, h11 = (m00 + sd) / root, m01 / root, (m11 + sd) / root
+    q = np.empty((3,) + a.shape[1:])
     with np.errstate(divide="ignore", invalid="ignore"):
-        q2 = np.matmul(hinv / hdet[:, None, None], a)
-    q = np.concatenate([q2, np.cross(q2[:, 0], q2[:, 1])[:, None]], 1)
+        hdet = h00 * h11 - h01 * h01
+        q[0] = (h11 * a[0] - h01 * a[1]) / hdet
+        q[1] = (h00 * a[1] - h01 * a[0]) / hdet
+    q[2] = np.cross(q[0], q[1], axis=0)
     return q, s
 
 
@@ -330,58 +314,74 @@ def _moment_features(xs: np.ndarray) -> np.ndarray:
     return np.concatenate([np.ones((1, xs.shape[1])), xs, np.stack([xs[a] * xs[b] for a, b in _PAIRS])]).T
 
 
-def _fill_symmetric(out: np.ndarray, moments: np.ndarray) -> None:
-    """Write the six second moments ``moments`` (N, 6), in :data:`_PAIRS` order, into the symmetric
-    ``out[:, :3, :3]``."""
-    for j, (a, b) in enumerate(_PAIRS):
-        out[:, a, b] = out[:, b, a] = moments[:, j]
-
-
 def _affine_init(x: np.ndarray, X: np.ndarray, w: np.ndarray):
     """Weighted affine camera x ~ A X + t per face, from weighted moments; returns the nearest
-    scaled-orthographic (Q, s)."""
+    scaled-orthographic camera, batch-last: ``(Q (3, 3, N), s (N,))``."""
     feats = _moment_features(X.T)
-    mo = w @ feats  # (N, 10)
-    n = len(w)
-    g = np.empty((n, 4, 4))
-    _fill_symmetric(g, mo[:, 4:10])
-    g[:, :3, 3] = g[:, 3, :3] = mo[:, 1:4]
-    g[:, 3, 3] = mo[:, 0]
-    g[:, np.arange(4), np.arange(4)] += 1e-9
+    mo = (w @ feats).T  # (10, N)
+    g = np.empty((4, 4, len(w)))
+    for j, (r, t) in enumerate(_PAIRS):
+        g[r, t] = g[t, r] = mo[4 + j]
+    g[:3, 3] = g[3, :3] = mo[1:4]
+    g[3, 3] = mo[0]
+    g[np.arange(4), np.arange(4)] += 1e-9
     lin = feats[:, :4][:, [1, 2, 3, 0]]  # (K, 4): X, 1
-    b = np.stack([(w * x[..., 0]) @ lin, (w * x[..., 1]) @ lin], 2)  # (N, 4, 2)
-    sol = np.linalg.solve(g, b)  # (N, 4, 2)
-    return _nearest_scaled_rotation(sol[:, :3].transpose(0, 2, 1))
+    b = np.stack([(w * x[..., 0]) @ lin, (w * x[..., 1]) @ lin]).transpose(2, 0, 1)  # (4, 2, N)
+    sol = _solve_spd(g, b)  # (4, 2, N): rows of A (and t) per image axis
+    return _nearest_scaled_rotation(sol[:3].transpose(1, 0, 2))
 
 
-def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve ``a x = b`` for a batch of symmetric positive definite ``a`` (N, D, D), ``b`` (N, D):
-    Gaussian elimination without pivoting (stable for SPD matrices), vectorised over the batch in a
-    batch-last layout. NaN or inf where a matrix is singular (the caller drops those faces)."""
-    at = np.ascontiguousarray(a.transpose(1, 2, 0))  # (D, D, N)
-    bt = np.ascontiguousarray(b.T)  # (D, N)
+def _solve_spd(at: np.ndarray, bt: np.ndarray) -> np.ndarray:
+    """Solve ``a x = b`` for a batch of symmetric positive definite matrices in batch-last layout:
+    ``at`` (D, D, N), ``bt`` (D, N) or (D, M, N) -> ``x`` like ``bt``. Gaussian elimination without
+    pivoting (stable for SPD matrices), each step one operation on all faces. NaN or inf where a matrix
+    is singular (the caller drops those faces). The inputs are not modified."""
+    at, bt = at.copy(), bt.copy()
     dim = at.shape[0]
+    extra = (slice(None),) + (None,) * (bt.ndim - 2)  # f (D', N) against bt's (D', M..., N)
     with np.errstate(divide="ignore", invalid="ignore"):
         for j in range(dim - 1):
             f = at[j + 1:, j] / at[j, j]
             at[j + 1:, j:] -= f[:, None] * at[None, j, j:]
-            bt[j + 1:] -= f * bt[j]
+            bt[j + 1:] -= f[extra] * bt[j]
         x = np.empty_like(bt)
         for j in range(dim - 1, -1, -1):
-            x[j] = (bt[j] - (at[j, j + 1:] * x[j + 1:]).sum(0)) / at[j, j]
-    return x.T
+            x[j] = (bt[j] - (at[j, j + 1:][extra] * x[j + 1:]).sum(0)) / at[j, j]
+    return x
 
 
 def _diag_rank1_solve(dm: np.ndarray, v: np.ndarray, alpha: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Solve ``(diag(dm) - alpha v v^T) y = x`` per face (Sherman-Morrison).
+    """Solve ``(diag(dm) - alpha v v^T) y = x`` per face (Sherman-Morrison), batch-last.
 
-    dm, v: (N, G); alpha: (N,); x: (N, G, M). Returns y (N, G, M).
+    dm, v: (G, N); alpha: (N,); x: (G, M, N). Returns y (G, M, N).
     """
-    xd = x / dm[..., None]
+    xd = x / dm[:, None]
     vd = v / dm
-    denom = 1.0 - alpha * (v * vd).sum(1)
-    vx = (v[..., None] * xd).sum(1)  # (N, M)
-    return xd + vd[..., None] * ((alpha / denom)[:, None] * vx)[:, None, :]
+    denom = 1.0 - alpha * (v * vd).sum(0)
+    vx = (v[:, None] * xd).sum(0)  # (M, N)
+    return xd + vd[:, None] * ((alpha / denom) * vx)[None]
+
+
+def _rotate_by(q: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``q @ expm([w]x)`` for batch-last rotations ``q`` (3, 3, N) and rotation vectors ``w`` (3, N)
+    (Rodrigues: ``expm = cos t I + sin t / t [w]x + (1 - cos t) / t^2 w w^T``)."""
+    x, y, z = w
+    th2 = x * x + y * y + z * z
+    th = np.sqrt(th2)
+    small = th < 1e-8
+    ths = np.where(small, 1.0, th)
+    a = np.where(small, 1.0, np.sin(ths) / ths)
+    b = np.where(small, 0.5, (1.0 - np.cos(ths)) / ths**2)
+    c0 = 1.0 - b * th2
+    bx, by, bz = b * x, b * y, b * z
+    ax, ay, az = a * x, a * y, a * z
+    bxy, bxz, byz = bx * y, bx * z, by * z
+    r = np.empty((3, 3, len(th)))
+    r[0, 0], r[1, 1], r[2, 2] = c0 + bx * x, c0 + by * y, c0 + bz * z
+    r[0, 1], r[1, 0] = bxy - az, bxy + az
+    r[0, 2], r[2, 0] = bxz + ay, bxz - ay
+    r[1, 2], r[2, 1] = byz - ax, byz + ax
+    return np.einsum("ijn,jkn->ikn", q, r)
 
 
 def _robust_scale(e: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -415,13 +415,13 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
     """
     n, k = w.shape
     g = len(masks)
-    d_par = 4 + g
-    q, s = _affine_init(x, X, w)
+    # Per-face parameters and the small matrices of the step are kept batch-last ((..., N), faces on the
+    # contiguous axis): each small product is then one pass over all faces, not N tiny matrix products.
+    q, s = _affine_init(x, X, w)  # q (3, 3, N): q[i, j] = Q_ij
     first_robust = 2  # plain least squares before this iteration
     if init_q is not None:  # a refit starts near the answer: robust from its second step
-        q, first_robust = init_q, 1
-    c = np.zeros((n, g))
-    diag = np.arange(d_par)
+        q, first_robust = np.ascontiguousarray(init_q.transpose(1, 2, 0)), 1
+    c = np.zeros((g, n))
     scale = None
     xs = X.T  # (3, K)
     f32 = np.float32  # per-point work in single precision; moments and the solve in double
@@ -434,8 +434,8 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
     ww = w
     for it in range(iterations):
         if huber is not None and it >= first_robust:
-            delta = c.astype(f32) @ masks32  # (N, K) model y shift
-            sq = (s[:, None, None] * q[:, :2]).astype(f32)  # (N, 2, 3)
+            delta = c.T.astype(f32) @ masks32  # (N, K) model y shift
+            sq = (s * q[:2]).transpose(2, 0, 1).astype(f32)  # (N, 2, 3)
             r0 = u_img - (sq[:, 0] @ xs32 + sq[:, 0, 1:2] * delta)
             r1 = v_img - (sq[:, 1] @ xs32 + sq[:, 1, 1:2] * delta)
             wsum = np.maximum(ww.sum(1), 1e-12)[:, None]
@@ -445,75 +445,72 @@ def _fit_chunk(x: np.ndarray, w: np.ndarray, X: np.ndarray, masks: np.ndarray, i
             if scale is None or it == first_robust + 2:
                 scale = _robust_scale(e, w)[:, None].astype(f32)
             ww = w * np.minimum(f32(1.0), f32(huber) * scale / np.maximum(e, f32(1e-12)))
-        a = (ww @ feats).astype(np.float64)
-        wsum = np.maximum(a[:, 0], 1e-12)
-        s1 = a[:, 1:4].copy()
-        s2 = np.empty((n, 3, 3))
-        _fill_symmetric(s2, a[:, 4:10])
-        wg = a[:, 10:10 + g]
-        gy = np.stack([a[:, 10 + g:10 + 2 * g], a[:, 10 + 2 * g:10 + 3 * g], a[:, 10 + 3 * g:10 + 4 * g]], 1)  # (N, 3, G)
-        bz = np.stack([(ww * u_img) @ feats_z, (ww * v_img) @ feats_z], 2).astype(np.float64)  # (N, 4 + G, 2)
-        sz = bz[:, 0]  # (N, 2)
-        syz = bz[:, 1:4].copy()  # (N, 3, 2) sum w X z^T
-        gz = bz[:, 4:]  # (N, G, 2)
+        a = (ww @ feats).T.astype(np.float64)  # (10 + 4G, N) weighted moments
+        wsum = np.maximum(a[0], 1e-12)
+        s1 = a[1:4].copy()  # (3, N)
+        s2 = np.empty((3, 3, n))
+        for j, (r, t) in enumerate(_PAIRS):
+            s2[r, t] = s2[t, r] = a[4 + j]
+        wg = a[10:10 + g]  # (G, N)
+        gy = a[10 + g:10 + 4 * g].reshape(3, g, n)  # (3, G, N)
+        bz = np.stack([(ww * u_img) @ feats_z, (ww * v_img) @ feats_z]).transpose(2, 0, 1).astype(np.float64)  # (4 + G, 2, N)
+        sz = bz[0]  # (2, N)
+        syz = bz[1:4].copy()  # (3, 2, N) sum w X z^T
+        gz = bz[4:]  # (G, 2, N)
         if g:  # the model's y row is X_y + c_g on group g
             cw = c * wg
-            s1[:, 1] += cw.sum(1)
-            s2[:, 0, 1] += (c * gy[:, 0]).sum(1)
-            s2[:, 2, 1] += (c * gy[:, 2]).sum(1)
-            s2[:, 1, 0] = s2[:, 0, 1]
-            s2[:, 1, 2] = s2[:, 2, 1]
-            s2[:, 1, 1] += 2 * (c * gy[:, 1]).sum(1) + (c * cw).sum(1)
-            syz[:, 1] += np.einsum("ng,ngb->nb", c, gz)
-            gy[:, 1] += cw
-        ybar = s1 / wsum[:, None]
-        zbar = sz / wsum[:, None]
-        mom = s2 - wsum[:, None, None] * ybar[:, :, None] * ybar[:, None, :]  # sum w Y Y^T, centred
-        zy = syz - wsum[:, None, None] * ybar[:, :, None] * zbar[:, None, :]  # sum w Y z^T, centred
-        if g:
-            ay = gy - ybar[:, :, None] * wg[:, None, :]  # sum w Y m^T, centred
-            ez = gz - wg[:, :, None] * zbar[:, None, :]  # sum w m z^T, centred
-        q2 = q[:, :2]
+            s1[1] += cw.sum(0)
+            s2[0, 1] += (c * gy[0]).sum(0)
+            s2[2, 1] += (c * gy[2]).sum(0)
+            s2[1, 0] = s2[0, 1]
+            s2[1, 2] = s2[2, 1]
+            s2[1, 1] += 2 * (c * gy[1]).sum(0) + (c * cw).sum(0)
+            syz[1] += (c[:, None] * gz).sum(0)
+            gy[1] += cw
+        ybar = s1 / wsum
+        zbar = sz / wsum
+        mom = s2 - wsum * ybar[:, None] * ybar[None]  # (3, 3, N) sum w Y Y^T, centred
+        zy = syz - wsum * ybar[:, None] * zbar[None]  # (3, 2, N) sum w Y z^T, centred
+        q2 = q[:2]  # (2, 3, N)
         # rows i = 0, 1 of the camera at once: A_i = [-s [q_i]x ; q_i^T] (4, 3)
-        a4 = np.empty((n, 2, 4, 3))
-        a4[:, :, :3] = -s[:, None, None, None] * _hat(q2)
-        a4[:, :, 3] = q2
-        am = np.matmul(a4, mom[:, None])  # (N, 2, 4, 3)
-        jtj = np.zeros((n, d_par, d_par))
-        jtj[:, :4, :4] = np.matmul(am, a4.transpose(0, 1, 3, 2)).sum(1)
-        res_y = zy.transpose(0, 2, 1) - s[:, None, None] * np.matmul(q2, mom)  # (N, 2, 3) sum w Y r_i
-        jtr = np.zeros((n, d_par))
-        jtr[:, :4] = np.matmul(a4, res_y[..., None])[..., 0].sum(1)
+        sq2 = s * q2
+        a4 = np.zeros((2, 4, 3, n))
+        a4[:, 0, 1], a4[:, 0, 2] = sq2[:, 2], -sq2[:, 1]
+        a4[:, 1, 0], a4[:, 1, 2] = -sq2[:, 2], sq2[:, 0]
+        a4[:, 2, 0], a4[:, 2, 1] = sq2[:, 1], -sq2[:, 0]
+        a4[:, 3] = q2
+        am = np.einsum("irjn,jkn->irkn", a4, mom)  # (2, 4, 3, N)
+        jtj = np.einsum("irkn,ickn->rcn", am, a4)  # (4, 4, N)
+        res_y = zy.transpose(1, 0, 2) - s * np.einsum("ijn,jkn->ikn", q2, mom)  # (2, 3, N) sum w Y r_i
+        jtr = np.einsum("irjn,ijn->rn", a4, res_y)  # (4, N)
+        jtj[np.arange(4), np.arange(4)] += 1e-10
         if g:
-            f = s[:, None] * q2[:, :, 1]  # (N, 2)
-            cross = (np.matmul(a4, ay[:, None]) * f[:, :, None, None]).sum(1)  # (N, 4, G)
-            jtj[:, :4, 4:] = cross
-            jtj[:, 4:, :4] = cross.transpose(0, 2, 1)
-            ff = (f * f).sum(1)  # (N,)
-            res_m = ez.transpose(0, 2, 1) - s[:, None, None] * np.matmul(q2, ay)  # (N, 2, G) sum w m r_i
-            jtr[:, 4:] = (f[:, :, None] * res_m).sum(1)
-        jtj[:, diag, diag] += 1e-10
-        if g:
+            ay = gy - ybar[:, None] * wg[None]  # (3, G, N) sum w Y m^T, centred
+            ez = gz - wg[:, None] * zbar[None]  # (G, 2, N) sum w m z^T, centred
+            f = s * q2[:, 1]  # (2, N)
+            cross = np.einsum("irjn,jgn,in->rgn", a4, ay, f)  # (4, G, N)
+            ff = (f * f).sum(0)  # (N,)
+            res_m = ez.transpose(1, 0, 2) - s * np.einsum("ijn,jgn->ign", q2, ay)  # (2, G, N) sum w m r_i
+            jtr_m = (f[:, None] * res_m).sum(0)  # (G, N)
             # The mode block is ff (diag(W_g) - W_g W_g^T / W) + reg I: diagonal plus rank one. Eliminate
             # the modes (Schur complement, Sherman-Morrison) and solve the 4 x 4 rest.
             reg = ((NOISE_SIGMA / MODE_SIGMA) * s) ** 2
-            jtr[:, 4:] -= reg[:, None] * c
-            dm = ff[:, None] * wg + reg[:, None] + 1e-10  # (N, G) the diagonal
+            jtr_m -= reg * c
+            dm = ff * wg + reg + 1e-10  # (G, N) the diagonal
             alpha = ff / wsum
-            cmat = jtj[:, :4, 4:]  # (N, 4, G)
-            binv_ct = _diag_rank1_solve(dm, wg, alpha, cmat.transpose(0, 2, 1))  # (N, G, 4)
-            binv_r = _diag_rank1_solve(dm, wg, alpha, jtr[:, 4:, None])[..., 0]  # (N, G)
-            schur = jtj[:, :4, :4] - np.matmul(cmat, binv_ct)
-            rhs = jtr[:, :4] - np.matmul(cmat, binv_r[..., None])[..., 0]
-            d4 = _solve_spd(schur, rhs)
-            dc = binv_r - np.matmul(binv_ct, d4[..., None])[..., 0]
+            both = _diag_rank1_solve(dm, wg, alpha, np.concatenate([cross.transpose(1, 0, 2), jtr_m[:, None]], 1))
+            binv_ct, binv_r = both[:, :4], both[:, 4]  # (G, 4, N), (G, N)
+            schur = jtj - np.einsum("rgn,gcn->rcn", cross, binv_ct)
+            rhs = jtr - np.einsum("rgn,gn->rn", cross, binv_r)
+            d4 = _solve_spd(schur, rhs)  # (4, N)
+            dc = binv_r - np.einsum("gcn,cn->gn", binv_ct, d4)
         else:
-            d4 = _solve_spd(jtj[:, :4, :4], jtr[:, :4])
-            dc = np.zeros((n, 0))
-        q = q @ _expm_so3(d4[:, :3])
-        s = s + d4[:, 3]
+            d4 = _solve_spd(jtj, jtr)
+            dc = np.zeros((0, n))
+        q = _rotate_by(q, d4[:3])
+        s = s + d4[3]
         c = c + dc
-    return q, c
+    return q.transpose(2, 0, 1), c.T
 
 
 def _fit_inputs(points98, valid98, model, point_weights, min_points):
@@ -599,9 +596,9 @@ def _fit_all(pts, use, pw_cols, idx, cols, model_pts, model_masks, iterations, h
 
 def _fit_rows(pts, use, pw_cols, sel, cols, model_pts, model_masks, iterations, huber, out, rot,
               warm: bool = False) -> None:
-    u = use[np.ix_(sel, cols)]
+    u = np.take(use[sel], cols, axis=1)
     w = np.where(u, pw_cols if pw_cols.ndim == 1 else pw_cols[sel], 0.0)
-    x = np.where(u[..., None], pts[np.ix_(sel, cols)], 0.0)
+    x = np.where(u[..., None], np.take(pts[sel], cols, axis=1), 0.0)
     x[..., 1] *= -1.0  # y up
     # normalise each face: weighted centroid at the origin, unit RMS radius
     wsum = w.sum(1)
