@@ -13,6 +13,16 @@ each such point lies on an oval edge, between two vertices. Pupils have no verte
 
 The calibration (``DEPTH_SCALE``, ``GROUP_WEIGHTS``, ``OCCLUDED_WEIGHT``) was chosen by 5-fold cross-validation
 on the AFLW2000-3D dev half (hand-annotated 68 points, ``benchmarks/pose_aflw2000_dev.py``; docs/guides/pose.md).
+
+The file also holds the face for *model-projected* points (``points98_projected``): the points of sources whose
+68 landmarks are projections of a fitted 3D face (300W-LP ``pt2d``, AFLW2000-3D ``pt3d_68``; schema
+``ibug68_3d``) are the vertices of that model, not what a human would click, and the MediaPipe face calibrated
+for human annotation fits them less well. :func:`projected_face` is the mean of the AFLW2000-3D dev half's
+``pt3d_68`` labels (3DDFA release, MIT, ``LICENSE-labels-3DDFA`` beside them; notice in
+``landmark_unify/face_models/LICENSE_3DDFA_labels.txt``), each face similarity-aligned in 3D, expressed in the
+frame of the 3DDFA mean shape (``mean3d_68.npz``, ``3ddfa_bfm_raw``), which is the frame the labels' pose
+angles are measured in. Only that mean (43 points and the jaw) is shipped; ``benchmarks/pose_projected_dev.py``
+measures it with 5-fold CV.
 """
 from __future__ import annotations
 
@@ -29,7 +39,11 @@ from landmark_unify.core.layouts import get_layout  # noqa: E402
 
 OBJ = REPO.parent / "shared" / "data" / "face_mesh_canonical" / "canonical_face_model.obj"
 OUT = REPO / "landmark_unify" / "face_models" / "mediapipe_face98.npz"
-PICTURE = REPO / "docs" / "images" / "pose_mediapipe_correspondence.png"
+PICTURE = REPO / "docs" / "figures" / "images" / "pose_mediapipe_correspondence.png"
+DEV = REPO.parent / "shared" / "data" / "AFLW2000-3D_dev" / "aflw2000_3d_dev.npz"
+MEAN3D = REPO.parent / "shared" / "data" / "mean3d_68" / "mean3d_68.npz"
+#: Faces with any |angle| above this are left out of the projected face's mean (the AFLW2000-3D convention).
+MAX_ANGLE = 99.0
 
 #: Depth (model z) scale of the mesh: hand-annotated 2D landmarks read |yaw| ~1.5 degrees too large with the
 #: mesh as it is; 1.2 removes that bias below 60 degrees (CV on the AFLW2000-3D dev half).
@@ -148,6 +162,57 @@ def build(obj: Path) -> dict:
     }, v, f
 
 
+def _similarity(src: np.ndarray, dst: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``src`` (K, 3) moved by the least-squares similarity that maps its ``use`` rows onto ``dst``'s, and
+    whether that map is a proper rotation (False: a reflection fits better, the face is left out)."""
+    s, d = src[use], dst[use]
+    ms, md = s.mean(0), d.mean(0)
+    u, sv, vt = np.linalg.svd((d - md).T @ (s - ms))
+    sign = np.sign(np.linalg.det(u @ vt))
+    r = u @ np.diag([1.0, 1.0, sign]) @ vt
+    scale = (sv * [1.0, 1.0, sign]).sum() / ((s - ms) ** 2).sum()
+    return scale * (src - ms) @ r.T + md, bool(sign > 0)
+
+
+def projected_face(pts68_3d: np.ndarray, frame68: np.ndarray, keep: np.ndarray | None = None):
+    """The face for model-projected points: ``(points98 (98, 3), has_point (98,), faces used)``.
+
+    pts68_3d: ``(N, 68, 3)`` 3D landmarks as AFLW2000-3D stores ``pt3d_68`` (image x right, y down, z toward the
+    camera). frame68: ``(68, 3)`` a shape in the model frame whose frame the result takes (x right, y up, z
+    toward the camera). keep: faces to use (default all). Every face goes onto the canonical 98 points, is
+    aligned to the running mean by a similarity on the points off the contour (faces a reflection fits better
+    are left out), averaged, and the mean is aligned to ``frame68``; three rounds.
+    """
+    from landmark_unify.core.pose import canonical_model_points
+
+    lay = get_layout("wflw98")
+    faces = np.asarray(pts68_3d, dtype=np.float64) * np.array([1.0, -1.0, 1.0])
+    faces = np.stack([canonical_model_points(f)[0] for f in faces])
+    ref, has = canonical_model_points(np.asarray(frame68, dtype=np.float64))
+    stable = has & (np.array(lay.groups) != "contour")
+    keep = np.ones(len(faces), bool) if keep is None else np.asarray(keep, bool)
+    target = ref
+    for _ in range(3):
+        moved = [_similarity(f, target, stable) for f in faces]
+        used = keep & np.array([ok for _, ok in moved])
+        mean = np.stack([m for m, _ in moved])[used].mean(0)
+        target, _ = _similarity(mean, ref, stable)
+    return np.where(has[:, None], target, 0.0), has, int(used.sum())
+
+
+def build_projected(dev: Path = DEV, mean3d: Path = MEAN3D, keep: np.ndarray | None = None) -> dict:
+    """The ``*_projected`` arrays of the shipped file, from the dev labels (``keep``: a subset of dev faces)."""
+    d = np.load(dev)
+    with np.load(mean3d) as m:
+        frame = np.asarray(m["3ddfa_bfm_raw"], dtype=np.float64)
+    ok = np.abs(d["yaw_deg"]) <= MAX_ANGLE
+    if keep is not None:
+        ok &= keep
+    pts, has, used = projected_face(d["pts68_3d"], frame, ok)
+    return {"points98_projected": pts.astype(np.float32), "has_point_projected": has,
+            "source_projected": np.array(f"mean of {used} AFLW2000-3D dev pt3d_68 labels (3DDFA, MIT), 3DDFA BFM frame")}
+
+
 def draw(model: dict, v: np.ndarray, f: np.ndarray, path: Path) -> None:
     import cv2
 
@@ -190,8 +255,11 @@ def main(argv=None) -> int:
     ap.add_argument("--obj", type=Path, default=OBJ)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--picture", type=Path, default=PICTURE)
+    ap.add_argument("--dev", type=Path, default=DEV, help="AFLW2000-3D dev labels (the projected face)")
+    ap.add_argument("--mean3d", type=Path, default=MEAN3D, help="mean3d_68.npz (its 3ddfa_bfm_raw frame)")
     args = ap.parse_args(argv)
     model, v, f = build(args.obj)
+    model.update(build_projected(args.dev, args.mean3d))
     np.savez_compressed(args.out, **model)
     draw(model, v, f, args.picture)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {args.picture}")

@@ -94,7 +94,8 @@ class FaceModel:
     ``normals``: ``(98, 3)`` unit surface normals in the model frame, or None. ``occluded_weight``: with
     normals, a point whose normal faces away from the camera at the first fit's pose (self-occluded:
     annotators put such a point on the visible outline) has its weight multiplied by this and the face is
-    fitted again; 1 turns that off.
+    fitted again; 1 turns that off. ``projected``: the face fitted to points projected from a 3D face model
+    (``estimate_pose(..., projected=True)``; the shipped face has one), or None to use this one for them too.
     """
 
     points: np.ndarray
@@ -106,6 +107,7 @@ class FaceModel:
     group_weights: np.ndarray | None = None
     normals: np.ndarray | None = None
     occluded_weight: float = 1.0
+    projected: FaceModel | None = None
 
     def default_weights(self, projected_contour: bool = False) -> np.ndarray:
         """The prior point weights of the fit: :data:`PROJECTED_CONTOUR_WEIGHTS` for points projected
@@ -160,11 +162,12 @@ def build_face_model(x68: np.ndarray, source: str = "custom") -> FaceModel:
 
 
 def build_face_model_98(points98: np.ndarray, has_point: np.ndarray, *, source: str = "custom",
-                        group_weights=None, normals=None, occluded_weight: float = 1.0) -> FaceModel:
+                        group_weights=None, normals=None, occluded_weight: float = 1.0,
+                        projected: FaceModel | None = None) -> FaceModel:
     """A :class:`FaceModel` from ``(98, 3)`` points in the model frame (``has_point`` marks the defined
     ones), e.g. the shipped MediaPipe face. Points and normals are symmetrised (mean of them and their
     mirror images) so that the fit of a mirrored face is exactly the mirrored fit; see :class:`FaceModel`
-    for the calibration arguments."""
+    for the calibration arguments and ``projected``."""
     raw = np.asarray(points98, dtype=np.float64)
     has = np.asarray(has_point, dtype=bool)
     if raw.shape != (98, 3) or has.shape != (98,) or not np.isfinite(raw[has]).all():
@@ -203,7 +206,9 @@ def build_face_model_98(points98: np.ndarray, has_point: np.ndarray, *, source: 
     for a in (pts, sym, has, modes, gw, nrm):
         if a is not None:
             a.setflags(write=False)
-    return FaceModel(pts, sym, has, modes, names, source, gw, nrm, float(occluded_weight))
+    if projected is not None and projected.projected is not None:
+        raise PoseModelError("the face for projected points cannot have one of its own")
+    return FaceModel(pts, sym, has, modes, names, source, gw, nrm, float(occluded_weight), projected)
 
 
 # --- rotations ----------------------------------------------------------------------------------------
@@ -541,6 +546,7 @@ def estimate_pose(
     iterations: int = ITERATIONS,
     huber: float | None = HUBER,
     occluded_weight=None,
+    projected=False,
     return_rotation: bool = False,
 ):
     """Head pose of each face from its canonical landmarks.
@@ -553,10 +559,20 @@ def estimate_pose(
     occluded_weight: scalar or ``(N,)``; default the model's. Where it is below 1 and the model has
     normals, points facing away from the camera at the first fit's pose are down-weighted by it and the
     face is fitted again (1: one pass, e.g. for points projected from a 3D model, which are never hidden).
+    projected: bool or ``(N,)`` bool, faces whose points are projections of a fitted 3D face model's points
+    (300W-LP ``pt2d``, AFLW2000-3D ``pt3d_68``: the schemas of :data:`PROJECTED_CONTOUR_SCHEMAS`), not a
+    human's clicks. They are fitted with ``model.projected`` (the shipped face's face for such points; the
+    model itself when it has none), weights :data:`PROJECTED_CONTOUR_WEIGHTS` unless ``point_weights`` is
+    given, and one pass (such points are never hidden) unless ``occluded_weight`` is given.
     Returns ``(N, 3)`` float32 pitch, yaw, roll in degrees (300W-LP ``Pose_Para`` convention, see the
     module docstring); with ``return_rotation`` also ``(N, 3, 3)`` float64 rotations R (NaN rows where
     unknown).
     """
+    proj = np.asarray(projected, dtype=bool)
+    if proj.any():
+        return _estimate_split(points98, valid98, proj, model=model, point_weights=point_weights,
+                               min_points=min_points, iterations=iterations, huber=huber,
+                               occluded_weight=occluded_weight, return_rotation=return_rotation)
     pts, model, pw, use, enough = _fit_inputs(points98, valid98, model, point_weights, min_points)
     n = len(pts)
     ow = model.occluded_weight if occluded_weight is None else occluded_weight
@@ -582,6 +598,30 @@ def estimate_pose(
             _fit_all(pts, use, w2[:, cols], again, cols, model_pts, model_masks, min(iterations, REFIT_ITERATIONS),
                      huber, out, rot, warm=True)
     out = out.astype(np.float32)
+    return (out, rot) if return_rotation else out
+
+
+def _estimate_split(points98, valid98, proj, *, model, point_weights, occluded_weight, return_rotation, **fit):
+    """:func:`estimate_pose` with some faces marked ``projected``: each group fitted with its face model and
+    defaults, the results put back in row order."""
+    if model is None:
+        raise PoseModelError("no face model given: pass model=landmark_unify.load_face_model() (or another FaceModel)")
+    pts, ok = canonical_batch(points98, valid98)
+    n = len(pts)
+    if proj.ndim and proj.shape != (n,):
+        raise MappingError(f"projected must be a bool or ({n},); got {proj.shape}")
+    proj = np.broadcast_to(proj, (n,))
+    pw = None if point_weights is None else np.asarray(point_weights, dtype=np.float64)
+    ow = None if occluded_weight is None else np.broadcast_to(np.asarray(occluded_weight, dtype=np.float64), (n,))
+    out = np.full((n, 3), np.nan, np.float32)
+    rot = np.full((n, 3, 3), np.nan)
+    groups = ((~proj, model, None, None), (proj, model.projected or model, PROJECTED_CONTOUR_WEIGHTS, 1.0))
+    for rows, face, pw_default, ow_default in groups:
+        if rows.any():
+            rows_pw = pw_default if pw is None else (pw[rows] if pw.ndim == 2 else pw)
+            out[rows], rot[rows] = estimate_pose(
+                pts[rows], ok[rows], model=face, point_weights=rows_pw,
+                occluded_weight=ow_default if ow is None else ow[rows], return_rotation=True, **fit)
     return (out, rot) if return_rotation else out
 
 

@@ -5,7 +5,9 @@ this module turns a file into one (cached).
 
 The default is the face shipped with the package, :data:`SHIPPED_FACE`: 98 points of MediaPipe's canonical
 face mesh (Apache-2.0, ``LICENSE_mediapipe.txt`` beside it; built by ``tools/build_mediapipe_face.py``) with
-the fit's calibration. The published Basel-Face-Model shapes (``mean3d_68.npz``) stay selectable by path.
+the fit's calibration, and a face for points projected from a 3D face model (the mean of the AFLW2000-3D dev
+half's ``pt3d_68`` labels, MIT, ``LICENSE_3DDFA_labels.txt`` beside it). The published Basel-Face-Model shapes
+(``mean3d_68.npz``) stay selectable by path.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ DEFAULT_MEAN3D = Path(__file__).resolve().parents[3] / "shared" / "data" / "mean
 DEFAULT_SHAPE_KEY = "3ddfa_bfm_raw"
 #: Arrays of a 98-point face file such as :data:`SHIPPED_FACE`.
 FACE98_KEYS = ("points98", "has_point")
+#: Optional arrays of such a file: the face for points projected from a 3D face model (``projected=True``).
+PROJECTED_KEYS = ("points98_projected", "has_point_projected")
 #: Axis signs that bring each published shape into the model frame (x right, y up, z toward camera).
 SHAPE_AXES = {
     "3ddfa_bfm_raw": (1.0, 1.0, 1.0),
@@ -53,9 +57,14 @@ def _face98(data, p: Path) -> FaceModel:
 
     source = str(opt("source")) if "source" in data.files else str(p)
     ow = opt("occluded_weight")
+    projected = None
+    if all(k in data.files for k in PROJECTED_KEYS):
+        what = str(opt("source_projected")) if "source_projected" in data.files else "points98_projected"
+        projected = build_face_model_98(opt("points98_projected"), opt("has_point_projected"),
+                                        source=f"{p.name}: {what}")
     return build_face_model_98(opt("points98"), opt("has_point"), source=f"{p.name}: {source}",
                                group_weights=opt("group_weights98"), normals=opt("normals98"),
-                               occluded_weight=1.0 if ow is None else float(ow))
+                               occluded_weight=1.0 if ow is None else float(ow), projected=projected)
 
 
 @lru_cache(maxsize=8)

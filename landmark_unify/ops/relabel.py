@@ -21,22 +21,18 @@ def relabel_dataframe(df, *, model: FaceModel | None = None, **fit_options):
     """A copy of manifest DataFrame ``df`` with fitted poses.
 
     Rows without a dataset pose (none, or an earlier fit) get ``pitch``, ``yaw``, ``roll`` from the fit and
-    ``pose_source = "fit"`` (or null when the fit is unknown). Point weights follow the row's ``source_schema``:
-    ``model.default_weights(True)`` (:data:`PROJECTED_CONTOUR_WEIGHTS`, one pass) for points projected from
-    a 3D model, else ``model.default_weights()`` with the model's occlusion pass. The default model is the
-    shipped face. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
+    ``pose_source = "fit"`` (or null when the fit is unknown). Rows whose ``source_schema`` has points projected
+    from a 3D face model (:data:`PROJECTED_CONTOUR_SCHEMAS`) are fitted as ``projected`` (the model's face for
+    such points, :data:`PROJECTED_CONTOUR_WEIGHTS`, one pass), the others with ``model.default_weights()`` and
+    the model's occlusion pass. The default model is the shipped face. Rows with a dataset pose keep it; the fit goes to ``fit_pitch``,
     ``fit_yaw``, ``fit_roll`` beside it. Returns ``(df, counts)`` with counts of filled, kept, unknown rows.
     """
     model = model or load_face_model()
     out = df.copy()
     out.attrs = dict(df.attrs)
     n = len(df)
-    if n:
-        projected = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()
-        if "point_weights" not in fit_options:
-            fit_options["point_weights"] = np.where(projected[:, None], model.default_weights(True), model.default_weights())
-        if "occluded_weight" not in fit_options:  # projected model points are never hidden
-            fit_options["occluded_weight"] = np.where(projected, 1.0, model.occluded_weight)
+    if n and "projected" not in fit_options:
+        fit_options["projected"] = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()
     fit = estimate_pose(landmarks_array(df), valid_array(df), model=model, **fit_options) if n else np.zeros((0, 3), np.float32)
     known_fit = np.isfinite(fit).all(1)
     # only the dataset's own pose is kept: a pose from an earlier fit is fitted again (not kept as if it
@@ -76,7 +72,8 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
     def meta(in_meta, sums):
         counts = {k: int(sums.get(k, 0)) for k in POSE_COUNTS}
         return derived_metadata(in_meta, input, output, "relabel-pose",
-                                pose_fit={"model": model.source, "method": POSE_FIT_METHOD, **counts})
+                                pose_fit={"model": model.source, "method": POSE_FIT_METHOD, **counts,
+                                          **({"model_projected": model.projected.source} if model.projected else {})})
 
     return map_manifest(input, output, partial(_relabel_fn, model, dict(fit_options)), metadata=meta, engine=engine,
                         workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
