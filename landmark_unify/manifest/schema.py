@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import __version__
 from ..core.layouts import CANONICAL, get_layout
@@ -127,7 +126,8 @@ def table_from_columns(columns: Mapping[str, object]) -> pa.Table:
     valid = np.asarray(columns["valid"], dtype=bool)
     if valid.shape != (n, NUM_POINTS):
         raise ManifestError(f"valid must be (N, {NUM_POINTS}); got {valid.shape}")
-    lm = np.where(valid[..., None], lm, np.float32(np.nan))
+    if not valid.all():
+        lm = np.where(valid[..., None], lm, np.float32(np.nan))
     bbox = np.asarray(columns["bbox"], dtype=np.float32)
     if bbox.shape != (n, 4):
         raise ManifestError(f"bbox must be (N, 4); got {bbox.shape}")
@@ -316,15 +316,34 @@ def id_keys(table: pa.Table) -> np.ndarray:
     n = len(col)
     if n == 0:
         return np.zeros(0, np.uint64)
-    lengths = pc.min_max(pc.utf8_length(col)).as_py() if not col.null_count else None
-    if lengths == {"min": 16, "max": 16}:  # the ids this library makes: 16 hex digits each, decoded in one go
-        joined = pc.binary_join(pa.array([col.combine_chunks()], type=pa.list_(pa.string())), "")[0].as_py()
-        try:
-            return np.frombuffer(bytes.fromhex(joined), dtype=">u8").astype(np.uint64)
-        except ValueError:
-            pass
+    keys = _hex16_keys(col.combine_chunks()) if not col.null_count else None
+    if keys is not None:  # the ids this library makes: 16 hex digits each, decoded in one go
+        return keys
     ids = col.to_pylist()  # other ids (from elsewhere): hashed one by one
     return np.fromiter((hash_key(x) for x in ids), dtype=np.uint64, count=n)
+
+
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+def _hex16_keys(arr: pa.Array) -> np.ndarray | None:
+    """uint64 keys of a string array whose every value is 16 hex digits (as ``int(value, 16)``), or None
+    when one is not."""
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        return None
+    n = len(arr)
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width, count=n + 1, offset=arr.offset * np.dtype(width).itemsize)
+    if (np.diff(offsets) != 16).any():
+        return None
+    text = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=16 * n, offset=int(offsets[0]))
+    nib = _NIBBLE[text].reshape(n, 16)
+    if (nib == 255).any():
+        return None
+    pairs = (nib[:, 0::2] << 4) | nib[:, 1::2]
+    return np.ascontiguousarray(pairs).view(">u8").reshape(n).astype(np.uint64)
 
 
 def hash_key(text: str) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import manifest as mf
 from ..core.eyes import source_eye_columns
@@ -29,6 +30,7 @@ from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 from ..io import check_overwrite, write_sidecar
 from ..manifest import skipped_path_for
 from ..readers import (
+    ArrowColumn,
     ErrorSink,
     FaceBatch,
     Source,
@@ -39,6 +41,8 @@ from ..readers import (
     read_unit,
     source_notes,
 )
+from ..readers._base import repeat_string
+from ..readers.wflw import LineCounter
 from ..report.summary import merge_stats, summary_text, table_stats
 from .merge import parse_weights
 from .runner import UnitResult, run_units, wants_file
@@ -95,18 +99,20 @@ def _apply_weights(table: pa.Table, weights: dict[str, float]) -> pa.Table:
     return table.set_column(i, table.schema.field(i), pa.array(w, type=pa.float32()))
 
 
-def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None) -> list[Unit]:
-    """Deterministic work units of all sources, in order (sources as given, units in file order)."""
+def plan_units(sources: Iterable[str | Source], chunk_bytes: int | None = None, count_lines: bool = True) -> list[Unit]:
+    """Deterministic work units of all sources, in order (sources as given, units in file order).
+    ``count_lines=False``: see :func:`~landmark_unify.readers.plan_source` (for runs in one process)."""
     units: list[Unit] = []
     for s in parse_sources(sources):
-        units.extend(plan_source(s, chunk_bytes))
+        units.extend(plan_source(s, chunk_bytes, count_lines))
     return units
 
 
 # --- one unit -------------------------------------------------------------------------------------------
 
 def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
-                 check_images: bool = False, allow_outside_root: bool = False) -> tuple[pa.Table, list[dict]]:
+                 check_images: bool = False, allow_outside_root: bool = False,
+                 line_counter=None) -> tuple[pa.Table, list[dict]]:
     """Read one unit and turn it into manifest rows.
 
     Returns ``(table, skipped)``: a ``pyarrow.Table`` with :data:`manifest.SCHEMA` (no schema metadata)
@@ -114,11 +120,12 @@ def process_unit(unit: Unit, policy: str = "strict", on_error: str = "raise",
     depends only on the arguments and the files the unit names. Raises the first ParseError under
     ``on_error='raise'``. An image path that leaves the source root is such an error unless
     ``allow_outside_root``. What the reader repaired or left out by design (:meth:`ErrorSink.note`) rides
-    in the table's schema metadata under :data:`NOTES_KEY` (see :func:`unit_notes`).
+    in the table's schema metadata under :data:`NOTES_KEY` (see :func:`unit_notes`). ``line_counter``:
+    for units planned without counting lines (:func:`plan_units` with ``count_lines=False``).
     """
     check_options(policy)
     notes: dict[str, int] = {}
-    batches, skipped = read_unit(unit, on_error, notes=notes)
+    batches, skipped = read_unit(unit, on_error, notes=notes, line_counter=line_counter, arrow=True)
     sink = ErrorSink(on_error, unit.source, unit.kind)
     tables = [t for t in (_batch_table(unit, b, policy, sink, check_images, allow_outside_root) for b in batches) if t.num_rows]
     skipped = skipped + sink.skipped
@@ -141,18 +148,40 @@ def unit_notes(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
 
 
 def _where(unit: Unit, b: FaceBatch, i: int) -> dict:
+    i = int(i)
     return {"path": str(Path(unit.root) / b.origin_file[i]), "line": b.origin_line[i], "key": b.origin_key[i]}
 
 
 def _masked(values: np.ndarray, typ: pa.DataType) -> pa.Array:
     values = np.asarray(values, dtype=np.float64)
     mask = ~np.isfinite(values)
+    if mask.all():
+        return pa.nulls(values.shape[0], type=typ)
     filled = np.where(mask, 0, values)
+    if not mask.any():
+        mask = None
     if pa.types.is_boolean(typ):
         return pa.array(filled != 0, type=typ, mask=mask)
     if pa.types.is_integer(typ):
         return pa.array(filled.astype(np.int64), mask=mask).cast(typ)
     return pa.array(filled.astype(np.float32), type=typ, mask=mask)
+
+
+def _strings(values, typ: pa.DataType | None = None) -> pa.Array:
+    """A batch column (list or :class:`ArrowColumn`) as an Arrow array."""
+    if isinstance(values, ArrowColumn):
+        return values.array
+    return pa.array(values, type=typ or pa.string())
+
+
+def _choice(mask: np.ndarray, yes: str, no: str | None) -> pa.Array:
+    """``yes`` where ``mask``, else ``no`` (None: null), as a string array."""
+    n = mask.shape[0]
+    if mask.all():
+        return repeat_string(yes, n)
+    if not mask.any():
+        return pa.nulls(n, type=pa.string()) if no is None else repeat_string(no, n)
+    return pa.array(np.where(mask, yes, no).tolist(), type=pa.string())
 
 
 def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool,
@@ -171,8 +200,9 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
                                        "(pass --allow-outside-root to accept it)",
                             line=w["line"], key=w["key"], field="image_path"))
             keep[i] = False
-    size = b.image_size.copy()
+    size = b.image_size
     if check_images:
+        size = size.copy()
         cache: dict[str, tuple[int, int] | ParseError] = {}
         for i in np.flatnonzero(keep):
             rel_img = b.image_path[i]
@@ -189,10 +219,15 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         return mf.SCHEMA.empty_table()
-    pts98, valid98 = pts98[idx], valid98[idx]
-    bbox = _bbox(b.bbox[idx], b.points[idx], src_ok[idx])
-    given = np.isfinite(b.bbox[idx]).all(1)
-    pose = b.pose[idx]
+
+    def sel(a):  # the kept rows (the array itself when all are kept, the usual case: no copy)
+        return a if idx.size == len(b) else a[idx]
+
+    pts98, valid98 = sel(pts98), sel(valid98)
+    box_given = sel(b.bbox)
+    given = np.isfinite(box_given).all(1)
+    bbox = box_given if given.all() else _bbox(box_given, sel(b.points), sel(src_ok))
+    pose = sel(b.pose)
     pose_known = np.isfinite(pose).all(1)
     pose = np.where(pose_known[:, None], pose, np.nan)
     ok = _guard(unit, b, idx, pts98, valid98, bbox, given, pose, size, sink)
@@ -201,37 +236,44 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
         pose_known = pose_known[ok]
         if idx.size == 0:
             return mf.SCHEMA.empty_table()
-    attrs = b.attributes[idx]
-    rows = idx.tolist()
+    attrs = sel(b.attributes)
+    sz = sel(size)
 
-    def take(seq):  # the batch's own list when every face is kept (the usual case)
-        return seq if idx.size == len(b) else [seq[i] for i in rows]
+    def take(seq):  # the batch's own column when every face is kept (the usual case)
+        if idx.size == len(b):
+            return seq
+        if isinstance(seq, ArrowColumn):
+            return seq.take(idx)
+        return [seq[i] for i in idx.tolist()]
 
+    n = idx.size
     split = take(b.split)
+    origin_key = take(b.origin_key)
     cols = {
-        "sample_id": sample_ids(unit.source, split, take(b.identity)),
-        "source": [unit.source] * idx.size,
-        "split": split,
-        "image_path": take(b.image_path),
+        "sample_id": sample_id_array(unit.source, split, take(b.identity)),
+        "source": repeat_string(unit.source, n),
+        "split": _strings(split),
+        "image_path": _strings(take(b.image_path)),
         "landmarks": pts98,
         "valid": valid98,
         "bbox": bbox,
-        "bbox_source": np.where(given, "given", "landmarks").tolist(),
+        "bbox_source": _choice(given, "given", "landmarks"),
         "pitch": _masked(pose[:, 0], pa.float32()),
         "yaw": _masked(pose[:, 1], pa.float32()),
         "roll": _masked(pose[:, 2], pa.float32()),
-        "pose_source": pa.array(np.where(pose_known, "dataset", None).tolist(), type=pa.string()),
-        "source_schema": [b.schema] * idx.size,
-        "origin_file": take(b.origin_file),
-        "origin_line": pa.array(take(b.origin_line), type=pa.int32()),
-        "origin_key": pa.array(take(b.origin_key), type=pa.string()),
-        "image_width": _masked(size[idx, 0], pa.int32()),
-        "image_height": _masked(size[idx, 1], pa.int32()),
+        "pose_source": _choice(pose_known, "dataset", None),
+        "source_schema": repeat_string(b.schema, n),
+        "origin_file": _strings(take(b.origin_file)),
+        "origin_line": _strings(take(b.origin_line), pa.int32()),
+        "origin_key": (pa.nulls(n, type=pa.string()) if isinstance(origin_key, list) and origin_key.count(None) == n
+                       else _strings(origin_key)),
+        "image_width": _masked(sz[:, 0], pa.int32()),
+        "image_height": _masked(sz[:, 1], pa.int32()),
     }
     for j, name in enumerate(mf.ATTRIBUTE_COLUMNS):
         cols[name] = _masked(attrs[:, j], pa.bool_())
     # EAR in the source layout: the canonical points cannot carry it for 68-point sources (docs/guides/curation.md)
-    cols.update(source_eye_columns(b.points[idx], b.schema))
+    cols.update(source_eye_columns(sel(b.points), b.schema))
     return mf.table_from_columns(cols)
 
 
@@ -269,15 +311,48 @@ def _guard(unit: Unit, b: FaceBatch, idx: np.ndarray, pts98: np.ndarray, valid98
 def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
     """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead: the
     hash state of the ``source, split`` prefix is computed once and copied)."""
-    out, prefix_of = [], {}
-    for s, k in zip(split, identity):
-        prefix = prefix_of.get(s)
-        if prefix is None:
-            prefix = prefix_of[s] = hashlib.sha1(f"{source}\x00{s}\x00".encode())
-        h = prefix.copy()
-        h.update(k.encode("utf-8"))
-        out.append(h.digest()[:8].hex())
-    return out
+    return sample_id_array(source, split, identity).to_pylist()
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def sample_id_array(source: str, split, identity) -> pa.Array:
+    """:func:`sample_ids` as a pyarrow string array (``split``, ``identity``: lists or
+    :class:`ArrowColumn`): one SHA-1 per face over the UTF-8 bytes of its identity, the hex digits
+    written for all faces at once."""
+    ident = _strings(identity)
+    n = len(ident)
+    if n == 0:
+        return pa.array([], type=pa.string())
+    if ident.null_count:
+        raise LandmarkUnifyError("a face has no identity")
+    width = np.int64 if pa.types.is_large_string(ident.type) else np.int32
+    offsets = np.frombuffer(ident.buffers()[1], dtype=width, count=n + 1, offset=ident.offset * np.dtype(width).itemsize)
+    raw = ident.buffers()[2]
+    data = memoryview(raw if raw is not None else b"")
+    splits = pc.dictionary_encode(_strings(split))
+    prefixes = [hashlib.sha1(f"{source}\x00{s}\x00".encode()).copy for s in splits.dictionary.to_pylist()]
+    digests = []
+    append = digests.append
+    bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist())
+    if len(prefixes) == 1:
+        copy = prefixes[0]
+        for a, z in bounds:
+            h = copy()
+            h.update(data[a:z])
+            append(h.digest())
+    else:
+        for code, (a, z) in zip(splits.indices.to_numpy().tolist(), bounds):
+            h = prefixes[code]()
+            h.update(data[a:z])
+            append(h.digest())
+    first8 = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 20)[:, :8]
+    text = np.empty((n, 16), dtype=np.uint8)
+    text[:, 0::2] = _HEX[first8 >> 4]
+    text[:, 1::2] = _HEX[first8 & 15]
+    offsets16 = np.arange(n + 1, dtype=np.int32) * 16
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets16), pa.py_buffer(text)])
 
 
 def _bbox(given: np.ndarray, points: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -341,10 +416,12 @@ def duplicate_record(on_error: str, source: str, sample_id: str, file: str, line
 
 
 def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[str, float] | None,
-                allow_outside_root: bool, index: int, unit: Unit) -> UnitResult:
+                allow_outside_root: bool, index: int, unit: Unit, line_counter=None) -> UnitResult:
     """One unit of a build: its rows (weights applied), skipped records and sample_id keys."""
     t0 = time.perf_counter()
     extra = {"allow_outside_root": True} if allow_outside_root else {}
+    if line_counter is not None:
+        extra["line_counter"] = line_counter
     table, skipped = process_unit(unit, policy=policy, on_error=on_error, check_images=check_images, **extra)
     table, notes = unit_notes(table)
     if weights:
@@ -359,6 +436,19 @@ NOTE_PREFIX = "note:"
 def reader_notes(sums: Mapping) -> dict[str, int]:
     """The reader notes summed over a run's units (``{what: count}``, sorted)."""
     return {k[len(NOTE_PREFIX):]: int(v) for k, v in sorted(sums.items()) if k.startswith(NOTE_PREFIX) and v}
+
+
+def _local(engine) -> bool:
+    """True for the local engine (its units run in this process, so they can share a line counter)."""
+    from ..engines import engine_class
+    from ..engines.local import LocalEngine
+
+    if isinstance(engine, str):
+        try:
+            return engine_class(engine) is LocalEngine
+        except LandmarkUnifyError:
+            return False
+    return isinstance(engine, LocalEngine)
 
 
 def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
@@ -390,7 +480,12 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     check_options(policy, on_error)
     srcs = parse_sources(sources)
     w_by_label = source_weights(weights, srcs) if weights else None
-    units = plan_units(srcs, chunk_bytes)
+    # in this process the lines of big list files are counted as their units are read (no pass over the
+    # files before the first unit starts); other engines get units that carry their line numbers
+    counter = None
+    units = plan_units(srcs, chunk_bytes, count_lines=not _local(engine))
+    if any(u.start is not None and u.first_line is None for u in units):
+        counter = LineCounter(units)
     extra = {"source_weights": dict(sorted(w_by_label.items()))} if w_by_label else {}
     notes = {s.label: n for s in srcs if (n := source_notes(s))}  # files read or left out, 1-based coordinates
     if notes:
@@ -409,7 +504,8 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     def dataset_files(state, skipped) -> dict:
         return {"_skipped.jsonl": skipped}
 
-    task = partial(_build_task, policy, on_error, bool(check_images), w_by_label, bool(allow_outside_root))
+    task = partial(_build_task, policy, on_error, bool(check_images), w_by_label, bool(allow_outside_root),
+                   line_counter=counter)
     run = run_units(task, units, out, metadata, engine=engine, workers=workers, scheduler=scheduler,
                     single_file=single_file, describe=lambda i: units[i].describe(),
                     on_duplicate=partial(_duplicates, on_error), dataset_files=dataset_files,

@@ -30,10 +30,12 @@ from ..errors import LandmarkUnifyError, ParseError
 from . import coco, hrnet, ibug, lapa, mat, wflw
 from ._base import (
     FLOAT32_MAX,
+    ArrowColumn,
     ErrorSink,
     FaceBatch,
     FaceRecord,
     Unit,
+    as_lists,
     batches_from_records,
     check_box,
     inside_root,
@@ -41,7 +43,7 @@ from ._base import (
 )
 
 __all__ = [
-    "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
+    "ArrowColumn", "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
     "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "outside_root", "check_box", "FLOAT32_MAX",
 ]
 
@@ -57,6 +59,9 @@ class ReaderInfo:
     #: ``notes(label, root, options) -> [str]``: what a person should know about how the source was read
     #: (files read or left out, coordinates that look off), for the build's summary and metadata
     notes: Callable | None = None
+    #: ``plan(..., count_lines=False)`` leaves the line numbers of its units to be counted as they are read
+    #: (``read(unit, sink, line_counter=...)``), saving a pass over the files before the first unit starts
+    lazy_lines: bool = False
 
 
 def _aflw21_plan(source, root, options, chunk_bytes=None):
@@ -66,7 +71,7 @@ def _aflw21_plan(source, root, options, chunk_bytes=None):
 _READERS: dict[str, ReaderInfo] = {
     r.kind: r for r in (
         ReaderInfo("wflw", "WFLW 98-point lists (rect_attr train/test, or the per-attribute test lists merged)",
-                   wflw.plan, wflw.read),
+                   wflw.plan, wflw.read, lazy_lines=True),
         ReaderInfo("lapa", "LaPa {split}/landmarks/*.txt, 106 points", lapa.plan, lapa.read),
         ReaderInfo("300wlp", "300W-LP .mat (pt2d, or landmarks/*/NAME_pts.mat), Pose_Para",
                    mat.plan_300wlp, mat.read_300wlp, options=("points",)),
@@ -161,12 +166,17 @@ def parse_source(spec: str | Source) -> Source:
     return Source.make(m.group("kind"), m.group("root"), m.group("label"), **opts)
 
 
-def plan_source(source: Source, chunk_bytes: int | None = None) -> list[Unit]:
-    """The work units of one source, in a deterministic order."""
+def plan_source(source: Source, chunk_bytes: int | None = None, count_lines: bool = True) -> list[Unit]:
+    """The work units of one source, in a deterministic order. ``count_lines=False``: a reader that can
+    (:attr:`ReaderInfo.lazy_lines`) leaves the line numbers of its byte-range units to be counted as they
+    are read (give :func:`read_unit` one ``wflw.LineCounter`` of all the units)."""
     root = Path(source.root)
     if not root.is_dir():
         raise ParseError(root, f"source {source.label!r}: root folder not found", field="root")
-    return reader_info(source.kind).plan(source.label, root, dict(source.options), chunk_bytes)
+    info = reader_info(source.kind)
+    if not count_lines and info.lazy_lines:
+        return info.plan(source.label, root, dict(source.options), chunk_bytes, count_lines=False)
+    return info.plan(source.label, root, dict(source.options), chunk_bytes)
 
 
 def source_notes(source: Source) -> list[str]:
@@ -175,17 +185,27 @@ def source_notes(source: Source) -> list[str]:
     return list(info.notes(source.label, Path(source.root), dict(source.options))) if info.notes else []
 
 
-def read_unit(unit: Unit, on_error: str = "raise", notes: dict | None = None) -> tuple[list[FaceBatch], list[dict]]:
+def read_unit(unit: Unit, on_error: str = "raise", notes: dict | None = None,
+              line_counter=None, arrow: bool = False) -> tuple[list[FaceBatch], list[dict]]:
     """Read one unit: its face batches (source schema) and the records skipped under ``on_error='skip'``.
     ``notes``: a dict that gets the counts of what the reader repaired or left out by design
-    (:meth:`ErrorSink.note`)."""
+    (:meth:`ErrorSink.note`). ``line_counter``: the ``wflw.LineCounter`` of units planned with
+    ``count_lines=False`` (see :func:`plan_source`). ``arrow``: columns a reader holds as
+    :class:`~landmark_unify.readers._base.ArrowColumn` stay so (the build's form); by default every
+    per-face column is a list."""
     sink = ErrorSink(on_error, unit.source, unit.kind)
-    got = reader_info(unit.kind).read(unit, sink)
+    info = reader_info(unit.kind)
+    if line_counter is not None and info.lazy_lines:
+        got = info.read(unit, sink, line_counter=line_counter)
+    else:
+        got = info.read(unit, sink)
     if notes is not None:
         for k, v in sink.notes.items():
             notes[k] = notes.get(k, 0) + v
     if got and isinstance(got[0], FaceRecord):
         got = batches_from_records(got, lambda s: schema_layout(s).num_points)
+    if not arrow:
+        got = [as_lists(b) for b in got]
     return [b for b in got if len(b)], sink.skipped
 
 

@@ -27,8 +27,8 @@ class Unit:
     """One deterministic piece of work: some files of a source, or a byte range of one big list file.
 
     ``files`` are paths relative to ``root`` ('/' separated). For a byte range (``start``, ``end``) of a
-    single file, ``first_line`` is the 1-based line number at ``start`` and ``lines`` the number of lines
-    in the range when the plan knows it. ``options`` are the reader's
+    single file, ``first_line`` is the 1-based line number at ``start`` (None when the plan did not count
+    the lines before it) and ``lines`` the number of lines in the range when the plan knows it. ``options`` are the reader's
     options as sorted ``(name, value)`` pairs. Units are plain data (picklable) so they can be shipped to
     other processes.
     """
@@ -39,7 +39,7 @@ class Unit:
     files: tuple[str, ...]
     start: int | None = None
     end: int | None = None
-    first_line: int = 1
+    first_line: int | None = 1  # None: not counted by the plan (wflw.LineCounter numbers the lines)
     options: tuple[tuple[str, str], ...] = ()
     lines: int | None = None  # lines in the byte range, where the plan counted them
 
@@ -50,7 +50,9 @@ class Unit:
     def describe(self) -> str:
         what = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files from {self.files[0]}"
         if self.start is not None:
-            what += f" bytes {self.start}-{self.end} (from line {self.first_line})"
+            what += f" bytes {self.start}-{self.end}"
+            if self.first_line is not None:
+                what += f" (from line {self.first_line})"
         return f"{self.source}: {what}"
 
 
@@ -64,6 +66,8 @@ class FaceBatch:
     1.0, 0.0, or NaN where unknown. pose: ``(N, 3)`` float64 degrees (pitch, yaw, roll), NaN where
     unknown. image_size: ``(N, 2)`` float64 width, height in pixels, NaN where unknown.
     identity: per face, the string that makes its sample_id (with source and split).
+    The per-face string and line columns are lists, or :class:`ArrowColumn` in what the wflw reader gives
+    the build.
     """
 
     schema: str
@@ -100,6 +104,64 @@ class FaceBatch:
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
+
+
+class ArrowColumn(Sequence):
+    """A :class:`FaceBatch` column held as one pyarrow array (strings, or int32 line numbers) instead of a
+    Python object per face. The wflw reader gives these to the build (:func:`read_unit` with
+    ``arrow=True``), which takes :attr:`array` as it is; otherwise it reads like a list of Python values."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.array[i].to_pylist()
+        return self.array[i].as_py()
+
+    def __iter__(self):
+        return iter(self.array.to_pylist())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, ArrowColumn | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ArrowColumn({self.array.type}, {len(self)} values)"
+
+    def take(self, rows) -> ArrowColumn:
+        """The values at ``rows`` (indices)."""
+        import pyarrow as pa
+
+        return ArrowColumn(self.array.take(pa.array(np.asarray(rows, dtype=np.int64))))
+
+
+def repeat_string(value: str, n: int):
+    """A pyarrow string array of ``n`` times ``value``, built from its buffers."""
+    import pyarrow as pa
+
+    raw = value.encode("utf-8")
+    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+    if offsets[-1] >= 2**31:
+        return pa.array([value] * n, type=pa.string())
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(raw * n)])
+
+
+def as_lists(batch: FaceBatch) -> FaceBatch:
+    """``batch`` with its :class:`ArrowColumn` columns as Python lists (in place; returned)."""
+    for name in ("split", "image_path", "origin_file", "identity", "origin_line", "origin_key"):
+        v = getattr(batch, name)
+        if isinstance(v, ArrowColumn):
+            setattr(batch, name, v.array.to_pylist())
+    return batch
 
 
 @dataclass
@@ -278,7 +340,7 @@ def outside_root(rel_paths: Sequence[str]) -> np.ndarray:
     n = len(rel_paths)
     if n == 0:
         return np.zeros(0, bool)
-    arr = pa.array(rel_paths, type=pa.string())
+    arr = rel_paths.array if isinstance(rel_paths, ArrowColumn) else pa.array(rel_paths, type=pa.string())
     suspect = pc.or_(pc.or_(pc.match_substring(arr, ".."), pc.match_substring(arr, "\\")),
                      pc.or_(pc.match_substring_regex(arr, "^(/|.:)"), pc.equal(pc.utf8_length(arr), 0)))
     out = np.zeros(n, bool)

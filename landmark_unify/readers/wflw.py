@@ -17,13 +17,14 @@ definition). Faces are identified by image path plus coordinates for that merge.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import ParseError
-from ._base import FLOAT32_MAX, ErrorSink, FaceBatch, Unit, parse_float, rel
+from ._base import FLOAT32_MAX, ArrowColumn, ErrorSink, FaceBatch, Unit, parse_float, rel, repeat_string
 
 NUM_POINTS = 98
 NUM_COORDS = 2 * NUM_POINTS
@@ -47,16 +48,20 @@ FLAG_NAMES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur
 DEFAULT_CHUNK_BYTES = 32 << 20
 
 
-def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None) -> list[Unit]:
+def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None, *,
+         count_lines: bool = True) -> list[Unit]:
+    """Units of the source. ``count_lines=False``: the byte ranges of the rect_attr lists are found without
+    reading the files through (their units have ``first_line=None``; the build numbers their lines with a
+    :class:`LineCounter` as the units are read, in one process)."""
     opts = tuple(sorted(options.items()))
     rect = [root / RECT_DIR / f"list_98pt_rect_attr_{s}.txt" for s in ("train", "test")]
     rect = [p for p in rect if p.is_file()]
     if rect:
         units = []
         for p in rect:
-            chunks = line_chunks(p, chunk_bytes or DEFAULT_CHUNK_BYTES)
+            chunks = line_chunks(p, chunk_bytes or DEFAULT_CHUNK_BYTES, count=count_lines)
             for k, (start, end, first) in enumerate(chunks):
-                lines = chunks[k + 1][2] - first if k + 1 < len(chunks) else None
+                lines = chunks[k + 1][2] - first if count_lines and k + 1 < len(chunks) else None
                 units.append(Unit(source, "wflw", str(root), (rel(p, root),), start, end, first, opts, lines))
         return units
     lists = [root / ATTR_DIR / f"list_98pt_test{suffix}.txt" for suffix, _ in ATTR_LISTS]
@@ -67,12 +72,16 @@ def plan(source: str, root: Path, options: dict, chunk_bytes: int | None = None)
                            f"or {ATTR_DIR}/list_98pt_test_*.txt under the root", field="root")
 
 
-def line_chunks(path: Path, chunk_bytes: int) -> list[tuple[int, int, int]]:
+def line_chunks(path: Path, chunk_bytes: int, count: bool = True) -> list[tuple[int, int, int | None]]:
     """Split a text file into byte ranges of about ``chunk_bytes`` that end at a newline.
 
-    Returns ``(start, end, first_line)`` triples; ``first_line`` is 1-based. One sequential pass into one
-    reused buffer of ``chunk_bytes`` (a line longer than that makes its chunk longer).
+    Returns ``(start, end, first_line)`` triples; ``first_line`` is 1-based. Each range ends at the last
+    newline of a block of ``chunk_bytes`` (a line longer than that makes its chunk longer). ``count``: one
+    sequential pass into one reused buffer counts the lines; without it, only the end of each block is
+    read (backwards to its last newline) and ``first_line`` is None.
     """
+    if not count:
+        return _line_chunks_uncounted(path, max(int(chunk_bytes), 1))
     out = []
     start, line, offset = 0, 1, 0
     buf = bytearray(max(int(chunk_bytes), 1))
@@ -94,10 +103,122 @@ def line_chunks(path: Path, chunk_bytes: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def read(unit: Unit, sink: ErrorSink) -> list[FaceBatch]:
+def _line_chunks_uncounted(path: Path, chunk_bytes: int) -> list[tuple[int, int, None]]:
+    """:func:`line_chunks`' ranges (the same ends), found by reading each block backwards from its end to
+    its last newline."""
+    out = []
+    start = 0
+    window = 1 << 16
+    with open(path, "rb", buffering=0) as f:
+        size = f.seek(0, os.SEEK_END)
+        for lo in range(0, size, chunk_bytes):
+            hi = min(lo + chunk_bytes, size)
+            pos = hi
+            while pos > lo:
+                a = max(lo, pos - window)
+                f.seek(a)
+                block = f.read(pos - a)
+                last = block.rfind(b"\n")
+                if last >= 0:
+                    end = a + last + 1
+                    out.append((start, end, None))
+                    start = end
+                    break
+                pos = a
+        if size > start:
+            out.append((start, size, None))
+    return out
+
+
+class LineCounter:
+    """Line numbers of byte-range units planned without counting (``plan(..., count_lines=False)``), in
+    one process: each unit counts the lines of the bytes it read and publishes the count, and a unit's
+    first line is one more than the lines of the units before it in its file. A count not yet published
+    by the unit that reads it is waited for while that unit is reading (it publishes before any wait of
+    its own), or counted from the file by whoever needs it first, so any order of running the units gives
+    the same numbers and none waits on another forever."""
+
+    def __init__(self, units) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._ranges: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for u in units:
+            if u.start is not None and u.first_line is None:
+                self._ranges.setdefault((u.root, u.files[0]), []).append((u.start, u.end))
+        for r in self._ranges.values():
+            r.sort()
+        self._counts: dict[tuple[str, str, int], object] = {}  # int, or an Event while being counted
+
+    def claim(self, unit: Unit) -> None:
+        """``unit`` is being read by the caller, who will :meth:`publish` its count."""
+        import threading
+
+        with self._lock:
+            self._counts.setdefault((unit.root, unit.files[0], unit.start), threading.Event())
+
+    def publish(self, unit: Unit, newlines: int | None) -> None:
+        """The number of newlines in ``unit``'s bytes (None: they could not be read; whoever needs the
+        count reads them again)."""
+        key = (unit.root, unit.files[0], unit.start)
+        with self._lock:
+            ev = self._counts.get(key)
+            if newlines is None:
+                self._counts.pop(key, None)
+            else:
+                self._counts[key] = int(newlines)
+        if ev is not None and not isinstance(ev, int):
+            ev.set()
+
+    def first_line(self, unit: Unit) -> int:
+        """The 1-based line number at ``unit.start``. Raises OSError when an earlier range of the file
+        cannot be read."""
+        total = 0
+        for start, end in self._ranges.get((unit.root, unit.files[0]), ()):
+            if start >= unit.start:
+                break
+            total += self._count(unit.root, unit.files[0], start, end)
+        return 1 + total
+
+    def _count(self, root: str, file: str, start: int, end: int) -> int:
+        import threading
+
+        key = (root, file, start)
+        while True:
+            with self._lock:
+                v = self._counts.get(key)
+                if v is None:
+                    ev = self._counts[key] = threading.Event()
+                    break
+            if isinstance(v, int):
+                return v
+            v.wait()
+        try:  # nobody read this range yet: count it here
+            with pa.OSFile(str(Path(root) / file)) as f:
+                f.seek(start)
+                n = count_newlines(f.read_buffer(end - start))
+        except BaseException:
+            with self._lock:
+                self._counts.pop(key, None)
+            ev.set()
+            raise
+        self.publish(Unit("", "wflw", root, (file,), start, end), n)
+        return n
+
+
+def count_newlines(data) -> int:
+    """The number of ``\\n`` bytes in ``data`` (bytes or a ``pyarrow.Buffer``), counted in slices."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    step = 1 << 22
+    return int(sum(np.count_nonzero(arr[i:i + step] == 10) for i in range(0, arr.size, step)))
+
+
+def read(unit: Unit, sink: ErrorSink, line_counter: LineCounter | None = None) -> list[FaceBatch]:
+    """The faces of ``unit``. ``line_counter``: numbers the lines of units planned without counting
+    (``first_line`` None); without one, such a unit counts the lines before it itself."""
     root = Path(unit.root)
     if unit.start is not None:
-        return [_read_rect_chunk(unit, root, sink)]
+        return [_read_rect_chunk(unit, root, sink, line_counter)]
     return [_read_attr_lists(unit, root, sink)]
 
 
@@ -113,16 +234,20 @@ def _field_name(j: int, has_rect: bool) -> str:
     return "image_path"
 
 
-def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSink, lines: int | None = None):
+def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSink, lines: int | None = None,
+                arrow: bool = False):
     """Parse list lines. Returns ``(numbers (N, F) float64, names list[str], lines (N,) int64)`` where F
     is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk;
     when anything about the chunk is off, every line is parsed and checked on its own. ``data``: bytes, or
     a ``pyarrow.Buffer`` (read straight into Arrow memory, no copy); ``lines``: the number of lines in
-    ``data`` when known (else counted)."""
+    ``data`` when known (else counted). ``arrow``: the names of the fast path as a pyarrow string array.
+    The numbers of the fast path are a column-major array (a transposed view)."""
     nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
     fast = _parse_fast(data, nfields, has_rect, lines)
     if fast is not None:
         nums, names = fast
+        if not arrow:
+            names = names.to_pylist()
         return nums, names, np.arange(first_line, first_line + len(names), dtype=np.int64)
     if not isinstance(data, bytes):
         data = data.to_pybytes()
@@ -163,24 +288,31 @@ def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None):
         return None
     if lines is None:
         lines = _count_lines(data if isinstance(data, bytes) else data.to_pybytes())
-    if table.num_rows != lines or table.num_rows == 0:
+    n = table.num_rows
+    if n != lines or n == 0:
         return None
-    nums = np.empty((table.num_rows, nfields - 1), dtype=np.float64)
+    # column by column into one (fields, N) array: each column is one contiguous copy of its chunks
+    cols = np.empty((nfields - 1, n), dtype=np.float64)
     for j in range(nfields - 1):
         col = table.column(j)
         if col.null_count:
             return None
-        nums[:, j] = col.to_numpy()
-    image = table.column(nfields - 1)
+        at = 0
+        for chunk in col.chunks:
+            cols[j, at:at + len(chunk)] = chunk.to_numpy()
+            at += len(chunk)
+    image = table.column(nfields - 1).combine_chunks()
+    del table
     if image.null_count:
         return None
     blank = pc.or_(pc.equal(pc.utf8_length(image), 0), pc.not_equal(pc.utf8_trim_whitespace(image), image))
-    if not np.isfinite(nums).all() or (np.abs(nums) > FLOAT32_MAX).any() or pc.any(blank).as_py():
+    lo, hi = cols.min(), cols.max()  # NaN propagates: not finite, or beyond float32, fails both
+    if not (lo >= -FLOAT32_MAX and hi <= FLOAT32_MAX) or pc.any(blank).as_py():
         return None  # the line-by-line pass names the line and field
-    image_names = image.to_pylist()
+    nums = cols.T
     if has_rect and _rect_problem(nums) is not None:
         return None
-    return nums, image_names
+    return nums, image
 
 
 def _rect_problem(nums: np.ndarray):
@@ -238,19 +370,53 @@ def _parse_lines(data: bytes, path: Path, first_line: int, has_rect: bool, sink:
 
 # --- the two list kinds -----------------------------------------------------------------------------
 
-def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink) -> FaceBatch:
+def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink, counter: LineCounter | None = None) -> FaceBatch:
     rel_file = unit.files[0]
     path = root / rel_file
+    first, lines = unit.first_line, unit.lines
+    if first is None and counter is not None:
+        counter.claim(unit)
     try:  # straight into Arrow memory: the fast parser reads it without a copy
         with pa.OSFile(str(path)) as f:
             f.seek(unit.start)
             data = f.read_buffer(unit.end - unit.start)
     except OSError as exc:
-        sink(ParseError(path, f"cannot read file: {getattr(exc, 'strerror', None) or exc}", field="file"))
+        data = None
+        error = exc
+    if first is None:  # this unit's lines were not counted by the plan: count them, then number them
+        newlines = count_newlines(data) if data is not None else None
+        if newlines is not None and len(data):
+            lines = newlines + (0 if np.frombuffer(data, dtype=np.uint8)[-1] == 10 else 1)
+        try:
+            if counter is not None:
+                counter.publish(unit, newlines)
+                first = counter.first_line(unit)
+            else:
+                with pa.OSFile(str(path)) as f:
+                    first = 1 + count_newlines(f.read_buffer(unit.start))
+        except OSError as exc:
+            data, error, first = None, exc, 1
+    if data is None:
+        sink(ParseError(path, f"cannot read file: {getattr(error, 'strerror', None) or error}", field="file"))
         data = b""
-    nums, names, lines = parse_chunk(data, path, unit.first_line, True, sink, unit.lines if len(data) else None)
+    nums, names, lines = parse_chunk(data, path, first, True, sink, lines if len(data) else None, arrow=True)
     split = "train" if rel_file.endswith("_train.txt") else "test" if rel_file.endswith("_test.txt") else Path(rel_file).stem
     n = len(names)
+    if isinstance(names, pa.Array):  # the fast path: the per-face strings stay Arrow arrays
+        import pyarrow.compute as pc
+
+        line_array = pa.array(lines.astype(np.int32))
+        return FaceBatch(
+            schema="wflw98",
+            points=nums[:, :NUM_COORDS].reshape(n, NUM_POINTS, 2),
+            split=ArrowColumn(repeat_string(split, n)),
+            image_path=ArrowColumn(pc.binary_join_element_wise(f"{IMAGES}/", names, "")),
+            origin_file=ArrowColumn(repeat_string(rel_file, n)),
+            identity=ArrowColumn(pc.binary_join_element_wise(f"{rel_file}:", pc.cast(line_array, pa.string()), "")),
+            origin_line=ArrowColumn(line_array),
+            bbox=nums[:, NUM_COORDS:NUM_COORDS + 4],
+            attributes=nums[:, NUM_COORDS + 4:NUM_COORDS + 10],
+        )
     lines_list = lines.tolist()
     return FaceBatch(
         schema="wflw98",

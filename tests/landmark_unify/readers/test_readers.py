@@ -130,6 +130,25 @@ def test_line_chunks_cover_the_file_exactly(tmp_path_factory, data):
     for a, _, first in chunks:
         assert first == raw[:a].count(b"\n") + 1
         assert a == 0 or raw[a - 1:a] == b"\n"
+    # without counting (the local build's plan): the same ranges, found from the end of each block
+    assert [(a, b, None) for a, b, _ in chunks] == wflw_reader.line_chunks(path, size, count=False)
+
+
+def test_wflw_units_planned_without_counting_number_their_lines_alike(shared_data, tmp_path):
+    """Units planned with count_lines=False get the same faces and line numbers, read in any order
+    through one LineCounter (each counts its own bytes; a range nobody read yet is counted by whoever
+    needs it) or without one (the unit counts the lines before it)."""
+    root, lines = _rect_list(shared_data, tmp_path)
+    counted = wflw_reader.plan("wflw", root, {}, chunk_bytes=100_000)
+    lazy = wflw_reader.plan("wflw", root, {}, chunk_bytes=100_000, count_lines=False)
+    assert [(u.start, u.end) for u in lazy] == [(u.start, u.end) for u in counted] and len(lazy) > 10
+    assert all(u.first_line is None and u.lines is None for u in lazy)
+    want = {u.start: read_unit(u)[0][0] for u in counted}
+    counter = wflw_reader.LineCounter(lazy)
+    for u in reversed(lazy):
+        for got in (read_unit(u, line_counter=counter)[0][0], read_unit(u)[0][0]):
+            assert got.origin_line == want[u.start].origin_line and got.identity == want[u.start].identity
+            np.testing.assert_array_equal(got.points, want[u.start].points)
 
 
 def test_wflw_fast_and_line_parsers_agree(shared_data):
