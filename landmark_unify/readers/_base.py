@@ -341,8 +341,7 @@ def outside_root(rel_paths: Sequence[str]) -> np.ndarray:
     if n == 0:
         return np.zeros(0, bool)
     arr = rel_paths.array if isinstance(rel_paths, ArrowColumn) else pa.array(rel_paths, type=pa.string())
-    suspect = pc.or_(pc.or_(pc.match_substring(arr, ".."), pc.match_substring(arr, "\\")),
-                     pc.or_(pc.match_substring_regex(arr, "^(/|.:)"), pc.equal(pc.utf8_length(arr), 0)))
+    suspect = pc.match_substring_regex(arr, r"\.\.|\\|^/|^.:|^$")
     out = np.zeros(n, bool)
     for i in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
         out[i] = not inside_root(rel_paths[i])

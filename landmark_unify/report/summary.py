@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import manifest as mf
 from ..core.layouts import CANONICAL, get_layout
@@ -27,18 +28,36 @@ def _counts(table: pa.Table, by: list[str]) -> dict[tuple, int]:
     """Row counts per distinct value tuple of the columns ``by`` (nulls included as None)."""
     if table.num_rows == 0:
         return {}
+    if len(by) == 2 and by[0] == "source":
+        only = _single_value(table.column("source"))
+        if only is not None:  # one source (a build's unit): count the other column's values alone
+            vc = pc.value_counts(table.column(by[1]))
+            return {(only, v): int(n) for v, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())}
     g = table.select(by).group_by(by, use_threads=False).aggregate([([], "count_all")])
     cols = [g.column(c).to_pylist() for c in by]
     return {tuple(v): int(n) for *v, n in zip(*cols, g.column("count_all").to_pylist())}
+
+
+def _single_value(col) -> str | None:
+    """The value of a string column that holds one value (no nulls) in every row, else None."""
+    if col.null_count or len(col) == 0:
+        return None
+    first = col[0].as_py()
+    return first if pc.all(pc.equal(col, first)).as_py() else None
 
 
 def _coverage_per_source(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Per source: valid-point counts ``(98,)`` and faces, computed chunk by chunk (bounded memory)."""
     sums: dict[str, np.ndarray] = {}
     faces: dict[str, int] = {}
+    only = _single_value(table.column("source")) if table.num_rows else None
     for batch in table.select(["source", "valid"]).to_batches(max_chunksize=65536):
-        src = batch.column(0).to_numpy(zero_copy_only=False)
         valid = batch.column(1).flatten().to_numpy(zero_copy_only=False).reshape(-1, mf.NUM_POINTS)
+        if only is not None:
+            sums[only] = sums.get(only, 0) + np.count_nonzero(valid, axis=0).astype(np.int64)
+            faces[only] = faces.get(only, 0) + batch.num_rows
+            continue
+        src = batch.column(0).to_numpy(zero_copy_only=False)
         for s in dict.fromkeys(src.tolist()):
             m = src == s
             sums[s] = sums.get(s, 0) + valid[m].sum(0)
