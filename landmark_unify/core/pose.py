@@ -9,9 +9,11 @@ A horizontal flip of the image negates yaw and roll and keeps pitch.
 
 Method (:func:`estimate_pose`)
 ------------------------------
-1. The mean 3D face (``mean3d_68.npz``, by default the ``3ddfa_bfm_raw`` shape: the same model that
-   produced the 300W-LP labels) is brought into the canonical 98-point layout with the iBUG-68 map,
-   made exactly left-right symmetric, centred and scaled to unit RMS radius (:class:`FaceModel`).
+1. A mean 3D face in the canonical 98-point layout (:class:`FaceModel`), made exactly left-right
+   symmetric, centred and scaled to unit RMS radius. The caller passes it (``model=``;
+   :func:`landmark_unify.load_face_model` gives the shipped MediaPipe face, or a published 68-point shape
+   placed on the 98 points with the iBUG-68 map). Faces flagged ``projected`` (points projected from a
+   fitted 3D face model) are fitted with the model's face for such points (``FaceModel.projected``).
 2. Per face, a weighted affine camera is solved in closed form and projected to the nearest scaled
    orthographic camera (initialisation).
 3. Gauss-Newton on a scaled-orthographic camera (rotation, scale, 2D shift) plus six regularised
