@@ -137,7 +137,12 @@ class LineCounter:
     first line is one more than the lines of the units before it in its file. A count not yet published
     by the unit that reads it is waited for while that unit is reading (it publishes before any wait of
     its own), or counted from the file by whoever needs it first, so any order of running the units gives
-    the same numbers and none waits on another forever."""
+    the same numbers and none waits on another forever.
+
+    It also lends each thread the memory it reads a chunk into and parses its numbers into (:meth:`read`,
+    :meth:`numbers`), reused for the thread's next chunk: fresh memory for every chunk is memory the
+    kernel clears first. So the arrays of a batch read through a counter are valid until the same thread
+    reads its next unit (the build makes its rows from them before that)."""
 
     def __init__(self, units) -> None:
         self._lock = threading.Lock()
@@ -149,6 +154,18 @@ class LineCounter:
             r.sort()
         self._counts: dict[tuple[str, str, int], object] = {}  # int, or an Event while being counted
         self._buffers: dict[int, pa.Buffer] = {}
+        self._numbers: dict[int, np.ndarray] = {}
+
+    def numbers(self, shape: tuple[int, int]) -> np.ndarray:
+        """An uninitialised float64 array of ``shape`` in memory that the calling thread reuses for every
+        unit it parses (as :meth:`read`): the numbers of a chunk are needed only until its rows are made,
+        and every manifest column made from them has another type (float32, bool), so a copy."""
+        key = threading.get_ident()
+        size = int(np.prod(shape))
+        buf = self._numbers.get(key)
+        if buf is None or buf.size < size:
+            buf = self._numbers[key] = np.empty(size + (size >> 5) + 4096, dtype=np.float64)
+        return buf[:size].reshape(shape)
 
     def read(self, path, start: int, size: int) -> pa.Buffer:
         """Bytes ``[start, start + size)`` of ``path`` (fewer at the end of the file), in a buffer that the
@@ -156,8 +173,8 @@ class LineCounter:
         it keeps). Fresh memory for each chunk of 32 MB would be cleared by the kernel every time."""
         key = threading.get_ident()
         buf = self._buffers.get(key)
-        if buf is None or buf.size < size:
-            buf = self._buffers[key] = pa.allocate_buffer(size)
+        if buf is None or buf.size < size:  # room for the next chunks too (they differ by a line or so)
+            buf = self._buffers[key] = pa.allocate_buffer(size + (size >> 5) + 4096)
         got = 0
         with pa.OSFile(str(path)) as f:
             f.seek(start)
@@ -229,7 +246,8 @@ def count_newlines(data) -> int:
 
 def read(unit: Unit, sink: ErrorSink, line_counter: LineCounter | None = None) -> list[FaceBatch]:
     """The faces of ``unit``. ``line_counter``: numbers the lines of units planned without counting
-    (``first_line`` None); without one, such a unit counts the lines before it itself."""
+    (``first_line`` None; without one, such a unit counts the lines before it itself) and lends the
+    memory the chunk is read and parsed into (see :class:`LineCounter`)."""
     root = Path(unit.root)
     if unit.start is not None:
         return [_read_rect_chunk(unit, root, sink, line_counter)]
@@ -249,15 +267,15 @@ def _field_name(j: int, has_rect: bool) -> str:
 
 
 def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSink, lines: int | None = None,
-                arrow: bool = False):
+                arrow: bool = False, empty=np.empty):
     """Parse list lines. Returns ``(numbers (N, F) float64, names list[str], lines (N,) int64)`` where F
     is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk;
     when anything about the chunk is off, every line is parsed and checked on its own. ``data``: bytes, or
     a ``pyarrow.Buffer`` (read straight into Arrow memory, no copy); ``lines``: the number of lines in
     ``data`` when known (else counted). ``arrow``: the names of the fast path as a pyarrow string array.
-    The numbers of the fast path are a column-major array (a transposed view)."""
+    The numbers of the fast path are a column-major array (a transposed view) from ``empty(shape)``."""
     nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
-    fast = _parse_fast(data, nfields, has_rect, lines)
+    fast = _parse_fast(data, nfields, has_rect, lines, empty)
     if fast is not None:
         nums, names = fast
         if not arrow:
@@ -272,7 +290,7 @@ def _count_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
 
 
-def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None):
+def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None, empty=np.empty):
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -308,7 +326,7 @@ def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None):
     if n != lines or n == 0:
         return None
     # column by column into one (fields, N) array: each column is one contiguous copy of its chunks
-    cols = np.empty((nfields - 1, n), dtype=np.float64)
+    cols = empty((nfields - 1, n))
     for j in range(nfields - 1):
         col = table.column(j)
         if col.null_count:
@@ -418,7 +436,8 @@ def _read_rect_chunk(unit: Unit, root: Path, sink: ErrorSink, counter: LineCount
     if data is None:
         sink(ParseError(path, f"cannot read file: {getattr(error, 'strerror', None) or error}", field="file"))
         data = b""
-    nums, names, lines = parse_chunk(data, path, first, True, sink, lines if len(data) else None, arrow=True)
+    nums, names, lines = parse_chunk(data, path, first, True, sink, lines if len(data) else None, arrow=True,
+                                     empty=counter.numbers if counter is not None else np.empty)
     split = "train" if rel_file.endswith("_train.txt") else "test" if rel_file.endswith("_test.txt") else Path(rel_file).stem
     n = len(names)
     if isinstance(names, pa.Array):  # the fast path: the per-face strings stay Arrow arrays
