@@ -330,23 +330,20 @@ def sample_id_array(source: str, split, identity) -> pa.Array:
     width = np.int64 if pa.types.is_large_string(ident.type) else np.int32
     offsets = np.frombuffer(ident.buffers()[1], dtype=width, count=n + 1, offset=ident.offset * np.dtype(width).itemsize)
     raw = ident.buffers()[2]
-    data = memoryview(raw if raw is not None else b"")
-    splits = pc.dictionary_encode(_strings(split))
-    prefixes = [hashlib.sha1(f"{source}\x00{s}\x00".encode()).copy for s in splits.dictionary.to_pylist()]
-    digests = []
-    append = digests.append
-    bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist())
+    data = raw.to_pybytes() if raw is not None else b""
+    split = _strings(split)
+    if split.null_count:  # as f"{None}" made it (the table's check refuses the null split afterwards)
+        split = split.fill_null("None")
+    splits = pc.dictionary_encode(split)
+    prefixes = [f"{source}\x00{s}\x00".encode() for s in splits.dictionary.to_pylist()]
+    bounds = offsets.tolist()
+    sha1 = hashlib.sha1
     if len(prefixes) == 1:
-        copy = prefixes[0]
-        for a, z in bounds:
-            h = copy()
-            h.update(data[a:z])
-            append(h.digest())
+        prefix = prefixes[0]
+        digests = [sha1(prefix + data[a:z]).digest() for a, z in zip(bounds, bounds[1:])]
     else:
-        for code, (a, z) in zip(splits.indices.to_numpy().tolist(), bounds):
-            h = prefixes[code]()
-            h.update(data[a:z])
-            append(h.digest())
+        codes = splits.indices.to_numpy(zero_copy_only=False).tolist()
+        digests = [sha1(prefixes[c] + data[a:z]).digest() for c, a, z in zip(codes, bounds, bounds[1:])]
     first8 = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 20)[:, :8]
     text = np.empty((n, 16), dtype=np.uint8)
     text[:, 0::2] = _HEX[first8 >> 4]

@@ -200,3 +200,25 @@ def test_per_source_weights_by_label_or_kind(shared_data, tmp_path, capsys):
     build_manifest([f"ibug={shared_data / '300W'}", f"lp:lapa={shared_data / 'LaPa'}"], tmp_path / "w_ds",
                    weights={"lapa": 2.0, "lp": 3.0}, progress=False)
     assert set(read_manifest(tmp_path / "w_ds").query("source == 'lp'")["weight"]) == {3.0}
+
+
+def test_sample_ids_are_make_sample_id_for_lists_and_arrow_columns():
+    """The build's batched ids (one SHA-1 a face, hex written at once) are make_sample_id's, for lists
+    and Arrow columns (sliced too), one split or several, any UTF-8 identity."""
+    import random
+
+    import pyarrow as pa
+
+    from landmark_unify.manifest import make_sample_id
+    from landmark_unify.ops.build import sample_id_array, sample_ids
+    from landmark_unify.readers import ArrowColumn
+
+    rng = random.Random(1)
+    idents = ["".join(rng.choice("ab:/é漢 0") for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    splits = [rng.choice(["train", "test", "x"]) for _ in idents]
+    want = [make_sample_id("src", s, k) for s, k in zip(splits, idents)]
+    assert sample_ids("src", splits, idents) == want
+    got = sample_id_array("src", ArrowColumn(pa.array(splits)), ArrowColumn(pa.array(idents)))
+    assert got.to_pylist() == want
+    assert sample_id_array("src", splits[100:], ArrowColumn(pa.array(idents).slice(100))).to_pylist() == want[100:]
+    assert sample_ids("src", ["t"] * 3, idents[:3]) == [make_sample_id("src", "t", k) for k in idents[:3]]
