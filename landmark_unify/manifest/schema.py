@@ -111,6 +111,13 @@ def fixed_list(values: np.ndarray, inner: int, outer: int | None, value_type: pa
     return arr
 
 
+def _all_true(count: int, inner: int) -> pa.Array:
+    """``fixed_list`` of ``count`` True values in lists of ``inner``, from a bitmap of ones."""
+    bits = pa.py_buffer(np.full((count + 7) // 8, 255, dtype=np.uint8))
+    flat = pa.Array.from_buffers(pa.bool_(), count, [None, bits])
+    return pa.FixedSizeListArray.from_arrays(flat, inner)
+
+
 def table_from_columns(columns: Mapping[str, object]) -> pa.Table:
     """Build a manifest table from column arrays.
 
@@ -139,7 +146,8 @@ def table_from_columns(columns: Mapping[str, object]) -> pa.Table:
         if name == "landmarks":
             arrays.append(fixed_list(lm, 2, NUM_POINTS, pa.float32()))
         elif name == "valid":
-            arrays.append(fixed_list(valid, NUM_POINTS, None, pa.bool_()))
+            arrays.append(_all_true(n * NUM_POINTS, NUM_POINTS) if valid.all() else
+                          fixed_list(valid, NUM_POINTS, None, pa.bool_()))
         elif name == "bbox":
             arrays.append(fixed_list(bbox, 4, None, pa.float32()))
         elif name in columns:
