@@ -33,16 +33,16 @@ from ..readers import (
     ArrowColumn,
     ErrorSink,
     FaceBatch,
+    LineCounter,
     Source,
     Unit,
     outside_root,
     parse_source,
     plan_source,
     read_unit,
+    repeat_string,
     source_notes,
 )
-from ..readers._base import repeat_string
-from ..readers.wflw import LineCounter
 from ..report.summary import merge_stats, summary_text, table_stats
 from .merge import parse_weights
 from .runner import UnitResult, run_units, wants_file
@@ -248,7 +248,6 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
 
     n = idx.size
     split = take(b.split)
-    origin_key = take(b.origin_key)
     cols = {
         "sample_id": sample_id_array(unit.source, split, take(b.identity)),
         "source": repeat_string(unit.source, n),
@@ -265,8 +264,7 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
         "source_schema": repeat_string(b.schema, n),
         "origin_file": _strings(take(b.origin_file)),
         "origin_line": _strings(take(b.origin_line), pa.int32()),
-        "origin_key": (pa.nulls(n, type=pa.string()) if isinstance(origin_key, list) and origin_key.count(None) == n
-                       else _strings(origin_key)),
+        "origin_key": _strings(take(b.origin_key)),
         "image_width": _masked(sz[:, 0], pa.int32()),
         "image_height": _masked(sz[:, 1], pa.int32()),
     }
@@ -435,17 +433,17 @@ def reader_notes(sums: Mapping) -> dict[str, int]:
     return {k[len(NOTE_PREFIX):]: int(v) for k, v in sorted(sums.items()) if k.startswith(NOTE_PREFIX) and v}
 
 
-def _local(engine) -> bool:
-    """True for the local engine (its units run in this process, so they can share a line counter)."""
-    from ..engines import engine_class
-    from ..engines.local import LocalEngine
+def _in_process(engine) -> bool:
+    """Whether ``engine`` (a name or an Engine) runs its units in this process (``Engine.in_process``), so
+    that they can share one line counter."""
+    from ..engines import Engine, engine_class
 
-    if isinstance(engine, str):
-        try:
-            return engine_class(engine) is LocalEngine
-        except LandmarkUnifyError:
-            return False
-    return isinstance(engine, LocalEngine)
+    if isinstance(engine, Engine):
+        return engine.in_process
+    try:
+        return bool(engine_class(engine).in_process)
+    except LandmarkUnifyError:
+        return False
 
 
 def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
@@ -480,7 +478,7 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     # in this process the lines of big list files are counted as their units are read (no pass over the
     # files before the first unit starts); other engines get units that carry their line numbers
     counter = None
-    units = plan_units(srcs, chunk_bytes, count_lines=not _local(engine))
+    units = plan_units(srcs, chunk_bytes, count_lines=not _in_process(engine))
     if any(u.start is not None and u.first_line is None for u in units):
         counter = LineCounter(units)
     extra = {"source_weights": dict(sorted(w_by_label.items()))} if w_by_label else {}

@@ -40,11 +40,14 @@ from ._base import (
     check_box,
     inside_root,
     outside_root,
+    repeat_string,
 )
+from .wflw import LineCounter
 
 __all__ = [
     "ArrowColumn", "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
     "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "outside_root", "check_box", "FLOAT32_MAX",
+    "LineCounter", "repeat_string",
 ]
 
 
@@ -169,7 +172,7 @@ def parse_source(spec: str | Source) -> Source:
 def plan_source(source: Source, chunk_bytes: int | None = None, count_lines: bool = True) -> list[Unit]:
     """The work units of one source, in a deterministic order. ``count_lines=False``: a reader that can
     (:attr:`ReaderInfo.lazy_lines`) leaves the line numbers of its byte-range units to be counted as they
-    are read (give :func:`read_unit` one ``wflw.LineCounter`` of all the units)."""
+    are read (give :func:`read_unit` one :class:`LineCounter` of all the units)."""
     root = Path(source.root)
     if not root.is_dir():
         raise ParseError(root, f"source {source.label!r}: root folder not found", field="root")
