@@ -33,6 +33,7 @@ from .. import manifest as mf
 from ..engines import Engine, EngineError, engine_context
 from ..errors import ManifestError
 from ..io import check_overwrite, write_jsonl_atomic
+from ..progress import Progress
 
 
 @dataclass
@@ -196,8 +197,6 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
     for a unit that lost duplicate rows), returned in ``RunResult.stats``: what a summary needs, without
     reading the output back. On any failure nothing is left at ``output``.
     """
-    from tqdm import tqdm
-
     if unit_stats is not None:
         task = partial(_task_with_stats, task, unit_stats)
     t_start = time.perf_counter()
@@ -228,7 +227,7 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
             res.stats = unit_stats(kept)
         return kept
 
-    bar = tqdm(total=total_rows, desc=output.name, unit=" faces", unit_scale=True, disable=not progress, leave=False)
+    bar = Progress(total=total_rows, desc=output.name, unit="faces", enabled=progress)
     with _terminate_as_exception():
         t0 = time.perf_counter()
         with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:

@@ -15,9 +15,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.progress import Progress
 
 from .arrays import FaceArrays
 from .crop import CROP_SIZE, face_crop_params, resize_matrix
@@ -157,7 +157,7 @@ def build_cache(
         jobs.append((str(tmp), size, n, part))
     ok = np.zeros(n, bool)
     bad: list[str] = []
-    bar = tqdm(total=int(has.sum()), desc="cache", unit="face", disable=not progress)
+    bar = Progress(total=int(has.sum()), desc="cache", unit="faces", enabled=progress)
     if workers > 1 and len(jobs) > 1:
         with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
             for done, b in pool.imap_unordered(_cache_worker, jobs):

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from landmark_unify import manifest as mf
 from landmark_unify.core.maps import finite_points
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
+from landmark_unify.progress import Progress
 
 from ..data.arrays import MAX_COORDINATE, pose_array
 from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
@@ -371,7 +371,7 @@ def evaluate_faces(
         except ImageError:
             return None
 
-    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(order), desc="evaluate", disable=not progress) as bar:
+    with ThreadPoolExecutor(max_workers=2) as pool, Progress(total=len(order), desc="evaluate", unit="faces", enabled=progress) as bar:
         for sl in _iter_batches(len(order), batch_size):
             idx = order[sl]
             need = sorted({str(paths[i]) for i in idx} - set(cache))

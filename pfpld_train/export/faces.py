@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from landmark_unify import manifest as mf
 from landmark_unify.core.maps import finite_points
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
+from landmark_unify.progress import progress
 
 from ..data.arrays import pose_array
 from ..data.crop import CROP_SIZE, box_crop_params, crop_image, face_crop_params, image_to_crop
@@ -174,7 +174,7 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
         records = sorted(records, key=lambda r: hashlib.sha1(f"{seed}:{r[0]}".encode()).hexdigest())
     crops, lms, vals, poses, ids, skipped = [], [], [], [], [], []
     cache: dict[Path, np.ndarray | None] = {}
-    for sid, img_path, pts, val, pose in tqdm(records, desc="faces", disable=not show_progress, unit="face"):
+    for sid, img_path, pts, val, pose in progress(records, desc="faces", unit="faces", enabled=show_progress):
         if limit is not None and len(ids) >= limit:
             break
         if img_path is None:

@@ -21,7 +21,6 @@ manifest is written by :func:`landmark_unify.ops.label.write_machine_labels` (``
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from landmark_unify.core.pose import euler_from_matrix
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.face_models import load_face_model
 from landmark_unify.ops.label import LabelledFace
+from landmark_unify.progress import Progress
 
 from ..data.images import read_image_rgb
 from ..evaluation.evaluate import load_model
@@ -238,7 +238,9 @@ def label_images(labeller, images: Sequence[str | os.PathLike], *, detector: Ret
     detector = detector or RetinaFaceDetector()
     faces, skipped = [], []
     counts = {"images": 0, "no_face": 0, "unreadable": 0, "faces": 0}
-    for k, path in enumerate(images):
+    bar = Progress(total=len(images), desc="label", unit="images", enabled=progress)
+    for path in images:
+        bar.update(1)
         try:
             image = read_image_rgb(path)
         except LandmarkUnifyError as exc:
@@ -261,8 +263,6 @@ def label_images(labeller, images: Sequence[str | os.PathLike], *, detector: Ret
                                       pose=None if pose is None else pose[j], score=float(scores[j]),
                                       width=int(w), height=int(h)))
         counts["faces"] += len(boxes)
-        if progress:
-            print(f"\r{k + 1}/{len(images)} images, {counts['faces']} faces", end="", file=sys.stderr, flush=True)
-    if progress and images:
-        print(file=sys.stderr)
+        bar.set_postfix_str(f"{counts['faces']} faces")
+    bar.close()
     return faces, counts, skipped

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.io import write_text_atomic
 from landmark_unify.manifest import read_manifest, write_manifest
+from landmark_unify.progress import Progress
 
 from ..data.arrays import FaceArrays, split_by_image
 from ..data.augmentation import AugmentConfig
@@ -444,8 +444,8 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
             part = torch.as_tensor(ckpt["partial"], dtype=torch.float64, device=device)
             sums[: len(part)] += part
         n_batches = batch_in_epoch
-        bar = tqdm(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False)
+        bar = Progress(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       unit="batches", enabled=cfg.progress)
         for batch in loader:
             x = to_input(batch["image"], device, cfg.channels_last)
             tgt = batch["landmarks"].to(device, non_blocking=True)
@@ -466,7 +466,7 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
             sums += torch.stack([loss.detach().double(), parts["landmark"].double(),
                                  torch.nan_to_num(parts["pose"].double()), has_pose.double()])
             if cfg.progress and (n_batches % 10 == 0 or n_batches == steps_per_epoch):
-                bar.set_postfix(loss=f"{float(sums[0]) / max(1, n_batches):.3f}", lr=f"{sched.value(step):.2e}")
+                bar.set_postfix_str(f"loss={float(sums[0]) / max(1, n_batches):.3f}, lr={sched.value(step):.2e}")
             bar.update(1)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and n_batches < steps_per_epoch:
                 st = state(epoch, n_batches)
