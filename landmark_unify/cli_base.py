@@ -92,23 +92,63 @@ def make_main(prog: str, description: str, package: str, commands: dict[str, str
         if args.command is None:
             parser.print_help()
             return 2
-        from landmark_unify.errors import LandmarkUnifyError
-
-        try:
-            return int(args._run(args) or 0)
-        except LandmarkUnifyError as exc:  # a bad input file or argument: its message, not a traceback
-            print(f"{args.command}: error: {exc}", file=sys.stderr)
-            return 1
-        except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-            import os
-
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 141
-        except OSError as exc:  # an output that cannot be written (a folder, no permission, disk full)
-            print(f"{args.command}: error: {exc}", file=sys.stderr)
-            return 1
+        return dispatch(args)
 
     return main
+
+
+class _Failed(Exception):
+    """A command returned a non-zero exit code: its outputs are rolled back like on an exception."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _kept(exc: BaseException) -> str:
+    kept = getattr(exc, "kept_outputs", None) or []
+    if not kept:
+        return "nothing written"
+    shown = ", ".join(str(p) for p in kept[:6]) + (f" and {len(kept) - 6} more" if len(kept) > 6 else "")
+    return f"kept what was written before it stopped: {shown}"
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen command inside one output transaction (:func:`landmark_unify.outputs.writing`): on
+    an error, a non-zero exit code, Ctrl-C or SIGTERM its outputs are rolled back (a training run keeps its
+    checkpoints, and says which). Ctrl-C exits 130 with ``interrupted; ...``, never a traceback."""
+    import os
+
+    from landmark_unify.errors import LandmarkUnifyError
+    from landmark_unify.outputs import terminate_as_exception, writing
+
+    name = args.command
+    try:
+        with terminate_as_exception(), writing(command_line(getattr(args, "_prog", ""), args).strip()):
+            code = int(args._run(args) or 0)
+            if code != 0:
+                raise _Failed(code)
+        return 0
+    except _Failed as exc:
+        if getattr(exc, "kept_outputs", None):
+            print(f"{name}: {_kept(exc)}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt as exc:
+        print(f"\n{name}: interrupted; {_kept(exc)}", file=sys.stderr)
+        return 130
+    except LandmarkUnifyError as exc:  # a bad input file or argument: its message, not a traceback
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "kept_outputs", None):
+            print(f"{name}: {_kept(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # an output that cannot be written (a folder, no permission, disk full)
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "kept_outputs", None):
+            print(f"{name}: {_kept(exc)}", file=sys.stderr)
+        return 1
 
 
 # --- options shared by the commands of both CLIs ------------------------------------------------------------
@@ -159,9 +199,11 @@ def add_on_error(parser: argparse.ArgumentParser) -> None:
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
     """``--overwrite``: allow the output to be one of the command's inputs (an input manifest, a source
-    annotation file); refused otherwise (:func:`landmark_unify.io.check_overwrite`)."""
+    annotation file), or to replace an earlier output folder of this project; refused otherwise
+    (:mod:`landmark_unify.outputs`)."""
     parser.add_argument("--overwrite", action="store_true",
-                        help="allow the output to replace one of the inputs (refused otherwise)")
+                        help="allow the output to replace one of the inputs, or an earlier output folder written "
+                             "by this project (refused otherwise; a folder of someone else's is never replaced)")
 
 
 def add_where(parser: argparse.ArgumentParser, what: str = "faces") -> None:

@@ -50,10 +50,49 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --- the journal of the running command --------------------------------------------------------------------
+#
+# While a command runs, landmark_unify.outputs installs its transaction here: every file that atomic_path
+# publishes, every sidecar removed and every dataset folder renamed into place is checked against the
+# command's declared outputs and journaled, so that a failure or an interrupt rolls all of them back.
+
+_journal = None
+
+
+def set_journal(journal) -> None:
+    """Install (or, with None, remove) the transaction of :mod:`landmark_unify.outputs`."""
+    global _journal
+    _journal = journal
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move the finished temporary file ``tmp`` onto ``path`` (through the running command's journal)."""
+    if _journal is None:
+        os.replace(tmp, path)
+    else:
+        _journal.publish(str(tmp), Path(path))
+
+
+def remove_output(path: str | os.PathLike) -> None:
+    """Remove an earlier output file (a stale sidecar), through the running command's journal."""
+    if _journal is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        _journal.remove(Path(path))
+
+
+def folder_published(path: str | os.PathLike, old: str | os.PathLike | None) -> bool:
+    """A folder was renamed onto ``path``; ``old`` is the one it replaced (renamed aside). True when the
+    running command's journal keeps ``old`` until the command ends (the caller must leave it)."""
+    if _journal is None:
+        return False
+    return _journal.folder_published(Path(path), None if old is None else Path(old))
 
 
 # --- leftovers of killed runs --------------------------------------------------------------------------------
@@ -224,7 +263,7 @@ def write_sidecar(records: Sequence[dict], path: str | os.PathLike) -> Path | No
     """A JSONL sidecar of records (skipped, duplicates) beside an output: written atomically when there are
     records, removed (a stale one from an earlier run) when there are none. Returns the path written or None."""
     if not records:
-        Path(path).unlink(missing_ok=True)
+        remove_output(path)
         return None
     return write_jsonl_atomic(records, path)
 

@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                 overwrite=args.overwrite, **engine)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
-        if args.on_error == "raise":
-            print("build-manifest: nothing was written", file=sys.stderr)
+        print("build-manifest: nothing was written", file=sys.stderr)
         return 1
     summary = report.summary
     if args.relabel_pose:
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             run = relabel_pose(args.output, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
                                overwrite=True, **engine)  # in place, on the manifest just written
         except LandmarkUnifyError as exc:
-            print(f"build-manifest: error while relabelling pose (the manifest is written): {exc}", file=sys.stderr)
+            print(f"build-manifest: error while relabelling pose (nothing was written): {exc}", file=sys.stderr)
             return 1
         counts = {k: int(run.extra.get(k, 0)) for k in POSE_COUNTS}
         summary = summarize_manifest(args.output) + (

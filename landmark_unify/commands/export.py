@@ -25,13 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """A manifest that cannot be read is reported by the dispatcher (``export: error: ...``, exit 1)."""
-    from ..io import check_overwrite
     from ..manifest import read
     from ..manifest.filters import filter_rows
     from ..ops.export import export_coco
+    from ..outputs import current
 
     where = where_filter(args)  # a bad expression fails here, before the manifest is read
-    check_overwrite(args.output, [args.file], args.overwrite)
+    current().file(args.output, inputs=[args.file], overwrite=args.overwrite)
     df = read(args.file)
     sel = filter_rows(df, where).reset_index(drop=True)
     sel.attrs = dict(df.attrs)

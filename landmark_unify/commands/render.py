@@ -19,11 +19,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..io import check_overwrite
+    from ..outputs import current
     from ..report.render import render_manifest
 
     where_filter(args)  # a bad --where is refused before anything is read
-    check_overwrite(args.output, [args.input], args.overwrite)
+    current().file(args.output, inputs=[args.input], overwrite=args.overwrite)
 
     # a LandmarkUnifyError (bad input, bad --where) is printed by the dispatcher as "render: error: ..."
     res = render_manifest(args.input, args.output, where=args.where, n=args.n, size=args.size, cols=args.cols,

@@ -30,7 +30,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ManifestError
-from ..io import exchange_paths, fsync_dir, owned_name, remove_leftovers, restore_replaced, write_text_durable
+from ..io import (
+    exchange_paths,
+    folder_published,
+    fsync_dir,
+    owned_name,
+    remove_leftovers,
+    restore_replaced,
+    write_text_durable,
+)
 from .checks import check_dataset_doc, check_parquet_schema, check_table
 from .files import ROW_GROUP_SIZE, read_metadata, read_table, write_manifest, write_manifest_stream
 from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
@@ -190,7 +198,8 @@ class StagedDataset:
         else:
             os.rename(self.staging, self.output)
         fsync_dir(self.output.parent)
-        if old is not None:
+        # the running command keeps the old dataset until it ends (rolled back if it fails after this)
+        if not folder_published(self.output, old) and old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.output
 

@@ -27,8 +27,9 @@ from .. import manifest as mf
 from ..core.eyes import source_eye_columns
 from ..core.maps import POLICIES, finite_points, to_canonical
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
-from ..io import check_overwrite, write_sidecar
+from ..io import write_sidecar
 from ..manifest import skipped_path_for
+from ..outputs import current, transactional
 from ..readers import (
     ArrowColumn,
     ErrorSink,
@@ -452,6 +453,7 @@ def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
                              cols["origin_line"][i], cols["origin_key"][i]) for i in rows.tolist()]
 
 
+@transactional
 def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",
                    check_images: bool = False, command: str | None = None, engine="local",
                    workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True,
@@ -488,8 +490,9 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     if allow_outside_root:
         extra["allow_outside_root"] = True
     annotations = [Path(u.root) / f for u in units for f in u.files]
-    check_overwrite(out, annotations, overwrite, what="a source annotation file")
-    check_overwrite(single_file, annotations, overwrite, what="a source annotation file")
+    tx = current()
+    tx.manifest(out, inputs=annotations, overwrite=overwrite, what="a source annotation file")
+    tx.manifest(single_file, inputs=annotations, overwrite=overwrite, what="a source annotation file")
 
     def metadata(state) -> dict:
         notes = reader_notes(state.sums)  # what the readers repaired or left out by design, counted

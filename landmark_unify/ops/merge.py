@@ -26,7 +26,7 @@ import pandas as pd
 from .. import manifest as mf
 from ..engines import engine_context
 from ..errors import ManifestError
-from ..io import check_overwrite, write_sidecar
+from ..io import write_sidecar
 from ..manifest import (
     RowSlice,
     duplicates_path_for,
@@ -37,6 +37,7 @@ from ..manifest import (
     rebased_roots,
     take_rows,
 )
+from ..outputs import current, transactional
 from .runner import UnitResult, run_units, wants_file
 
 #: Two faces on the same image are the same face when the mean distance of their common valid points
@@ -188,6 +189,7 @@ def _merge_write_task(inputs: Sequence[tuple[str, dict]], weights: Mapping[str, 
     return UnitResult(table, seconds={"process": time.perf_counter() - t0})
 
 
+@transactional
 def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_images: bool = True,
                     tolerance: float | None = None, engine="local", workers: int | None = None,
                     scheduler: str | None = None, rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION,
@@ -212,8 +214,8 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
     if not paths:
         raise ManifestError("merge needs at least one manifest")
     out = Path(output)
-    check_overwrite(out, paths, overwrite)
-    check_overwrite(single_file, paths, overwrite)
+    current().manifest(out, inputs=paths, overwrite=overwrite)
+    current().manifest(single_file, inputs=paths, overwrite=overwrite)
     w_by_source = parse_weights(weights)
     inputs, roots, all_slices = [], {}, []
     for k, p in enumerate(paths):

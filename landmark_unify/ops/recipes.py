@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from ..core.eyes import CLOSED_THRESHOLD
 from ..errors import LandmarkUnifyError
 from ..manifest import derived_metadata, read_columns, read_manifest
+from ..outputs import current, transactional
 from ..report.html import write_balance
 from .build import build_manifest, parse_sources
 from .merge import merge_manifests, parse_weights
@@ -139,6 +140,7 @@ def _sources_by_kind(recipe: Recipe, specs) -> dict:
     return by_kind
 
 
+@transactional
 def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise", check_images: bool = False,
                 weights=None, closed_threshold: float | None = None, closed_mode: str = "either",
                 fit_pose: bool = True, progress: bool = True, log=print, command: str | None = None,
@@ -158,7 +160,7 @@ def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise"
     by_kind = _sources_by_kind(recipe, sources)
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    current().manifest(out)  # each step declares its own inputs
     options = dict(policy=policy, on_error=on_error, check_images=check_images, weights=weights,
                    threshold=CLOSED_THRESHOLD if closed_threshold is None else closed_threshold,
                    closed_mode=closed_mode, fit_pose=fit_pose, progress=progress, log=log, command=command,

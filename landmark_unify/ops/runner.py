@@ -17,9 +17,6 @@ of an existing manifest (mine, relabel, image checks).
 """
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +27,10 @@ import numpy as np
 import pyarrow as pa
 
 from .. import manifest as mf
-from ..engines import Engine, EngineError, engine_context
+from ..engines import Engine, engine_context
 from ..errors import ManifestError
-from ..io import check_overwrite, write_jsonl_atomic
+from ..io import write_jsonl_atomic
+from ..outputs import current, terminate_as_exception, transactional
 from ..progress import Progress
 
 
@@ -90,26 +88,7 @@ def wants_file(output: str | Path) -> bool:
     return str(output).endswith(".parquet")
 
 
-class Terminated(EngineError):
-    """The run received SIGTERM (it was aborted and left nothing behind)."""
-
-
-@contextlib.contextmanager
-def _terminate_as_exception():
-    """In the main thread, turn SIGTERM into an exception for the duration of a run, so that ``kill PID``
-    (like Ctrl-C) aborts it cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated("terminated by SIGTERM; the run is aborted and no output was written")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+_terminate_as_exception = terminate_as_exception  # SIGTERM ends a run like Ctrl-C (landmark_unify.outputs)
 
 
 class _SeenIds:
@@ -335,6 +314,7 @@ def _frame_task(fn: Callable, metadata: Mapping, input_path: str, index: int, un
                       seconds={"read": t1 - t0, "process": time.perf_counter() - t1})
 
 
+@transactional
 def map_manifest(input: str | Path, output: str | Path, fn: Callable, *,
                  metadata: Callable[[dict, dict], Mapping], engine: str | Engine = "local",
                  workers: int | None = None, scheduler: str | None = None,
@@ -349,8 +329,8 @@ def map_manifest(input: str | Path, output: str | Path, fn: Callable, *,
     metadata: ``metadata(input_meta, sums) -> output metadata``. overwrite: allow ``output`` (or
     ``single_file``) to be ``input`` itself (refused otherwise, :func:`~landmark_unify.io.check_overwrite`).
     """
-    check_overwrite(output, [input], overwrite)
-    check_overwrite(single_file, [input], overwrite)
+    current().manifest(output, inputs=[input], overwrite=overwrite)
+    current().manifest(single_file, inputs=[input], overwrite=overwrite)
     slices, in_meta = mf.plan_slices(input, rows_per_partition)
     task = partial(_frame_task, fn, in_meta, str(input))
     return run_units(task, slices, output, lambda state: metadata(in_meta, state.sums), engine=engine,
