@@ -184,8 +184,9 @@ class StagedFolder:
     :meth:`path` checks that a name stays inside, :meth:`final` maps a staging path (or text naming one) to
     where it will be."""
 
-    def __init__(self, final: Path, staging: Path, replaces: bool, keep: bool, created: bool) -> None:
+    def __init__(self, final: Path, staging: Path, replaces: bool, keep: str | None, created: bool) -> None:
         self.final_dir, self.staging, self.replaces, self.keep, self.created = final, staging, replaces, keep, created
+        self.marked = False
 
     def path(self, *parts: str) -> Path:
         p = self.staging.joinpath(*parts)
@@ -273,23 +274,20 @@ class Transaction:
         return self._declare(path, "manifest")
 
     def folder(self, path: str | os.PathLike, *, inputs: Iterable = (), overwrite: bool = False,
-               keep: bool = False, may_reuse=None, what: str = "an input") -> StagedFolder:
+               keep: str | None = None, reuse: bool = False, what: str = "an input") -> StagedFolder:
         """Declare a folder output. Staged (default): written into a hidden folder beside it, renamed into
-        place at the end (an existing folder of ours replaced with ``overwrite``). ``keep``: written in place
-        (created and marked when new; ``may_reuse(folder)`` decides whether an existing folder of ours may be
-        written into), and what was written is kept when the command fails."""
+        place at the end (an existing folder of ours replaced with ``overwrite``). ``keep`` (a glob such as
+        ``"*.pt"``): written in place, created and marked when new; when the command fails, what it wrote is
+        kept if the folder then holds a file matching ``keep`` (a checkpoint), removed otherwise. An existing
+        non-empty folder is written into only with ``reuse`` (the caller checked it: a run being resumed)."""
         final = Path(path).absolute()
         check_output(final, inputs, overwrite, what=what, replaces_folder=True)
         if keep:
-            existing = final.is_dir() and any(final.iterdir())
-            if existing:
-                if owns(final) is None and not (may_reuse and may_reuse(final, legacy=True)):
-                    raise OutputError(f"{final} is a folder this project did not write (no {MARKER} in it); it is "
-                                      "never written into. Choose a new folder")
-                if may_reuse is not None and not may_reuse(final, legacy=False):
-                    raise OutputError(f"{final} holds an earlier output; choose a new folder")
-            elif final.exists() and not final.is_dir():
+            if final.exists() and not final.is_dir():
                 raise OutputError(f"{final} exists and is not a folder")
+            if final.is_dir() and any(final.iterdir()) and not reuse:
+                raise OutputError(f"{final} is not empty; it is never written into. Choose a new folder")
+            replaces = False
         else:
             replaces = check_folder(final, overwrite)
         self._declare(final, "keep" if keep else "folder")
@@ -298,14 +296,16 @@ class Transaction:
             final.mkdir(exist_ok=True)
             if created:
                 self.made_dirs.append(final)
-            if owns(final) is None:
+            marked = owns(final) is None
+            if marked:
                 _write_marker(final, self.command)
-            sf = StagedFolder(final, final, False, True, created)
+            sf = StagedFolder(final, final, False, keep, created)
+            sf.marked = marked
         else:
             _io.remove_leftovers(final)
             staging = _io.owned_name(final, "staging")
             staging.mkdir()
-            sf = StagedFolder(final, staging, replaces, False, True)
+            sf = StagedFolder(final, staging, replaces, None, True)
         self.folders.append(sf)
         return sf
 
@@ -420,19 +420,19 @@ class Transaction:
                     os.unlink(path)
         kept = []
         for sf in self.folders:
-            if sf.keep:
-                written = sorted({p for p in self.kept if p.is_relative_to(sf.final_dir) and p.exists()})
-                if written:
-                    with contextlib.suppress(OSError):
-                        _write_marker(sf.final_dir, self.command)
-                    kept += written
-                elif sf.created:
-                    shutil.rmtree(sf.final_dir, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        (sf.final_dir / MARKER).unlink()
-            else:
+            if not sf.keep:
                 shutil.rmtree(sf.staging, ignore_errors=True)
+                continue
+            written = sorted({p for p in self.kept if p.is_relative_to(sf.final_dir) and p.exists()})
+            if any(sf.final_dir.glob(sf.keep)):  # a checkpoint: keep the run as it is
+                kept += written
+                continue
+            if sf.created:
+                shutil.rmtree(sf.final_dir, ignore_errors=True)
+                continue
+            for p in written + ([sf.final_dir / MARKER] if sf.marked else []):
+                with contextlib.suppress(OSError):
+                    p.unlink()
         for d in sorted(set(self.made_dirs), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 if d.is_dir() and not any(d.iterdir()):

@@ -50,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from landmark_unify import manifest as mf
-    from landmark_unify.io import atomic_path, check_overwrite, write_text_atomic
+    from landmark_unify.io import atomic_path, write_text_atomic
+    from landmark_unify.outputs import current
 
     from ..evaluation.evaluate import evaluate_manifest, format_table
 
     inputs = [args.manifest] + ([args.model] if Path(args.model).is_file() else [])  # a run folder may hold the output
     for written in (args.output, args.save_predictions):  # never over the manifest or the model read
-        check_overwrite(written, inputs, args.overwrite, what="an input (manifest or model)")
+        current().file(written, inputs=inputs, overwrite=args.overwrite, what="an input (manifest or model)")
     df = mf.read(args.manifest)
     if args.split:
         df = df[df["split"] == args.split].reset_index(drop=True)

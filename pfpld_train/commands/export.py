@@ -14,13 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from landmark_unify.cli_base import add_output
+from landmark_unify.cli_base import add_output, add_overwrite
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="trainer checkpoint (.pt), or an ONNX model for caffe/nnie")
     p.add_argument("--format", required=True, choices=("onnx", "caffe", "nnie"), help="what to write")
     add_output(p, "output folder (created)")
+    add_overwrite(p)
     p.add_argument("--stem", default="pfpld", help="file name stem (default: pfpld)")
     p.add_argument("--checkpoint-key", default=None, help="checkpoint entry holding the state_dict (default: model)")
     p.add_argument("--faces", type=Path, action="append", default=[],
@@ -81,6 +82,8 @@ def _summary(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     args.out = Path(args.output)
+    from landmark_unify.outputs import current
+
     from ..export.errors import ExportError
     from ..export.faces import read_faces
     from ..export.nnie.check import NnieLimits
@@ -95,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
     )
 
     report: dict = {"format": args.format, "source": str(args.checkpoint)}
+    inputs = [args.checkpoint, *args.faces, *args.photos, args.reference_prototxt, args.calib, args.holdout]
+    if Path(args.stem).name != args.stem or args.stem in ("", ".", ".."):
+        raise ExportError(f"--stem {args.stem!r}: a file name is needed (no folder part); every file is written "
+                          f"inside -o {args.output}")
+    folder = current().folder(args.out, inputs=[p for p in inputs if p], overwrite=args.overwrite,
+                              what="an input (the model, faces, photos or a reference)")
+    folder.path(f"{args.stem}.onnx")
+    out = folder.staging
     try:
         if args.checkpoint.suffix == ".onnx":
             if args.format == "onnx":
@@ -106,11 +117,10 @@ def run(args: argparse.Namespace) -> int:
             model, info = load_checkpoint(args.checkpoint, args.checkpoint_key)
             report["checkpoint"] = info
         x, source, crops = parity_batch(args.faces, args.photos, args.parity_count)
-        args.out.mkdir(parents=True, exist_ok=True)
         if args.format == "onnx":
-            export_onnx_dir(model, args.out, x, source, stem=args.stem, tol=args.tol, report=report)
+            export_onnx_dir(model, out, x, source, stem=args.stem, tol=args.tol, report=report)
         elif args.format == "caffe":
-            export_caffe_dir(model, args.out, x, source, stem=args.stem, tol=args.tol,
+            export_caffe_dir(model, out, x, source, stem=args.stem, tol=args.tol,
                              reference_prototxt=args.reference_prototxt, report=report, overlay_crops=crops)
         else:
             if args.calib is None:
@@ -128,20 +138,20 @@ def run(args: argparse.Namespace) -> int:
                     keep = [i for i, s in enumerate(holdout.ids) if s not in overlap]
                     holdout = holdout.subset(keep)
                     report["holdout_note"] = f"{len(overlap)} face(s) also in the calibration set were left out"
-            export_nnie_dir(model, args.out, x, source, calib_faces=calib, holdout_faces=holdout,
+            export_nnie_dir(model, out, x, source, calib_faces=calib, holdout_faces=holdout,
                             stem=args.stem, tol=args.tol, calib_format=args.calib_format,
                             compile_mode=args.compile_mode, reference_prototxt=args.reference_prototxt,
                             limits=NnieLimits(max_conv_kernel=args.max_conv_kernel), report=report,
                             overlay_crops=crops)
     except ExportError as exc:
-        if args.out.is_dir():
-            write_report(args.out / "report.json", {**report, "error": str(exc)})
-        print(f"pfpld_train export: error: {exc}", file=sys.stderr)
+        print(f"pfpld_train export: error: {folder.final(str(exc))}; nothing written", file=sys.stderr)
         return 1
-    write_report(args.out / "report.json", report)
+    report = folder.final(report)
+    write_report(out / "report.json", report)
     print(_summary(report))
     if report.get("failures"):
-        print("pfpld_train export: parity check failed: " + "; ".join(report["failures"]), file=sys.stderr)
+        print("pfpld_train export: parity check failed: " + "; ".join(report["failures"]) + "; nothing written",
+              file=sys.stderr)
         return 1
     print(f"report: {args.out / 'report.json'}")
     return 0

@@ -14,13 +14,14 @@ SUMMARY = "detect faces in photos and write their predicted landmarks as a manif
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from landmark_unify.cli_base import add_on_error, add_quiet
+    from landmark_unify.cli_base import add_on_error, add_overwrite, add_quiet
     from landmark_unify.core.maps import POLICIES
 
     from .model_options import add_model_options, add_output_path
 
     parser.add_argument("images", nargs="+", help="image files, or folders (searched recursively)")
     add_output_path(parser, "manifest to write (.parquet)")
+    add_overwrite(parser)
     parser.add_argument("--model", required=True,
                         help="our checkpoint (.pt or a fit output folder), any 98-point ONNX model (with --preset or "
                              "--channel-order/--mean/--scale), or fan2d / fan3d (the optional face-alignment package)")
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from landmark_unify.cli_base import command_line
     from landmark_unify.ops.label import write_machine_labels
+    from landmark_unify.outputs import current
 
     from ..inference.label import (
         FAN_KINDS,
@@ -69,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predict import DETECTOR_DIR, RetinaFaceDetector
     from .model_options import load_model_from_args
 
+    inputs = [*args.images, args.model, args.compare, args.weights, args.detector, args.root]
+    current().file(args.output, inputs=[p for p in inputs if p], overwrite=args.overwrite,
+                   what="an input (an image, the model or a manifest)")
     images = find_images(args.images)
     if not images:
         raise LabelError(f"no images in {args.images} (suffixes .jpg, .png, ...)")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from landmark_unify.cli_base import deprecated_alias
+from landmark_unify.cli_base import add_overwrite, deprecated_alias
 
 from .model_options import add_model_options, add_output_path, load_model_from_args
 
@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, or manifests (a .parquet file or a dataset "
                         "directory) standing for their images")
     add_output_path(parser, "output folder: predictions.json and *_overlay.png")
+    add_overwrite(parser)
     boxes = parser.add_mutually_exclusive_group()
     boxes.add_argument("--boxes", help="JSON file {image path or file name: [[x_min, y_min, x_max, y_max], ...]} "
                        "used instead of the detector")
@@ -70,6 +71,7 @@ def _image_paths(inputs: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from landmark_unify.errors import LandmarkUnifyError
     from landmark_unify.io import write_png_atomic
+    from landmark_unify.outputs import current
 
     from ..data.images import read_image_rgb
     from ..inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --boxes {args.boxes}: expected a JSON object {{image: [[x_min, y_min, x_max, y_max], ...]}}, "
               f"got {type(table).__name__}", file=sys.stderr)
         return 1
+    inputs = [*args.images, args.model, args.boxes, args.detector]
+    folder = current().folder(out, inputs=[p for p in inputs if p], overwrite=args.overwrite,
+                              what="an input (an image, a manifest or the model)")
     model = load_model_from_args(args)
     detector = None
     if box is None and table is None:
@@ -112,16 +117,15 @@ def run(args: argparse.Namespace) -> int:
         entry = {"image": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
                  "faces": [f.to_dict() for f in faces]}
         if not args.no_overlay:
-            out.mkdir(parents=True, exist_ok=True)
             stem, k = path.stem, 1
             while stem in used:
                 stem, k = f"{path.stem}_{k}", k + 1
             used.add(stem)
-            png = out / f"{stem}_overlay.png"
+            png = folder.path(f"{stem}_overlay.png")
             write_png_atomic(draw_overlay(image, faces), png)
-            entry["overlay"] = str(png)
+            entry["overlay"] = str(folder.final(png))
         results.append(entry)
         print(f"{path}: {len(faces)} face(s)")
-    written = write_predictions(results, out)
-    print(f"wrote {written}")
+    written = write_predictions(results, folder.staging)
+    print(f"wrote {folder.final(written)}")
     return 1 if failed and not results else 0

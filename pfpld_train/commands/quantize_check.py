@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from landmark_unify.cli_base import add_output, deprecated_alias
+from landmark_unify.cli_base import add_output, add_overwrite, deprecated_alias
 from landmark_unify.io import write_bytes_atomic
 
 from ..models.metadata import INPUT_PRESETS
@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_onnx_io_options(p, pose_units_default="rad")
     add_output(p, "write the JSON report here", required=False)
     p.add_argument("--keep-models", type=Path, default=None, help="keep the int8 models in this folder")
+    add_overwrite(p)
 
 
 def _preprocess(args):
@@ -85,12 +86,18 @@ def _table(rep: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landmark_unify.outputs import current
+
     from ..export.errors import ExportError
     from ..export.faces import read_faces
     from ..export.nnie.quant import quantize_check
 
     if not args.model.is_file():
         raise ExportError(f"{args.model}: model not found")
+    inputs = [p for p in (args.model, args.manifest, args.calib) if p]
+    current().file(args.output, inputs=inputs, overwrite=args.overwrite, what="an input (the model or a manifest)")
+    keep = None if args.keep_models is None else current().folder(args.keep_models, inputs=inputs,
+                                                                    overwrite=args.overwrite)
     if min(args.calib_sizes) < 1:
         raise ExportError(f"--calib-sizes must all be >= 1, got {args.calib_sizes}")
     pre = _preprocess(args)
@@ -111,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     rep = quantize_check(args.model, evalset, calib, pre, calib_sizes=sorted(set(args.calib_sizes)),
                          per_channel=modes, method=args.method, landmarks=args.landmarks_output,
                          pose=args.pose_output, pose_radians=args.pose_units == "rad",
-                         work_dir=args.keep_models, keep=args.keep_models is not None)
+                         work_dir=None if keep is None else keep.staging, keep=keep is not None)
+    if keep is not None:
+        rep = keep.final(rep)
     rep["calibration_note"] = note
     print(_table(rep))
     if args.output is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
+import signal
 from collections.abc import Sequence
 from multiprocessing import get_context
 from pathlib import Path
@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.io import write_text_atomic
+from landmark_unify.outputs import current, transactional
 from landmark_unify.progress import Progress
 
 from .arrays import FaceArrays
@@ -112,6 +114,12 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
     return done, bad
 
 
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them and removes the staged cache."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@transactional
 def build_cache(
     df,
     folder: str | os.PathLike,
@@ -123,13 +131,14 @@ def build_cache(
 ) -> dict:
     """Build a crop cache for the manifest DataFrame ``df`` into ``folder`` (written atomically).
 
+    The folder is declared to :mod:`landmark_unify.outputs`: written into a staging folder beside it and
+    renamed into place at the end (nothing is left on a failure or Ctrl-C); an existing cache is replaced
+    only with ``overwrite``; a folder this project did not write, or one holding the manifest, never.
     Faces are grouped by image, so each image is decoded once. Faces whose image is missing or unreadable
     are marked ``ok = False`` and counted (a dataset over the cache refuses them by name).
     Returns the ``index.json`` dict.
     """
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise CacheError(f"{folder}: already exists (pass overwrite=True / --overwrite)")
     if size < CROP_SIZE // 2 or not 1 <= enlarge < math.inf:
         raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge a finite number >= 1; got {size}, {enlarge}")
     faces = FaceArrays.from_manifest(df)
@@ -140,10 +149,8 @@ def build_cache(
         params[has] = face_crop_params(faces.landmarks[has], usable[has])
     windows = enlarged_windows(params, enlarge)
     n = len(faces)
-    tmp = folder.with_name(folder.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    inputs = [df.attrs["path"]] if df.attrs.get("path") else []
+    tmp = current().folder(folder, inputs=inputs, overwrite=overwrite, what="the input manifest").staging
     with open(tmp / "crops.u8", "wb") as f:
         f.truncate(n * size * size * 3)
     by_image: dict[str, list[int]] = {}
@@ -159,7 +166,7 @@ def build_cache(
     bad: list[str] = []
     bar = Progress(total=int(has.sum()), desc="cache", unit="faces", enabled=progress)
     if workers > 1 and len(jobs) > 1:
-        with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+        with get_context("spawn" if os.name == "nt" else "fork").Pool(workers, initializer=_ignore_interrupts) as pool:
             for done, b in pool.imap_unordered(_cache_worker, jobs):
                 ok[done] = True
                 bad += b
@@ -179,8 +186,5 @@ def build_cache(
         "cached": int(ok.sum()), "no_valid_point": int((~has).sum()), "unreadable_images": len(bad),
         "unreadable_examples": sorted(bad)[:5], "manifest": df.attrs.get("path"),
     }
-    (tmp / "index.json").write_text(json.dumps(info, indent=2) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    write_text_atomic(json.dumps(info, indent=2) + "\n", tmp / "index.json")
     return info

@@ -34,6 +34,7 @@ import torch
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.io import write_text_atomic
 from landmark_unify.manifest import read_manifest, write_manifest
+from landmark_unify.outputs import current, owns, transactional
 from landmark_unify.progress import Progress
 
 from ..data.arrays import FaceArrays, split_by_image
@@ -305,54 +306,92 @@ def _same_setting(key: str, a, b) -> bool:
     return a == b
 
 
-def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
-    """Train (or resume) a run; returns the final summary dict (also in ``config.json``'s folder).
+def _resume_config(cfg: TrainConfig, out: Path, given, log) -> tuple[TrainConfig, dict]:
+    """The saved configuration of the run in ``out`` (``last.pt``) with the given overrides, and the
+    checkpoint. The run folder is where it is now: a moved run continues in its new place."""
+    last = out / "last.pt"
+    if not last.is_file():
+        raise TrainError(f"{last}: nothing to resume")
+    ckpt = load_checkpoint(last)
+    if ckpt.get("format") != FORMAT:
+        raise TrainError(f"{last}: not a training checkpoint of this trainer (format {ckpt.get('format')!r})")
+    saved = TrainConfig.from_dict(ckpt["config"])
+    if given is None:  # a library call: what differs from the defaults counts as given
+        default = TrainConfig(manifest=cfg.manifest, out=cfg.out)
+        given = {k for k in RESUME_OVERRIDES if getattr(cfg, k) != getattr(default, k)} | {"max_steps", "progress"}
+    given = set(given)
+    differ = [f"{k}: saved {_field(saved, k)!r}, given {_field(cfg, k)!r}" for k in sorted(given)
+              if k not in RESUME_OVERRIDES and not _same_setting(k, _field(saved, k), _field(cfg, k))]
+    if differ:
+        raise TrainError(f"{last}: a resumed run keeps its configuration, but {'; '.join(differ)} "
+                         f"(only {', '.join(RESUME_OVERRIDES)} may change); start a new run with another "
+                         "out folder instead")
+    for k in sorted(given & set(RESUME_OVERRIDES)):
+        if k == "epochs" and cfg.epochs != saved.epochs:
+            log(f"epochs {saved.epochs} -> {cfg.epochs}: the learning-rate schedule is stretched to the new "
+                "length, so from here on the curve differs from the original run's")
+        setattr(saved, k, getattr(cfg, k))
+    saved.out = cfg.out  # never the folder the checkpoint was written in (the run may have moved)
+    return saved, ckpt
 
-    On ``resume`` the configuration saved in ``cfg.out/last.pt`` is used. ``given`` names the fields of
-    ``cfg`` that the caller set (``"loss.eye_weight"`` for an entry of ``loss``; the command line passes what
-    it was given): those in :data:`RESUME_OVERRIDES` replace the saved values, any other must equal the
-    saved one (:class:`TrainError` otherwise). Without ``given``, the :data:`RESUME_OVERRIDES` fields of
-    ``cfg`` that differ from :class:`TrainConfig`'s defaults are taken (``max_steps`` and ``progress``
-    always), so ``fit(TrainConfig(manifest, out), resume=True)`` continues the run as it was. A new
-    ``epochs`` stretches the learning-rate schedule to the new length (logged).
-    """
-    _check_config(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = None
-    if resume:
-        last = out / "last.pt"
-        if not last.is_file():
-            raise TrainError(f"{last}: nothing to resume")
-        ckpt = load_checkpoint(last)
-        if ckpt.get("format") != FORMAT:
-            raise TrainError(f"{last}: not a training checkpoint of this trainer (format {ckpt.get('format')!r})")
-        saved = TrainConfig.from_dict(ckpt["config"])
-        if given is None:  # a library call: what differs from the defaults counts as given
-            default = TrainConfig(manifest=cfg.manifest, out=cfg.out)
-            given = {k for k in RESUME_OVERRIDES if getattr(cfg, k) != getattr(default, k)} | {"max_steps", "progress"}
-        given = set(given)
-        differ = [f"{k}: saved {_field(saved, k)!r}, given {_field(cfg, k)!r}" for k in sorted(given)
-                  if k not in RESUME_OVERRIDES and not _same_setting(k, _field(saved, k), _field(cfg, k))]
-        if differ:
-            raise TrainError(f"{last}: a resumed run keeps its configuration, but {'; '.join(differ)} "
-                             f"(only {', '.join(RESUME_OVERRIDES)} may change); start a new run with another "
-                             "out folder instead")
-        for k in sorted(given & set(RESUME_OVERRIDES)):
-            if k == "epochs" and cfg.epochs != saved.epochs:
-                log(f"epochs {saved.epochs} -> {cfg.epochs}: the learning-rate schedule is stretched to the new "
-                    "length, so from here on the curve differs from the original run's")
-            setattr(saved, k, getattr(cfg, k))
-        cfg = saved
-    elif (out / "last.pt").exists():
+
+def _new_config(cfg: TrainConfig, out: Path) -> TrainConfig:
+    """A new run's configuration, its input paths absolute (``--resume`` works from any working folder).
+    The run folder must be new, empty, or one this trainer wrote that holds no model."""
+    if (out / "last.pt").exists():
         raise TrainError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
-    else:
-        # Absolute input paths in the saved configuration: --resume works from any working directory.
-        cfg = TrainConfig.from_dict(cfg.to_dict())
-        for k in ("manifest", "val", "cache", "val_cache"):
-            if getattr(cfg, k):
-                setattr(cfg, k, str(Path(getattr(cfg, k)).resolve()))
+    if out.is_dir() and any(out.iterdir()):
+        models = sorted(p.name for p in out.glob("*.pt"))
+        if models:
+            raise TrainError(f"{out} holds {', '.join(models)}; a new run would replace it. Choose another --out")
+        if owns(out) is None:
+            raise TrainError(f"{out} is a folder this trainer did not write; choose a new or empty --out")
+    cfg = TrainConfig.from_dict(cfg.to_dict())
+    for k in ("manifest", "val", "cache", "val_cache"):
+        if getattr(cfg, k):
+            setattr(cfg, k, str(Path(getattr(cfg, k)).resolve()))
+    return cfg
 
+
+@dataclass
+class _Run:
+    """Everything one training run works with (built by :func:`_build_run`)."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    amp_dtype: object
+    train_ds: FaceDataset
+    val_ds: FaceDataset | None
+    model: PFPLD
+    opt: torch.optim.Optimizer
+    sched: WarmupCosine
+    scaler: object
+    loss_cfg: LossConfig
+    pw: torch.Tensor
+    steps_per_epoch: int
+    loader: object
+    sampler: EpochSampler
+    info: dict
+    pose_trained: bool
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    best: float = float("inf")
+    history: list = field(default_factory=list)
+
+    def state(self, ep: int, bie: int) -> dict:
+        return {
+            "format": FORMAT, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": ep, "batch_in_epoch": bie, "step": self.step, "best_nme": self.best, "history": self.history,
+            "rng": _rng_state(), "config": self.cfg.to_dict(), "pose_trained": self.pose_trained,
+        }
+
+
+def _build_run(cfg: TrainConfig, out: Path, ckpt: dict | None, log) -> _Run:
+    """Seeds, device, data, model, optimiser and schedule; restored from ``ckpt`` when resuming;
+    ``config.json`` written and the run described in the log."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
@@ -409,7 +448,17 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     if info["mean_face_val_nme"] is not None and not math.isfinite(info["mean_face_val_nme"]):
         info["mean_face_val_nme"] = None  # no validation face with both eye corners: nothing to normalise by
     write_text_atomic(json.dumps({"config": cfg.to_dict(), "data": info}, indent=2) + "\n", out / "config.json")
-    log(f"train {n_train} faces, val {info['val_faces']} faces, {steps_per_epoch} steps/epoch, "
+    _log_run(log, info, device, train_ds, val_ds)
+
+    sampler = EpochSampler(n_train, seed=cfg.seed)
+    loader = make_loader(train_ds, cfg.batch_size, sampler, workers=cfg.workers,
+                         pin_memory=device.type == "cuda", drop_last=drop_last)
+    return _Run(cfg, out, device, amp_dtype, train_ds, val_ds, model, opt, sched, scaler, loss_cfg, pw,
+                steps_per_epoch, loader, sampler, info, pose_trained, epoch, batch_in_epoch, step, best, history)
+
+
+def _log_run(log, info: dict, device, train_ds: FaceDataset, val_ds: FaceDataset | None) -> None:
+    log(f"train {info['train_faces']} faces, val {info['val_faces']} faces, {info['steps_per_epoch']} steps/epoch, "
         f"device {device}, amp {info['amp']}")
     for name, d in (("train", train_ds.dropped), ("val", val_ds.dropped if val_ds else None)):
         if d and any(d.values()):
@@ -417,100 +466,137 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
                 f"{d['no_valid_point']} without a valid point")
     if info["mean_face_val_nme"] is not None:
         log(f"mean-face baseline: val NME {100 * info['mean_face_val_nme']:.2f} %")
-    if not pose_trained:
+    if not info["pose_trained"]:
         log("no training face has a pose: the pose branch is not trained. The checkpoints record it "
             "(pose_trained: false); evaluate, predict, the overlays and export leave the pose out. Fit poses "
             "with `landmark_unify relabel-pose` first to train it")
 
-    def state(ep: int, bie: int) -> dict:
-        return {
-            "format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "epoch": ep, "batch_in_epoch": bie, "step": step, "best_nme": best, "history": history,
-            "rng": _rng_state(), "config": cfg.to_dict(), "pose_trained": pose_trained,
-        }
 
-    sampler = EpochSampler(n_train, seed=cfg.seed)
-    loader = make_loader(train_ds, cfg.batch_size, sampler, workers=cfg.workers,
-                         pin_memory=device.type == "cuda", drop_last=drop_last)
+def _train_epoch(run: _Run, partial_sums, log) -> tuple[list[float], int, bool]:
+    """One epoch (from ``run.batch_in_epoch`` on): the running sums (loss, landmark part, pose part,
+    batches with a pose), the batches done and whether ``max_steps`` stopped it inside the epoch (a
+    checkpoint of the position is then written)."""
+    cfg, device = run.cfg, run.device
+    run.sampler.set_epoch(run.epoch, start=run.batch_in_epoch * cfg.batch_size)
+    sums = torch.zeros(4, device=device, dtype=torch.float64)
+    if partial_sums is not None and run.batch_in_epoch:
+        part = torch.as_tensor(partial_sums, dtype=torch.float64, device=device)
+        sums[: len(part)] += part
+    n_batches = run.batch_in_epoch
+    bar = Progress(total=run.steps_per_epoch, initial=run.batch_in_epoch, desc=f"epoch {run.epoch + 1}/{cfg.epochs}",
+                   unit="batches", enabled=cfg.progress)
     stopped = False
-    model.train()
-    while epoch < cfg.epochs and not stopped:
-        t0 = time.time()
-        sampler.set_epoch(epoch, start=batch_in_epoch * cfg.batch_size)
-        # Running sums: loss, landmark part, pose part, batches that had a known pose.
-        sums = torch.zeros(4, device=device, dtype=torch.float64)
-        if ckpt is not None and batch_in_epoch and "partial" in ckpt:
-            part = torch.as_tensor(ckpt["partial"], dtype=torch.float64, device=device)
-            sums[: len(part)] += part
-        n_batches = batch_in_epoch
-        bar = Progress(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       unit="batches", enabled=cfg.progress)
-        for batch in loader:
+    try:
+        for batch in run.loader:
             x = to_input(batch["image"], device, cfg.channels_last)
             tgt = batch["landmarks"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             pose_t = batch["pose"].to(device, non_blocking=True)
             w = batch["weight"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                pose, lm = model(x)
-            loss, parts = pfpld_loss(lm.float(), pose.float(), tgt, valid, pose_t, w, loss_cfg, pw)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
+            with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+                pose, lm = run.model(x)
+            loss, parts = pfpld_loss(lm.float(), pose.float(), tgt, valid, pose_t, w, run.loss_cfg, run.pw)
+            run.opt.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.opt)
+            run.scaler.update()
+            run.sched.step()
+            run.step += 1
             n_batches += 1
             has_pose = torch.isfinite(parts["pose"])
             sums += torch.stack([loss.detach().double(), parts["landmark"].double(),
                                  torch.nan_to_num(parts["pose"].double()), has_pose.double()])
-            if cfg.progress and (n_batches % 10 == 0 or n_batches == steps_per_epoch):
-                bar.set_postfix_str(f"loss={float(sums[0]) / max(1, n_batches):.3f}, lr={sched.value(step):.2e}")
+            if cfg.progress and (n_batches % 10 == 0 or n_batches == run.steps_per_epoch):
+                bar.set_postfix_str(f"loss={float(sums[0]) / max(1, n_batches):.3f}, lr={run.sched.value(run.step):.2e}")
             bar.update(1)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and n_batches < steps_per_epoch:
-                st = state(epoch, n_batches)
-                st["partial"] = sums.cpu().tolist()
-                save_checkpoint(st, out / "last.pt")
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                stopped = n_batches < steps_per_epoch
+            inside = n_batches < run.steps_per_epoch
+            if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and inside:
+                _save_position(run, n_batches, sums)
+            if cfg.max_steps is not None and run.step >= cfg.max_steps:
+                stopped = inside
                 if stopped:
-                    st = state(epoch, n_batches)
-                    st["partial"] = sums.cpu().tolist()
-                    save_checkpoint(st, out / "last.pt")
-                    log(f"stopped at max_steps={cfg.max_steps} (epoch {epoch}, batch {n_batches}); "
+                    _save_position(run, n_batches, sums)
+                    log(f"stopped at max_steps={cfg.max_steps} (epoch {run.epoch}, batch {n_batches}); "
                         f"--resume continues from here")
                 break
+    finally:
         bar.close()
+    return sums.cpu().tolist(), n_batches, stopped
+
+
+def _save_position(run: _Run, n_batches: int, sums) -> None:
+    st = run.state(run.epoch, n_batches)
+    st["partial"] = sums.cpu().tolist()
+    save_checkpoint(st, run.out / "last.pt")
+
+
+def _end_epoch(run: _Run, sums: list[float], n_batches: int, t0: float, log) -> None:
+    """Validation, the epoch's metrics row, ``last.pt`` (and ``best.pt`` when improved), ``metrics.csv``."""
+    cfg = run.cfg
+    total_loss, total_lm, total_pose, pose_batches = sums
+    row = {"epoch": run.epoch + 1, "step": run.step, "lr": run.sched.value(run.step),
+           "train_loss": total_loss / max(1, n_batches), "train_landmark": total_lm / max(1, n_batches),
+           # Mean over the batches that had a pose; NaN (empty in metrics.csv) when no face had one.
+           "train_pose": total_pose / pose_batches if pose_batches else float("nan")}
+    if run.val_ds is not None:
+        v = evaluate_dataset(run.model, run.val_ds, run.device, cfg.batch_size, cfg.workers, run.amp_dtype,
+                             cfg.channels_last)
+        row.update(val_nme=v["nme"], val_failure_rate=v["failure_rate"], val_auc=v["auc"], val_pose_mae=v["pose_mae"])
+    row["seconds"] = round(time.time() - t0, 3)
+    run.history.append(row)
+    run.epoch += 1
+    run.batch_in_epoch = 0
+    improved = run.val_ds is not None and row["val_nme"] < run.best
+    if improved:
+        run.best = row["val_nme"]
+    st = run.state(run.epoch, 0)
+    save_checkpoint(st, run.out / "last.pt")
+    if improved or run.val_ds is None:
+        save_checkpoint(st, run.out / "best.pt")
+    _write_metrics(run.out / "metrics.csv", run.history)
+    msg = f"epoch {run.epoch}/{cfg.epochs} loss {row['train_loss']:.4f}"
+    if run.val_ds is not None:
+        msg += f" val NME {100 * row['val_nme']:.2f} % FR {100 * row['val_failure_rate']:.1f} %"
+    log(msg)
+
+
+@transactional
+def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
+    """Train (or resume) a run; returns the final summary dict (also in ``config.json``'s folder).
+
+    On ``resume`` the configuration saved in ``cfg.out/last.pt`` is used. ``given`` names the fields of
+    ``cfg`` that the caller set (``"loss.eye_weight"`` for an entry of ``loss``; the command line passes what
+    it was given): those in :data:`RESUME_OVERRIDES` replace the saved values, any other must equal the
+    saved one (:class:`TrainError` otherwise). Without ``given``, the :data:`RESUME_OVERRIDES` fields of
+    ``cfg`` that differ from :class:`TrainConfig`'s defaults are taken (``max_steps`` and ``progress``
+    always), so ``fit(TrainConfig(manifest, out), resume=True)`` continues the run as it was. A new
+    ``epochs`` stretches the learning-rate schedule to the new length (logged).
+
+    The run folder is declared to :mod:`landmark_unify.outputs` (a folder this trainer marks as its own):
+    a new run needs a new or empty folder (or one of its own without a model); it never writes into another
+    folder, nor over an input. When the run fails or is interrupted, the checkpoints written so far are kept
+    (with the files beside them); a new folder without a checkpoint is removed.
+    """
+    _check_config(cfg)
+    out = Path(cfg.out)
+    if resume:
+        cfg, ckpt = _resume_config(cfg, out, given, log)
+    else:
+        cfg, ckpt = _new_config(cfg, out), None
+    inputs = [getattr(cfg, k) for k in ("manifest", "val", "cache", "val_cache") if getattr(cfg, k)]
+    current().folder(out, inputs=inputs, keep="*.pt", reuse=True, what="an input of the run")  # checked above
+    run = _build_run(cfg, out, ckpt, log)
+    run.model.train()
+    partial_sums = ckpt.get("partial") if ckpt is not None else None
+    while run.epoch < cfg.epochs:
+        t0 = time.time()
+        sums, n_batches, stopped = _train_epoch(run, partial_sums, log)
         if stopped:
             break
-        ckpt = None
-        batch_in_epoch = 0
-        total_loss, total_lm, total_pose, pose_batches = sums.cpu().tolist()
-        row = {"epoch": epoch + 1, "step": step, "lr": sched.value(step), "train_loss": total_loss / max(1, n_batches),
-               "train_landmark": total_lm / max(1, n_batches),
-               # Mean over the batches that had a pose; NaN (empty in metrics.csv) when no face had one.
-               "train_pose": total_pose / pose_batches if pose_batches else float("nan")}
-        if val_ds is not None:
-            v = evaluate_dataset(model, val_ds, device, cfg.batch_size, cfg.workers, amp_dtype, cfg.channels_last)
-            row.update(val_nme=v["nme"], val_failure_rate=v["failure_rate"], val_auc=v["auc"],
-                       val_pose_mae=v["pose_mae"])
-        row["seconds"] = round(time.time() - t0, 3)
-        history.append(row)
-        epoch += 1
-        improved = val_ds is not None and row["val_nme"] < best
-        if improved:
-            best = row["val_nme"]
-        st = state(epoch, 0)
-        save_checkpoint(st, out / "last.pt")
-        if improved or val_ds is None:
-            save_checkpoint(st, out / "best.pt")
-        _write_metrics(out / "metrics.csv", history)
-        msg = f"epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f}"
-        if val_ds is not None:
-            msg += f" val NME {100 * row['val_nme']:.2f} % FR {100 * row['val_failure_rate']:.1f} %"
-        log(msg)
-        if cfg.max_steps is not None and step >= cfg.max_steps:
+        partial_sums = None
+        _end_epoch(run, sums, n_batches, t0, log)
+        if cfg.max_steps is not None and run.step >= cfg.max_steps:
             break
-    return {"out": str(out), "epochs_done": epoch, "step": step, "best_val_nme": best if best < float("inf") else None,
-            "history": history, "data": info}
+    best = run.best
+    return {"out": str(out), "epochs_done": run.epoch, "step": run.step,
+            "best_val_nme": best if best < float("inf") else None, "history": run.history, "data": run.info}
