@@ -123,8 +123,9 @@ def check_folder(path: Path, overwrite: bool, *, what: str = "output folder") ->
         raise OutputError(f"{path} holds files this project did not write ({', '.join(foreign[:5])}); it is not "
                           "replaced, with or without --overwrite. Move them, or choose a new folder")
     if not overwrite:
-        raise OutputError(f"{path} holds an earlier output ({mark.get('command') or 'of this project'}); pass "
-                          "--overwrite to replace it, or choose a new folder")
+        by = " ".join(str(mark.get("command") or "").split()[:2]) or "this project"
+        raise OutputError(f"{path} already exists and holds an earlier output (of {by}); pass --overwrite to "
+                          "replace it, or choose a new folder")
     return True
 
 

@@ -180,106 +180,134 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
         task = partial(_task_with_stats, task, unit_stats)
     t_start = time.perf_counter()
     output = Path(output)
-    want_file = wants_file(output)
-    results: list[UnitResult] = []
-    dup_records: list[dict] = []
-    state = RunState()
+    acc = _Accounts(on_duplicate, unit_stats)
     seconds: dict[str, float] = {}
-    seen = _SeenIds() if on_duplicate is not None else None
-
-    def account(res: UnitResult) -> None:
-        state.rows += res.rows
-        state.skipped += len(res.skipped)
-        for k, v in res.extra.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                state.sums[k] = state.sums.get(k, 0) + v
-
-    def drop_rows(res: UnitResult, table: pa.Table, rows: np.ndarray) -> pa.Table:
-        recs = on_duplicate(table, rows)
-        dup_records.extend(recs)
-        state.skipped += len(recs)
-        keep = np.ones(table.num_rows, bool)
-        keep[rows] = False
-        res.ids = res.ids[keep]
-        kept = mf.take_rows(table, keep)
-        if unit_stats is not None:
-            res.stats = unit_stats(kept)
-        return kept
-
     bar = Progress(total=total_rows, desc=output.name, unit="faces", enabled=progress)
     with _terminate_as_exception():
         t0 = time.perf_counter()
         with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
             seconds["engine_start"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if want_file and eng.in_process:
-                with mf.ManifestWriter(output, lambda: metadata(state)) as writer:
-                    for i, res in eng.map(task, units, describe):
-                        res.index = i
-                        table = res.table
-                        repeats = seen.repeats(_ids(res)) if seen is not None else ()
-                        if len(repeats):
-                            table = drop_rows(res, table, repeats)
-                        res.rows, res.table = table.num_rows, None
-                        writer.write(check_rows(table, describe(i) if describe else f"unit {i}"))
-                        account(res)
-                        results.append(res)
-                        bar.update(res.rows)
-                    seconds["run"] = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    final_meta = dict(metadata(state))
-                    writer.close(final_meta)
-                final = output
-                n_parts = 0
+            if wants_file(output) and eng.in_process:
+                final, n_parts, final_meta = _commit_streamed(eng, task, units, output, metadata, describe, acc, bar,
+                                                              seconds)
             else:
-                staged = mf.StagedDataset(output, for_file=want_file)
-                try:
-                    part_meta = metadata(RunState())
-                    bound = partial(_staged_task, task, str(staged.staging), part_meta)
-                    for _, res in eng.map(bound, units, describe):
-                        results.append(res)
-                        bar.update(res.rows)
-                    seconds["run"] = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    results.sort(key=lambda r: r.index)
-                    for res in results:
-                        repeats = seen.repeats(_ids(res)) if seen is not None else ()
-                        if len(repeats):
-                            _restage(res, staged.staging, part_meta, partial(drop_rows, rows=repeats))
-                        account(res)
-                    final_meta = dict(metadata(state))
-                    skipped = [s for r in results for s in r.skipped] + dup_records
-                    if not want_file and dataset_files is not None:
-                        for name, records in dataset_files(state, skipped).items():
-                            if records:
-                                write_jsonl_atomic(records, staged.staging / name)
-                    doc = staged.finalize([(r.parts, r.runs) for r in results], final_meta)
-                    if want_file:
-                        mf.write_manifest_stream(mf.dataset.iter_doc_segments(staged.staging, doc), output, final_meta)
-                        staged.abort()
-                        final = output
-                    else:
-                        if single_file is not None:  # before publishing: a failure here leaves no dataset
-                            mf.write_manifest_stream(mf.dataset.iter_doc_segments(staged.staging, doc), single_file,
-                                                     final_meta)
-                        final = staged.publish()
-                except BaseException:
-                    staged.abort()
-                    raise
-                n_parts = sum(len(r.parts) for r in results)
-            seconds["commit"] = time.perf_counter() - t0
+                final, n_parts, final_meta = _commit_staged(eng, task, units, output, metadata, describe, acc, bar,
+                                                            seconds, single_file, dataset_files)
             rss = eng.worker_peak_rss()
             n_workers, eng_name = eng.workers, eng.name
     bar.close()
+    results = acc.results
     for key in ("read", "process", "write"):
         vals = [r.seconds.get(key, 0.0) for r in results]
         if any(vals):
             seconds[f"tasks_{key}_sum"] = float(sum(vals))
     seconds["total"] = time.perf_counter() - t_start
-    skipped = [s for r in results for s in r.skipped] + dup_records
     return RunResult(output=final, rows=sum(r.rows for r in results), units=len(units), parts=n_parts,
-                     skipped=skipped, engine=eng_name, workers=n_workers, seconds=seconds, worker_peak_rss=rss,
-                     extra=dict(state.sums), metadata=final_meta, stats=[r.stats for r in results])
+                     skipped=acc.skipped(), engine=eng_name, workers=n_workers, seconds=seconds, worker_peak_rss=rss,
+                     extra=dict(acc.state.sums), metadata=final_meta, stats=[r.stats for r in results])
+
+
+class _Accounts:
+    """What both commits share: the units' results, the summed numbers and skips (:class:`RunState`), and
+    the duplicate check across units (in unit order)."""
+
+    def __init__(self, on_duplicate, unit_stats) -> None:
+        self.on_duplicate, self.unit_stats = on_duplicate, unit_stats
+        self.results: list[UnitResult] = []
+        self.dup_records: list[dict] = []
+        self.state = RunState()
+        self.seen = _SeenIds() if on_duplicate is not None else None
+
+    def repeats(self, res: UnitResult):
+        return self.seen.repeats(_ids(res)) if self.seen is not None else ()
+
+    def account(self, res: UnitResult) -> None:
+        self.state.rows += res.rows
+        self.state.skipped += len(res.skipped)
+        for k, v in res.extra.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                self.state.sums[k] = self.state.sums.get(k, 0) + v
+
+    def drop_rows(self, res: UnitResult, table: pa.Table, rows: np.ndarray) -> pa.Table:
+        """Drop the duplicate ``rows`` of a unit's table: their records counted as skipped."""
+        recs = self.on_duplicate(table, rows)
+        self.dup_records.extend(recs)
+        self.state.skipped += len(recs)
+        keep = np.ones(table.num_rows, bool)
+        keep[rows] = False
+        res.ids = res.ids[keep]
+        kept = mf.take_rows(table, keep)
+        if self.unit_stats is not None:
+            res.stats = self.unit_stats(kept)
+        return kept
+
+    def skipped(self) -> list[dict]:
+        return [s for r in self.results for s in r.skipped] + self.dup_records
+
+
+def _commit_streamed(eng, task, units, output: Path, metadata, describe, acc: _Accounts, bar, seconds: dict):
+    """In this process, to one file: each unit's rows appended in unit order as they arrive."""
+    t0 = time.perf_counter()
+    with mf.ManifestWriter(output, lambda: metadata(acc.state)) as writer:
+        for i, res in eng.map(task, units, describe):
+            res.index = i
+            table = res.table
+            repeats = acc.repeats(res)
+            if len(repeats):
+                table = acc.drop_rows(res, table, repeats)
+            res.rows, res.table = table.num_rows, None
+            writer.write(check_rows(table, describe(i) if describe else f"unit {i}"))
+            acc.account(res)
+            acc.results.append(res)
+            bar.update(res.rows)
+        seconds["run"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        final_meta = dict(metadata(acc.state))
+        writer.close(final_meta)
+    seconds["commit"] = time.perf_counter() - t0
+    return output, 0, final_meta
+
+
+def _commit_staged(eng, task, units, output: Path, metadata, describe, acc: _Accounts, bar, seconds: dict,
+                   single_file, dataset_files):
+    """Units write parts of a staged dataset (on any engine); the dataset is published, or streamed into
+    the file output (and ``single_file``)."""
+    want_file = wants_file(output)
+    t0 = time.perf_counter()
+    staged = mf.StagedDataset(output, for_file=want_file)
+    try:
+        part_meta = metadata(RunState())
+        bound = partial(_staged_task, task, str(staged.staging), part_meta)
+        for _, res in eng.map(bound, units, describe):
+            acc.results.append(res)
+            bar.update(res.rows)
+        seconds["run"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        acc.results.sort(key=lambda r: r.index)
+        for res in acc.results:
+            repeats = acc.repeats(res)
+            if len(repeats):
+                _restage(res, staged.staging, part_meta, partial(acc.drop_rows, rows=repeats))
+            acc.account(res)
+        final_meta = dict(metadata(acc.state))
+        if not want_file and dataset_files is not None:
+            for name, records in dataset_files(acc.state, acc.skipped()).items():
+                if records:
+                    write_jsonl_atomic(records, staged.staging / name)
+        doc = staged.finalize([(r.parts, r.runs) for r in acc.results], final_meta)
+        if want_file:
+            mf.write_manifest_stream(mf.dataset.iter_doc_segments(staged.staging, doc), output, final_meta)
+            staged.abort()
+            final = output
+        else:
+            if single_file is not None:  # before publishing: a failure here leaves no dataset
+                mf.write_manifest_stream(mf.dataset.iter_doc_segments(staged.staging, doc), single_file, final_meta)
+            final = staged.publish()
+    except BaseException:
+        staged.abort()
+        raise
+    seconds["commit"] = time.perf_counter() - t0
+    return final, sum(len(r.parts) for r in acc.results), final_meta
 
 
 def _ids(res: UnitResult) -> np.ndarray:
