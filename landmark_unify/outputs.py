@@ -434,16 +434,19 @@ class Transaction:
             for p in written + ([sf.final_dir / MARKER] if sf.marked else []):
                 with contextlib.suppress(OSError):
                     p.unlink()
-        for d in sorted(set(self.made_dirs), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                if d.is_dir() and not any(d.iterdir()):
-                    d.rmdir()
+        self.failed = True
         return kept
 
     def release(self) -> None:
+        """Release the locks; after a roll-back, remove the folders the declarations created (when empty)."""
         for lock in self.locks.values():
             lock.release()
         self.locks.clear()
+        if getattr(self, "failed", False):
+            for d in sorted(set(self.made_dirs), key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    if d.is_dir() and not any(d.iterdir()):
+                        d.rmdir()
 
 
 @contextmanager

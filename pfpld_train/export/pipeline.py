@@ -156,8 +156,8 @@ def export_nnie_dir(model, out_dir: str | Path, x: np.ndarray, source: str, *, c
                             "limits": limits.as_dict(), "file": str(out_dir / "compatibility.txt")}
     if report["nnie_check"]["errors"]:
         write_report(out_dir / "report.json", report)
-        raise ExportError(f"model violates NNIE constraints (every finding in {out_dir / 'compatibility.txt'}):\n"
-                          + format_issues(issues, brief=True))
+        # the command fails and writes nothing (landmark_unify.outputs): every finding goes into the message
+        raise ExportError("model violates NNIE constraints:\n" + text)
     report = export_caffe_dir(model, out_dir, x, source, stem=stem, tol=tol,
                               reference_prototxt=reference_prototxt, report=report, overlay_crops=overlay_crops)
 

@@ -80,7 +80,7 @@ def test_predict_command_with_box_and_our_checkpoint(shared_data, tmp_path, caps
     boxes.write_text(json.dumps({"test.jpg": [[330, 100, 520, 380], [10, 10, 80, 90]]}))
     other = shared_data / "upstream_pfpld" / "sample.jpg"
     assert main(["predict", str(ckpt), str(image), str(other), "-o", str(out), "--boxes", str(boxes),
-                 "--no-overlay"]) == 0
+                 "--no-overlay", "--overwrite"]) == 0  # an earlier output folder is replaced only with --overwrite
     res = json.loads((out / "predictions.json").read_text())
     assert [len(r["faces"]) for r in res] == [2, 0]
 
