@@ -249,3 +249,41 @@ def hidden_leftovers(folder: Path, name: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
+
+
+# --- outputs: what a command leaves behind ---------------------------------------------------------------------
+
+#: Names of the temporary entries this project makes beside an output while it runs.
+TEMPORARY = (".staging-", ".aborted-", ".old-", ".tmp", ".lock", ".parts-")
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root``: ``{relative path: sha256 of the bytes}`` (``"dir"`` for a
+    folder); two snapshots are equal when no file changed, appeared or went."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = "dir" if p.is_dir() and not p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def temporaries(root: Path) -> list[str]:
+    """Temporary entries of a run (staging folders, temporary files, locks, old versions) under ``root``."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if any(t in p.name for t in TEMPORARY))
+
+
+def photos(folder: Path, n: int = 2, size: int = 240) -> list[Path]:
+    """``n`` small JPEG photos of a drawn face in ``folder``."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img = np.full((size, size, 3), 80 + 30 * i, np.uint8)
+        cv2.ellipse(img, (size // 2, size // 2), (size // 4, size // 3), 0, 0, 360, (190, 170, 150), -1)
+        p = folder / f"photo{i}.jpg"
+        cv2.imwrite(str(p), img)
+        out.append(p)
+    return out

@@ -4,6 +4,7 @@ seconds, with no traceback and nothing trained or written."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -176,6 +177,293 @@ def test_data_check_names_the_row_and_point(corpus):
         FaceArrays.from_manifest(read_manifest(cases["valid-point-inf"][0]))
     assert np.isfinite(1e30)
 
+
+# --- outputs: one door (landmark_unify.outputs) ------------------------------------------------------------------
+#
+# Each case prepares the user's files in tmp_path, runs a command that must not harm them, and checks: exit 1
+# with a message (or exit 0 with the right result), no traceback, every file of the user byte-identical, no
+# partial output and no temporary entry left.
+
+def _fake_export(folder: Path, extra: dict | None = None) -> Path:
+    """An earlier export folder of this project (marked), optionally with files a person added after."""
+    from landmark_unify.outputs import writing
+
+    with writing("pfpld_train export") as tx:
+        staged = tx.folder(folder)
+        (staged.path("pfpld.onnx")).write_bytes(b"an earlier model")
+    for name, text in (extra or {}).items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _earlier_cache(corpus, folder: Path, capsys) -> Path:
+    good, _, _ = corpus
+    assert run(["cache", good, "-o", folder, "-q", "--workers", "1"], capsys)[0] == 0
+    return folder
+
+
+def _case_label_over_photo(t, corpus, capsys):
+    photo = fc.photos(t / "p", 1)[0]
+    return ["label", photo, "-o", photo, "--model", corpus[2]["finite"], "--preset", "pfpld", "-q"], "is an input"
+
+
+def _case_label_over_model(t, corpus, capsys):
+    photo = fc.photos(t / "p", 1)[0]
+    (t / "run").mkdir()
+    model = t / "run" / "best.pt"
+    model.write_bytes(b"a trained model")
+    return ["label", photo, "-o", model, "--model", model, "-q"], "is an input"
+
+
+def _case_label_into_photo_folder(t, corpus, capsys):
+    fc.photos(t / "p", 2)
+    return ["label", t / "p", "-o", t / "p" / "labels.parquet", "--model", corpus[2]["finite"], "--preset", "pfpld",
+            "-q"], "lies inside"
+
+
+def _case_cache_over_folder_holding_manifest(t, corpus, capsys):
+    good, _, _ = corpus
+    (t / "d").mkdir()
+    m = t / "d" / "m.parquet"
+    m.write_bytes(good.read_bytes())
+    (t / "d" / "notes.txt").write_text("my notes")
+    return ["cache", m, "-o", t / "d", "--overwrite", "-q"], "replacing the folder would delete it"
+
+
+def _case_cache_over_user_folder(t, corpus, capsys):
+    (t / "d").mkdir()
+    (t / "d" / "notes.txt").write_text("my notes")
+    return ["cache", corpus[0], "-o", t / "d", "--overwrite", "-q"], "did not write"
+
+
+def _case_cache_over_earlier_cache(t, corpus, capsys):
+    _earlier_cache(corpus, t / "c", capsys)
+    return ["cache", corpus[0], "-o", t / "c", "-q"], "--overwrite"
+
+
+def _case_cache_over_cache_with_notes(t, corpus, capsys):
+    _earlier_cache(corpus, t / "c", capsys)
+    (t / "c" / "notes.txt").write_text("added by a person")
+    return ["cache", corpus[0], "-o", t / "c", "-q", "--overwrite"], "did not write (notes.txt)"
+
+
+def _case_cache_over_a_file(t, corpus, capsys):
+    (t / "c").write_text("a file")
+    return ["cache", corpus[0], "-o", t / "c", "-q", "--overwrite"], "not a folder"
+
+
+def _case_cache_while_another_writes(t, corpus, capsys):
+    import landmark_unify.outputs as lo
+
+    lock = lo._Lock(t / "c")  # another run holding the folder (a lock of its own on the same file)
+    lock.acquire()
+    _case_cache_while_another_writes.held = lock
+    return ["cache", corpus[0], "-o", t / "c", "-q"], "being written by another run"
+
+
+def _case_fit_over_best_pt(t, corpus, capsys):
+    (t / "r").mkdir()
+    (t / "r" / "best.pt").write_bytes(b"the best model so far")
+    return ["fit", corpus[0], "-o", t / "r", "--epochs", "1", "--workers", "0", "-q"], "holds best.pt"
+
+
+def _case_fit_into_user_folder(t, corpus, capsys):
+    (t / "r").mkdir()
+    (t / "r" / "notes.txt").write_text("my notes")
+    return ["fit", corpus[0], "-o", t / "r", "--epochs", "1", "--workers", "0", "-q"], "did not write"
+
+
+def _case_predict_into_image_folder(t, corpus, capsys):
+    fc.photos(t / "p", 1)
+    (t / "p" / "photo0_overlay.png").write_bytes((t / "p" / "photo0.jpg").read_bytes())  # named like an overlay
+    return ["predict", corpus[2]["finite"], t / "p" / "photo0_overlay.png", "-o", t / "p", "--box", "10,10,200,200",
+            "--preset", "pfpld", "--overwrite"], "replacing the folder would delete it"
+
+
+def _case_predict_over_user_folder(t, corpus, capsys):
+    photo = fc.photos(t / "p", 1)[0]
+    (t / "o").mkdir()
+    (t / "o" / "notes.txt").write_text("my notes")
+    return ["predict", corpus[2]["finite"], photo, "-o", t / "o", "--box", "10,10,200,200", "--preset", "pfpld",
+            "--overwrite"], "did not write"
+
+
+def _case_export_stem_escapes(t, corpus, capsys):
+    return ["export", corpus[2]["finite"], "--format", "caffe", "-o", t / "e", "--stem", "../../x"], "--stem"
+
+
+def _case_export_into_user_folder(t, corpus, capsys):
+    (t / "e").mkdir()
+    (t / "e" / "pfpld.onnx").write_bytes(b"a model of the user")
+    return ["export", corpus[2]["finite"], "--format", "caffe", "-o", t / "e", "--overwrite"], "did not write"
+
+
+def _case_export_over_earlier_export(t, corpus, capsys):
+    _fake_export(t / "e")
+    return ["export", corpus[2]["finite"], "--format", "caffe", "-o", t / "e"], "--overwrite"
+
+
+def _case_export_over_export_with_notes(t, corpus, capsys):
+    _fake_export(t / "e", {"README.user.txt": "notes"})
+    return ["export", corpus[2]["finite"], "--format", "caffe", "-o", t / "e", "--overwrite"], "did not write"
+
+
+def _case_quantize_keep_models_over_user_folder(t, corpus, capsys):
+    (t / "k").mkdir()
+    (t / "k" / "int8.onnx").write_bytes(b"kept by the user")
+    return ["quantize-check", corpus[2]["finite"], corpus[0], "--keep-models", t / "k", "--overwrite"], "did not write"
+
+
+def _case_evaluate_over_model(t, corpus, capsys):
+    model = t / "m.onnx"
+    model.write_bytes(corpus[2]["finite"].read_bytes())
+    return ["evaluate", model, corpus[0], "-q", "--preset", "pfpld", "--save-predictions", model], "--overwrite"
+
+
+OUTPUT_CASES = {f.__name__.removeprefix("_case_"): f for f in (
+    _case_label_over_photo, _case_label_over_model, _case_label_into_photo_folder,
+    _case_cache_over_folder_holding_manifest, _case_cache_over_user_folder, _case_cache_over_earlier_cache,
+    _case_cache_over_cache_with_notes, _case_cache_over_a_file, _case_cache_while_another_writes,
+    _case_fit_over_best_pt, _case_fit_into_user_folder, _case_predict_into_image_folder,
+    _case_predict_over_user_folder, _case_export_stem_escapes, _case_export_into_user_folder,
+    _case_export_over_earlier_export, _case_export_over_export_with_notes, _case_quantize_keep_models_over_user_folder,
+    _case_evaluate_over_model)}
+
+
+@pytest.mark.parametrize("case", sorted(OUTPUT_CASES))
+def test_outputs_that_would_harm_the_users_files_are_refused(corpus, case, tmp_path, capsys):
+    argv, says = OUTPUT_CASES[case](tmp_path, corpus, capsys)
+    capsys.readouterr()
+    before = fc.snapshot(tmp_path)
+    try:
+        code, _, err = run(argv, capsys)
+    finally:
+        held = getattr(OUTPUT_CASES[case], "held", None)
+        if held is not None:  # the other run ends: its lock goes with it
+            held.release()
+            before.pop(".c.lock")
+    assert code == 1 and says in err, err
+    after = fc.snapshot(tmp_path)
+    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
+                             if before.get(k) != after.get(k)}
+    assert not (tmp_path.parent / "x.onnx").exists() and not (tmp_path.parent.parent / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "cache", "fit", "report"])
+def test_a_write_that_fails_midway_leaves_the_earlier_outputs(corpus, command, tmp_path, capsys, monkeypatch):
+    """A disk that fills up after some outputs were published: exit 1 with the message, the outputs as
+    they were before the run (an earlier summary byte-identical), nothing partial."""
+    import errno
+
+    import landmark_unify.io as lio
+
+    good, _, models = corpus
+    (tmp_path / "earlier.json").write_text('{"an": "earlier summary"}\n')
+    argv = {"evaluate": ["evaluate", models["finite"], good, "-q", "--preset", "pfpld", "-o", tmp_path / "earlier.json",
+                         "--save-predictions", tmp_path / "p.npz"],
+            "cache": ["cache", good, "-o", tmp_path / "c", "-q", "--workers", "1"],
+            "fit": ["fit", good, "-o", tmp_path / "r", "--epochs", "1", "--workers", "0", "-q", "--batch-size", "2"],
+            "report": None}[command]
+    if argv is None:
+        from landmark_unify.cli import main as lu_main
+
+        argv = ["report", good, "-o", tmp_path / "rep"]
+    real, calls = lio.publish, []
+
+    def full_disk(tmp, path):
+        calls.append(path)
+        if len(calls) == (1 if command == "cache" else 2):  # cache: its index.json, after the crops
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(tmp, path)
+
+    monkeypatch.setattr(lio, "publish", full_disk)
+    before = fc.snapshot(tmp_path)
+    if command == "report":
+        code = lu_main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+    else:
+        code, _, err = run(argv, capsys)
+    assert code == 1 and "No space left" in err, err
+    assert fc.snapshot(tmp_path) == before
+    assert fc.temporaries(tmp_path) == []
+
+
+INTERRUPTED = {
+    "cache": lambda g, m, t: ["cache", g, "-o", t / "c", "-q", "--workers", "1"],
+    "fit": lambda g, m, t: ["fit", g, "-o", t / "r", "--epochs", "2", "--workers", "0", "-q", "--batch-size", "2"],
+    "evaluate": lambda g, m, t: ["evaluate", m, g, "-q", "--preset", "pfpld", "-o", t / "s.json", "--save-predictions",
+                                 t / "p.npz"],
+    "predict": lambda g, m, t: ["predict", m, *fc.photos(t / "p", 2), "-o", t / "o", "--box", "10,10,200,200",
+                                "--preset", "pfpld"],
+}
+
+
+@pytest.mark.parametrize("at", [1, 3])
+@pytest.mark.parametrize("command", sorted(INTERRUPTED))
+def test_ctrl_c_rolls_back_every_output(corpus, command, at, tmp_path, capsys, monkeypatch):
+    """Ctrl-C at the ``at``-th file a command publishes: exit 130, ``interrupted; nothing written`` (fit:
+    the checkpoints it kept, named), no traceback, the user's files as they were."""
+    import landmark_unify.io as lio
+
+    good, _, models = corpus
+    argv = INTERRUPTED[command](good, models["finite"], tmp_path)
+    real, calls = lio.publish, []
+
+    def ctrl_c(tmp, path):
+        calls.append(path)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(tmp, path)
+
+    monkeypatch.setattr(lio, "publish", ctrl_c)
+    before = fc.snapshot(tmp_path)
+    code, _, err = run(argv, capsys)
+    if code == 0:  # it published fewer files than that: done, the right result
+        assert len(calls) < at and fc.temporaries(tmp_path) == [], err
+        return
+    assert code == 130 and f"{command}: interrupted; " in err, err
+    after = fc.snapshot(tmp_path)
+    assert fc.temporaries(tmp_path) == []
+    if "kept" in err:  # fit: the checkpoints written before Ctrl-C, named, and a run that resumes
+        assert command == "fit" and "last.pt" in err
+        assert {k for k in after if k not in before} >= {"r/last.pt"}
+        monkeypatch.setattr(lio, "publish", real)
+        code, _, err = run(["fit", "-o", tmp_path / "r", "--resume", "--workers", "0", "-q"], capsys)
+        assert code == 0, err
+    else:
+        assert "nothing written" in err and after == before
+
+
+def test_cache_over_its_own_earlier_cache_with_overwrite(corpus, tmp_path, capsys):
+    good, _, _ = corpus
+    _earlier_cache(corpus, tmp_path / "c", capsys)
+    before = good.read_bytes()
+    code, out, err = run(["cache", good, "-o", tmp_path / "c", "-q", "--overwrite", "--workers", "1"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "index.json").read_text())["count"] == 4
+    assert good.read_bytes() == before and fc.temporaries(tmp_path) == []
+
+
+def test_a_moved_run_resumes_where_it_is(corpus, tmp_path, capsys):
+    good, _, _ = corpus
+    first = tmp_path / "first"
+    code, _, err = run(["fit", good, "-o", first, "--epochs", "2", "--max-steps", "1", "--batch-size", "2",
+                        "--workers", "0", "-q"], capsys)
+    assert code == 0, err
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    code, _, err = run(["fit", "-o", moved, "--resume", "--workers", "0", "-q"], capsys)
+    assert code == 0, err
+    assert not first.exists(), "the resumed run wrote into the folder it was moved from"
+    assert json.loads((moved / "config.json").read_text())["config"]["out"] == str(moved)
+    assert (moved / "last.pt").is_file() and fc.temporaries(tmp_path) == []
+
+
+#: How many output cases (refused harms, failures midway, an earlier output replaced, a moved run) and
+#: interrupt cases this corpus holds (reported in docs/guides/reliability.md).
+OUTPUT_CORPUS_SIZE = len(OUTPUT_CASES) + 4 + 1 + 1
+INTERRUPT_CORPUS_SIZE = 2 * len(INTERRUPTED)
 
 #: How many bad-input cases this corpus holds.
 CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
