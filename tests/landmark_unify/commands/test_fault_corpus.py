@@ -403,6 +403,187 @@ def test_a_run_killed_between_the_renames_of_a_publish_is_repaired(corpus, tmp_p
     assert code == 0 and "restored" in err and not fc.hidden_leftovers(tmp_path, "ds")
 
 
+# --- outputs: one door (landmark_unify.outputs) ----------------------------------------------------------------
+#
+# Every case: exit 1 with a message (or 0 with the right result), no traceback, each file of the user's
+# byte-identical (hashed before and after), no partial output and no temporary entry left.
+
+def _earlier(argv, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+
+
+def _lu_skipped_sidecar_is_a_folder(t, good, capsys):
+    src = fc.wflw_source(t / "src", fields={1: {11: "nan"}})
+    argv = ["build-manifest", "--source", f"wflw={src}", "-o", t / "m.parquet", "-q", "--on-error", "skip"]
+    _earlier(argv, capsys)  # an earlier manifest and sidecar
+    (t / "m.skipped.jsonl").unlink()
+    (t / "m.skipped.jsonl").mkdir()  # the sidecar cannot be written: after the manifest was
+    return argv, "m.skipped.jsonl"
+
+
+def _lu_duplicates_sidecar_is_a_folder(t, good, capsys):
+    _earlier(["merge", good, "-o", t / "merged.parquet", "-q"], capsys)
+    (t / "merged.duplicates.jsonl").mkdir()
+    return ["merge", good, good, "-o", t / "merged.parquet", "-q"], "merged.duplicates.jsonl"
+
+
+def _lu_relabel_after_build_fails(t, good, capsys):
+    src = fc.coco_source(t / "src")
+    argv = ["build-manifest", "--source", f"coco={src}", "-o", t / "m.parquet", "-q"]
+    _earlier(argv, capsys)
+    np.savez(t / "shape.npz", foo=np.zeros(3))  # a face model file without the face
+    return argv + ["--relabel-pose", "--mean-shape", t / "shape.npz"], "nothing was written"
+
+
+def _lu_report_into_user_folder(t, good, capsys):
+    (t / "rep").mkdir()
+    (t / "rep" / "notes.md").write_text("mine")
+    return ["report", good, "-o", t / "rep", "--overwrite"], "did not write"
+
+
+def _lu_report_over_earlier_report(t, good, capsys):
+    _earlier(["report", good, "-o", t / "rep"], capsys)
+    return ["report", good, "-o", t / "rep"], "--overwrite"
+
+
+def _lu_report_into_folder_of_its_input(t, good, capsys):
+    (t / "rep").mkdir()
+    m = t / "rep" / "m.parquet"
+    m.write_bytes(good.read_bytes())
+    return ["report", m, "-o", t / "rep", "--overwrite"], "replacing the folder would delete it"
+
+
+def _lu_dataset_over_user_folder(t, good, capsys):
+    (t / "ds").mkdir()
+    (t / "ds" / "notes.txt").write_text("mine")
+    return ["mine-closed-eyes", good, "-o", t / "ds", "-q"], "not a dataset"
+
+
+def _lu_render_over_folder(t, good, capsys):
+    (t / "sheet.png").mkdir()
+    (t / "sheet.png" / "a.png").write_bytes(b"x")
+    return ["render", good, "-o", t / "sheet.png"], "folder"
+
+
+def _lu_export_over_folder(t, good, capsys):
+    (t / "coco.json").mkdir()
+    return ["export", good, "-o", t / "coco.json"], "folder"
+
+
+def _lu_build_while_another_writes(t, good, capsys):
+    import landmark_unify.outputs as lo
+
+    src = fc.coco_source(t / "src")
+    lock = lo._Lock(t / "m.parquet")
+    lock.acquire()
+    _lu_build_while_another_writes.held = lock
+    return ["build-manifest", "--source", f"coco={src}", "-o", t / "m.parquet", "-q"], "being written by another run"
+
+
+LU_OUTPUT_CASES = {f.__name__.removeprefix("_lu_"): f for f in (
+    _lu_skipped_sidecar_is_a_folder, _lu_duplicates_sidecar_is_a_folder, _lu_relabel_after_build_fails,
+    _lu_report_into_user_folder, _lu_report_over_earlier_report, _lu_report_into_folder_of_its_input,
+    _lu_dataset_over_user_folder, _lu_render_over_folder, _lu_export_over_folder, _lu_build_while_another_writes)}
+
+
+@pytest.mark.parametrize("case", sorted(LU_OUTPUT_CASES))
+def test_outputs_that_would_harm_the_users_files_are_refused(corpus, case, tmp_path, capsys):
+    good, _ = corpus
+    argv, says = LU_OUTPUT_CASES[case](tmp_path, good, capsys)
+    before = fc.snapshot(tmp_path)
+    try:
+        code, _, err = run(argv, capsys)
+    finally:
+        held = getattr(LU_OUTPUT_CASES[case], "held", None)
+        if held is not None:  # the other run ends: its lock goes with it
+            held.release()
+            before.pop(".m.parquet.lock")
+    assert code == 1 and says in err, err
+    after = fc.snapshot(tmp_path)
+    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
+                             if before.get(k) != after.get(k)}
+
+
+def test_a_write_outside_the_declared_outputs_is_refused(tmp_path):
+    from landmark_unify.io import write_text_atomic
+    from landmark_unify.outputs import OutputError, writing
+
+    with pytest.raises(OutputError, match="not inside a declared output"):
+        with writing("test") as tx:
+            folder = tx.folder(tmp_path / "out")
+            write_text_atomic("inside\n", folder.path("a.txt"))
+            write_text_atomic("outside\n", tmp_path / "elsewhere.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match="leads outside"):
+        with writing("test") as tx:
+            tx.folder(tmp_path / "out").path("..", "..", "x.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_report_over_its_earlier_report_with_overwrite(corpus, tmp_path, capsys):
+    good, _ = corpus
+    _earlier(["report", good, "-o", tmp_path / "rep"], capsys)
+    first = fc.snapshot(tmp_path / "rep")
+    code, out, err = run(["report", good, "-o", tmp_path / "rep", "--overwrite"], capsys)
+    assert code == 0 and out.strip() == str(tmp_path / "rep" / "index.html"), err
+    again = fc.snapshot(tmp_path / "rep")
+    marker = ".landmark_unify-output.json"  # names the command line, which gained --overwrite
+    assert {k: v for k, v in again.items() if k != marker} == {k: v for k, v in first.items() if k != marker}
+    assert marker in again and fc.temporaries(tmp_path) == []
+
+
+def _lu_interrupted(good: Path, t: Path) -> dict[str, list]:
+    src = fc.coco_source(t / "src")
+    return {
+        "build-manifest": ["build-manifest", "--source", f"coco={src}", "-o", t / "m.parquet", "-q", "--relabel-pose"],
+        "build-manifest-dataset": ["build-manifest", "--source", f"coco={src}", "-o", t / "ds", "-q",
+                                   "--single-file", t / "single.parquet", "--relabel-pose"],
+        "merge": ["merge", good, good, "-o", t / "merged.parquet", "-q"],
+        "mine-closed-eyes": ["mine-closed-eyes", good, "-o", t / "mined", "-q", "--closed-threshold", "10"],
+        "relabel-pose": ["relabel-pose", good, "-o", t / "posed.parquet", "-q"],
+        "render": ["render", good, "-o", t / "sheet.png"],
+        "report": ["report", good, "-o", t / "rep", "--overwrite"],
+        "export": ["export", good, "-o", t / "coco.json"],
+    }
+
+
+LU_INTERRUPTED = ("build-manifest", "build-manifest-dataset", "merge", "mine-closed-eyes", "relabel-pose", "render",
+                  "report", "export")
+
+
+@pytest.mark.parametrize("at", [1, 2, -1])
+@pytest.mark.parametrize("command", LU_INTERRUPTED)
+def test_ctrl_c_rolls_back_every_output(corpus, command, at, tmp_path, capsys, monkeypatch):
+    """Ctrl-C at the ``at``-th file a command publishes (-1: its last, after a dataset was renamed into
+    place where it writes one and then relabels it), over the outputs of an earlier run: exit 130,
+    ``interrupted; nothing written``, no traceback, the earlier outputs byte-identical."""
+    import landmark_unify.io as lio
+
+    good, _ = corpus
+    argv = _lu_interrupted(good, tmp_path)[command]
+    real, calls = lio.publish, []
+    monkeypatch.setattr(lio, "publish", lambda tmp, path: (calls.append(path), real(tmp, path))[1])
+    _earlier(argv, capsys)
+    at = len(calls) if at == -1 else at
+    calls.clear()
+
+    def ctrl_c(tmp, path):
+        calls.append(path)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(tmp, path)
+
+    monkeypatch.setattr(lio, "publish", ctrl_c)
+    before = fc.snapshot(tmp_path)
+    code, _, err = run(argv, capsys)
+    if code == 0:  # it published fewer files than that: done, the same result
+        assert len(calls) < at and fc.snapshot(tmp_path) == before, err
+        return
+    assert code == 130 and err.strip().endswith("interrupted; nothing written"), err
+    assert fc.snapshot(tmp_path) == before and fc.temporaries(tmp_path) == []
+
+
 #: How many bad-input cases this corpus holds (runs of a command on one bad input or situation).
 CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotations, --on-error raise and skip
                + 1 + 1 + 4 + 1 + 2           # outside root, own annotation file, scheduler addresses, unreachable, unlistable
@@ -411,3 +592,6 @@ CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotat
                + 5 + 3 + 2 + 2 + 1           # overwrite guards (over, inside), failed merge sidecar, float32 weight, single file
                + 4 * 4                        # filter escapes and misfits on the four filtering commands
                + 2 + 1)                       # leftovers of killed runs, interrupted publish
+#: Output cases (refused harms, a write outside -o, an earlier report replaced) and Ctrl-C cases.
+OUTPUT_CORPUS_SIZE = len(LU_OUTPUT_CASES) + 2 + 1
+INTERRUPT_CORPUS_SIZE = 3 * len(LU_INTERRUPTED)
