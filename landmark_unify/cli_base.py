@@ -149,6 +149,23 @@ def dispatch(args: argparse.Namespace) -> int:
         if getattr(exc, "kept_outputs", None):
             print(f"{name}: {_kept(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if not _from_interrupt(exc):
+            raise
+        # Ctrl-C inside an extension (an import of onnxruntime, say) that turned it into its own error
+        print(f"\n{name}: interrupted; {_kept(exc)}", file=sys.stderr)
+        return 130
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    """True when a KeyboardInterrupt caused ``exc`` (somewhere in its chain of causes)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # --- options shared by the commands of both CLIs ------------------------------------------------------------

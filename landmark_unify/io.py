@@ -45,14 +45,16 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         publish(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -242,7 +242,9 @@ class Transaction:
     def _declare(self, path: str | os.PathLike, kind: str) -> Path:
         path = Path(path).absolute()
         key = _resolved(path)
-        if key not in self.locks:
+        if key in self.locks:
+            return path
+        with _signals_held():  # Ctrl-C waits until the lock is taken and recorded (then released on the way out)
             missing = []
             p = path.parent
             while not p.exists():
@@ -292,6 +294,10 @@ class Transaction:
         else:
             replaces = check_folder(final, overwrite)
         self._declare(final, "keep" if keep else "folder")
+        with _signals_held():  # a folder made is a folder recorded (removed on the way out)
+            return self._make_folder(final, keep, replaces)
+
+    def _make_folder(self, final: Path, keep: str | None, replaces: bool) -> StagedFolder:
         if keep:
             created = not final.exists()
             final.mkdir(exist_ok=True)
@@ -535,7 +541,13 @@ def terminate_as_exception() -> Iterator[None]:
         yield
         return
 
+    pid = os.getpid()
+
     def handler(signum, frame):
+        if os.getpid() != pid:  # a forked worker (a pool stopping it): end as SIGTERM ends a process
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise Terminated("terminated by SIGTERM; the run is aborted and no output was written")
 
     previous = signal.signal(signal.SIGTERM, handler)

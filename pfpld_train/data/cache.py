@@ -115,8 +115,10 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
 
 
 def _ignore_interrupts() -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops them and removes the staged cache."""
+    """Pool workers leave Ctrl-C to the parent, which stops them and removes the staged cache; SIGTERM
+    (the pool stopping them) ends them as usual."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @transactional

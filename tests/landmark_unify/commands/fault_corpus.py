@@ -281,7 +281,7 @@ def photos(folder: Path, n: int = 2, size: int = 240) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):
-        img = np.full((size, size, 3), 80 + 30 * i, np.uint8)
+        img = np.full((size, size, 3), 40 + (30 * i) % 180, np.uint8)
         cv2.ellipse(img, (size // 2, size // 2), (size // 4, size // 3), 0, 0, 360, (190, 170, 150), -1)
         p = folder / f"photo{i}.jpg"
         cv2.imwrite(str(p), img)
