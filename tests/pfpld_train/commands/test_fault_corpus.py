@@ -467,3 +467,17 @@ INTERRUPT_CORPUS_SIZE = 2 * len(INTERRUPTED)
 
 #: How many bad-input cases this corpus holds.
 CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
+
+
+def test_the_reliability_guide_counts_these_cases():
+    """docs/guides/reliability.md gives the number of output and interrupt cases of both corpora."""
+    import re
+
+    spec = importlib.util.spec_from_file_location("lu_corpus", _corpus.with_name("test_fault_corpus.py"))
+    lu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lu)
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "guides" / "reliability.md").read_text(encoding="utf-8")
+    counts = [int(n) for n in re.findall(r"^\| [^|]+ \| (\d+) \|", guide, re.M)]
+    assert counts[:4] == [len(OUTPUT_CASES) + len(lu.LU_OUTPUT_CASES),
+                          OUTPUT_CORPUS_SIZE - len(OUTPUT_CASES) + lu.OUTPUT_CORPUS_SIZE - len(lu.LU_OUTPUT_CASES),
+                          lu.INTERRUPT_CORPUS_SIZE, INTERRUPT_CORPUS_SIZE], counts
