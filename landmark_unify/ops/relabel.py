@@ -8,8 +8,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, FaceModel, estimate_pose
+from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, FaceModel
 from ..face_models import load_face_model
+from ..face_models.fit import estimate_pose
 from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
 from .runner import RunResult, map_manifest
 

@@ -254,9 +254,9 @@ def test_relabelling_twice_refits_instead_of_keeping_the_first_fit(aflw, tmp_pat
 
 
 def test_blas_threads_are_restored(aflw, model):
-    from landmark_unify.core.pose import _openblas_thread_api
+    from landmark_unify.blas import openblas_thread_api
 
-    api = _openblas_thread_api()
+    api = openblas_thread_api()
     if api is None:
         pytest.skip("numpy's BLAS is not the bundled OpenBLAS")
     before = api[0]()
@@ -268,23 +268,23 @@ def test_blas_threads_are_restored(aflw, model):
 def test_blas_hold_is_shared_by_overlapping_threads():
     import threading
 
-    from landmark_unify.core import pose
+    from landmark_unify import blas
 
-    api = pose._openblas_thread_api()
+    api = blas.openblas_thread_api()
     if api is None:
         pytest.skip("numpy's BLAS is not the bundled OpenBLAS")
     before = api[0]()
     entered, leave = threading.Event(), threading.Event()
 
     def other():  # enters first and leaves first
-        with pose._SingleThreadBLAS():
+        with blas.SingleThreadBLAS():
             entered.set()
             leave.wait(10)
 
     t = threading.Thread(target=other)
     t.start()
     entered.wait(10)
-    with pose._SingleThreadBLAS():
+    with blas.SingleThreadBLAS():
         leave.set()
         t.join()
         assert api[0]() == 1  # still held for this thread
@@ -292,11 +292,37 @@ def test_blas_hold_is_shared_by_overlapping_threads():
 
 
 def test_blas_hold_is_a_no_op_without_openblas(monkeypatch, aflw, model):
-    from landmark_unify.core import pose
+    from landmark_unify import blas
 
-    monkeypatch.setattr(pose, "_openblas_thread_api", lambda: None)
+    monkeypatch.setattr(blas, "openblas_thread_api", lambda: None)
     p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
     assert np.isfinite(lu.estimate_pose(p98, v98, model=model)).all()
+
+
+def test_the_core_fit_leaves_blas_alone(monkeypatch, aflw, model):
+    """Thread control is the edge's (landmark_unify.blas, used by lu.estimate_pose): the core's fit never
+    asks for it, and no module of the core loads a library through ctypes."""
+    import ast
+    from pathlib import Path
+
+    from landmark_unify import blas
+    from landmark_unify.core import pose
+
+    def refuse():
+        raise AssertionError("the core touched BLAS threads")
+
+    monkeypatch.setattr(blas, "openblas_thread_api", refuse)
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    assert np.isfinite(pose.estimate_pose(p98, v98, model=model)).all()
+    core = Path(pose.__file__).parents[1]
+    imported = set()
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(("." * node.level) + (node.module or ""))
+    assert not {m for m in imported if m == "ctypes" or m.endswith("blas")}
 
 
 def test_return_rotation_matches_the_angles(aflw, model):
