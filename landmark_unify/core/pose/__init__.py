@@ -22,8 +22,8 @@ Method (:func:`estimate_pose`)
    squares (Huber weights at 1.345 robust residual scales) against a few bad points. Only valid points
    with a model point take part; a per-point prior weight (:data:`DEFAULT_POINT_WEIGHTS`) leaves out the
    sides of a 2D outline contour (:data:`PROJECTED_CONTOUR_WEIGHTS` for a projected 3D contour).
-4. Faces with fewer than ``min_points`` usable points, or none on the nose, get NaN: an unknown pose,
-   never a made-up one.
+4. Faces with fewer than ``min_points`` usable points, none on the nose, or all of them on a line get
+   NaN: an unknown pose, never a made-up one. A face model of zero size or on a line is refused.
 
 :func:`estimate_pose_pnp` is a per-face ``cv2.solvePnP`` baseline with a pixel-space pinhole camera.
 

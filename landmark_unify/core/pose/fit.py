@@ -18,6 +18,10 @@ ITERATIONS = 4  # Gauss-Newton steps (the dev-set accuracy is the same from 4 to
 REFIT_ITERATIONS = 2  # steps of the occlusion refit, started from the first fit's rotation
 MIN_POINTS = 8
 CHUNK = 512
+#: A face whose used points spread less than this across their main direction (minor over major axis of
+#: their scatter) lies on a line: its pose is unknown. Real faces: 0.15 and up (the AFLW2000-3D dev half's
+#: profiles), 0.22 and up on the shared WFLW, 300W, LaPa and AFLW2000 samples.
+MIN_SPREAD = 0.02
 
 #: Index pairs of the six distinct products of a point's coordinates (a symmetric 3 x 3 moment).
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
@@ -249,11 +253,24 @@ def _solve_with_modes(q, s, c, a4, jtj, jtr, wsum, wg, gy, gz, ybar, zbar):
     return d4, dc
 
 
+def spread_ratio(points: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """``(N,)`` minor over major axis of the scatter of each face's ``use`` points ``(N, K, 2)``: 0 for
+    points on a line (or one point), 1 for a round cloud; 0 where a face uses no point."""
+    k = np.maximum(use.sum(1), 1)[:, None]
+    x = np.where(use[..., None], points, 0.0)
+    d = np.where(use[..., None], x - (x.sum(1) / k)[:, None], 0.0)
+    cxx, cyy, cxy = (d[..., 0] ** 2).sum(1), (d[..., 1] ** 2).sum(1), (d[..., 0] * d[..., 1]).sum(1)
+    half, root = (cxx + cyy) / 2, np.sqrt(((cxx - cyy) / 2) ** 2 + cxy**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.sqrt(np.maximum(half - root, 0.0) / (half + root))
+    return np.nan_to_num(ratio, nan=0.0)
+
+
 def _fit_inputs(points98, valid98, model, point_weights, min_points):
     """The checked inputs of both pose estimators: ``(points (N, 98, 2) float64, model, prior weights
     (98,) or (N, 98), use (N, 98) bool, enough (N,) bool)``. A point is used where it is valid and finite,
     has a model point and a prior weight > 0; a face is fitted when it has ``min_points`` (at least 6)
-    such points, one of them on the nose."""
+    such points, one of them on the nose, not all on a line (:data:`MIN_SPREAD`)."""
     pts, ok = canonical_batch(points98, valid98)
     if model is None:
         raise PoseModelError("no face model given: pass model=landmark_unify.load_face_model() (or another FaceModel)")
@@ -264,6 +281,7 @@ def _fit_inputs(points98, valid98, model, point_weights, min_points):
         raise ValueError("point_weights must be finite and >= 0")
     use = ok & model.has_point[None] & (pw > 0)
     enough = (np.count_nonzero(use, axis=1) >= max(int(min_points), 6)) & use[:, NOSE].any(1)
+    enough &= spread_ratio(pts, use) >= MIN_SPREAD
     return pts, model, pw, use, enough
 
 

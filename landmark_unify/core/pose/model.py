@@ -118,6 +118,8 @@ LID_POLYLINES = _lid_polylines()
 
 def _interp_polyline(p: np.ndarray, ts) -> np.ndarray:
     seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
+    if not seg.sum() > 0:  # a polyline of zero length: every point at its start
+        return np.repeat(p[:1], len(ts), axis=0)
     cum = np.r_[0.0, np.cumsum(seg)] / seg.sum()
     return np.stack([[np.interp(t, cum, p[:, d]) for d in range(p.shape[1])] for t in ts])
 

@@ -141,6 +141,66 @@ def test_too_few_points_give_unknown_pose(aflw, model):
     assert np.isnan(lu.estimate_pose(np.full((2, 98, 2), np.nan), model=model)).all()
 
 
+def test_the_public_fit_defaults_to_the_shipped_face(aflw):
+    """lu.estimate_pose without model= fits with the shipped face, read once; the core's fit stays pure
+    and asks for its model."""
+    from landmark_unify import face_models
+    from landmark_unify.core import pose
+
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    shipped = face_models.default_face_model()
+    est = lu.estimate_pose(p98, v98)
+    assert np.isfinite(est).all()
+    np.testing.assert_array_equal(est, lu.estimate_pose(p98, v98, model=shipped))
+    misses = face_models._load_model.cache_info().misses
+    lu.estimate_pose(p98, v98)
+    assert np.isfinite(lu.estimate_pose_pnp(p98, v98)).all()
+    assert face_models._load_model.cache_info().misses == misses
+    with pytest.raises(PoseModelError, match="no face model"):
+        pose.estimate_pose(p98, v98)
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 137.0])
+def test_collinear_points_have_no_pose(aflw, angle):
+    """Points on a line (whatever its direction, with or without the projected face) or all in one place
+    give an unknown pose, never a number; relabel-pose leaves such a row without a pose source."""
+    p98, v98 = lu.to_canonical(aflw["p68"][:2], "ibug68_3d")
+    t = np.nan_to_num(p98[..., 0]) - 200.0
+    direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    line = np.where(v98[..., None], 200.0 + t[..., None] * direction, np.nan)
+    for projected in (False, True):
+        assert np.isnan(lu.estimate_pose(line, v98, projected=projected)).all()
+    assert np.isnan(lu.estimate_pose_pnp(line, v98)).all()
+    point = np.where(v98[..., None], np.full(2, 123.0), np.nan)
+    assert np.isnan(lu.estimate_pose(point, v98)).all()
+    assert np.isfinite(lu.estimate_pose(p98, v98)).all()  # the same faces, not flattened
+
+
+def test_relabel_counts_collinear_faces_as_unknown(aflw, tmp_path):
+    src, has = _aflw_manifest(aflw, tmp_path / "aflw.parquet")
+    df = lu.read_manifest(src)
+    row = int(np.flatnonzero(~has)[0])
+    lm = np.stack(df["landmarks"].to_list())
+    lm[row, :, 1] = 100.0 + 0.5 * lm[row, :, 0]
+    df["landmarks"] = list(lm)
+    out, counts = relabel_dataframe(df)
+    assert counts["unknown"] == 1
+    assert out["pose_source"].isna().iloc[row] and np.isnan(out[["pitch", "yaw", "roll"]].iloc[row]).all()
+
+
+@pytest.mark.parametrize("shape", ["zero", "point", "line"])
+def test_a_degenerate_mean_shape_is_refused(shape, tmp_path):
+    from landmark_unify.core.pose import build_face_model
+
+    x = {"zero": np.zeros((68, 3)), "point": np.full((68, 3), 5.0),
+         "line": np.outer(np.linspace(-1, 1, 68), [0.0, 1.0, 0.3])}[shape]
+    with pytest.raises(PoseModelError, match="zero size or on a line"):
+        build_face_model(x)
+    np.save(tmp_path / "flat.npy", x)
+    with pytest.raises(PoseModelError, match="zero size or on a line"):
+        load_face_model(tmp_path / "flat.npy")
+
+
 def test_bad_input_and_missing_model(tmp_path):
     with pytest.raises(MappingError, match="98, 2"):
         lu.estimate_pose(np.zeros((2, 68, 2)))
