@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from functools import partial
 
@@ -84,7 +85,10 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
 
 def relabel_manifest_file(in_path, out_path, *, mean_shape=None, shape_key: str | None = None,
                           progress: bool = False, **fit_options) -> dict:
-    """:func:`relabel_pose` on the local engine; returns the counts (filled, kept, unknown)."""
+    """Deprecated (warns): :func:`relabel_pose` on the local engine; returns the counts (filled, kept,
+    unknown), which ``relabel_pose(...).extra`` holds."""
+    warnings.warn("relabel_manifest_file is deprecated; call relabel_pose (its .extra holds the counts)",
+                  DeprecationWarning, stacklevel=2)
     run = relabel_pose(in_path, out_path, mean_shape=mean_shape, shape_key=shape_key, progress=progress,
                        **fit_options)
     return {k: int(run.extra.get(k, 0)) for k in POSE_COUNTS}

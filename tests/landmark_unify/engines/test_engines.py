@@ -156,11 +156,10 @@ def test_dataset_queries_from_duckdb_and_pandas(built):
 
 
 def test_curation_on_dask_equals_local(built, engine):
-    from landmark_unify.ops.mine import mine_closed_eyes_file
-
     tmp = built["tmp"]
     src = built["local"].out
-    kept, total = mine_closed_eyes_file(src, tmp / "eyes_local.parquet", threshold=0.2, mode="either")
+    mined = mine_closed_eyes(src, tmp / "eyes_local.parquet", threshold=0.2, mode="either", progress=False)
+    kept, total = mined.extra["kept"], mined.extra["total"]
     assert 0 < kept < total
     for inp in (src, built["dset"].out):  # a file or a dataset as input
         run = mine_closed_eyes(inp, tmp / "eyes_dask.parquet", threshold=0.2, engine=engine,
@@ -170,10 +169,8 @@ def test_curation_on_dask_equals_local(built, engine):
         assert_frames_equal(a, b)
         if inp == src:
             assert a.attrs["manifest"] == b.attrs["manifest"]
-    pose = pytest.importorskip("landmark_unify.ops.relabel")
-    if not hasattr(pose, "relabel_manifest_file"):
-        pytest.skip("relabel-pose not available")
-    counts = pose.relabel_manifest_file(src, tmp / "pose_local.parquet")
+    local = relabel_pose(src, tmp / "pose_local.parquet", progress=False)
+    counts = {k: local.extra[k] for k in ("filled", "kept", "unknown")}
     run = relabel_pose(src, tmp / "pose_ds", engine=engine, rows_per_partition=7, progress=False)
     assert {k: run.extra[k] for k in counts} == counts
     a, b = mf.read_manifest(tmp / "pose_local.parquet"), mf.read_dataset(tmp / "pose_ds")
@@ -324,7 +321,8 @@ def test_parts_restore_the_row_order_for_any_mix_of_keys(sample_table):
         with tempfile.TemporaryDirectory() as tmp:
             staged = mf.StagedDataset(Path(tmp) / "ds")
             parts, runs = mf.write_parts(t, staged.staging, 7, {"source_roots": {}})
-            staged.commit([(parts, runs)], {"source_roots": {}})
+            staged.finalize([(parts, runs)], {"source_roots": {}})
+            staged.publish()
             back = mf.read_dataset_table(Path(tmp) / "ds")
             assert len(parts) == len(set(seq))
             assert back.column("sample_id").to_pylist() == t.column("sample_id").to_pylist()
