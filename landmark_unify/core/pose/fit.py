@@ -19,8 +19,8 @@ REFIT_ITERATIONS = 2  # steps of the occlusion refit, started from the first fit
 MIN_POINTS = 8
 CHUNK = 512
 #: A face whose used points spread less than this across their main direction (minor over major axis of
-#: their scatter) lies on a line: its pose is unknown. Real faces: 0.15 and up (the AFLW2000-3D dev half's
-#: profiles), 0.22 and up on the shared WFLW, 300W, LaPa and AFLW2000 samples.
+#: their scatter, weighted by the fit's point weights) lies on a line: its pose is unknown. Real faces
+#: measure 0.15 and up (the AFLW2000-3D dev half's profiles; 0.20 and up on the 1992 shared sample faces).
 MIN_SPREAD = 0.02
 
 #: Index pairs of the six distinct products of a point's coordinates (a symmetric 3 x 3 moment).
@@ -253,14 +253,21 @@ def _solve_with_modes(q, s, c, a4, jtj, jtr, wsum, wg, gy, gz, ybar, zbar):
     return d4, dc
 
 
-def spread_ratio(points: np.ndarray, use: np.ndarray) -> np.ndarray:
-    """``(N,)`` minor over major axis of the scatter of each face's ``use`` points ``(N, K, 2)``: 0 for
-    points on a line (or one point), 1 for a round cloud; 0 where a face uses no point."""
-    k = np.maximum(use.sum(1), 1)[:, None]
-    x = np.where(use[..., None], points, 0.0)
-    d = np.where(use[..., None], x - (x.sum(1) / k)[:, None], 0.0)
-    cxx, cyy, cxy = (d[..., 0] ** 2).sum(1), (d[..., 1] ** 2).sum(1), (d[..., 0] * d[..., 1]).sum(1)
-    half, root = (cxx + cyy) / 2, np.sqrt(((cxx - cyy) / 2) ** 2 + cxy**2)
+def spread_ratio(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(N,)`` minor over major axis of the weighted scatter of each face's points ``(N, K, 2)``
+    (``weights`` ``(N, K)``, points with weight 0 left out): 0 for points on a line (or one point), 1 for a
+    round cloud; 0 where a face has no weighted point."""
+    w = np.asarray(weights, dtype=np.float64)
+    x = np.where(w[..., None] > 0, points, 0.0)
+    wsum = np.maximum(w.sum(1), 1e-300)[:, None]
+    d = x - ((w[..., None] * x).sum(1) / wsum)[:, None, :]
+    u, v = d[..., 0], d[..., 1]
+    return _axis_ratio((w * u * u).sum(1), (w * v * v).sum(1), (w * u * v).sum(1))
+
+
+def _axis_ratio(cuu: np.ndarray, cvv: np.ndarray, cuv: np.ndarray) -> np.ndarray:
+    """Minor over major axis of 2 x 2 scatter matrices ``[[cuu, cuv], [cuv, cvv]]``; 0 where they are 0."""
+    half, root = (cuu + cvv) / 2, np.sqrt(((cuu - cvv) / 2) ** 2 + cuv**2)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.sqrt(np.maximum(half - root, 0.0) / (half + root))
     return np.nan_to_num(ratio, nan=0.0)
@@ -270,7 +277,8 @@ def _fit_inputs(points98, valid98, model, point_weights, min_points):
     """The checked inputs of both pose estimators: ``(points (N, 98, 2) float64, model, prior weights
     (98,) or (N, 98), use (N, 98) bool, enough (N,) bool)``. A point is used where it is valid and finite,
     has a model point and a prior weight > 0; a face is fitted when it has ``min_points`` (at least 6)
-    such points, one of them on the nose, not all on a line (:data:`MIN_SPREAD`)."""
+    such points, one of them on the nose (and, checked by each estimator, not all on a line:
+    :data:`MIN_SPREAD`)."""
     pts, ok = canonical_batch(points98, valid98)
     if model is None:
         raise PoseModelError("no face model given: pass model=landmark_unify.load_face_model() (or another FaceModel)")
@@ -281,7 +289,6 @@ def _fit_inputs(points98, valid98, model, point_weights, min_points):
         raise ValueError("point_weights must be finite and >= 0")
     use = ok & model.has_point[None] & (pw > 0)
     enough = (np.count_nonzero(use, axis=1) >= max(int(min_points), 6)) & use[:, NOSE].any(1)
-    enough &= spread_ratio(pts, use) >= MIN_SPREAD
     return pts, model, pw, use, enough
 
 
@@ -395,9 +402,12 @@ def _fit_rows(pts, use, pw_cols, sel, cols, model_pts, model_masks, iterations, 
     x *= u[..., None]
     radius = np.sqrt((w * (x * x).sum(-1)).sum(1) / wsum)
     x /= np.maximum(radius, 1e-12)[:, None, None]
+    # the scatter of the centred, unit-radius points (cuu + cvv = 1): points on a line have no pose
+    cuu, cuv = (w * x[..., 0] * x[..., 0]).sum(1) / wsum, (w * x[..., 0] * x[..., 1]).sum(1) / wsum
+    flat = _axis_ratio(cuu, 1.0 - cuu, cuv) < MIN_SPREAD
     init = rot[sel].transpose(0, 2, 1) if warm else None
     q, _ = _fit_chunk(x, w, model_pts, model_masks, iterations, huber, init)
     r = q.transpose(0, 2, 1)
-    good = np.isfinite(r).all((1, 2)) & (radius > 0)
+    good = np.isfinite(r).all((1, 2)) & (radius > 0) & ~flat
     out[sel[good]] = euler_from_matrix(r[good])
     rot[sel[good]] = r[good]

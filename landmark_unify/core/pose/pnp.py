@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import MIN_POINTS, _fit_inputs
+from .fit import MIN_POINTS, MIN_SPREAD, _fit_inputs, spread_ratio
 from .model import FaceModel
 from .rotation import euler_from_matrix
 
@@ -24,6 +24,7 @@ def estimate_pose_pnp(points98, valid98=None, image_size=None, *, model: FaceMod
     import cv2
 
     pts, model, _, use, enough = _fit_inputs(points98, valid98, model, point_weights, min_points)  # unweighted
+    enough[enough] &= spread_ratio(pts[enough], use[enough]) >= MIN_SPREAD  # points on a line have no pose
     n = len(pts)
     if image_size is not None:
         size = np.broadcast_to(np.asarray(image_size, dtype=np.float64).reshape(-1, 2), (n, 2))
