@@ -56,7 +56,8 @@ def mediapipe_model(obj: Path, depth: float, brow: float, nose: float, occluded:
 
 def affine_pose(pts, valid, model):
     """Plain unweighted affine camera on every valid point with a model point, projected to a rotation."""
-    from landmark_unify.core.pose import _nearest_scaled_rotation, euler_from_matrix
+    from landmark_unify.core.pose import euler_from_matrix
+    from landmark_unify.core.pose.rotation import _nearest_scaled_rotation
 
     use = valid & model.has_point[None]
     out = np.full((len(pts), 3), np.nan)

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from landmark_unify.core.layouts import get_layout  # noqa: E402
+from landmark_unify.report.colors import group_legend_items, point_colours, with_legend  # noqa: E402
 
 OBJ = REPO.parent / "shared" / "data" / "face_mesh_canonical" / "canonical_face_model.obj"
 OUT = REPO / "landmark_unify" / "face_models" / "mediapipe_face98.npz"
@@ -230,22 +231,28 @@ def draw(model: dict, v: np.ndarray, f: np.ndarray, path: Path) -> None:
             cv2.line(img, at(v[tri[j]]), at(v[tri[(j + 1) % 3]]), (225, 225, 225), 1, cv2.LINE_AA)
     for p in v:
         cv2.circle(img, at(p), 1, (170, 170, 170), -1, cv2.LINE_AA)
-    colours = {"contour": (0, 140, 255), "brow": (0, 160, 0), "nose": (200, 0, 200), "eye": (255, 90, 0), "lip": (0, 0, 220)}
+    colours = point_colours("wflw98")  # the project's one scheme, as in every other picture
+    outline, ink = (90, 90, 90), (60, 60, 60)
     a, b, t = model["vertex_a"], model["vertex_b"], model["vertex_t"]
     for i in np.flatnonzero(model["has_point"]):
-        c = colours[lay.groups[i]]
+        c = tuple(int(x) for x in colours[i])
         for vert in {int(a[i]), int(b[i])}:
-            cv2.circle(img, at(v[vert]), 3, c, 1, cv2.LINE_AA)
+            if a[i] != b[i]:  # the two vertices of an oval edge
+                cv2.circle(img, at(v[vert]), 4, outline, 1, cv2.LINE_AA)
         p = (1 - t[i]) * v[a[i]] + t[i] * v[b[i]]
         q = at(p)
-        cv2.circle(img, q, 3, c, -1, cv2.LINE_AA)
-        label = str(i) if a[i] == b[i] else f"{i}"
+        cv2.circle(img, q, 4, c, -1, cv2.LINE_AA)
+        cv2.circle(img, q, 4, outline, 1, cv2.LINE_AA)
+        label = str(i)
         dx = -22 if p[0] < -0.05 else (6 if p[0] > 0.05 else 5)
         dy = -5 if lay.groups[i] != "lip" or i in (76, 82) else (-6 if i < 88 and i <= 81 else 12)
-        cv2.putText(img, label, (q[0] + dx, q[1] + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.36, c, 1, cv2.LINE_AA)
+        cv2.putText(img, label, (q[0] + dx, q[1] + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.36, ink, 1, cv2.LINE_AA)
     cv2.putText(img, "MediaPipe canonical mesh (Apache-2.0): vertex chosen for each WFLW-98 point "
                 "(contour points lie on an oval edge between two ringed vertices)", (10, 22),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    drawn = {lay.groups[i] for i in np.flatnonzero(model["has_point"])}  # pupils have no vertex
+    img = with_legend(img, [("points:", [it for g, it in zip(lay.present_groups, group_legend_items()) if g in drawn]),
+                            ("", [("ring", outline, "the two mesh vertices of a contour point's oval edge")])])
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), img)
 

@@ -99,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
 def run_recipe(args: argparse.Namespace) -> int:
     """``build-manifest --recipe NAME``: the recipe with the command's sources and options."""
     from ..errors import LandmarkUnifyError
-    from ..ops.recipes import build_wflw2
 
     recipe = RECIPES.get(args.recipe)
     if recipe is None:
@@ -109,11 +108,11 @@ def run_recipe(args: argparse.Namespace) -> int:
     engine = engine_kwargs(args)
     engine.pop("single_file")
     try:
-        balance = build_wflw2(args.source, out, policy=args.policy, on_error=args.on_error,
-                              check_images=bool(args.check_images), weights=args.weight or None,
-                              log=lambda m: print(m, file=sys.stderr), command=command_line("landmark_unify", args),
-                              mean_shape=args.mean_shape, shape_key=args.shape_key, splits=args.splits or None,
-                              **engine)
+        balance = recipe.build(args.source, out, policy=args.policy, on_error=args.on_error,
+                               check_images=bool(args.check_images), weights=args.weight or None,
+                               log=lambda m: print(m, file=sys.stderr), command=command_line("landmark_unify", args),
+                               mean_shape=args.mean_shape, shape_key=args.shape_key, splits=args.splits or None,
+                               **engine)
     except LandmarkUnifyError as exc:
         print(f"build-manifest --recipe {args.recipe}: error: {exc}", file=sys.stderr)
         return 1

@@ -26,11 +26,6 @@ import numpy as np
 from ..errors import MappingError
 from .maps import canonical_batch, schema_layout
 
-#: Canonical indices per eye: (corner a, corner b, (upper, lower) lid pairs). Image-left eye first.
-EYE_CORNERS = np.array([[60, 64], [68, 72]], dtype=np.intp)
-EYE_LID_PAIRS = np.array([[[61, 67], [62, 66], [63, 65]], [[69, 75], [70, 74], [71, 73]]], dtype=np.intp)
-EYE_POINTS = np.array([list(range(60, 68)), list(range(68, 76))], dtype=np.intp)
-
 #: An eye is closed when its EAR is at or below this value (see docs/guides/curation.md for the measurement).
 CLOSED_THRESHOLD = 0.10
 EYE_STATES = ("open", "one_closed", "both_closed", "unknown")
@@ -77,6 +72,20 @@ def eye_point_indices(schema: str) -> tuple[str, np.ndarray, np.ndarray] | None:
     lids = np.array([[[layout.index(f"eye_{s}_upper_{i}"), layout.index(f"eye_{s}_lower_{i}")] for i in range(k)]
                      for s in "lr"], np.intp)
     return formula, corners, lids
+
+
+def _canonical_eye_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`eye_point_indices` of the canonical layout, each eye's lid pairs in layout order (the order
+    the EAR sums them in) and each eye's points sorted."""
+    _, corners, lids = eye_point_indices("wflw98")
+    lids = np.stack([eye[np.argsort(eye[:, 0])] for eye in lids])
+    points = np.stack([np.sort(np.r_[c, eye.ravel()]) for c, eye in zip(corners, lids)])
+    return corners, lids, points
+
+
+#: Canonical indices per eye, image-left eye first, found by name: corners (outer, inner), (upper, lower)
+#: lid pairs, and all eight points of the eye.
+EYE_CORNERS, EYE_LID_PAIRS, EYE_POINTS = _canonical_eye_indices()
 
 
 def source_eye_aspect_ratio(points, schema: str) -> tuple[np.ndarray, str | None]:

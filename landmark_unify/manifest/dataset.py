@@ -129,8 +129,8 @@ def write_parts(table: pa.Table, staging: str | os.PathLike, index: int, metadat
 
 class StagedDataset:
     """A dataset directory being written: parts go to a hidden staging directory beside ``output``;
-    :meth:`commit` writes ``_manifest.json`` and ``_SUCCESS`` and renames it onto ``output``;
-    :meth:`abort` removes it."""
+    :meth:`finalize` writes ``_manifest.json``, :meth:`publish` writes ``_SUCCESS`` and renames it onto
+    ``output``; :meth:`abort` removes it."""
 
     def __init__(self, output: str | os.PathLike, overwrite: bool = True, for_file: bool = False) -> None:
         self.output = Path(output).absolute()
@@ -202,11 +202,6 @@ class StagedDataset:
         if not folder_published(self.output, old) and old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.output
-
-    def commit(self, units: Sequence[tuple[list[dict], list[list]]], metadata: Mapping,
-               extra: Mapping | None = None) -> Path:
-        self.finalize(units, metadata, extra)
-        return self.publish()
 
     def abort(self) -> None:
         """Remove the staging directory: renamed away first (atomic), so that a task still running on a

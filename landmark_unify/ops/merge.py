@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -328,7 +329,9 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
     return report
 
 
-#: The name of :func:`merge_manifests` before it took an engine (kept for scripts).
-merge_manifest_files = merge_manifests
+def merge_manifest_files(*args, **kwargs) -> MergeReport:
+    """Deprecated: the name of :func:`merge_manifests` before it took an engine; warns and calls it."""
+    warnings.warn("merge_manifest_files is deprecated; call merge_manifests", DeprecationWarning, stacklevel=2)
+    return merge_manifests(*args, **kwargs)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from functools import partial
 
@@ -86,6 +87,9 @@ def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, thr
 
 def mine_closed_eyes_file(in_path, out_path, threshold: float = CLOSED_THRESHOLD, mode: str = "either",
                           progress: bool = False) -> tuple[int, int]:
-    """:func:`mine_closed_eyes` on the local engine; returns (kept, total)."""
+    """Deprecated (warns): :func:`mine_closed_eyes` on the local engine; returns (kept, total), which
+    ``mine_closed_eyes(...).extra`` holds."""
+    warnings.warn("mine_closed_eyes_file is deprecated; call mine_closed_eyes (its .extra holds kept and total)",
+                  DeprecationWarning, stacklevel=2)
     run = mine_closed_eyes(in_path, out_path, threshold=threshold, mode=mode, progress=progress)
     return int(run.extra.get("kept", 0)), int(run.extra.get("total", 0))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -52,21 +53,8 @@ class Recipe:
     default_output: str
     default_weights: dict  # kind -> weight
     steps: tuple[str, ...] = ()  # what it does, for --help
+    build: Callable[..., dict] | None = None  # runs it: (sources, out, **options) -> balance report
 
-
-RECIPES = {
-    "wflw2": Recipe(
-        "wflw2",
-        "WFLW + LaPa closed-eye faces + 300W-LP, pose fitted where missing",
-        ("wflw", "lapa", "300wlp"),
-        "manifests/wflw2.parquet",
-        {"wflw": 1.0, "lapa": 1.0, "300wlp": 1.0},
-        ("build each source (--policy, --on-error, --check-images; --splits keeps the named splits)",
-         "LaPa: keep the faces with either eye closed (EAR <= 0.10)",
-         "fit head pose where the source has none (300W-LP keeps its own, the fit beside it)",
-         "merge with the per-source --weight and duplicate detection; write OUT.balance.json/.md"),
-    ),
-}
 
 
 def recipe_help() -> str:
@@ -118,10 +106,6 @@ def _missing_images(path: Path, root: str) -> tuple[int, int]:
     base = Path(root)  # as the build read it (relative to the working folder)
     exists = {n: os.path.isfile(base / n) for n in dict.fromkeys(names)}
     return sum(not exists[n] for n in names), len(names)
-
-
-def list_recipes() -> list[str]:
-    return sorted(RECIPES)
 
 
 def _sources_by_kind(recipe: Recipe, specs) -> dict:
@@ -275,3 +259,20 @@ def _warn_about(src, path: Path, check_images: bool, warn, chosen: bool = False)
         if missing:
             warn(f"{src.label}: images not checked (no --check-images): {missing} of {total} faces name an image "
                  f"file that does not exist under {src.root}; they stay in the set (--check-images drops them)")
+
+
+#: The recipes by name; ``build-manifest --recipe NAME`` runs ``RECIPES[NAME].build``.
+RECIPES = {
+    "wflw2": Recipe(
+        "wflw2",
+        "WFLW + LaPa closed-eye faces + 300W-LP, pose fitted where missing",
+        ("wflw", "lapa", "300wlp"),
+        "manifests/wflw2.parquet",
+        {"wflw": 1.0, "lapa": 1.0, "300wlp": 1.0},
+        ("build each source (--policy, --on-error, --check-images; --splits keeps the named splits)",
+         "LaPa: keep the faces with either eye closed (EAR <= 0.10)",
+         "fit head pose where the source has none (300W-LP keeps its own, the fit beside it)",
+         "merge with the per-source --weight and duplicate detection; write OUT.balance.json/.md"),
+        build_wflw2,
+    ),
+}

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, FaceModel, estimate_pose
+from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, FaceModel
 from ..face_models import load_face_model
+from ..face_models.fit import estimate_pose
 from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
 from .runner import RunResult, map_manifest
 
@@ -83,7 +85,10 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
 
 def relabel_manifest_file(in_path, out_path, *, mean_shape=None, shape_key: str | None = None,
                           progress: bool = False, **fit_options) -> dict:
-    """:func:`relabel_pose` on the local engine; returns the counts (filled, kept, unknown)."""
+    """Deprecated (warns): :func:`relabel_pose` on the local engine; returns the counts (filled, kept,
+    unknown), which ``relabel_pose(...).extra`` holds."""
+    warnings.warn("relabel_manifest_file is deprecated; call relabel_pose (its .extra holds the counts)",
+                  DeprecationWarning, stacklevel=2)
     run = relabel_pose(in_path, out_path, mean_shape=mean_shape, shape_key=shape_key, progress=progress,
                        **fit_options)
     return {k: int(run.extra.get(k, 0)) for k in POSE_COUNTS}

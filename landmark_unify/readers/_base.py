@@ -2,7 +2,7 @@
 
 A reader turns files of one official dataset layout into :class:`FaceBatch` objects: columns of faces
 whose points stay in the source schema (``(N, K, 2)`` float64 pixels, 0-based, integer = pixel centre,
-NaN where the source has no point). Mapping onto the canonical layout happens in :mod:`landmark_unify.build`.
+NaN where the source has no point). Mapping onto the canonical layout happens in :mod:`landmark_unify.ops.build`.
 """
 from __future__ import annotations
 

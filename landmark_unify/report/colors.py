@@ -6,7 +6,8 @@ photos) and the export overlays of ``pfpld_train``. Colours are BGR tuples, as O
 
 - Landmark groups (:data:`GROUP_COLOURS`): contour cyan, brows orange, nose green, eyes magenta, lips red,
   pupils white, ears yellow.
-- Head-pose axes (:data:`AXIS_COLOURS`): x (image right) red, y (up) green, z (toward the camera) blue.
+- Head-pose axes (:data:`AXIS_COLOURS`): x (image right) blue, y (up) violet, z (toward the camera) brown:
+  hues no landmark group uses (red and green would read as lips and nose).
 - Sources (:func:`source_colour`): a fixed colour for each known dataset kind, and for any other name a
   colour picked by a hash of the name (CRC-32, the same in every run and process), so a source keeps its
   colour from one report to the next whatever else the manifest holds.
@@ -24,7 +25,7 @@ import numpy as np
 from ..core.layouts import get_layout
 
 __all__ = ["AXIS_COLOURS", "AXIS_NAMES", "GROUP_COLOURS", "GROUP_NAMES", "MISSING_IMAGE_GREY", "PALETTE",
-           "SOURCE_COLOURS", "axis_legend_items", "group_legend_items", "legend", "point_colours",
+           "SOURCE_COLOURS", "axis_legend_items", "draw_axis", "group_legend_items", "legend", "point_colours",
            "source_colour", "with_legend"]
 
 #: BGR colour of each landmark group (the groups of :data:`landmark_unify.core.layouts.GROUPS`).
@@ -40,8 +41,9 @@ GROUP_COLOURS = {
 #: how each group is named in legends
 GROUP_NAMES = {"contour": "contour", "brow": "brows", "nose": "nose", "eye": "eyes", "lip": "lips",
                "pupil": "pupils", "ear": "ears"}
-#: BGR colours of the head's x (image right), y (up) and z (toward the camera) axes.
-AXIS_COLOURS = ((0, 0, 255), (0, 200, 0), (255, 0, 0))
+#: BGR colours of the head's x (image right), y (up) and z (toward the camera) axes: blue, violet, brown,
+#: distinct from every :data:`GROUP_COLOURS` entry.
+AXIS_COLOURS = ((255, 100, 0), (200, 0, 130), (30, 70, 140))
 AXIS_NAMES = ("x (right)", "y (up)", "z (toward camera)")
 #: grey level of a tile whose image file is missing
 MISSING_IMAGE_GREY = 96
@@ -84,6 +86,17 @@ LegendItem = tuple
 def group_legend_items(layout: str = "wflw98", kind: str = "dot") -> list[LegendItem]:
     """One entry per group present in ``layout``, in layout-group order."""
     return [(kind, GROUP_COLOURS[g], GROUP_NAMES[g]) for g in get_layout(layout).present_groups]
+
+
+def draw_axis(img: np.ndarray, start, end, colour, thickness: int = 2) -> None:
+    """One head-pose axis, an arrow from ``start`` to ``end`` (pixels) in ``colour`` over a light halo, so
+    that the dark axis colours stay visible on dark photos too."""
+    import cv2
+
+    a = tuple(int(round(float(v))) for v in start)
+    b = tuple(int(round(float(v))) for v in end)
+    cv2.arrowedLine(img, a, b, (235, 235, 235), thickness + 2, cv2.LINE_AA, tipLength=0.15)
+    cv2.arrowedLine(img, a, b, colour, thickness, cv2.LINE_AA, tipLength=0.15)
 
 
 def axis_legend_items() -> list[LegendItem]:

@@ -119,14 +119,16 @@ def write_balance(df, stem: str | os.PathLike, title: str = "balance") -> tuple[
 
 # --- histograms (OpenCV) ---------------------------------------------------------------------------------
 
+#: BGR colour of a histogram's marker line (the closed-eye threshold): black, which no source takes
+MARKER_COLOUR = (0, 0, 0)
 #: how a quantity is named in titles
 DISPLAY_NAMES = {"yaw": "Yaw", "pitch": "Pitch", "roll": "Roll", "ear": "EAR"}
 QUANTITIES = {
-    # name: (columns, range, bin width, unit)
-    "yaw": (("yaw",), (-100.0, 100.0), 5.0, "degrees"),
-    "pitch": (("pitch",), (-100.0, 100.0), 5.0, "degrees"),
-    "roll": (("roll",), (-100.0, 100.0), 5.0, "degrees"),
-    "ear": (("ear_left", "ear_right"), (0.0, 0.6), 0.01, "eye aspect ratio, both eyes"),
+    # name: (columns, range, bin width, unit, what one value counts)
+    "yaw": (("yaw",), (-100.0, 100.0), 5.0, "degrees", "faces"),
+    "pitch": (("pitch",), (-100.0, 100.0), 5.0, "degrees", "faces"),
+    "roll": (("roll",), (-100.0, 100.0), 5.0, "degrees", "faces"),
+    "ear": (("ear_left", "ear_right"), (0.0, 0.6), 0.01, "eye aspect ratio, both eyes", "eyes"),
 }
 
 
@@ -138,11 +140,21 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
     return np.arange(np.ceil(lo / step) * step, hi + step / 2, step)
 
 
+def panel_label(name: str, count: int, peak: int, counted: str = "faces") -> str:
+    """A histogram panel's label: the source, how many values and what they count, the tallest bin."""
+    if not count:
+        return f"{name}  (no known value)"
+    noun = counted if count != 1 else counted.removesuffix("s")  # 1 face, 2 eyes
+    return f"{name}  ({count} {noun}, peak {peak})"
+
+
 def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, float], bin_width: float,
-                    title: str, xlabel: str, marker: float | None = None, panel_size=(720, 170)) -> np.ndarray:
+                    title: str, xlabel: str, marker: float | None = None, panel_size=(720, 170),
+                    counted: str = "faces") -> np.ndarray:
     """One histogram panel per entry of ``series`` (label -> values; NaN ignored), stacked with a shared
     x axis, each in its source's colour (:func:`.colors.source_colour`). Values outside ``value_range`` are
-    counted in the end bins. Returns a BGR uint8 image."""
+    counted in the end bins; each panel's label says how many values it holds and what one value is
+    (``counted``: ``"faces"``, or ``"eyes"`` for the EAR, two per face). Returns a BGR uint8 image."""
     import cv2
 
     w, ph = panel_size
@@ -169,8 +181,8 @@ def draw_histograms(series: dict[str, np.ndarray], value_range: tuple[float, flo
                 top_px = int(round(y1 - c / peak * (y1 - y0 - 18)))
                 cv2.rectangle(img, (xs(a), top_px), (max(xs(b) - 1, xs(a)), y1), colour, -1)
         if marker is not None:
-            cv2.line(img, (xs(marker), y0 + 14), (xs(marker), y1), (0, 0, 200), 1, cv2.LINE_AA)
-        label = f"{name}  (n={vals.size}, peak {peak})" if vals.size else f"{name}  (n=0: no known value)"
+            cv2.line(img, (xs(marker), y0 + 14), (xs(marker), y1), MARKER_COLOUR, 1, cv2.LINE_AA)
+        label = panel_label(name, vals.size, peak, counted)
         cv2.putText(img, label, (left + 4, y0 + 12), font, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
         if vals.size:
             cv2.putText(img, str(peak), (8, y0 + 28), font, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
@@ -205,13 +217,13 @@ def write_report(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, c
     sources = sorted(df["source"].unique()) if len(df) else []
     groups = {s: df[df["source"] == s] for s in sources}
     pngs = []
-    for name, (cols, rng, width, unit) in QUANTITIES.items():
+    for name, (cols, rng, width, unit, counted) in QUANTITIES.items():
         series = {s: np.concatenate([pd.to_numeric(g[c], errors="coerce").to_numpy(np.float64) for c in cols])
                   for s, g in groups.items()}
         shown = DISPLAY_NAMES.get(name, name)
-        title = f"{shown} per source" + (" (closed-eye threshold in red)" if name == "ear" else "")
+        title = f"{shown} per source" + (" (closed-eye threshold: the black line)" if name == "ear" else "")
         img = draw_histograms(series, rng, width, title, f"{shown} ({unit}); values beyond the axis in the end bins",
-                              marker=closed if name == "ear" else None)
+                              marker=closed if name == "ear" else None, counted=counted)
         path = out / f"{name}.png"
         write_png_atomic(img, path)
         pngs.append(path)

@@ -19,6 +19,7 @@ from .colors import (
     GROUP_COLOURS,  # noqa: F401  (re-exported)
     MISSING_IMAGE_GREY,
     axis_legend_items,
+    draw_axis,
     group_legend_items,
     point_colours,
     with_legend,
@@ -53,8 +54,7 @@ def draw_landmarks(img: np.ndarray, points, valid=None, *, radius: int = 1, layo
 
 def draw_pose_axes(img: np.ndarray, centre, angles, length: float) -> np.ndarray:
     """Draw the head's axes at ``centre`` (pixels) for ``(pitch, yaw, roll)`` degrees (300W-LP
-    convention, orthographic): x red, y green, z (toward the camera) blue. NaN angles draw nothing."""
-    import cv2
+    convention, orthographic) in :data:`~.colors.AXIS_COLOURS`. NaN angles draw nothing."""
 
     a = np.asarray(angles, dtype=np.float64)
     if not np.isfinite(a).all() or not np.isfinite(centre).all():
@@ -64,8 +64,7 @@ def draw_pose_axes(img: np.ndarray, centre, angles, length: float) -> np.ndarray
     for k in (2, 0, 1):
         d = rt[:, k]
         end = c + length * np.array([d[0], -d[1]])  # image y points down
-        cv2.arrowedLine(img, tuple(int(round(v)) for v in c), tuple(int(round(v)) for v in end), AXIS_COLOURS[k], 2,
-                        cv2.LINE_AA, tipLength=0.15)
+        draw_axis(img, c, end, AXIS_COLOURS[k])
     return img
 
 
@@ -183,7 +182,8 @@ def _caption(row) -> str:
         first += ", " + EYE_STATE_WORDS[row["eye_state"]]
     lines = [first]
     if pd.notna(row["yaw"]):
-        lines.append(f"yaw {row['yaw']:.0f} pitch {row['pitch']:.0f} roll {row['roll']:.0f}")
+        yaw, pitch, roll = (round(float(row[k])) for k in ("yaw", "pitch", "roll"))  # integers: no "-0"
+        lines.append(f"yaw {yaw} pitch {pitch} roll {roll}")
     return "\n".join(lines)
 
 

@@ -32,9 +32,9 @@ import numpy as np
 
 from landmark_unify.core.layouts import get_layout
 from landmark_unify.core.maps import finite_points
-from landmark_unify.core.pose import estimate_pose
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.face_models import default_face_model
+from landmark_unify.face_models.fit import estimate_pose
 
 __all__ = [
     "CROP_SCALE",

@@ -38,7 +38,7 @@ from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
 from ..data.images import ImageError, read_image_rgb
 from ..models.checkpoint import load_pfpld
 from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_POSE_TRAINED, METADATA_PREPROCESS
-from .metrics import ANGLE_NAMES, POSE_MAX_ANGLE, nme, pose_in_range, pose_mae, summarize_nme
+from .metrics import POSE_MAX_ANGLE, nme, pose_error_summary, pose_errors, pose_in_range, summarize_nme
 
 __all__ = [
     "EvaluationError",
@@ -335,63 +335,12 @@ def evaluate_faces(
     gt = np.asarray(landmarks, np.float32)
     valid = np.asarray(valid, bool)
     n = gt.shape[0]
-    if gt.shape != (n, 98, 2) or valid.shape != (n, 98) or len(paths) != n:
-        raise EvaluationError(
-            f"expected landmarks (N,98,2), valid (N,98) and N paths; got {gt.shape}, {valid.shape}, {len(paths)}"
-        )
-    if pose_max_angle is not None and not 0 < float(pose_max_angle) < math.inf:
-        raise EvaluationError(f"pose_max_angle must be a number > 0 (or None: no limit); got {pose_max_angle}")
-    if batch_size < 1 or not 0 < threshold < math.inf:
-        raise EvaluationError(f"batch_size must be >= 1 and threshold a number > 0; got {batch_size}, {threshold}")
-    with np.errstate(invalid="ignore"):
-        bad = valid & (~np.isfinite(gt).all(-1) | (np.abs(np.nan_to_num(gt)) > MAX_COORDINATE).any(-1))
-    if bad.any():  # a point marked valid must be a real point: never dropped silently from the score
-        r, k = (int(i) for i in np.argwhere(bad)[0])
-        raise EvaluationError(f"{where or 'ground truth'}: row {r}, point {k} is marked valid but is {gt[r, k].tolist()} (not "
-                              f"finite, or beyond {MAX_COORDINATE:g} pixels); {int(bad.any(1).sum())} faces like it. "
-                              "Check the manifest with `landmark_unify validate`")
+    _check_inputs(gt, valid, paths, batch_size, threshold, pose_max_angle, where)
     usable = valid & finite_points(gt)
     has_points = usable.any(1)
     has_path = np.array([p is not None for p in paths], bool)
-    todo = np.flatnonzero(has_points & has_path)
-    params = np.zeros((n, 3), np.int64)
-    if todo.size:
-        params[todo] = face_crop_params(gt[todo], usable[todo])
-
-    pred = np.full((n, 98, 2), np.nan, np.float32)
-    pred_pose = np.full((n, 3), np.nan, np.float32)
-    unreadable: list[str] = []
-    # Decode each image once, faces of one image together; threads overlap JPEG decoding (GIL released).
-    order = sorted(todo.tolist(), key=lambda i: str(paths[i]))
-    cache: dict[str, np.ndarray | None] = {}
-
-    def load(p: str) -> np.ndarray | None:
-        try:
-            return read_image_rgb(p)
-        except ImageError:
-            return None
-
-    with ThreadPoolExecutor(max_workers=2) as pool, Progress(total=len(order), desc="evaluate", unit="faces", enabled=progress) as bar:
-        for sl in _iter_batches(len(order), batch_size):
-            idx = order[sl]
-            need = sorted({str(paths[i]) for i in idx} - set(cache))
-            for p, img in zip(need, pool.map(load, need)):
-                cache[p] = img
-            keep = [i for i in idx if cache[str(paths[i])] is not None]
-            unreadable.extend(str(paths[i]) for i in idx if cache[str(paths[i])] is None)
-            if keep:
-                crops = np.stack([crop_image(cache[str(paths[i])], params[i]) for i in keep])
-                lm, pose = model(crops)
-                pred[keep] = crop_to_image(lm, params[keep])
-                if pose is not None:
-                    pred_pose[keep] = pose
-            # Drop images no later face needs (faces are sorted by path).
-            nxt = str(paths[order[sl.stop]]) if sl.stop < len(order) else None
-            for p in list(cache):
-                if p != nxt:
-                    del cache[p]
-            bar.update(len(idx))
-
+    pred, pred_pose, unreadable = _predict(model, paths, gt, usable, np.flatnonzero(has_points & has_path),
+                                           batch_size, progress)
     scored = np.isfinite(pred).all((1, 2))
     face_nme = np.full(n, np.nan)
     if scored.any():
@@ -411,31 +360,100 @@ def evaluate_faces(
         "normalisation": "ground-truth distance between points 60 and 72 (outer eye corners)",
         "crop": "standard crop from ground-truth landmarks (1.2x extent, 112 px)",
         "overall": summarize_nme(face_nme, threshold),
-        "by_attribute": {},
-        "by_group": {},
-        "pose_mae": None,
+        "by_attribute": _breakdown(face_nme, attributes, threshold),
+        "by_group": _breakdown(face_nme, groups, threshold),
+        "pose_mae": _pose_summary(pred_pose, pose_deg, pose_max_angle),
     }
     if unreadable:
         summary["image_problem_examples"] = sorted(set(unreadable))[:5]
-    for name, mask in (attributes or {}).items():
-        m = np.asarray(mask, bool)
-        if m.any():
-            summary["by_attribute"][name] = summarize_nme(face_nme[m], threshold)
-    for name, mask in (groups or {}).items():
-        m = np.asarray(mask, bool)
-        if m.any():
-            summary["by_group"][name] = summarize_nme(face_nme[m], threshold)
-    if pose_deg is not None and np.isfinite(pred_pose).any():
-        g = np.asarray(pose_deg, np.float64)
-        known = np.isfinite(g).all(1) & np.isfinite(pred_pose).all(1)
-        in_range = pose_in_range(g, pose_max_angle)
-        if (known & in_range).any():
-            mae = pose_mae(pred_pose, g, known & in_range)
-            summary["pose_mae"] = {"faces": int((known & in_range).sum()), **dict(zip(ANGLE_NAMES, mae.tolist())),
-                                   "mean": float(mae.mean()), "max_angle": pose_max_angle,
-                                   "left_out_beyond_max_angle": int((known & ~in_range).sum())}
     return EvaluationResult(summary=summary, nme=face_nme, pred=pred,
                             pose_deg=pred_pose if np.isfinite(pred_pose).any() else None, scored=scored)
+
+
+def _check_inputs(gt, valid, paths, batch_size, threshold, pose_max_angle, where) -> None:
+    """Refuse inputs :func:`evaluate_faces` cannot score honestly, naming the first bad point."""
+    n = gt.shape[0]
+    if gt.shape != (n, 98, 2) or valid.shape != (n, 98) or len(paths) != n:
+        raise EvaluationError(
+            f"expected landmarks (N,98,2), valid (N,98) and N paths; got {gt.shape}, {valid.shape}, {len(paths)}"
+        )
+    if pose_max_angle is not None and not 0 < float(pose_max_angle) < math.inf:
+        raise EvaluationError(f"pose_max_angle must be a number > 0 (or None: no limit); got {pose_max_angle}")
+    if batch_size < 1 or not 0 < threshold < math.inf:
+        raise EvaluationError(f"batch_size must be >= 1 and threshold a number > 0; got {batch_size}, {threshold}")
+    with np.errstate(invalid="ignore"):
+        bad = valid & (~np.isfinite(gt).all(-1) | (np.abs(np.nan_to_num(gt)) > MAX_COORDINATE).any(-1))
+    if bad.any():  # a point marked valid must be a real point: never dropped silently from the score
+        r, k = (int(i) for i in np.argwhere(bad)[0])
+        raise EvaluationError(f"{where or 'ground truth'}: row {r}, point {k} is marked valid but is {gt[r, k].tolist()} (not "
+                              f"finite, or beyond {MAX_COORDINATE:g} pixels); {int(bad.any(1).sum())} faces like it. "
+                              "Check the manifest with `landmark_unify validate`")
+
+
+def _load_or_none(path: str) -> np.ndarray | None:
+    try:
+        return read_image_rgb(path)
+    except ImageError:
+        return None
+
+
+def _predict(model, paths, gt, usable, todo, batch_size: int, progress: bool):
+    """Run ``model`` on the standard crop of the faces ``todo``: ``(pred (N, 98, 2) image pixels, pred_pose
+    (N, 3) degrees, unreadable image paths)``, NaN for faces not predicted. Each image is decoded once,
+    the faces of one image together; threads overlap JPEG decoding (GIL released)."""
+    n = gt.shape[0]
+    params = np.zeros((n, 3), np.int64)
+    if todo.size:
+        params[todo] = face_crop_params(gt[todo], usable[todo])
+    pred = np.full((n, 98, 2), np.nan, np.float32)
+    pred_pose = np.full((n, 3), np.nan, np.float32)
+    unreadable: list[str] = []
+    order = sorted(todo.tolist(), key=lambda i: str(paths[i]))
+    cache: dict[str, np.ndarray | None] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool, Progress(total=len(order), desc="evaluate", unit="faces", enabled=progress) as bar:
+        for sl in _iter_batches(len(order), batch_size):
+            idx = order[sl]
+            need = sorted({str(paths[i]) for i in idx} - set(cache))
+            for p, img in zip(need, pool.map(_load_or_none, need)):
+                cache[p] = img
+            keep = [i for i in idx if cache[str(paths[i])] is not None]
+            unreadable.extend(str(paths[i]) for i in idx if cache[str(paths[i])] is None)
+            if keep:
+                crops = np.stack([crop_image(cache[str(paths[i])], params[i]) for i in keep])
+                lm, pose = model(crops)
+                pred[keep] = crop_to_image(lm, params[keep])
+                if pose is not None:
+                    pred_pose[keep] = pose
+            # Drop images no later face needs (faces are sorted by path).
+            nxt = str(paths[order[sl.stop]]) if sl.stop < len(order) else None
+            for p in list(cache):
+                if p != nxt:
+                    del cache[p]
+            bar.update(len(idx))
+    return pred, pred_pose, unreadable
+
+
+def _breakdown(face_nme: np.ndarray, masks: dict[str, np.ndarray] | None, threshold: float) -> dict:
+    """NME figures per named subset of faces (empty subsets left out)."""
+    out = {}
+    for name, mask in (masks or {}).items():
+        m = np.asarray(mask, bool)
+        if m.any():
+            out[name] = summarize_nme(face_nme[m], threshold)
+    return out
+
+
+def _pose_summary(pred_pose: np.ndarray, pose_deg, max_angle: float | None) -> dict | None:
+    """The pose MAE of the summary (:func:`~pfpld_train.evaluation.metrics.pose_errors`, the same count as
+    training's ``val_pose_mae``), with the faces left out beyond ``max_angle``; None without a pose."""
+    if pose_deg is None or not np.isfinite(pred_pose).any():
+        return None
+    g = np.asarray(pose_deg, np.float64)
+    summary = pose_error_summary(pose_errors(pred_pose, g, max_angle))
+    if summary is None:
+        return None
+    known = np.isfinite(g).all(1) & np.isfinite(pred_pose).all(1)
+    return {**summary, "max_angle": max_angle, "left_out_beyond_max_angle": int((known & ~pose_in_range(g, max_angle)).sum())}
 
 
 def evaluate_manifest(model, df, **kwargs) -> EvaluationResult:

@@ -23,6 +23,9 @@ __all__ = [
     "pose_mae",
     "angle_error",
     "pose_in_range",
+    "pose_errors",
+    "pose_error_summary",
+    "pose_error_mean",
     "POSE_MAX_ANGLE",
     "summarize_nme",
 ]
@@ -142,6 +145,39 @@ def pose_mae(pred_deg: np.ndarray, gt_deg: np.ndarray, known: np.ndarray | None 
     if not k.any():
         return np.full(3, np.nan)
     return angle_error(p[k], g[k]).mean(0)
+
+
+def pose_errors(pred_deg, gt_deg, max_angle: float | None = POSE_MAX_ANGLE) -> np.ndarray:
+    """The pose error of each face, as training's validation and ``pfpld_train evaluate`` both count it:
+    ``(N, 3)`` float64 absolute errors of pitch, yaw, roll in degrees, wrapped (:func:`angle_error`), with
+    NaN rows for faces that do not count: ground truth or prediction unknown, or a ground-truth angle
+    beyond ``max_angle`` (:func:`pose_in_range`, the AFLW2000-3D convention; None: no limit)."""
+    p = np.asarray(pred_deg, dtype=np.float64)
+    g = np.asarray(gt_deg, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3 or p.shape != g.shape:
+        raise MetricsError(f"pose arrays must both be (N, 3); got {p.shape} and {g.shape}")
+    counted = np.isfinite(g).all(1) & np.isfinite(p).all(1) & pose_in_range(g, max_angle)
+    out = np.full(p.shape, np.nan)
+    out[counted] = angle_error(p[counted], g[counted])
+    return out
+
+
+def pose_error_summary(errors: np.ndarray) -> dict | None:
+    """``{"faces", "pitch", "yaw", "roll", "mean"}`` (degrees) of :func:`pose_errors` rows, over the faces
+    that count; None when none does."""
+    e = np.asarray(errors, dtype=np.float64)
+    counted = np.isfinite(e).all(1)
+    if not counted.any():
+        return None
+    mae = e[counted].mean(0)
+    return {"faces": int(counted.sum()), **dict(zip(ANGLE_NAMES, mae.tolist())), "mean": float(mae.mean())}
+
+
+def pose_error_mean(errors: np.ndarray) -> float:
+    """Mean of :func:`pose_errors` rows over the faces that count and the three angles (training's
+    ``val_pose_mae``; the ``mean`` of :func:`pose_error_summary`); NaN when no face counts."""
+    summary = pose_error_summary(np.asarray(errors, dtype=np.float64).reshape(-1, 3))
+    return float("nan") if summary is None else summary["mean"]
 
 
 def pose_in_range(gt_deg: np.ndarray, max_angle: float | None = POSE_MAX_ANGLE) -> np.ndarray:

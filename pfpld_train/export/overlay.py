@@ -44,8 +44,9 @@ def draw_crops(crops_rgb: np.ndarray, landmarks: np.ndarray, path: str | Path, *
     blank = np.zeros_like(tiles[0])
     tiles += [blank] * (rows * cols - n)
     grid = np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], 1) for r in range(rows)], 0)
-    if legend:
-        marks = [("dot", (128, 128, 128), "prediction")] + ([("ring", (128, 128, 128), "ground truth")] if gt is not None
-                                                            else [])
-        grid = with_legend(grid, [("landmarks:", group_legend_items()), ("", marks)])
+    if legend:  # the marks as drawn: group-coloured dots (prediction) and rings (ground truth)
+        rows = [("prediction:", group_legend_items(kind="dot"))]
+        if gt is not None:
+            rows.append(("ground truth:", group_legend_items(kind="ring")))
+        grid = with_legend(grid, rows)
     return write_png_atomic(grid, path)

@@ -28,6 +28,7 @@ from landmark_unify.io import write_text_atomic
 from landmark_unify.report.colors import (
     AXIS_COLOURS,
     axis_legend_items,
+    draw_axis,
     group_legend_items,
     point_colours,
     with_legend,
@@ -207,6 +208,31 @@ def pose_axes(pose_deg: Sequence[float], length: float) -> np.ndarray:
     return np.stack([v[0], -v[1]], 1) * length
 
 
+def label_position(size: tuple[int, int], box, segments, image_hw: tuple[int, int]) -> tuple[int, int]:
+    """Top-left corner of a text label of ``size`` (w, h) pixels near a face ``box`` (x1, y1, x2, y2) that no
+    drawn line segment ``((x, y), (x, y))`` (the pose axes) crosses and that stays in the image: above the
+    box, then below it, then right-aligned above it, then inside its top; the first inside the image when
+    every place is crossed."""
+    w, h = size
+    x1, y1, x2, y2 = box
+    height, width = image_hw
+    places = [(x1, y1 - 4 - h), (x1, y2 + 4), (x2 - w, y1 - 4 - h), (x1 + 4, y1 + 4)]
+    inside = [(min(max(int(x), 0), max(width - w, 0)), min(max(int(y), 0), max(height - h, 0))) for x, y in places]
+    t = np.linspace(0.0, 1.0, 64)[:, None]
+
+    def crossed(x, y):
+        for a, b in segments:
+            p = np.asarray(a, np.float64) + t * (np.asarray(b, np.float64) - np.asarray(a, np.float64))
+            if ((p[:, 0] >= x - 2) & (p[:, 0] <= x + w + 2) & (p[:, 1] >= y - 2) & (p[:, 1] <= y + h + 2)).any():
+                return True
+        return False
+
+    for (x, y), (cx, cy) in zip(places, inside):
+        if (x, y) == (cx, cy) and not crossed(x, y):
+            return cx, cy
+    return next(((cx, cy) for cx, cy in inside if not crossed(cx, cy)), inside[0])
+
+
 def draw_overlay(image: np.ndarray, faces: Sequence[Face], legend: bool = True) -> np.ndarray:
     """BGR ``uint8`` copy of the RGB ``image`` with boxes, landmarks coloured by group and pose axes (the
     project's one colour scheme, :mod:`landmark_unify.report.colors`, as in ``landmark_unify render``) and
@@ -227,13 +253,15 @@ def draw_overlay(image: np.ndarray, faces: Sequence[Face], legend: bool = True) 
         if f.pose is not None:
             origin = f.landmarks[nose_tip]
             size = float(np.ptp(f.landmarks[:, 0]))
-            for d, colour in zip(pose_axes(f.pose, 0.5 * size), AXIS_COLOURS):
-                end = origin + d
-                cv2.arrowedLine(out, (int(origin[0]), int(origin[1])), (int(end[0]), int(end[1])), colour, t,
-                                cv2.LINE_AA, tipLength=0.15)
-            text = "p{:+.0f} y{:+.0f} r{:+.0f}".format(*f.pose)
-            cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (255, 255, 255),
-                        t, cv2.LINE_AA)
+            ends = origin + pose_axes(f.pose, 0.5 * size)
+            for end, colour in zip(ends, AXIS_COLOURS):
+                draw_axis(out, origin, end, colour, t)
+            text = "p{:+d} y{:+d} r{:+d}".format(*(round(float(a)) for a in f.pose))  # +0, never -0
+            font, fs = cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale
+            (tw, th), base = cv2.getTextSize(text, font, fs, t)
+            x, y = label_position((tw, th + base), (x1, y1, x2, y2), [(origin, e) for e in ends], out.shape[:2])
+            cv2.putText(out, text, (x, y + th), font, fs, (0, 0, 0), t + 2, cv2.LINE_AA)  # a dark outline
+            cv2.putText(out, text, (x, y + th), font, fs, (255, 255, 255), t, cv2.LINE_AA)
     if faces and legend:
         posed = any(f.pose is not None for f in faces)
         rows = [("landmarks:", group_legend_items())] + ([("pose axes:", axis_legend_items())] if posed else [])

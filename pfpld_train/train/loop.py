@@ -43,7 +43,7 @@ from ..data.cache import CropCache
 from ..data.crop import image_to_crop
 from ..data.dataset import FaceDataset
 from ..data.sampler import EpochSampler, make_loader, to_input
-from ..evaluation.metrics import nme, summarize_nme
+from ..evaluation.metrics import nme, pose_error_mean, pose_errors, summarize_nme
 from ..models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from ..models.pfpld import PFPLD, pose_to_degrees
 from .loss import LossConfig, pfpld_loss, point_weights
@@ -239,11 +239,11 @@ def evaluate_dataset(model, ds: FaceDataset, device, batch_size: int, workers: i
             known = np.isfinite(pt).all(1)
             if known.any():
                 pd = pose_to_degrees(pose.float()).cpu().numpy()
-                pose_err.append(np.abs(pd[known] - pt[known]).mean(1))
+                pose_err.append(pose_errors(pd, pt))  # the count of `pfpld_train evaluate`: wrapped, 99-degree rule
     if was:
         model.train()
     s = summarize_nme(np.concatenate(nmes))
-    s["pose_mae"] = float(np.concatenate(pose_err).mean()) if pose_err else float("nan")
+    s["pose_mae"] = pose_error_mean(np.concatenate(pose_err) if pose_err else [])
     return s
 
 

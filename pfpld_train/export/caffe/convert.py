@@ -153,13 +153,333 @@ def _shapes(model) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+class _Graph:
+    """What every op converter needs: the ONNX graph's constants, static shapes and consumers, the Caffe
+    net being written with its :class:`CaffeConversion`, and the layer names taken so far."""
+
+    def __init__(self, graph, shapes: dict, consts: dict, net, conv: CaffeConversion):
+        self.shapes, self.consts, self.net, self.conv = shapes, consts, net, conv
+        self.consumers: dict[str, list] = {}
+        for node in graph.node:
+            for t in node.input:
+                self.consumers.setdefault(t, []).append(node)
+        self.outputs = [o.name for o in graph.output]
+        self.used_names = {conv.input_name}
+        self.folded: set[str] = set()  # BatchNormalization nodes merged into the conv before them
+
+    def unique(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used_names:
+            k += 1
+            name = f"{base}_{k}"
+        self.used_names.add(name)
+        return name
+
+    def layer_name(self, node, tensor: str, kind: str, bottoms: list[str]) -> str:
+        if tensor in self.outputs:
+            return self.unique(sanitize_name(tensor))
+        if kind in ("ReLU", "Sigmoid", "TanH", "Flatten", "Reshape") and bottoms:
+            # Named after the layer it follows: conv1 -> conv1_relu -> conv1_relu_flatten.
+            return self.unique(sanitize_name(f"{bottoms[0]}_{kind.lower()}"))
+        path = _module_path(node.name, node.op_type) if node.name else ""
+        if not path:
+            return self.unique(kind.lower())
+        if kind == "Eltwise":
+            path += "_add"
+        elif kind == "Concat" and path.lower().startswith("concat"):
+            path = path.lower()
+        return self.unique(sanitize_name(path))
+
+    def err(self, node, rule: str, message: str) -> None:
+        self.conv.issues.append(Issue("error", rule, node.name or node.op_type, message))
+
+    def blob_in(self, node, idx: int = 0) -> str | None:
+        name = node.input[idx]
+        if name not in self.conv.blob_of:
+            self.err(node, "missing-input", f"input {name!r} was not converted (see earlier issues)")
+            return None
+        return self.conv.blob_of[name]
+
+    def emit(self, node, kind: str, bottoms: list[str], out_tensor: str):
+        name = self.layer_name(node, out_tensor, kind, bottoms)
+        lyr = self.net.layer.add(name=name, type=kind)
+        lyr.bottom.extend(bottoms)
+        lyr.top.append(name)
+        self.conv.blob_of[out_tensor] = name
+        return lyr
+
+
+def _add_blob(lyr, array: np.ndarray) -> None:
+    arr = np.ascontiguousarray(array, dtype=np.float32)
+    blob = lyr.blobs.add()
+    blob.shape.dim.extend(arr.shape)
+    blob.data.extend(arr.ravel().tolist())
+
+
+def _auto_pad(a: dict) -> bool:
+    """The node pads explicitly (``auto_pad`` absent or ``NOTSET``)."""
+    return a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+
+
+def _pass_through(g: _Graph, node, a: dict) -> None:
+    """Identity, Dropout (inference): the output is the input's blob."""
+    if node.input[0] in g.conv.blob_of:
+        g.conv.blob_of[node.output[0]] = g.conv.blob_of[node.input[0]]
+
+
+def _fold_batchnorm(g: _Graph, out_t: str, w: np.ndarray, b: np.ndarray):
+    """A BatchNormalization that is the only consumer of a conv's output, with constant statistics, folded
+    into the conv's weights: ``(w, b, output tensor)``, the BN's output when folded."""
+    nexts = g.consumers.get(out_t, [])
+    if len(nexts) == 1 and nexts[0].op_type == "BatchNormalization" and out_t not in g.outputs:
+        bn = nexts[0]
+        if all(t in g.consts for t in bn.input[1:5]):
+            scale, bias, mean, var = (g.consts[t].astype(np.float64) for t in bn.input[1:5])
+            eps = float(_attrs(bn).get("epsilon", 1e-5))
+            k = scale / np.sqrt(var + eps)
+            w = w * k[:, None, None, None]
+            b = (b - mean) * k + bias
+            g.folded.add(bn.name)
+            out_t = bn.output[0]
+    return w, b, out_t
+
+
+def _conv(g: _Graph, node, a: dict) -> None:
+    bottom = g.blob_in(node)
+    w = g.consts.get(node.input[1])
+    if w is None or w.ndim != 4:
+        return g.err(node, "conv-weights", "weights must be a constant 4-D tensor (2-D convolution)")
+    b = g.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if len(node.input) > 2 and node.input[2] and b is None:
+        return g.err(node, "conv-weights", "bias must be a constant")
+    if not _auto_pad(a):
+        return g.err(node, "auto-pad", f"auto_pad={a['auto_pad']!r} not supported; export with explicit pads")
+    pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        return g.err(node, "asymmetric-pad", f"pads {pads} are asymmetric; Caffe pads both sides equally")
+    w = w.astype(np.float64)
+    b = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
+    w, b, out_t = _fold_batchnorm(g, node.output[0], w, b)
+    if bottom is None:
+        return None
+    kh, kw = int(w.shape[2]), int(w.shape[3])
+    sh, sw = _pair(a.get("strides"), 1)
+    dh, dw = _pair(a.get("dilations"), 1)
+    if dh != dw:
+        return g.err(node, "dilation", f"dilations {dh}x{dw} differ; Caffe has one dilation")
+    lyr = g.emit(node, "Convolution", [bottom], out_t)
+    p = lyr.convolution_param
+    p.num_output = int(w.shape[0])
+    p.bias_term = True
+    p.group = int(a.get("group", 1))
+    p.pad_h, p.pad_w = pads[0], pads[1]
+    p.kernel_h, p.kernel_w = kh, kw
+    p.stride_h, p.stride_w = sh, sw
+    if dh != 1:
+        p.dilation.append(dh)
+    _add_blob(lyr, w)
+    _add_blob(lyr, b)
+    return None
+
+
+def _batchnorm(g: _Graph, node, a: dict) -> None:
+    """Reached only by a BatchNormalization that could not be folded into the conv before it."""
+    g.err(node, "batchnorm", "BatchNormalization not directly after a Conv cannot be folded "
+          "(Caffe needs BatchNorm + Scale layers, which this exporter does not emit)")
+
+
+#: ONNX activation -> Caffe layer type.
+_ACTIVATIONS = {"Relu": "ReLU", "LeakyRelu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "TanH"}
+
+
+def _activation(g: _Graph, node, a: dict) -> None:
+    bottom = g.blob_in(node)
+    if bottom is None:
+        return
+    lyr = g.emit(node, _ACTIVATIONS[node.op_type], [bottom], node.output[0])
+    if node.op_type == "LeakyRelu":
+        lyr.relu_param.negative_slope = float(a.get("alpha", 0.01))
+
+
+def _add(g: _Graph, node, a: dict) -> None:
+    if any(t in g.consts for t in node.input):
+        return g.err(node, "add-constant", "Add with a constant (bias/broadcast) has no Caffe 1.0 Eltwise form")
+    s0, s1 = g.shapes.get(node.input[0]), g.shapes.get(node.input[1])
+    if s0 is None or s0 != s1:
+        return g.err(node, "add-broadcast", f"Add inputs must have equal static shapes, got {s0} and {s1}")
+    bottoms = [g.blob_in(node, 0), g.blob_in(node, 1)]
+    if None in bottoms:
+        return None
+    lyr = g.emit(node, "Eltwise", bottoms, node.output[0])
+    lyr.eltwise_param.operation = 1  # SUM
+    return None
+
+
+def _pool_window(g: _Graph, node, a: dict, in_s: tuple[int, ...]):
+    """``(kh, kw, sh, sw, ph, pw, ceil_mode)`` of a pooling node, or None after an error."""
+    if node.op_type.startswith("Global"):
+        return in_s[2], in_s[3], 1, 1, 0, 0, 0
+    kh, kw = _pair(a.get("kernel_shape"), 1)
+    sh, sw = _pair(a.get("strides"), 1)
+    pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        return g.err(node, "asymmetric-pad", f"pads {pads} are asymmetric")
+    ph, pw = pads[0], pads[1]
+    ceil_mode = int(a.get("ceil_mode", 0))
+    if not _auto_pad(a):
+        return g.err(node, "auto-pad", "auto_pad not supported")
+    if _pair(a.get("dilations"), 1) != (1, 1):
+        return g.err(node, "pool-dilation", "dilated pooling has no Caffe 1.0 form")
+    if node.op_type == "AveragePool" and (ph or pw) and not int(a.get("count_include_pad", 0)):
+        return g.err(node, "avgpool-pad", "average pooling with padding and count_include_pad=0 "
+                     "differs from Caffe, which divides by the padded window")
+    return kh, kw, sh, sw, ph, pw, ceil_mode
+
+
+def _pool(g: _Graph, node, a: dict) -> None:
+    bottom = g.blob_in(node)
+    in_s = g.shapes.get(node.input[0])
+    if bottom is None:
+        return None
+    if in_s is None or len(in_s) != 4:
+        return g.err(node, "pool-shape", f"pooling input must be static 4-D, got {in_s}")
+    window = _pool_window(g, node, a, in_s)
+    if window is None:
+        return None
+    kh, kw, sh, sw, ph, pw, ceil_mode = window
+    want = (_onnx_pool_size(in_s[2], kh, sh, ph, ceil_mode), _onnx_pool_size(in_s[3], kw, sw, pw, ceil_mode))
+    got = (_caffe_pool_size(in_s[2], kh, sh, ph), _caffe_pool_size(in_s[3], kw, sw, pw))
+    if want != got:
+        return g.err(node, "pool-rounding", f"output {want[0]}x{want[1]} (floor rounding) but Caffe gives "
+                     f"{got[0]}x{got[1]} (ceil rounding) for input {in_s[2]}x{in_s[3]}, kernel {kh}x{kw}, "
+                     f"stride {sh}x{sw}, pad {ph}x{pw}")
+    lyr = g.emit(node, "Pooling", [bottom], node.output[0])
+    p = lyr.pooling_param
+    p.pool = 0 if "Max" in node.op_type else 1
+    p.kernel_h, p.kernel_w = kh, kw
+    p.stride_h, p.stride_w = sh, sw
+    p.pad_h, p.pad_w = ph, pw
+    return None
+
+
+def _reshape(g: _Graph, node, a: dict) -> None:
+    """Flatten and Reshape: a Caffe ``Flatten`` to 2-D, else a ``Reshape`` that keeps the batch axis."""
+    bottom = g.blob_in(node)
+    in_s, out_s = g.shapes.get(node.input[0]), g.shapes.get(node.output[0])
+    if bottom is None:
+        return None
+    if in_s is None or out_s is None:
+        return g.err(node, "reshape-shape", "needs static input and output shapes")
+    if node.op_type == "Flatten" and int(a.get("axis", 1)) != 1:
+        return g.err(node, "flatten-axis", f"Flatten axis {a.get('axis')} (only axis 1 keeps the batch)")
+    if len(out_s) == 2 and out_s[0] == in_s[0]:
+        lyr = g.emit(node, "Flatten", [bottom], node.output[0])
+        lyr.flatten_param.axis = 1
+        return None
+    if out_s[0] != in_s[0]:
+        return g.err(node, "reshape-batch", f"reshape {in_s} -> {out_s} changes the batch axis")
+    lyr = g.emit(node, "Reshape", [bottom], node.output[0])
+    lyr.reshape_param.shape.dim.extend([0, *out_s[1:]])
+    return None
+
+
+def _concat(g: _Graph, node, a: dict) -> None:
+    bottoms = [g.blob_in(node, i) for i in range(len(node.input))]
+    if None in bottoms:
+        return None
+    rank = len(g.shapes.get(node.output[0], (0, 0)))
+    axis = int(a.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis != 1:
+        return g.err(node, "concat-axis", f"Concat on axis {axis}; only the channel axis (1) is supported")
+    lyr = g.emit(node, "Concat", bottoms, node.output[0])
+    lyr.concat_param.axis = 1
+    return None
+
+
+def _gemm(g: _Graph, node, a: dict) -> None:
+    """A Linear layer: ``InnerProduct`` with ``alpha`` and ``beta`` folded into the weights and bias."""
+    bottom = g.blob_in(node)
+    w = g.consts.get(node.input[1])
+    c = g.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if w is None or w.ndim != 2:
+        return g.err(node, "gemm-weights", "Gemm needs a constant 2-D B (a Linear layer)")
+    if int(a.get("transA", 0)):
+        return g.err(node, "gemm-trans", "transA=1 has no InnerProduct form")
+    if bottom is None:
+        return None
+    w = w.astype(np.float64) * float(a.get("alpha", 1.0))
+    if not int(a.get("transB", 0)):
+        w = w.T
+    bias = np.zeros(w.shape[0]) if c is None else np.broadcast_to(
+        c.astype(np.float64).reshape(-1) * float(a.get("beta", 1.0)), (w.shape[0],))
+    lyr = g.emit(node, "InnerProduct", [bottom], node.output[0])
+    lyr.inner_product_param.num_output = int(w.shape[0])
+    lyr.inner_product_param.bias_term = True
+    _add_blob(lyr, w)
+    _add_blob(lyr, bias)
+    return None
+
+
+#: One converter per ONNX op: ``converter(graph, node, attributes)`` emits the node's Caffe layer or
+#: records an error :class:`Issue` naming it.
+CONVERTERS = {
+    "Identity": _pass_through, "Dropout": _pass_through,
+    "Conv": _conv, "BatchNormalization": _batchnorm,
+    **dict.fromkeys(_ACTIVATIONS, _activation),
+    "Add": _add,
+    **dict.fromkeys(("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"), _pool),
+    "Flatten": _reshape, "Reshape": _reshape,
+    "Concat": _concat,
+    "Gemm": _gemm,
+}
+
+#: What to do instead, for ops with no converter that models commonly hold.
+UNSUPPORTED_HINTS = {
+    "Gelu": "GELU has no Caffe 1.0 layer and NNIE has no GELU; use ReLU",
+    "Erf": "Erf (GELU decomposition) has no Caffe 1.0 layer",
+    "PRelu": "PReLU is outside the Caffe 1.0 subset this exporter writes; use ReLU",
+    "Resize": "Upsample/Resize is not a Caffe 1.0 layer",
+    "Upsample": "Upsample is not a Caffe 1.0 layer",
+    "Clip": "Clip (ReLU6) has no Caffe 1.0 layer; use ReLU",
+    "HardSwish": "HardSwish has no Caffe 1.0 layer",
+    "MatMul": "MatMul without Gemm form; export Linear layers with the TorchScript exporter",
+}
+
+
+def _unsupported(g: _Graph, node, a: dict) -> None:
+    g.err(node, "unsupported-op", UNSUPPORTED_HINTS.get(node.op_type, f"{node.op_type} has no Caffe 1.0 layer in "
+                                                                      "this exporter"))
+
+
+def _input_layer(graph, shapes: dict, consts: dict, net, conv: CaffeConversion) -> bool:
+    """The ``Input`` layer of the one 4-D image input; False (with an issue) when there is none."""
+    inputs = [i for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        conv.issues.append(Issue("error", "inputs", "graph", f"expected one image input, found {len(inputs)}"))
+        return False
+    inp = inputs[0]
+    in_shape = shapes.get(inp.name)
+    if in_shape is None or len(in_shape) != 4:
+        conv.issues.append(Issue("error", "input-shape", inp.name, f"input must be static 4-D NCHW, got {in_shape}"))
+        return False
+    conv.input_name = sanitize_name(inp.name)
+    conv.input_shape = in_shape
+    layer = net.layer.add(name=conv.input_name, type="Input")
+    layer.top.append(conv.input_name)
+    layer.input_param.shape.add().dim.extend(in_shape)
+    conv.blob_of[inp.name] = conv.input_name
+    return True
+
+
 def onnx_to_caffe(model, net_name: str = "pfpld", first_outputs: tuple[str, ...] = ("landmarks",)) -> CaffeConversion:
     """Convert an ONNX ``ModelProto`` (one 4-D image input) to a Caffe ``NetParameter``.
 
     Never raises on an unsupported construct: each one becomes an ``error`` :class:`Issue` and the node is
     skipped (its output gets no blob, so dependants are reported too). Check ``result.errors`` before
-    writing the files. Layers are ordered branch by branch, starting from the outputs in
-    ``first_outputs`` (the landmark head, then the pose head, as in the reference prototxt).
+    writing the files. Each node goes through its op's converter (:data:`CONVERTERS`). Layers are ordered
+    branch by branch, starting from the outputs in ``first_outputs`` (the landmark head, then the pose
+    head, as in the reference prototxt).
     """
     from onnx import numpy_helper
 
@@ -173,281 +493,14 @@ def onnx_to_caffe(model, net_name: str = "pfpld", first_outputs: tuple[str, ...]
             consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
     net = msgs.NetParameter(name=net_name)
     conv = CaffeConversion(net=net)
-
-    inputs = [i for i in graph.input if i.name not in consts]
-    if len(inputs) != 1:
-        conv.issues.append(Issue("error", "inputs", "graph", f"expected one image input, found {len(inputs)}"))
+    if not _input_layer(graph, shapes, consts, net, conv):
         return conv
-    inp = inputs[0]
-    in_shape = shapes.get(inp.name)
-    if in_shape is None or len(in_shape) != 4:
-        conv.issues.append(Issue("error", "input-shape", inp.name, f"input must be static 4-D NCHW, got {in_shape}"))
-        return conv
-    conv.input_name = sanitize_name(inp.name)
-    conv.input_shape = in_shape
-    layer = net.layer.add(name=conv.input_name, type="Input")
-    layer.top.append(conv.input_name)
-    layer.input_param.shape.add().dim.extend(in_shape)
-    conv.blob_of[inp.name] = conv.input_name
-
-    consumers: dict[str, list] = {}
+    g = _Graph(graph, shapes, consts, net, conv)
     for node in graph.node:
-        for t in node.input:
-            consumers.setdefault(t, []).append(node)
-    graph_outputs = [o.name for o in graph.output]
-    used_names = {conv.input_name}
-
-    def unique(base: str) -> str:
-        name, k = base, 1
-        while name in used_names:
-            k += 1
-            name = f"{base}_{k}"
-        used_names.add(name)
-        return name
-
-    def layer_name(node, tensor: str, kind: str, bottoms: list[str]) -> str:
-        if tensor in graph_outputs:
-            return unique(sanitize_name(tensor))
-        if kind in ("ReLU", "Sigmoid", "TanH", "Flatten", "Reshape") and bottoms:
-            # Named after the layer it follows: conv1 -> conv1_relu -> conv1_relu_flatten.
-            return unique(sanitize_name(f"{bottoms[0]}_{kind.lower()}"))
-        path = _module_path(node.name, node.op_type) if node.name else ""
-        if not path:
-            return unique(kind.lower())
-        if kind == "Eltwise":
-            path += "_add"
-        elif kind == "Concat" and path.lower().startswith("concat"):
-            path = path.lower()
-        return unique(sanitize_name(path))
-
-    def err(node, rule: str, message: str) -> None:
-        conv.issues.append(Issue("error", rule, node.name or node.op_type, message))
-
-    def blob_in(node, idx: int = 0) -> str | None:
-        name = node.input[idx]
-        if name not in conv.blob_of:
-            err(node, "missing-input", f"input {name!r} was not converted (see earlier issues)")
-            return None
-        return conv.blob_of[name]
-
-    def add_blob(lyr, array: np.ndarray) -> None:
-        arr = np.ascontiguousarray(array, dtype=np.float32)
-        blob = lyr.blobs.add()
-        blob.shape.dim.extend(arr.shape)
-        blob.data.extend(arr.ravel().tolist())
-
-    def emit(node, kind: str, bottoms: list[str], out_tensor: str):
-        name = layer_name(node, out_tensor, kind, bottoms)
-        lyr = net.layer.add(name=name, type=kind)
-        lyr.bottom.extend(bottoms)
-        lyr.top.append(name)
-        conv.blob_of[out_tensor] = name
-        return lyr
-
-    folded: set[str] = set()  # BatchNormalization nodes merged into the conv before them
-    for node in graph.node:
-        op = node.op_type
-        a = _attrs(node)
-        if op == "Constant" or node.name in folded:
+        if node.op_type == "Constant" or node.name in g.folded:
             continue
-        if op in ("Identity", "Dropout"):
-            if node.input[0] in conv.blob_of:
-                conv.blob_of[node.output[0]] = conv.blob_of[node.input[0]]
-            continue
-        if op == "Conv":
-            bottom = blob_in(node)
-            w = consts.get(node.input[1])
-            if w is None or w.ndim != 4:
-                err(node, "conv-weights", "weights must be a constant 4-D tensor (2-D convolution)")
-                continue
-            b = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            if len(node.input) > 2 and node.input[2] and b is None:
-                err(node, "conv-weights", "bias must be a constant")
-                continue
-            if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                err(node, "auto-pad", f"auto_pad={a['auto_pad']!r} not supported; export with explicit pads")
-                continue
-            pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
-            if pads[0] != pads[2] or pads[1] != pads[3]:
-                err(node, "asymmetric-pad", f"pads {pads} are asymmetric; Caffe pads both sides equally")
-                continue
-            out_t = node.output[0]
-            w = w.astype(np.float64)
-            b = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
-            nexts = consumers.get(out_t, [])
-            if len(nexts) == 1 and nexts[0].op_type == "BatchNormalization" and out_t not in graph_outputs:
-                bn = nexts[0]
-                bn_ok = all(t in consts for t in bn.input[1:5])
-                if bn_ok:
-                    scale, bias, mean, var = (consts[t].astype(np.float64) for t in bn.input[1:5])
-                    eps = float(_attrs(bn).get("epsilon", 1e-5))
-                    k = scale / np.sqrt(var + eps)
-                    w = w * k[:, None, None, None]
-                    b = (b - mean) * k + bias
-                    folded.add(bn.name)
-                    out_t = bn.output[0]
-            if bottom is None:
-                continue
-            kh, kw = int(w.shape[2]), int(w.shape[3])
-            sh, sw = _pair(a.get("strides"), 1)
-            dh, dw = _pair(a.get("dilations"), 1)
-            if dh != dw:
-                err(node, "dilation", f"dilations {dh}x{dw} differ; Caffe has one dilation")
-                continue
-            group = int(a.get("group", 1))
-            lyr = emit(node, "Convolution", [bottom], out_t)
-            p = lyr.convolution_param
-            p.num_output = int(w.shape[0])
-            p.bias_term = True
-            p.group = group
-            p.pad_h, p.pad_w = pads[0], pads[1]
-            p.kernel_h, p.kernel_w = kh, kw
-            p.stride_h, p.stride_w = sh, sw
-            if dh != 1:
-                p.dilation.append(dh)
-            add_blob(lyr, w)
-            add_blob(lyr, b)
-            continue
-        if op == "BatchNormalization":
-            err(node, "batchnorm", "BatchNormalization not directly after a Conv cannot be folded "
-                "(Caffe needs BatchNorm + Scale layers, which this exporter does not emit)")
-            continue
-        if op in ("Relu", "LeakyRelu", "Sigmoid", "Tanh"):
-            bottom = blob_in(node)
-            if bottom is None:
-                continue
-            kind = {"Relu": "ReLU", "LeakyRelu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "TanH"}[op]
-            lyr = emit(node, kind, [bottom], node.output[0])
-            if op == "LeakyRelu":
-                lyr.relu_param.negative_slope = float(a.get("alpha", 0.01))
-            continue
-        if op == "Add":
-            if any(t in consts for t in node.input):
-                err(node, "add-constant", "Add with a constant (bias/broadcast) has no Caffe 1.0 Eltwise form")
-                continue
-            s0, s1 = shapes.get(node.input[0]), shapes.get(node.input[1])
-            if s0 is None or s0 != s1:
-                err(node, "add-broadcast", f"Add inputs must have equal static shapes, got {s0} and {s1}")
-                continue
-            bottoms = [blob_in(node, 0), blob_in(node, 1)]
-            if None in bottoms:
-                continue
-            lyr = emit(node, "Eltwise", bottoms, node.output[0])
-            lyr.eltwise_param.operation = 1  # SUM
-            continue
-        if op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
-            bottom = blob_in(node)
-            in_s = shapes.get(node.input[0])
-            if bottom is None:
-                continue
-            if in_s is None or len(in_s) != 4:
-                err(node, "pool-shape", f"pooling input must be static 4-D, got {in_s}")
-                continue
-            if op.startswith("Global"):
-                kh, kw, sh, sw, ph, pw, ceil_mode = in_s[2], in_s[3], 1, 1, 0, 0, 0
-            else:
-                kh, kw = _pair(a.get("kernel_shape"), 1)
-                sh, sw = _pair(a.get("strides"), 1)
-                pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
-                if pads[0] != pads[2] or pads[1] != pads[3]:
-                    err(node, "asymmetric-pad", f"pads {pads} are asymmetric")
-                    continue
-                ph, pw = pads[0], pads[1]
-                ceil_mode = int(a.get("ceil_mode", 0))
-                if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                    err(node, "auto-pad", "auto_pad not supported")
-                    continue
-                if _pair(a.get("dilations"), 1) != (1, 1):
-                    err(node, "pool-dilation", "dilated pooling has no Caffe 1.0 form")
-                    continue
-                if op == "AveragePool" and (ph or pw) and not int(a.get("count_include_pad", 0)):
-                    err(node, "avgpool-pad", "average pooling with padding and count_include_pad=0 "
-                        "differs from Caffe, which divides by the padded window")
-                    continue
-            want = (_onnx_pool_size(in_s[2], kh, sh, ph, ceil_mode), _onnx_pool_size(in_s[3], kw, sw, pw, ceil_mode))
-            got = (_caffe_pool_size(in_s[2], kh, sh, ph), _caffe_pool_size(in_s[3], kw, sw, pw))
-            if want != got:
-                err(node, "pool-rounding", f"output {want[0]}x{want[1]} (floor rounding) but Caffe gives "
-                    f"{got[0]}x{got[1]} (ceil rounding) for input {in_s[2]}x{in_s[3]}, kernel {kh}x{kw}, "
-                    f"stride {sh}x{sw}, pad {ph}x{pw}")
-                continue
-            lyr = emit(node, "Pooling", [bottom], node.output[0])
-            p = lyr.pooling_param
-            p.pool = 0 if "Max" in op else 1
-            p.kernel_h, p.kernel_w = kh, kw
-            p.stride_h, p.stride_w = sh, sw
-            p.pad_h, p.pad_w = ph, pw
-            continue
-        if op in ("Flatten", "Reshape"):
-            bottom = blob_in(node)
-            in_s, out_s = shapes.get(node.input[0]), shapes.get(node.output[0])
-            if bottom is None:
-                continue
-            if in_s is None or out_s is None:
-                err(node, "reshape-shape", "needs static input and output shapes")
-                continue
-            if op == "Flatten" and int(a.get("axis", 1)) != 1:
-                err(node, "flatten-axis", f"Flatten axis {a.get('axis')} (only axis 1 keeps the batch)")
-                continue
-            if len(out_s) == 2 and out_s[0] == in_s[0]:
-                lyr = emit(node, "Flatten", [bottom], node.output[0])
-                lyr.flatten_param.axis = 1
-            else:
-                if out_s[0] != in_s[0]:
-                    err(node, "reshape-batch", f"reshape {in_s} -> {out_s} changes the batch axis")
-                    continue
-                lyr = emit(node, "Reshape", [bottom], node.output[0])
-                lyr.reshape_param.shape.dim.extend([0, *out_s[1:]])
-            continue
-        if op == "Concat":
-            bottoms = [blob_in(node, i) for i in range(len(node.input))]
-            if None in bottoms:
-                continue
-            rank = len(shapes.get(node.output[0], (0, 0)))
-            axis = int(a.get("axis", 1))
-            axis = axis + rank if axis < 0 else axis
-            if axis != 1:
-                err(node, "concat-axis", f"Concat on axis {axis}; only the channel axis (1) is supported")
-                continue
-            lyr = emit(node, "Concat", bottoms, node.output[0])
-            lyr.concat_param.axis = 1
-            continue
-        if op == "Gemm":
-            bottom = blob_in(node)
-            w = consts.get(node.input[1])
-            c = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            if w is None or w.ndim != 2:
-                err(node, "gemm-weights", "Gemm needs a constant 2-D B (a Linear layer)")
-                continue
-            if int(a.get("transA", 0)):
-                err(node, "gemm-trans", "transA=1 has no InnerProduct form")
-                continue
-            if bottom is None:
-                continue
-            w = w.astype(np.float64) * float(a.get("alpha", 1.0))
-            if not int(a.get("transB", 0)):
-                w = w.T
-            bias = np.zeros(w.shape[0]) if c is None else np.broadcast_to(
-                c.astype(np.float64).reshape(-1) * float(a.get("beta", 1.0)), (w.shape[0],))
-            lyr = emit(node, "InnerProduct", [bottom], node.output[0])
-            lyr.inner_product_param.num_output = int(w.shape[0])
-            lyr.inner_product_param.bias_term = True
-            add_blob(lyr, w)
-            add_blob(lyr, bias)
-            continue
-        hint = {
-            "Gelu": "GELU has no Caffe 1.0 layer and NNIE has no GELU; use ReLU",
-            "Erf": "Erf (GELU decomposition) has no Caffe 1.0 layer",
-            "PRelu": "PReLU is outside the Caffe 1.0 subset this exporter writes; use ReLU",
-            "Resize": "Upsample/Resize is not a Caffe 1.0 layer",
-            "Upsample": "Upsample is not a Caffe 1.0 layer",
-            "Clip": "Clip (ReLU6) has no Caffe 1.0 layer; use ReLU",
-            "HardSwish": "HardSwish has no Caffe 1.0 layer",
-            "MatMul": "MatMul without Gemm form; export Linear layers with the TorchScript exporter",
-        }.get(op, f"{op} has no Caffe 1.0 layer in this exporter")
-        err(node, "unsupported-op", hint)
-
-    for out in graph_outputs:
+        CONVERTERS.get(node.op_type, _unsupported)(g, node, _attrs(node))
+    for out in g.outputs:
         if out in conv.blob_of:
             conv.outputs.append(conv.blob_of[out])
         else:

@@ -141,6 +141,66 @@ def test_too_few_points_give_unknown_pose(aflw, model):
     assert np.isnan(lu.estimate_pose(np.full((2, 98, 2), np.nan), model=model)).all()
 
 
+def test_the_public_fit_defaults_to_the_shipped_face(aflw):
+    """lu.estimate_pose without model= fits with the shipped face, read once; the core's fit stays pure
+    and asks for its model."""
+    from landmark_unify import face_models
+    from landmark_unify.core import pose
+
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    shipped = face_models.default_face_model()
+    est = lu.estimate_pose(p98, v98)
+    assert np.isfinite(est).all()
+    np.testing.assert_array_equal(est, lu.estimate_pose(p98, v98, model=shipped))
+    misses = face_models._load_model.cache_info().misses
+    lu.estimate_pose(p98, v98)
+    assert np.isfinite(lu.estimate_pose_pnp(p98, v98)).all()
+    assert face_models._load_model.cache_info().misses == misses
+    with pytest.raises(PoseModelError, match="no face model"):
+        pose.estimate_pose(p98, v98)
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 137.0])
+def test_collinear_points_have_no_pose(aflw, angle):
+    """Points on a line (whatever its direction, with or without the projected face) or all in one place
+    give an unknown pose, never a number; relabel-pose leaves such a row without a pose source."""
+    p98, v98 = lu.to_canonical(aflw["p68"][:2], "ibug68_3d")
+    t = np.nan_to_num(p98[..., 0]) - 200.0
+    direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    line = np.where(v98[..., None], 200.0 + t[..., None] * direction, np.nan)
+    for projected in (False, True):
+        assert np.isnan(lu.estimate_pose(line, v98, projected=projected)).all()
+    assert np.isnan(lu.estimate_pose_pnp(line, v98)).all()
+    point = np.where(v98[..., None], np.full(2, 123.0), np.nan)
+    assert np.isnan(lu.estimate_pose(point, v98)).all()
+    assert np.isfinite(lu.estimate_pose(p98, v98)).all()  # the same faces, not flattened
+
+
+def test_relabel_counts_collinear_faces_as_unknown(aflw, tmp_path):
+    src, has = _aflw_manifest(aflw, tmp_path / "aflw.parquet")
+    df = lu.read_manifest(src)
+    row = int(np.flatnonzero(~has)[0])
+    lm = np.stack(df["landmarks"].to_list())
+    lm[row, :, 1] = 100.0 + 0.5 * lm[row, :, 0]
+    df["landmarks"] = list(lm)
+    out, counts = relabel_dataframe(df)
+    assert counts["unknown"] == 1
+    assert out["pose_source"].isna().iloc[row] and np.isnan(out[["pitch", "yaw", "roll"]].iloc[row]).all()
+
+
+@pytest.mark.parametrize("shape", ["zero", "point", "line"])
+def test_a_degenerate_mean_shape_is_refused(shape, tmp_path):
+    from landmark_unify.core.pose import build_face_model
+
+    x = {"zero": np.zeros((68, 3)), "point": np.full((68, 3), 5.0),
+         "line": np.outer(np.linspace(-1, 1, 68), [0.0, 1.0, 0.3])}[shape]
+    with pytest.raises(PoseModelError, match="zero size or on a line"):
+        build_face_model(x)
+    np.save(tmp_path / "flat.npy", x)
+    with pytest.raises(PoseModelError, match="zero size or on a line"):
+        load_face_model(tmp_path / "flat.npy")
+
+
 def test_bad_input_and_missing_model(tmp_path):
     with pytest.raises(MappingError, match="98, 2"):
         lu.estimate_pose(np.zeros((2, 68, 2)))
@@ -254,9 +314,9 @@ def test_relabelling_twice_refits_instead_of_keeping_the_first_fit(aflw, tmp_pat
 
 
 def test_blas_threads_are_restored(aflw, model):
-    from landmark_unify.core.pose import _openblas_thread_api
+    from landmark_unify.blas import openblas_thread_api
 
-    api = _openblas_thread_api()
+    api = openblas_thread_api()
     if api is None:
         pytest.skip("numpy's BLAS is not the bundled OpenBLAS")
     before = api[0]()
@@ -268,23 +328,23 @@ def test_blas_threads_are_restored(aflw, model):
 def test_blas_hold_is_shared_by_overlapping_threads():
     import threading
 
-    from landmark_unify.core import pose
+    from landmark_unify import blas
 
-    api = pose._openblas_thread_api()
+    api = blas.openblas_thread_api()
     if api is None:
         pytest.skip("numpy's BLAS is not the bundled OpenBLAS")
     before = api[0]()
     entered, leave = threading.Event(), threading.Event()
 
     def other():  # enters first and leaves first
-        with pose._SingleThreadBLAS():
+        with blas.SingleThreadBLAS():
             entered.set()
             leave.wait(10)
 
     t = threading.Thread(target=other)
     t.start()
     entered.wait(10)
-    with pose._SingleThreadBLAS():
+    with blas.SingleThreadBLAS():
         leave.set()
         t.join()
         assert api[0]() == 1  # still held for this thread
@@ -292,11 +352,37 @@ def test_blas_hold_is_shared_by_overlapping_threads():
 
 
 def test_blas_hold_is_a_no_op_without_openblas(monkeypatch, aflw, model):
-    from landmark_unify.core import pose
+    from landmark_unify import blas
 
-    monkeypatch.setattr(pose, "_openblas_thread_api", lambda: None)
+    monkeypatch.setattr(blas, "openblas_thread_api", lambda: None)
     p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
     assert np.isfinite(lu.estimate_pose(p98, v98, model=model)).all()
+
+
+def test_the_core_fit_leaves_blas_alone(monkeypatch, aflw, model):
+    """Thread control is the edge's (landmark_unify.blas, used by lu.estimate_pose): the core's fit never
+    asks for it, and no module of the core loads a library through ctypes."""
+    import ast
+    from pathlib import Path
+
+    from landmark_unify import blas
+    from landmark_unify.core import pose
+
+    def refuse():
+        raise AssertionError("the core touched BLAS threads")
+
+    monkeypatch.setattr(blas, "openblas_thread_api", refuse)
+    p98, v98 = lu.to_canonical(aflw["p68"], "ibug68_3d")
+    assert np.isfinite(pose.estimate_pose(p98, v98, model=model)).all()
+    core = Path(pose.__file__).parents[1]
+    imported = set()
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(("." * node.level) + (node.module or ""))
+    assert not {m for m in imported if m == "ctypes" or m.endswith("blas")}
 
 
 def test_return_rotation_matches_the_angles(aflw, model):

@@ -58,10 +58,10 @@ def test_the_same_manifest_twice_is_merged_once(built):
 
 
 def test_duplicates_by_image_content_and_landmarks(built, tmp_path):
-    from landmark_unify.ops.merge import merge_manifest_files
+    from landmark_unify.ops.merge import merge_manifests
 
     out = tmp_path / "dup.parquet"
-    report = merge_manifest_files([built["lapa"], built["lapa2"]], out)
+    report = merge_manifests([built["lapa"], built["lapa2"]], out)
     df = lu.read_manifest(out)
     # one copy has the same image bytes and the same points: dropped; the moved face is another face
     assert report.rows_out == {"lapa": 2, "lapa2": 1}

@@ -47,3 +47,29 @@ def test_the_legend_names_every_colour_and_wraps():
     img = np.zeros((50, 300), np.uint8)
     out = colors.with_legend(img, rows)
     assert out.shape[1:] == (300, 3) and out.shape[0] > 50 and not out[:50].any()
+
+
+def test_axis_colours_are_not_group_colours():
+    """The pose axes read as axes: far from every landmark group's colour (red lips, green nose) and from
+    each other."""
+    groups = np.array(list(colors.GROUP_COLOURS.values()), np.float64)
+    axes = np.array(colors.AXIS_COLOURS, np.float64)
+    assert np.linalg.norm(axes[:, None] - groups[None], axis=-1).min() > 100
+    pairs = [np.linalg.norm(axes[i] - axes[j]) for i in range(3) for j in range(i + 1, 3)]
+    assert min(pairs) > 100
+
+
+def test_histogram_labels_say_what_they_count():
+    assert html.QUANTITIES["ear"][4] == "eyes" and {html.QUANTITIES[k][4] for k in ("yaw", "pitch", "roll")} == {"faces"}
+    assert html.panel_label("wflw", 3932, 178, "eyes") == "wflw  (3932 eyes, peak 178)"
+    assert html.panel_label("300wlp", 1, 1) == "300wlp  (1 face, peak 1)"
+    assert html.panel_label("lapa", 0, 1, "eyes") == "lapa  (no known value)"
+    # the threshold marker is a colour no source takes
+    assert html.MARKER_COLOUR not in colors.PALETTE and html.MARKER_COLOUR not in colors.SOURCE_COLOURS.values()
+
+
+def test_pose_axes_have_a_halo():
+    img = np.zeros((40, 40, 3), np.uint8)
+    colors.draw_axis(img, (5, 20), (35, 20), colors.AXIS_COLOURS[0])
+    assert np.all(img == colors.AXIS_COLOURS[0], axis=-1).any()
+    assert (img.sum(-1) > 600).any()  # the light halo around the dark arrow

@@ -77,3 +77,61 @@ def test_pose_max_angle_option():
     assert p.parse_args(["m.pt", "x.parquet", "--pose-max-angle", "90"]).pose_max_angle == 90.0
     with pytest.raises(SystemExit):
         p.parse_args(["m.pt", "x.parquet", "--pose-max-angle", "-5"])
+
+
+def test_pose_errors_wrap_and_leave_out_what_does_not_count():
+    from pfpld_train.evaluation.metrics import pose_error_mean, pose_error_summary, pose_errors
+
+    gt = np.array([[0.0, -90.0, 0.0], [120.0, 0.0, 0.0], [np.nan, 0.0, 0.0], [10.0, 20.0, 30.0]])
+    pred = np.array([[0.0, 185.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [np.nan, 0.0, 0.0]])
+    err = pose_errors(pred, gt)
+    np.testing.assert_allclose(err[0], [0.0, 85.0, 0.0])  # 275 degrees apart the short way round
+    assert np.isnan(err[1:]).all()  # beyond 99 degrees, ground truth unknown, prediction unknown
+    assert pose_errors(pred, gt, None)[1].tolist() == [120.0, 0.0, 0.0]
+    assert pose_error_summary(err) == {"faces": 1, "pitch": 0.0, "yaw": pytest.approx(85.0), "roll": 0.0,
+                                       "mean": pytest.approx(85 / 3)}
+    assert pose_error_mean(err) == pytest.approx(85 / 3)
+    assert np.isnan(pose_error_mean(err[1:])) and np.isnan(pose_error_mean([]))
+
+
+def test_training_validation_counts_pose_error_as_evaluate_does(aflw16):
+    """The training log's val_pose_mae and `pfpld_train evaluate` give the same figure on the same
+    predictions: angles wrap and faces beyond 99 degrees are left out in both."""
+    import math
+
+    import torch
+
+    from pfpld_train.train.loop import evaluate_dataset
+
+    paths, p98, v98, pose = aflw16
+    gt = pose.copy()
+    gt[0, 1] = -179.0
+    gt[1, 0] = 120.0
+    gt[2] = np.nan
+    pred = np.array([0.0, 179.0, 0.0], np.float32)
+
+    def model(crops):
+        return np.full((len(crops), 98, 2), 0.5, np.float32), np.tile(pred, (len(crops), 1))
+
+    expected = evaluate_faces(model, paths, p98, v98, pose_deg=gt, progress=False).summary["pose_mae"]["mean"]
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            n = len(x)
+            return torch.tensor(np.radians(pred)).float().repeat(n, 1), torch.full((n, 196), 0.5)
+
+    class Faces:
+        def __len__(self):
+            return 16
+
+        def __getitems__(self, keys):
+            idx = [k[1] if isinstance(k, tuple) else k for k in keys]
+            return {"image": torch.zeros((len(idx), 112, 112, 3), dtype=torch.uint8),
+                    "landmarks": torch.tensor(np.full((len(idx), 98, 2), 0.5, np.float32)),
+                    "valid": torch.ones((len(idx), 98), dtype=torch.bool),
+                    "pose": torch.tensor(gt[idx].astype(np.float32))}
+
+    got = evaluate_dataset(Net(), Faces(), torch.device("cpu"), batch_size=5)["pose_mae"]
+    assert got == pytest.approx(expected, abs=1e-4)
+    counted = np.isfinite(gt).all(1) & (np.abs(gt) <= 99).all(1)
+    assert counted.sum() == 13 and not math.isclose(got, np.abs(pred - gt[np.isfinite(gt).all(1)]).mean(), abs_tol=1e-2)

@@ -140,7 +140,7 @@ def test_overlay_points_and_axes_use_the_shared_scheme():
         assert tuple(out[20, x]) == GROUP_COLOURS[g], g
     face.pose = np.zeros(3)
     out = draw_overlay(img, [face], legend=False)
-    assert np.all(out == AXIS_COLOURS[0], axis=-1).any()  # x axis (red), from the nose tip
+    assert np.all(out == AXIS_COLOURS[0], axis=-1).any()  # x axis, from the nose tip
 
 
 @pytest.mark.parametrize("bad", [np.zeros((1, 3)), np.array([[10.0, 10.0, 5.0, 20.0]])])
@@ -149,3 +149,33 @@ def test_bad_boxes(bad):
 
     with pytest.raises(LandmarkUnifyError, match="x_max|M, 4"):
         predict_image(lambda c: (np.zeros((len(c), 98, 2)), None), np.zeros((10, 10, 3), np.uint8), boxes=bad)
+
+
+def test_pose_label_is_placed_clear_of_the_axes():
+    """The angles' label goes above the box unless an axis crosses it there, then below, and so on."""
+    from pfpld_train.inference.predict import label_position
+
+    box, size, hw = (100, 100, 200, 220), (90, 14), (400, 400)
+    assert label_position(size, box, [((150, 160), (180, 190))], hw) == (100, 82)  # above the box
+    up = [((150, 160), (150, 40))]  # the y axis of a face looking up runs through the place above the box
+    x, y = label_position(size, box, up, hw)
+    assert (x, y) == (100, 224)  # below the box
+    x, y = label_position(size, (100, 100, 200, 390), up, hw)  # no room below: the nearest place inside
+    assert (x, y) == (100, 386) and y + size[1] <= hw[0]
+    corner = label_position(size, (0, 0, 60, 60), [], hw)
+    assert corner[0] >= 0 and corner[1] >= 0
+
+
+def test_overlay_label_is_not_crossed_by_the_y_axis():
+    from landmark_unify.core.layouts import get_layout
+    from pfpld_train.inference.predict import Face
+
+    lay = get_layout("wflw98")
+    pts = np.full((98, 2), 150.0)
+    pts[:, 1] = 160.0  # every point at the nose tip, where the axes start
+    pts[lay.index("contour_00")] = (50, 160)
+    pts[lay.index("contour_32")] = (250, 160)  # the face's width sets the axes' length: y reaches y = 73
+    face = Face(np.array([100, 100, 200, 220.0]), 0.9, pts, np.array([-30.0, 0.0, 0.0]), np.zeros(3))
+    out = draw_overlay(np.zeros((400, 400, 3), np.uint8), [face], legend=False)
+    text = np.argwhere(np.all(out >= 245, axis=-1))  # the white letters (the axes' halo is darker)
+    assert text.size and text[:, 0].min() > 220  # written below the box, clear of the y axis
