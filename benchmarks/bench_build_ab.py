@@ -2,7 +2,7 @@
 ``bench_build_manifest.py``: the same output bytes, and the time of each.
 
 For each input (``--inputs``, default all: ``test``, ``flags-all``, ``flags-train``, ``boxes-rounded``,
-``small-set``; see ``bench_build_manifest.py``), written once at N faces, ``--repeat`` rounds; each round
+``small-set``, ``bad-lines``; see ``bench_build_manifest.py``), written once at N faces, ``--repeat`` rounds; each round
 builds with the baseline and with this checkout in fresh subprocesses one after the other (which goes first
 alternates), so both see the same machine load. Every build's manifest must have the bytes of the
 baseline's first build of that input (the sidecar of skipped records too); any difference is printed and
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_build_manifest import BUILD, INPUTS, REPO, real_lines, run, write_input
+from bench_build_manifest import BUILD, INPUTS, REPO, expected_rows, on_error, real_lines, run, write_input
 
 
 def digest(path: Path) -> str | None:
@@ -54,7 +54,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_build_ab_") as tmp:
         for kind in args.inputs:
             root = Path(tmp) / kind
-            write_input(root, real_lines(kind), args.size)
+            block = real_lines(kind)
+            write_input(root, block, args.size)
             times: dict[str, list[dict]] = {"base": [], "new": []}
             expected = None
             same = True
@@ -62,8 +63,8 @@ def main() -> int:
                 order = ("base", "new") if r % 2 == 0 else ("new", "base")
                 for side in order:
                     out = Path(tmp) / f"out_{side}.parquet"
-                    res = run(BUILD, str(root), str(out), str(sides[side]))
-                    assert res["rows"] == args.size, res
+                    res = run(BUILD, str(root), str(out), str(sides[side]), on_error(kind))
+                    assert res["rows"] == expected_rows(kind, args.size, len(block)), res
                     times[side].append(res)
                     got = (digest(out), digest(out.with_name(out.stem + ".skipped.jsonl")))
                     if expected is None:

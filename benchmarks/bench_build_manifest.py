@@ -17,7 +17,9 @@ inputs of the same shape (``--inputs``, default all):
 * ``boxes-rounded``: the same faces with boxes rounded to the nearest pixel, so some points lie up to half
   a pixel outside their box (as with a detector's rectangle);
 * ``small-set``: the 773 faces of ``list_98pt_test_blur.txt`` alone (blur flag 1), repeated: fewer distinct
-  values in every column.
+  values in every column;
+* ``bad-lines``: the ``test`` lines with two of every 1966 made bad (a box of zero area, a flag of 2), built
+  with ``on_error="skip"`` (each bad line a skipped record).
 
 For each size and input, in fresh subprocesses, one after the other:
 
@@ -76,8 +78,8 @@ BUILD = _MEASURE + """
 sys.path.insert(0, sys.argv[3])
 from landmark_unify.ops.build import build_manifest
 t0, c0 = time.perf_counter(), os.times()
-r = build_manifest([f"wflw={sys.argv[1]}"], sys.argv[2], command="bench", progress=False)
-report(r.num_faces, t0, c0, units=r.units)
+r = build_manifest([f"wflw={sys.argv[1]}"], sys.argv[2], command="bench", progress=False, on_error=sys.argv[4])
+report(r.num_faces, t0, c0, units=r.units, skipped=len(r.skipped))
 """
 
 RELABEL = _MEASURE + """
@@ -101,7 +103,22 @@ print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 #: faces with each flag set
 WFLW_TEST_FACES = 2500
 ATTR_DIR = "WFLW_annotations/list_98pt_test"
-INPUTS = ("test", "flags-all", "flags-train", "boxes-rounded", "small-set")
+INPUTS = ("test", "flags-all", "flags-train", "boxes-rounded", "small-set", "bad-lines")
+#: lines of the real faces made bad in the ``bad-lines`` input: (line index, field index, token)
+BAD_LINES = ((100, 198, "{x_min}"), (1500, 201, "2"))
+
+
+def on_error(kind: str) -> str:
+    """The build's ``on_error`` for an input: ``skip`` for the one with bad lines."""
+    return "skip" if kind == "bad-lines" else "raise"
+
+
+def expected_rows(kind: str, n: int, block: int) -> int:
+    """Faces a build keeps of ``n`` lines of the input whose ``block`` lines are repeated."""
+    if kind != "bad-lines":
+        return n
+    per, rest = divmod(n, block)
+    return n - per * len(BAD_LINES) - sum(1 for i, _, _ in BAD_LINES if i < rest)
 
 
 def real_faces():
@@ -157,8 +174,12 @@ def real_lines(kind: str = "test", seed: int = 0) -> list[str]:
         box = np.concatenate([np.round(lo), np.round(hi)], 1)
     else:
         box = np.concatenate([np.floor(lo), np.ceil(hi)], 1)
-    return [" ".join(tokens[i] + [str(int(v)) for v in box[i]] + [str(int(f)) for f in flags[i]] + [names[i]])
-            for i in keep.tolist()]
+    fields = [tokens[i] + [str(int(v)) for v in box[i]] + [str(int(f)) for f in flags[i]] + [names[i]]
+              for i in keep.tolist()]
+    if kind == "bad-lines":
+        for i, field, token in BAD_LINES:
+            fields[i][field] = token.format(x_min=fields[i][196])
+    return [" ".join(f) for f in fields]
 
 
 def write_input(root: Path, lines: list[str], n: int) -> Path:
@@ -225,8 +246,8 @@ def main() -> None:
                 mode = "whole" if n * PANDAS_BYTES_PER_FACE < 0.8 * available_memory() else "chunked"
                 chunked |= mode == "chunked"
                 p = run(PANDAS, str(path), mode)
-                b = run(BUILD, str(root), str(out), str(REPO))
-                assert p["rows"] == n and b["rows"] == n, (p, b)
+                b = run(BUILD, str(root), str(out), str(REPO), on_error(kind))
+                assert p["rows"] == n and b["rows"] == expected_rows(kind, n, len(kind_lines)), (p, b)
                 size_out = out.stat().st_size
                 path.unlink()
                 r = None
