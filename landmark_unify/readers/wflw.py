@@ -286,7 +286,34 @@ def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSi
         return nums, names, line_no
     if not isinstance(data, bytes):
         data = data.to_pybytes()
-    return _parse_lines(data, path, first_line, has_rect, sink)
+    nums, names, line_no = _parse_halves(data, path, first_line, has_rect, sink)
+    if arrow:
+        import pyarrow as pa
+
+        names = pa.array(names, type=pa.string())
+    return nums, names, line_no
+
+
+#: lines of a piece that the fast parser refused, below which the piece is parsed line by line
+LINE_BY_LINE = 64
+
+
+def _parse_halves(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink):
+    """:func:`parse_chunk` of text the fast parser refused as a whole (a line with a field that is not a
+    number, or with too few or too many fields): its two halves are parsed apart, each on the fast path
+    where it can be, down to pieces of :data:`LINE_BY_LINE` lines parsed line by line. So a few such lines
+    cost a few fast parses of the chunk, not a line-by-line pass over all of it; the rows, errors and
+    their order are those of the line-by-line pass. Names are a list."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    count = ends.size + (1 if data and not data.endswith(b"\n") else 0)
+    if count <= LINE_BY_LINE:
+        return _parse_lines(data, path, first_line, has_rect, sink)
+    half = count // 2
+    cut = int(ends[half - 1]) + 1
+    pieces = [parse_chunk(data[:cut], path, first_line, has_rect, sink, half),
+              parse_chunk(data[cut:], path, first_line + half, has_rect, sink, count - half)]
+    return (np.concatenate([p[0] for p in pieces]), pieces[0][1] + pieces[1][1],
+            np.concatenate([p[2] for p in pieces]))
 
 
 def _judge_lines(data, nums: np.ndarray, names, line_no: np.ndarray, suspect: np.ndarray, path: Path,
