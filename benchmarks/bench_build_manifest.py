@@ -18,8 +18,8 @@ inputs of the same shape (``--inputs``, default all):
   a pixel outside their box (as with a detector's rectangle);
 * ``small-set``: the 773 faces of ``list_98pt_test_blur.txt`` alone (blur flag 1), repeated: fewer distinct
   values in every column;
-* ``bad-lines``: the ``test`` lines with two of every 1966 made bad (a box of zero area, a flag of 2), built
-  with ``on_error="skip"`` (each bad line a skipped record).
+* ``bad-lines``: the ``test`` lines with three of every 1966 made bad (a box of zero area, a coordinate
+  that is no number, a flag of 2), built with ``on_error="skip"`` (each bad line a skipped record).
 
 For each size and input, in fresh subprocesses, one after the other:
 
@@ -105,7 +105,7 @@ WFLW_TEST_FACES = 2500
 ATTR_DIR = "WFLW_annotations/list_98pt_test"
 INPUTS = ("test", "flags-all", "flags-train", "boxes-rounded", "small-set", "bad-lines")
 #: lines of the real faces made bad in the ``bad-lines`` input: (line index, field index, token)
-BAD_LINES = ((100, 198, "{x_min}"), (1500, 201, "2"))
+BAD_LINES = ((100, 198, "{x_min}"), (700, 10, "abc"), (1500, 201, "2"))
 
 
 def on_error(kind: str) -> str:
