@@ -277,13 +277,71 @@ def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSi
     nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
     fast = _parse_fast(data, nfields, has_rect, lines, empty)
     if fast is not None:
-        nums, names = fast
+        nums, names, suspect = fast
+        line_no = np.arange(first_line, first_line + len(names), dtype=np.int64)
+        if suspect is not None:
+            nums, names, line_no = _judge_lines(data, nums, names, line_no, suspect, path, has_rect, sink)
         if not arrow:
             names = names.to_pylist()
-        return nums, names, np.arange(first_line, first_line + len(names), dtype=np.int64)
+        return nums, names, line_no
     if not isinstance(data, bytes):
         data = data.to_pybytes()
-    return _parse_lines(data, path, first_line, has_rect, sink)
+    nums, names, line_no = _parse_halves(data, path, first_line, has_rect, sink)
+    if arrow:
+        import pyarrow as pa
+
+        names = pa.array(names, type=pa.string())
+    return nums, names, line_no
+
+
+#: lines of a piece that the fast parser refused, below which the piece is parsed line by line
+LINE_BY_LINE = 64
+
+
+def _parse_halves(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink):
+    """:func:`parse_chunk` of text the fast parser refused as a whole (a line with a field that is not a
+    number, or with too few or too many fields): its two halves are parsed apart, each on the fast path
+    where it can be, down to pieces of :data:`LINE_BY_LINE` lines parsed line by line. So a few such lines
+    cost a few fast parses of the chunk, not a line-by-line pass over all of it; the rows, errors and
+    their order are those of the line-by-line pass. Names are a list."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    count = ends.size + (1 if data and not data.endswith(b"\n") else 0)
+    if count <= LINE_BY_LINE:
+        return _parse_lines(data, path, first_line, has_rect, sink)
+    half = count // 2
+    cut = int(ends[half - 1]) + 1
+    pieces = [parse_chunk(data[:cut], path, first_line, has_rect, sink, half),
+              parse_chunk(data[cut:], path, first_line + half, has_rect, sink, count - half)]
+    return (np.concatenate([p[0] for p in pieces]), pieces[0][1] + pieces[1][1],
+            np.concatenate([p[2] for p in pieces]))
+
+
+def _judge_lines(data, nums: np.ndarray, names, line_no: np.ndarray, suspect: np.ndarray, path: Path,
+                 has_rect: bool, sink: ErrorSink):
+    """The fast parse's rows without the ``suspect`` ones that the line-by-line pass rejects: each suspect
+    line (a value the fast checks refuse) is parsed on its own, so its error names its line and field as
+    when the whole chunk is parsed line by line, and the chunk's other rows keep the fast parse's values.
+    Whether a line is kept never depends on the other lines of its chunk, and the time does not either."""
+    import pyarrow as pa
+
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    keep = ~suspect
+    accepted: dict[int, str] = {}
+    for r in np.flatnonzero(suspect).tolist():
+        start = int(ends[r - 1]) + 1 if r else 0
+        end = int(ends[r]) if r < ends.size else raw.size
+        vals, name, _ = _parse_lines(raw[start:end].tobytes(), path, int(line_no[r]), has_rect, sink)
+        if len(name):  # the line parser takes it (e.g. whitespace around the image name): its values
+            nums[r] = vals[0]
+            accepted[r] = name[0]
+            keep[r] = True
+    if accepted:
+        texts = names.to_pylist()
+        for r, name in accepted.items():
+            texts[r] = name
+        names = pa.array(texts, type=pa.string())
+    return nums[keep], names.filter(pa.array(keep)), line_no[keep]
 
 
 def _count_lines(data: bytes) -> int:
@@ -292,7 +350,6 @@ def _count_lines(data: bytes) -> int:
 
 def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None, empty=np.empty):
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     names = [f"c{i}" for i in range(nfields)]
@@ -339,26 +396,53 @@ def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None, em
     del table
     if image.null_count:
         return None
+    nums = cols.T
+    return nums, image, _suspect_rows(cols, image, has_rect)
+
+
+def _suspect_rows(cols: np.ndarray, image, has_rect: bool) -> np.ndarray | None:
+    """``(N,)`` bool: the rows of a fast parse (``cols`` ``(fields, N)``, ``image`` the names) that the
+    line-by-line pass must judge: a value not finite or beyond float32, a blank image name, a flag not 0
+    or 1, a box inverted or of zero area in float32. None when there is none (one pass over the chunk
+    each, the usual case)."""
+    import pyarrow.compute as pc
+
     blank = pc.or_(pc.equal(pc.utf8_length(image), 0), pc.not_equal(pc.utf8_trim_whitespace(image), image))
     lo, hi = cols.min(), cols.max()  # NaN propagates: not finite, or beyond float32, fails both
-    if not (lo >= -FLOAT32_MAX and hi <= FLOAT32_MAX) or pc.any(blank).as_py():
-        return None  # the line-by-line pass names the line and field
-    nums = cols.T
-    if has_rect and _rect_problem(nums) is not None:
+    in_range = bool(lo >= -FLOAT32_MAX and hi <= FLOAT32_MAX)
+    any_blank = pc.any(blank).as_py()
+    bad_flag, bad_box = _rect_masks(cols.T) if has_rect else (None, None)
+    rect_bad = has_rect and (bad_flag.any() or bad_box.any())
+    if in_range and not any_blank and not rect_bad:
         return None
-    return nums, image
+    suspect = np.zeros(cols.shape[1], bool)
+    if not in_range:
+        with np.errstate(invalid="ignore"):
+            suspect |= ~(np.abs(cols) <= FLOAT32_MAX).all(0)
+    if any_blank:
+        suspect |= blank.to_numpy(zero_copy_only=False)
+    if rect_bad:
+        suspect |= bad_flag.any(1) | bad_box
+    return suspect
+
+
+def _rect_masks(nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(flag not 0 or 1 (N, 6), box inverted or of zero area in float32 (N,))`` of rect_attr rows."""
+    flags = nums[:, NUM_COORDS + 4:NUM_COORDS + 10]
+    with np.errstate(invalid="ignore", over="ignore"):  # a value beyond float32 is suspect anyway
+        r32 = nums[:, NUM_COORDS:NUM_COORDS + 4].astype(np.float32)
+        return (flags != 0) & (flags != 1), (r32[:, 2] <= r32[:, 0]) | (r32[:, 3] <= r32[:, 1])
 
 
 def _rect_problem(nums: np.ndarray):
     """Index ``(row, field)`` of the first bad box/flag value, or None."""
     rect = nums[:, NUM_COORDS:NUM_COORDS + 4]
     flags = nums[:, NUM_COORDS + 4:NUM_COORDS + 10]
-    bad_flag = (flags != 0) & (flags != 1)
+    bad_flag, inverted = _rect_masks(nums)
     if bad_flag.any():
         r, c = np.argwhere(bad_flag)[0]
         return int(r), NUM_COORDS + 4 + int(c), f"a flag must be 0 or 1; got {flags[r, c]:g}"
     r32 = rect.astype(np.float32)
-    inverted = (r32[:, 2] <= r32[:, 0]) | (r32[:, 3] <= r32[:, 1])
     if inverted.any():
         r = int(np.flatnonzero(inverted)[0])
         what = "inverted (a corner is left of / above the other)" if (rect[r, 2] < rect[r, 0] or rect[r, 3] < rect[r, 1]) \

@@ -340,3 +340,88 @@ def test_fast_and_line_parsers_agree_on_any_numbers(values, fmt, n):
     slow = wflw_reader._parse_lines(data, Path("x"), 1, True, sink)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_array_equal(fast[0][0, :196], np.array([float(t) for t in tokens]))
+
+
+#: values the line-by-line pass refuses in a line the fast parser reads: (field index, token)
+_BAD_VALUES = [(198, "{x0}"), (199, "{y0}"), (198, "{x0m}"), (201, "2"), (205, "0.5"), (200, "-1"), (7, "nan"),
+               (0, "inf"), (150, "-inf"), (3, "1e39"), (196, "-3.5e38"), (197, "1e300")]
+#: lines the fast parser cannot read at all: a field that is no number, a field missing or extra, a blank line
+_BAD_LINES = [(5, "abc"), (199, "1,5"), (203, ""), (0, "1_0"), (100, "1 2"), (206, "a.jpg x"), (None, "")]
+
+
+def _rect_lines(n: int, bad) -> bytes:
+    rng = np.random.default_rng(len(bad))
+    rows = []
+    for i in range(n):
+        pts = rng.uniform(10, 500, (98, 2)).round(3)
+        lo, hi = np.floor(pts.min(0)), np.ceil(pts.max(0))
+        fields = [f"{v:g}" for v in pts.ravel()] + [f"{v:g}" for v in (*lo, *hi)] + ["0", "1", "0", "0", "1", "0"]
+        rows.append(fields + [f"ev/{i}.jpg"])
+    for i, (field, token) in bad:
+        if field is None:
+            rows[i] = []
+            continue
+        x0, y0 = rows[i][196], rows[i][197]
+        rows[i][field] = token.format(x0=x0, y0=y0, x0m=float(x0) - 3)
+    return ("\n".join(" ".join(r) for r in rows) + "\n").encode()
+
+
+def _parse_both(data: bytes, on_error: str):
+    """parse_chunk (fast where it can) and the line-by-line pass of the whole text: ``(rows, skipped)`` or
+    ``("raised", line, field, reason)`` each."""
+    def parse(fn):
+        sink = ErrorSink(on_error, "wflw", "wflw")
+        try:
+            got = fn(sink)
+        except ParseError as err:
+            return ("raised", err.line, err.field, err.reason)
+        return got, sink.skipped
+
+    path = Path("list.txt")
+    return (parse(lambda sink: wflw_reader.parse_chunk(data, path, 7, True, sink)),
+            parse(lambda sink: wflw_reader._parse_lines(data, path, 7, True, sink)))
+
+
+def _assert_same(fast, slow, n: int) -> None:
+    if slow[0] == "raised":
+        assert fast == slow
+        return
+    (nums, names, lines), skipped = fast
+    np.testing.assert_array_equal(nums, slow[0][0])
+    assert names == slow[0][1] and np.array_equal(lines, slow[0][2]) and skipped == slow[1]
+    assert len(lines) + len(skipped) <= n
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 39), st.sampled_from(_BAD_VALUES)), max_size=6),
+       st.sampled_from(["skip", "raise"]))
+def test_wflw_bad_values_are_judged_line_by_line_and_only_they(bad, on_error):
+    """A chunk with bad values in some lines: the fast parse keeps every other line with its values, and
+    the bad ones get the errors of a line-by-line pass of the whole chunk, in line order (a bad line no
+    longer sends its whole chunk through the slow parser)."""
+    data = _rect_lines(40, bad)
+    fast_only = wflw_reader._parse_fast(data, wflw_reader.RECT_FIELDS, True)  # the chunk stays on the fast path
+    assert fast_only is not None
+    suspect = fast_only[2]
+    assert set(np.flatnonzero(suspect).tolist() if suspect is not None else ()) == {i for i, _ in bad}
+    fast, slow = _parse_both(data, on_error)
+    _assert_same(fast, slow, 40)
+    if on_error == "skip":
+        assert len(fast[1]) == len({i for i, _ in bad}) and len(fast[0][2]) == 40 - len(fast[1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 199), st.sampled_from(_BAD_VALUES + _BAD_LINES)), max_size=5),
+       st.sampled_from(["skip", "raise"]), st.sampled_from([1, 8, 64]))
+def test_wflw_unreadable_lines_split_their_chunk(bad, on_error, leaf):
+    """Lines the fast parser cannot read at all (no number, a field missing or extra, a blank line): the
+    chunk is parsed in halves, each fast where it can be, down to pieces of a few lines; the rows, errors
+    and their order are those of a line-by-line pass of the whole chunk."""
+    from unittest import mock
+
+    data = _rect_lines(200, bad)
+    if any(b in _BAD_LINES for _, b in bad):  # the whole chunk is beyond the fast parser
+        assert wflw_reader._parse_fast(data, wflw_reader.RECT_FIELDS, True) is None
+    with mock.patch.object(wflw_reader, "LINE_BY_LINE", leaf):
+        fast, slow = _parse_both(data, on_error)
+    _assert_same(fast, slow, 200)
