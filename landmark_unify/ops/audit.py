@@ -810,3 +810,20 @@ def print_summary(res: AuditResult) -> None:
     print(res.summary(), file=sys.stderr)
     for key, why in sorted(res.fallback.items()):
         print(f"note: shape model {key}: {why}", file=sys.stderr)
+
+
+def draw_suspects(manifest_path, audit_path, *, sheet=None, html_dir=None, n: int = 36, size: int = 192) -> dict:
+    """The top ``n`` suspects of an audit drawn from the audited manifest (:mod:`landmark_unify.report.suspects`)."""
+    from ..report.suspects import write_suspects
+
+    audit = read_audit(audit_path)
+    top = set(audit.nsmallest(n, "rank")["sample_id"])
+    meta = mf.read_metadata(manifest_path) if not Path(manifest_path).is_dir() else \
+        mf.read_dataset_info(manifest_path)["metadata"]
+    rows = []
+    for s in mf.plan_slices(manifest_path)[0]:
+        df = mf.dataframe_from_table(mf.read_slice(s))
+        rows.append(df[df["sample_id"].isin(top)])
+    manifest = pd.concat(rows, ignore_index=True)
+    return write_suspects(audit, manifest, roots=_absolute_roots(meta, manifest_path), sheet=sheet,
+                          html_dir=html_dir, n=n, size=size)
