@@ -118,7 +118,12 @@ def check_model_layout(model, spec: str) -> None:
 _MODEL_CACHE: dict = {}
 
 
-def _model(spec: str, device: str):
+def _model(spec, device: str):
+    """The loaded model of a spec (cached per process); a model object (``name``, ``schema``,
+    ``predict_file``) passed by a Python caller is used as it is."""
+    if not isinstance(spec, str):
+        check_model_layout(spec, getattr(spec, "name", repr(spec)))
+        return spec
     key = (spec, device)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_landmark_model(spec, device)
@@ -773,7 +778,8 @@ def audit_manifest(input: str | os.PathLike, output: str | os.PathLike, *, where
                              f"{len(skipped)} faces without a readable image). Pass --on-error skip to audit them "
                              "without image signals")
         t2 = time.perf_counter()
-        meta = {"command": command, "input": str(input), "where": where, "models": list(models),
+        meta = {"command": command, "input": str(input), "where": where,
+                "models": [m if isinstance(m, str) else getattr(m, "name", repr(m)) for m in models],
                 "flag_z": FLAG_Z, "findings": list(FINDINGS), **am.describe()}
         counts = assemble([r["path"] for r in results], out, meta, models)
         seconds["assemble"] = time.perf_counter() - t2
