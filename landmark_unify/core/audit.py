@@ -349,6 +349,8 @@ def fit_shape_model(points: np.ndarray, valid: np.ndarray, *, layout: str = CANO
     ok = np.asarray(valid, bool) & np.isfinite(z)
     norm = lay.norm_indices
     have = ok[:, list(norm)].all(1)
+    with np.errstate(invalid="ignore"):
+        have &= np.abs(z[:, norm[0]] - z[:, norm[1]]) > 0  # coincident eye corners: no frame
     z, ok = z[have], ok[have]
     pts = ok.mean(0) >= 0.5 if len(z) else np.zeros(k, bool)
     ok = ok & pts[None]
@@ -514,6 +516,8 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
     ok = np.asarray(valid, bool) & np.isfinite(z)
     norm = list(lay.norm_indices)
     scored = ((ok & model.points[None]).sum(1) >= MIN_FACE_POINTS) & ok[:, norm].all(1)
+    with np.errstate(invalid="ignore"):
+        scored &= np.abs(z[:, norm[0]] - z[:, norm[1]]) > 0
     n, k = z.shape
     r = np.full((n, k), np.nan, complex)
     zs = np.full((n, k), np.nan)

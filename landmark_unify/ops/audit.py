@@ -48,7 +48,7 @@ FINDINGS = ("swapped_left_right", "reversed_order", "outlier_point", "shifted_gr
             "pose_mismatch", "flip_pose", "eye_state_mismatch", "mask_mismatch", "model_disagreement")
 #: a signal whose calibrated z-score reaches this names its finding; a face whose suspicion reaches it is flagged
 FLAG_Z = 5.0
-#: suspicion of a degenerate face (no shape to score): above every calibrated signal
+#: suspicion of a degenerate face (no shape to score): this, or more than any other face's when that is higher
 DEGENERATE_SUSPICION = 1000.0
 #: suspicion of a face with a yes/no finding only (flip_pose, eye_state_mismatch, mask_mismatch)
 RULE_SUSPICION = FLAG_Z
@@ -284,8 +284,7 @@ def _mirror_keys(points: np.ndarray, valid: np.ndarray, width: np.ndarray) -> tu
         z = p[..., 0] + 1j * p[..., 1]
         za, zb = z[:, a], z[:, b]
         with np.errstate(invalid="ignore", divide="ignore"):
-            q = (z - ((za + zb) / 2)[:, None]) / ((zb - za) / np.abs(zb - za) ** 2 * np.abs(zb - za) ** 2)[:, None]
-        q = (z - ((za + zb) / 2)[:, None]) * (np.conj(zb - za) / np.abs(zb - za) ** 2)[:, None]
+            q = (z - ((za + zb) / 2)[:, None]) * (np.conj(zb - za) / np.abs(zb - za) ** 2)[:, None]
         v = np.concatenate([q.real, q.imag], 1)
         return np.nan_to_num(v, nan=0.0)
 
@@ -617,6 +616,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             susp = np.nanmax(zs, 1)
     susp = np.nan_to_num(susp, nan=0.0)
     degen = t.column("degenerate").to_pylist()
+    top = max(DEGENERATE_SUSPICION, float(susp.max()) + 1.0)
     rep = t.column("repair_findings").to_pylist()
     eye = t.column("eye_mismatch").to_numpy(zero_copy_only=False)
     mask = t.column("mask_mismatch").to_numpy(zero_copy_only=False)
@@ -631,7 +631,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         f = []
         if degen[i] is not None:
             f.append("degenerate")
-            susp[i] = DEGENERATE_SUSPICION
+            susp[i] = top
         zi = {s: z[s][i] for s in SIGNALS}
         shape_flag = max(np.nan_to_num(zi["point"], nan=0), np.nan_to_num(zi["part"], nan=0)) >= FLAG_Z
         if rep[i] and shape_flag:
