@@ -44,7 +44,7 @@ import landmark_unify as lu  # noqa: E402
 from landmark_unify.core import audit as ca  # noqa: E402
 from landmark_unify.core.inject import EXPECTED, inject  # noqa: E402
 from landmark_unify.manifest import table_from_dataframe, write_manifest  # noqa: E402
-from landmark_unify.ops.audit import FLAG_Z, audit_manifest, calibrate, read_audit  # noqa: E402
+from landmark_unify.ops.audit import FLAG_Z, SIGNAL_MIN_SCALE, audit_manifest, calibrate, read_audit  # noqa: E402
 
 PARTS_SHIFT = ("contour", "brow_l", "brow_r", "lip_outer", "lip_inner")
 PARTS_REVERSE = ("contour", "brow_l", "brow_r", "lip_outer", "lip_inner", "eye_l", "eye_r", "nose_base")
@@ -228,8 +228,9 @@ def run_real() -> list[dict]:
     s = ca.score_shapes(pts98, val98, model)
     grp = np.zeros(len(pts98), object)
     with np.errstate(invalid="ignore"):
-        z = np.stack([calibrate(np.nanmax(np.nan_to_num(s.point_z, nan=-np.inf), 1), grp),
-                      calibrate(np.nanmax(s.part_rms, 1), grp), calibrate(np.nanmax(s.part_shift_z, 1), grp)], 1)
+        z = np.stack([calibrate(np.nanmax(np.nan_to_num(s.point_z, nan=-np.inf), 1), grp, SIGNAL_MIN_SCALE["point"]),
+                      calibrate(np.nanmax(s.part_rms, 1), grp, SIGNAL_MIN_SCALE["part"]),
+                      calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"])], 1)
     audit_score = np.nanmax(z, 1)
     secs = time.perf_counter() - t0
     base = procrustes_pca_residual(orig)

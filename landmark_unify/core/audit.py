@@ -18,9 +18,9 @@ along the normal and the tangent of its outline for outline points (contour, bro
 Scoring (:func:`score_shapes`)
 ------------------------------
 Each face is fitted to the model (alignment + regularised mode coefficients, Huber reweighting), and each
-point gets a z-score: the normal component over its normal scale on an outline (error along the outline is
-annotation ambiguity: only the part beyond :data:`TANGENT_SLACK` IOD counts, over the tangent scale), the
-2D residual over its scales elsewhere. Faces whose residuals stand out are refitted under each *repair*
+point gets a z-score: on an outline, the normal component over its normal scale and the point's slide
+along the outline relative to its neighbours over its scale (a group sliding along its outline is
+annotation ambiguity and costs nothing, :func:`_components`); the 2D residual over its scales elsewhere. Faces whose residuals stand out are refitted under each *repair*
 (a relabelling: the whole face mirrored, a mirror pair of parts exchanged, a part reversed or its ends
 exchanged); a repair that explains the residuals names the finding (``swapped_left_right`` or
 ``reversed_order``).
@@ -28,6 +28,7 @@ exchanged); a repair that explains the residuals names the finding (``swapped_le
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -35,8 +36,6 @@ from .layouts import CANONICAL, Layout, get_layout
 
 #: groups whose points lie on an outline: only the error normal to the outline is scored
 OUTLINE_GROUPS = ("contour", "brow", "lip")
-#: error along an outline below this many IOD is never scored (annotators slide points along outlines)
-TANGENT_SLACK = 0.15
 #: Huber threshold of the robust fits, in point z-scores
 HUBER_Z = 2.5
 #: share of the faces (largest residuals) left out of the mean and the covariance of the next round
@@ -266,19 +265,50 @@ def _axes(mean: np.ndarray, parts: tuple[Part, ...], k: int) -> tuple[np.ndarray
     return axes, outline
 
 
-def _components(r: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    """``(N, K, 2)`` residual components of complex residuals ``r`` (N, K) along ``axes`` (K, 2)."""
-    return (np.conj(axes)[None] * r[..., None]).real
+@cache
+def neighbours(layout: str = CANONICAL) -> np.ndarray:
+    """``(K, 2)`` the previous and next point of each outline point along its outline (-1 where there is
+    none: the ends of an open outline, points off outlines)."""
+    lay = get_layout(layout)
+    out = np.full((lay.num_points, 2), -1, np.intp)
+    for p in outline_parts(lay):
+        if not p.outline or len(p.indices) < 2:
+            continue
+        idx = p.indices
+        prev = np.roll(idx, 1) if p.closed else np.concatenate([[-1], idx[:-1]])
+        nxt = np.roll(idx, -1) if p.closed else np.concatenate([idx[1:], [-1]])
+        out[idx, 0], out[idx, 1] = prev, nxt
+    return out
+
+
+def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
+    """``(N, K, 2)`` residual components of complex residuals ``r`` (N, K) along ``axes`` (K, 2). On an
+    outline the second component is the point's slide along the outline *relative to its neighbours*
+    (its tangent component minus the mean of theirs): a whole group sliding along its outline (annotation
+    ambiguity) costs nothing, a point slid out of its place among its neighbours does."""
+    comp = (np.conj(axes)[None] * r[..., None]).real
+    nbr = neighbours(layout)
+    on = (nbr >= 0).any(1)
+    if r.shape[1] != len(nbr) or not on.any():
+        return comp
+    t = comp[..., 1]
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tn = np.stack([np.where(nbr[:, j] >= 0, t[:, np.maximum(nbr[:, j], 0)], np.nan) for j in (0, 1)], -1)
+            mean_n = np.nanmean(tn, -1)
+    comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(mean_n), mean_n, t), t)
+    return comp
 
 
 def _point_z(comp: np.ndarray, sigma: np.ndarray, outline: np.ndarray) -> np.ndarray:
-    """Point z-scores from residual components: outline points score the normal and the tangent beyond
-    :data:`TANGENT_SLACK`; the others the 2D residual (RMS of both scaled components, times sqrt 2)."""
+    """Point z-scores from residual components (:func:`_components`): the length of the residual with each
+    component over its scale (normal and slide relative to the neighbours on an outline, x and y elsewhere)."""
     zn = np.abs(comp[..., 0]) / sigma[:, 0]
-    zt_full = np.abs(comp[..., 1]) / sigma[:, 1]
-    zt_out = np.maximum(np.abs(comp[..., 1]) - TANGENT_SLACK, 0) / sigma[:, 1]
-    z2 = np.sqrt(zn ** 2 + zt_full ** 2)
-    return np.where(outline, np.sqrt(zn ** 2 + zt_out ** 2), z2)
+    zt = np.abs(comp[..., 1]) / sigma[:, 1]
+    return np.sqrt(zn ** 2 + zt ** 2)
 
 
 def _project(y: np.ndarray, w: np.ndarray, mean: np.ndarray, basis: np.ndarray, mode_sigma: np.ndarray,
@@ -415,7 +445,7 @@ def _part_residuals(z, ok, model, part):
     leave = np.zeros(model.points.shape, bool)
     leave[part.indices] = True
     r, _, _ = fit_faces(z, ok, model, leave_out=leave)
-    return _components(r[:, part.indices], model.axes[part.indices])
+    return _components(r, model.axes)[:, part.indices]
 
 
 def _shift(comp: np.ndarray, axes: np.ndarray, outline: bool) -> np.ndarray:
@@ -482,7 +512,8 @@ class ShapeScores:
     outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (root of the summed squared
     robust z-scores over 2).
     ``repair``: ``(N,)`` index into :func:`repairs` of the repair taken (-1: none); ``repair_gain``: the
-    repaired points' cost before over after.
+    repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
+    repaired points' summed squared (capped) z-scores, a likelihood-ratio-like evidence (0 without a repair).
     """
 
     point_z: np.ndarray
@@ -495,6 +526,7 @@ class ShapeScores:
     part_shift_z: np.ndarray
     repair: np.ndarray
     repair_gain: np.ndarray
+    repair_drop: np.ndarray
 
 
 def _cost(zs: np.ndarray, mask=None) -> np.ndarray:
@@ -548,11 +580,13 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         shift_z[idx, j] = np.sqrt((((sh - centre) / scale) ** 2).sum(1) / 2)
     repair = np.full(n, -1, np.intp)
     gain = np.ones(n)
+    drop = np.zeros(n)
     if try_repairs and idx.size:
         worst = np.nanmax(np.concatenate([np.nan_to_num(zs, nan=0.0), np.nan_to_num(rms, nan=0.0)], 1), 1)
         gi = np.flatnonzero(scored & (worst > REPAIR_GATE))
         if gi.size:
             best_gain = np.zeros(gi.size)
+            best_drop = np.zeros(gi.size)
             for j, rep in enumerate(repairs(lay)):
                 touched = rep.perm != np.arange(k)
                 base = _cost(zs[gi], touched)
@@ -564,11 +598,15 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
                 g = np.where(_cost(zr) <= _cost(zs[gi]), g, 0.0)
                 better = g > best_gain
                 best_gain = np.where(better, g, best_gain)
+                cnt = np.isfinite(zs[gi][:, touched]).sum(1)
+                best_drop = np.where(better, np.sqrt(np.maximum(base - after, 0) * cnt), best_drop)
                 repair[gi[better]] = j
             take = best_gain >= 1 / REPAIR_RATIO
             repair[gi[~take]] = -1
             gain[gi] = np.where(take, best_gain, 1.0)
-    return ShapeScores(zs, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain)
+            drop[gi] = np.where(take, best_drop, 0.0)
+    return ShapeScores(zs, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
+                       drop)
 
 
 # --- box, degenerate, mask -----------------------------------------------------------------------------------------

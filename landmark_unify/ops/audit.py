@@ -69,8 +69,11 @@ MASK_RARE = 0.01
 #: points whose z-score reaches this are listed in ``worst_points`` (at most WORST_POINTS of them)
 POINT_FLAG = 4.0
 WORST_POINTS = 5
+#: a face's shape error is one point (``outlier_point``) when its worst point's z-score is this many times
+#: the RMS z-score of the other points of its part; else it is the part's (``shifted_group``)
+SINGLE_POINT_RATIO = 2.5
 #: the signals, in the order of their z columns
-SIGNALS = ("point", "part", "shift", "box", "pose", "model")
+SIGNALS = ("point", "part", "shift", "repair", "box", "pose", "model")
 _KEY_DIMS = 12
 
 
@@ -316,7 +319,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
     degen = ca.degenerate(pts, val) if n else np.zeros(0, object)
     point_z = np.full((n, lay.num_points), np.nan)
     resid = np.full((n, lay.num_points), np.nan)
-    s_point, s_part, s_shift = (np.full(n, np.nan) for _ in range(3))
+    s_point, s_part, s_shift, s_repair = (np.full(n, np.nan) for _ in range(4))
     part_name = np.full(n, None, object)
     part_shift = np.full(n, np.nan)
     repair_name = np.full(n, None, object)
@@ -337,6 +340,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
             s_part[sel] = np.where(sc.scored, np.nanmax(np.nan_to_num(sc.part_rms, nan=-np.inf), 1), np.nan)
             sz = np.nan_to_num(sc.part_shift_z, nan=-np.inf)
             s_shift[sel] = np.where(sc.scored, sz.max(1), np.nan)
+            s_repair[sel] = np.where(sc.scored, sc.repair_drop, np.nan)
         both = np.maximum(np.nan_to_num(sc.part_rms, nan=0), np.nan_to_num(sc.part_shift_z, nan=0))
         j = both.argmax(1)
         part_name[sel] = np.array(sc.parts, dtype=object)[j]
@@ -347,12 +351,18 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
                 repair_findings[i] = list(reps[r].findings)
     worst = []
     worst_iod = np.full(n, np.nan)
+    single = np.zeros(n, bool)
+    part_of = {int(i): p.indices for p in ca.outline_parts(lay) for i in p.indices}
     for i in range(n):
         z = point_z[i]
         if not np.isfinite(z).any():
             worst.append([])
             continue
         order = np.argsort(-np.nan_to_num(z, nan=-1))[:WORST_POINTS]
+        k0 = int(order[0])
+        rest = np.array([z[j] for j in part_of[k0] if j != k0 and np.isfinite(z[j])])
+        rest_rms = float(np.sqrt(np.mean(rest ** 2))) if rest.size else 0.0
+        single[i] = z[k0] >= max(POINT_FLAG, SINGLE_POINT_RATIO * rest_rms)
         order = [k for k in order if z[k] >= max(POINT_FLAG, 0.5 * np.nanmax(z))]
         worst.append([str(names[k]) for k in order])
         worst_iod[i] = resid[i, order[0]] if order else np.nan
@@ -403,6 +413,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "source_schema": pa.array(schemas if n else [], pa.string()),
         "shape_model": pa.array(model_key, pa.string()),
         "s_point": pa.array(s_point), "s_part": pa.array(s_part), "s_shift": pa.array(s_shift),
+        "s_repair": pa.array(s_repair),
         "s_box": pa.array(s_box), "s_pose": pa.array(pose_diff),
         "degenerate": pa.array(degen, pa.string()),
         "repair": pa.array(repair_name, pa.string()),
@@ -416,7 +427,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "fit_roll": pa.array(pose[:, 2], pa.float32()),
         "given_yaw": pa.array(np.where(own, given[:, 1], np.nan), pa.float32()),
         "given_roll": pa.array(np.where(own, given[:, 2], np.nan), pa.float32()),
-        "eye_mismatch": pa.array(eye_bad), "mask_mismatch": pa.array(mask_bad),
+        "eye_mismatch": pa.array(eye_bad), "mask_mismatch": pa.array(mask_bad), "single_point": pa.array(single),
         "point_z": _fixed(point_z, lay.num_points),
         "point_iod": _fixed(resid, lay.num_points),
         "key": _fixed(np.where(own[:, None], k1, np.nan), _KEY_DIMS),
@@ -520,10 +531,16 @@ def _score_task(am: AuditModel, staging: str, index: int, unit: mf.RowSlice):
 
 # --- pass 3: assemble -------------------------------------------------------------------------------------------------
 
-def calibrate(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+#: smallest scale of each signal in calibration, in the signal's own units (the shape and box signals are
+#: z-scores already, the pose in degrees, the model a ratio to its typical error): a signal that is nearly
+#: constant on the audited faces (a box made from the points themselves) must not turn noise into alarms
+SIGNAL_MIN_SCALE = {"point": 1.0, "part": 1.0, "shift": 1.0, "repair": 1.0, "box": 1.0, "pose": 2.0, "model": 0.25}
+
+
+def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0) -> np.ndarray:
     """Robust z-scores of a signal per group: ``(x - median) / scale`` with the scale from the upper tail
-    (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not
-    over-read. NaN stays NaN."""
+    (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not over-read,
+    never below 1.4826 MAD or ``min_scale``. NaN stays NaN."""
     out = np.full(len(values), np.nan)
     for g in set(groups):
         sel = (groups == g) & np.isfinite(values)
@@ -533,7 +550,7 @@ def calibrate(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
         med = np.median(v)
         scale = (np.quantile(v, 0.9) - med) / 1.2816
         mad = 1.4826 * np.median(np.abs(v - med))
-        scale = max(scale, mad, 1e-9)
+        scale = max(scale, mad, min_scale, 1e-9)
         out[sel] = (v - med) / scale
     return out
 
@@ -566,14 +583,14 @@ AUDIT_SCHEMA_COLUMNS = (
     "sample_id", "rank", "suspicion", "findings", "point_suspicion", "source", "split", "image_path",
     "source_schema", "shape_model", "worst_points", "worst_point_iod", "part", "part_shift_iod", "repair",
     "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of", "image_status",
-    "model_error_iod", *[f"z_{s}" for s in SIGNALS])
+    "model_error_iod", *[f"z_{s}" for s in SIGNALS])  # noqa: E501
 
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
-    small = ["source_schema", "s_point", "s_part", "s_shift", "s_box", "s_pose", "degenerate", "repair",
+    small = ["source_schema", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose", "degenerate", "repair",
              "repair_findings", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key", "key_mirror",
-             "sample_id"]
+             "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
     t = pa.concat_tables(tabs) if tabs else None
     n = t.num_rows if t is not None else 0
@@ -581,10 +598,11 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         raise AuditError("no faces to audit (the input, or the rows --where keeps, is empty)")
     groups = t.column("source_schema").to_numpy(zero_copy_only=False).astype(object)
     z = {}
-    for s in ("point", "part", "shift", "box"):
-        z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups)
+    for s in ("point", "part", "shift", "repair", "box"):
+        z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups,
+                         SIGNAL_MIN_SCALE[s])
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
-    z["pose"] = calibrate(pose_diff, groups)
+    z["pose"] = calibrate(pose_diff, groups, SIGNAL_MIN_SCALE["pose"])
     # models: each point's distance over that model's typical distance at the point (median over the faces)
     model_err = np.full(n, np.nan)
     model_pz = np.full((n, 98), np.nan)
@@ -606,7 +624,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     model_err = np.fmax(model_err, np.nanmedian(d, 1))
         with np.errstate(invalid="ignore"):
             fs = np.nanmin(np.stack(face_stats), 0) if len(face_stats) > 1 else face_stats[0]
-        z["model"] = calibrate(fs, np.zeros(n, object))
+        z["model"] = calibrate(fs, np.zeros(n, object), SIGNAL_MIN_SCALE["model"])
     zs = np.stack([z[s] for s in SIGNALS], 1)
     with np.errstate(invalid="ignore"):
         import warnings
@@ -620,6 +638,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     rep = t.column("repair_findings").to_pylist()
     eye = t.column("eye_mismatch").to_numpy(zero_copy_only=False)
     mask = t.column("mask_mismatch").to_numpy(zero_copy_only=False)
+    single = t.column("single_point").to_numpy(zero_copy_only=False)
     ids = t.column("sample_id").to_numpy(zero_copy_only=False).astype(object)
     key = mf.fixed_to_numpy(t.column("key"), (_KEY_DIMS,), np.float32)
     keym = mf.fixed_to_numpy(t.column("key_mirror"), (_KEY_DIMS,), np.float32)
@@ -632,18 +651,15 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         if degen[i] is not None:
             f.append("degenerate")
             susp[i] = top
-        zi = {s: z[s][i] for s in SIGNALS}
-        shape_flag = max(np.nan_to_num(zi["point"], nan=0), np.nan_to_num(zi["part"], nan=0)) >= FLAG_Z
-        if rep[i] and shape_flag:
+        zi = {s: np.nan_to_num(z[s][i], nan=0.0) for s in SIGNALS}
+        shape_flag = max(zi["point"], zi["part"], zi["shift"], zi["repair"]) >= FLAG_Z
+        if shape_flag and rep[i]:
             f += rep[i]
-        else:
-            if np.nan_to_num(zi["shift"], nan=0) >= FLAG_Z or np.nan_to_num(zi["part"], nan=0) >= FLAG_Z:
-                f.append("shifted_group")
-            if np.nan_to_num(zi["point"], nan=0) >= FLAG_Z:
-                f.append("outlier_point")
-        if np.nan_to_num(zi["box"], nan=0) >= FLAG_Z:
+        elif shape_flag:
+            f.append("outlier_point" if single[i] else "shifted_group")
+        if zi["box"] >= FLAG_Z:
             f.append("wrong_face")
-        if np.nan_to_num(zi["pose"], nan=0) >= FLAG_Z and pose_diff[i] >= MIN_POSE_DIFF:
+        if zi["pose"] >= FLAG_Z and pose_diff[i] >= MIN_POSE_DIFF:
             f.append("pose_mismatch")
         if i in flips:
             f.append("flip_pose")
@@ -651,7 +667,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f.append("eye_state_mismatch")
         if mask[i]:
             f.append("mask_mismatch")
-        if np.nan_to_num(zi["model"], nan=0) >= FLAG_Z:
+        if zi["model"] >= FLAG_Z:
             f.append("model_disagreement")
         if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"}:
             susp[i] = max(susp[i], RULE_SUSPICION)

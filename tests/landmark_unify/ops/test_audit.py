@@ -222,3 +222,29 @@ def test_cli_writes_audit_sheet_and_page(wflw, tmp_path, capsys):
     assert page.index(f"<td>{int(first['rank'])}</td>") < page.index("<td>2</td>")
     assert len(list((tmp_path / "page" / "faces").glob("*.png"))) == 6
     assert "faces audited" in capsys.readouterr().err
+
+
+def test_pose_mismatch_and_flip_pose(wflw, tmp_path):
+    """Dataset poses near the fit except one far off; mirrored copies with and without negated yaw/roll."""
+    df = lu.read_manifest(wflw).head(300).reset_index(drop=True)
+    pose = lu.estimate_pose(landmarks_array(df), valid_array(df), model=lu.load_face_model())
+    rng = np.random.default_rng(0)
+    df[["pitch", "yaw", "roll"]] = (pose + rng.normal(0, 2, pose.shape)).astype(np.float32)
+    df["pose_source"] = "dataset"
+    df.loc[5, "yaw"] = df.loc[5, "yaw"] + 45
+    twins = df.iloc[[10, 11]].copy().reset_index(drop=True)
+    flipped = lu.flip(np.stack(twins["landmarks"].to_numpy()), "wflw98", image_width=2000)
+    twins["landmarks"] = list(np.asarray(flipped, np.float32))
+    b = np.stack(twins["bbox"].to_numpy())
+    twins["bbox"] = list(np.stack([1999 - b[:, 2], b[:, 1], 1999 - b[:, 0], b[:, 3]], 1).astype(np.float32))
+    twins["sample_id"] = ["f" * 15 + "0", "f" * 15 + "1"]
+    twins.loc[0, ["yaw", "roll"]] = -twins.loc[0, ["yaw", "roll"]].to_numpy(np.float32)  # a correct flip
+    # twin 1 keeps its original's yaw and roll: a flip whose pose was not negated
+    both = pd.concat([df, twins], ignore_index=True)
+    src = _write(both, tmp_path / "poses.parquet", df.attrs["manifest"])
+    out = read_audit(audit_manifest(src, tmp_path / "a.parquet", progress=False).output)
+    assert "pose_mismatch" in out.at[5, "findings"]
+    assert (out["findings"].map(lambda f: "pose_mismatch" in f)).sum() <= 3
+    assert "flip_pose" in out.at[len(df) + 1, "findings"] and out.at[len(df) + 1, "mirror_of"] == df.at[11, "sample_id"]
+    assert "flip_pose" in out.at[11, "findings"]
+    assert "flip_pose" not in out.at[len(df), "findings"] and "flip_pose" not in out.at[10, "findings"]
