@@ -16,6 +16,7 @@ COMMANDS = {
     "render": "draw a contact sheet of faces with their landmarks",
     "report": "write histograms of pose and eye aspect ratio as PNG plus an HTML page",
     "export": "write a manifest as a COCO keypoint file (MMPose, pycocotools, FiftyOne)",
+    "audit": "rank faces by how suspect their landmarks are, point by point, with named findings",
 }
 
 #: commands other installed packages add: ``label`` (machine labels for photos) comes from pfpld_train, which

@@ -244,9 +244,11 @@ def where_filter(args: argparse.Namespace):
     return parse_filter(text, COLUMN_NAMES)
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool = True) -> None:
+def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool = True,
+                       single_file: bool = True) -> None:
     """``--engine``, ``--workers``, ``--scheduler`` (and ``--partition-rows``, ``--single-file``): where an
-    operation's units run. ``-o`` names a dataset directory, or a single file when it ends in ``.parquet``."""
+    operation's units run. ``-o`` names a dataset directory, or a single file when it ends in ``.parquet``
+    (``single_file=False``: a command whose output is always one file has no ``--single-file``)."""
     from .engines import SCHEDULER_ENV, engine_names
     from .manifest import DEFAULT_ROWS_PER_PARTITION
 
@@ -264,14 +266,17 @@ def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool 
     if partition_rows:
         g.add_argument("--partition-rows", type=positive_int, default=DEFAULT_ROWS_PER_PARTITION, metavar="N",
                        help=f"faces per unit (default {DEFAULT_ROWS_PER_PARTITION}); bounds a worker's memory")
-    g.add_argument("--single-file", default=None, metavar="FILE",
-                   help="with a dataset output, also write the single-file form here")
+    if single_file:
+        g.add_argument("--single-file", default=None, metavar="FILE",
+                       help="with a dataset output, also write the single-file form here")
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
     """The engine keyword arguments of an operation from :func:`add_engine_options` and :func:`add_quiet`."""
     kw = {"engine": args.engine, "workers": args.workers, "scheduler": args.scheduler,
-          "single_file": args.single_file, "progress": not getattr(args, "quiet", False)}
+          "progress": not getattr(args, "quiet", False)}
+    if hasattr(args, "single_file"):
+        kw["single_file"] = args.single_file
     if getattr(args, "partition_rows", None) is not None:
         kw["rows_per_partition"] = args.partition_rows
     return kw

@@ -1,0 +1,316 @@
+"""``landmark_unify audit`` measured: injected errors (points only, and with images), real errors, scale.
+
+Sections (``--only`` picks some):
+
+* ``points``: the 1966 real WFLW test faces of ``../shared/data/WFLW``. Three runs, one per size level; in
+  each, ``--per-type`` faces (disjoint, fixed seed) get each error type of
+  :mod:`landmark_unify.core.inject` (whole face swapped, an eye or brow pair exchanged, a group shifted
+  along its outline's normal / tangent by 0.05, 0.1, 0.2 IOD, one point moved 0.1, 0.2, 0.4 IOD, a group
+  reversed, another face's points, a box off the points), the manifest is written and audited in full
+  (``audit_manifest``: the shape models learn from the injected manifest). Each type is ranked against the
+  untouched faces: recall at k (k = faces injected), average precision, the share flagged
+  (suspicion >= FLAG_Z) and the share of those whose findings name the type; and the untouched faces'
+  flagged share.
+* ``images``: the WFLW faces that have photos, whole faces translated or scaled by 0.1-0.3 IOD (box moved
+  with them), audited with the reference ONNX model(s) of ``../shared/data/reference_models`` and, as the
+  baseline, from the points alone.
+* ``real``: AFLW2000-3D dev (``../shared/data/AFLW2000-3D_dev``): the original ``pts68_3d`` labels ranked;
+  the 10 % whose inner points lie farthest (mean distance over IOD) from the hand re-annotation are the
+  errors. AP of the audit's shape signals against a plain Procrustes + PCA residual and chance.
+* ``scale``: synthetic manifests (the WFLW faces repeated with jitter) audited at ``--scale-sizes``; time
+  and peak RSS in fresh subprocesses.
+
+Run: ``python benchmarks/bench_audit.py [--only points images real scale]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("LANDMARK_UNIFY_SHARED", REPO.parent / "shared")) / "data"
+
+import landmark_unify as lu  # noqa: E402
+from landmark_unify.core import audit as ca  # noqa: E402
+from landmark_unify.core.inject import EXPECTED, inject  # noqa: E402
+from landmark_unify.manifest import table_from_dataframe, write_manifest  # noqa: E402
+from landmark_unify.ops.audit import FLAG_Z, SIGNAL_MIN_SCALE, audit_manifest, calibrate, read_audit  # noqa: E402
+
+PARTS_SHIFT = ("contour", "brow_l", "brow_r", "lip_outer", "lip_inner")
+PARTS_REVERSE = ("contour", "brow_l", "brow_r", "lip_outer", "lip_inner", "eye_l", "eye_r", "nose_base")
+
+
+def ap(score: np.ndarray, label: np.ndarray) -> float:
+    o = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+    lab = label[o]
+    tp = np.cumsum(lab)
+    prec = tp / np.arange(1, len(lab) + 1)
+    return float((prec * lab).sum() / max(lab.sum(), 1))
+
+
+def recall_at_k(score: np.ndarray, label: np.ndarray) -> float:
+    k = int(label.sum())
+    o = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+    return float(label[o[:k]].sum() / max(k, 1))
+
+
+def wflw_manifest(tmp: Path) -> Path:
+    out = tmp / "wflw.parquet"
+    if not out.exists():
+        lu.build_manifest([f"wflw={SHARED / 'WFLW'}"], out, progress=False)
+    return out
+
+
+def _types(level: int):
+    normal = (0.05, 0.1, 0.2)[level]
+    point = (0.1, 0.2, 0.4)[level]
+    return [("swap_face", None), ("swap_pair", None), ("shift_normal", normal), ("shift_tangent", normal),
+            ("move_point", point), ("reverse", None), ("other_face", None), ("box_off", None)]
+
+
+def run_points(tmp: Path, per_type: int) -> list[dict]:
+    src = wflw_manifest(tmp)
+    base = lu.read_manifest(src)
+    meta = base.attrs["manifest"]
+    rows = []
+    for level in range(3):
+        rng = np.random.default_rng(level)
+        df = base.copy()
+        types = _types(level)
+        order = rng.permutation(len(df))
+        chosen = {}
+        for j, (kind, size) in enumerate(types):
+            idx = order[j * per_type:(j + 1) * per_type]
+            chosen[(kind, size)] = idx
+            for n, i in enumerate(idx):
+                opts = {}
+                if kind == "swap_pair":
+                    opts["part"] = ("eye_l", "brow_l")[n % 2]
+                elif kind in ("shift_normal", "shift_tangent"):
+                    opts = {"part": PARTS_SHIFT[n % len(PARTS_SHIFT)], "size": size}
+                elif kind == "move_point":
+                    opts = {"point": int(rng.integers(98)), "size": size, "angle": float(rng.uniform(0, 2 * np.pi))}
+                elif kind == "reverse":
+                    opts["part"] = PARTS_REVERSE[n % len(PARTS_REVERSE)]
+                elif kind == "other_face":
+                    opts["other"] = base.at[int(order[-1 - n]), "landmarks"]
+                p, b = inject(base.at[i, "landmarks"], base.at[i, "bbox"], kind, **opts)
+                df.at[i, "landmarks"], df.at[i, "bbox"] = p, b
+        path = tmp / f"injected_{level}.parquet"
+        write_manifest(table_from_dataframe(df), path, meta)
+        t0 = time.perf_counter()
+        res = audit_manifest(path, tmp / f"audit_{level}.parquet", progress=False, overwrite=True)
+        secs = time.perf_counter() - t0
+        out = read_audit(res.output)
+        susp = out["suspicion"].to_numpy()
+        touched = np.zeros(len(df), bool)
+        for idx in chosen.values():
+            touched[idx] = True
+        clean = ~touched
+        clean_flag = float((susp[clean] >= FLAG_Z).mean())
+        for (kind, size), idx in chosen.items():
+            sel = clean.copy()
+            sel[idx] = True
+            lab = np.zeros(len(df), bool)
+            lab[idx] = True
+            want = EXPECTED[kind]
+            named = float(np.mean([want in out.at[i, "findings"] for i in idx])) if want else float("nan")
+            rows.append({"level": level, "kind": kind, "size": size, "k": len(idx),
+                         "recall_at_k": recall_at_k(susp[sel], lab[sel]), "ap": ap(susp[sel], lab[sel]),
+                         "flagged": float((susp[idx] >= FLAG_Z).mean()), "named": named,
+                         "clean_flagged": clean_flag, "audit_s": secs})
+        print(f"level {level}: audit {secs:.1f} s, untouched faces flagged {100 * clean_flag:.1f} %", flush=True)
+    return rows
+
+
+def run_images(tmp: Path, per_type: int) -> list[dict]:
+    from pfpld_train.inference.audit import load_audit_model
+
+    src = wflw_manifest(tmp)
+    base = lu.read_manifest(src)
+    paths = lu.image_paths(base)
+    has = np.array([p is not None and Path(p).is_file() for p in paths])
+    df = base[has].reset_index(drop=True)
+    meta = dict(base.attrs["manifest"])
+    meta["source_roots"] = {k: str((Path(src).parent / v).resolve()) if not Path(v).is_absolute() else v
+                            for k, v in meta["source_roots"].items()}
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(df))
+    chosen = {}
+    bad = df.copy()
+    for j, (kind, size) in enumerate([("translate", 0.1), ("translate", 0.2), ("translate", 0.3),
+                                      ("scale", 0.1), ("scale", 0.2), ("scale", 0.3)]):
+        idx = order[j * per_type:(j + 1) * per_type]
+        chosen[(kind, size)] = idx
+        for n, i in enumerate(idx):
+            sign = 1 if n % 2 == 0 else -1
+            p, b = inject(df.at[i, "landmarks"], df.at[i, "bbox"], kind, size=sign * size)
+            bad.at[i, "landmarks"], bad.at[i, "bbox"] = p, b
+    path = tmp / "images.parquet"
+    write_manifest(table_from_dataframe(bad), path, meta)
+    models = {"ghostone": SHARED / "reference_models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx",
+              "proxyless": SHARED / "reference_models/proxyless_gaze_pfld/landmark_detection.onnx"}
+    presets = {"ghostone": "pfld_ghostone", "proxyless": "proxyless_gaze"}
+    runs = {"points only": []}
+    for name, p in models.items():
+        if p.is_file():
+            runs[name] = [load_audit_model(f"{p}@{presets[name]}")]
+    if len(runs) == 3:
+        runs["both models"] = runs["ghostone"] + runs["proxyless"]
+    rows = []
+    touched = np.zeros(len(df), bool)
+    for idx in chosen.values():
+        touched[idx] = True
+    for run, models_ in runs.items():
+        t0 = time.perf_counter()
+        res = audit_manifest(path, tmp / "images_audit.parquet", models=models_, progress=False, overwrite=True)
+        secs = time.perf_counter() - t0
+        out = read_audit(res.output)
+        susp = out["suspicion"].to_numpy()
+        for (kind, size), idx in chosen.items():
+            sel = ~touched
+            sel[idx] = True
+            lab = np.zeros(len(df), bool)
+            lab[idx] = True
+            rows.append({"run": run, "kind": kind, "size": size, "k": len(idx), "faces": len(df),
+                         "recall_at_k": recall_at_k(susp[sel], lab[sel]), "ap": ap(susp[sel], lab[sel]),
+                         "named": float(np.mean(["model_disagreement" in out.at[i, "findings"] for i in idx])),
+                         "clean_flagged": float((susp[~touched] >= FLAG_Z).mean()), "audit_s": secs})
+        print(f"images, {run}: {secs:.1f} s", flush=True)
+    return rows
+
+
+def procrustes_pca_residual(points: np.ndarray, share: float = 0.95) -> np.ndarray:
+    """The baseline: ordinary (least-squares) Procrustes to the mean, PCA of the aligned shapes, residual norm."""
+    z = points[..., 0] + 1j * points[..., 1]
+    z = z - z.mean(1, keepdims=True)
+    z = z / np.sqrt((np.abs(z) ** 2).sum(1, keepdims=True))
+    mean = z[0]
+    for _ in range(5):
+        a = (np.conj(z) * mean).sum(1, keepdims=True) / (np.abs(z) ** 2).sum(1, keepdims=True)
+        y = a * z
+        mean = y.mean(0)
+        mean = mean / np.sqrt((np.abs(mean) ** 2).sum())
+    v = np.concatenate([y.real, y.imag], 1)
+    d = v - v.mean(0)
+    ev, vec = np.linalg.eigh(d.T @ d)
+    ev, vec = ev[::-1], vec[:, ::-1]
+    m = int(np.searchsorted(np.cumsum(ev) / ev.sum(), share) + 1)
+    b = vec[:, :m]
+    r = d - d @ b @ b.T
+    return np.linalg.norm(r, axis=1)
+
+
+def run_real() -> list[dict]:
+    d = np.load(SHARED / "AFLW2000-3D_dev/aflw2000_3d_dev.npz")
+    orig = d["pts68_3d"][..., :2].astype(np.float64) - 1  # 1-based, as the readers take it
+    hand = d["pts68_2d_reannotated"].astype(np.float64) - 1
+    lay = lu.get_layout("ibug68")
+    inner = np.array([g != "contour" for g in lay.groups])
+    a, b = lay.norm_indices
+    iod = np.linalg.norm(hand[:, a] - hand[:, b], axis=-1)
+    err = np.linalg.norm(orig - hand, axis=-1)[:, inner].mean(1) / iod
+    label = err >= np.quantile(err, 0.9)
+    pts98, val98 = lu.to_canonical(orig.astype(np.float32), "ibug68_3d", policy="strict")
+    pts98 = np.asarray(pts98, np.float64)
+    t0 = time.perf_counter()
+    model = ca.fit_shape_model(pts98, val98)
+    s = ca.score_shapes(pts98, val98, model)
+    grp = np.zeros(len(pts98), object)
+    with np.errstate(invalid="ignore"):
+        z = np.stack([calibrate(np.nanmax(np.nan_to_num(s.point_z, nan=-np.inf), 1), grp, SIGNAL_MIN_SCALE["point"]),
+                      calibrate(np.nanmax(s.part_rms, 1), grp, SIGNAL_MIN_SCALE["part"]),
+                      calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"])], 1)
+    audit_score = np.nanmax(z, 1)
+    secs = time.perf_counter() - t0
+    base = procrustes_pca_residual(orig)
+    rows = [{"method": "audit (shape signals: point, part, shift)", "ap": ap(audit_score, label), "seconds": secs},
+            {"method": "Procrustes + PCA residual (95 % variance)", "ap": ap(base, label)},
+            {"method": "chance", "ap": float(label.mean())}]
+    for name, sig in (("audit: point signal", z[:, 0]), ("audit: part signal", z[:, 1]),
+                      ("audit: shift signal", z[:, 2])):
+        rows.append({"method": name, "ap": ap(sig, label)})
+    return rows
+
+
+def _scale_child(n: int, tmp: str) -> None:
+    src = wflw_manifest(Path(tmp))
+    base = lu.read_manifest(src)
+    reps = int(np.ceil(n / len(base)))
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    df = pd.concat([base] * reps, ignore_index=True).head(n)
+    pts = lu.landmarks_array(df) + rng.normal(0, 0.5, (n, 98, 2)).astype(np.float32)
+    df["landmarks"] = list(pts)
+    df["sample_id"] = [f"{i:016x}" for i in range(n)]
+    path = Path(tmp) / f"scale_{n}.parquet"
+    write_manifest(table_from_dataframe(df), path, base.attrs["manifest"])
+    del df, pts, base
+    t0 = time.perf_counter()
+    audit_manifest(path, Path(tmp) / f"scale_{n}_audit.parquet", progress=False, overwrite=True)
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"faces": n, "seconds": secs, "faces_per_s": n / secs, "peak_rss_mib": peak}))
+
+
+def run_scale(tmp: Path, sizes: list[int]) -> list[dict]:
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--scale-child", str(n), "--tmp", str(tmp)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> int:
+    ap_ = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap_.add_argument("--only", nargs="+", default=["points", "images", "real", "scale"])
+    ap_.add_argument("--per-type", type=int, default=40)
+    ap_.add_argument("--scale-sizes", type=int, nargs="+", default=[5000, 20000])
+    ap_.add_argument("--json", help="write all rows here too")
+    ap_.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    ap_.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = ap_.parse_args()
+    if args.scale_child:
+        _scale_child(args.scale_child, args.tmp)
+        return 0
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if "points" in args.only:
+            results["points"] = run_points(tmp, args.per_type)
+            print("\nkind size k recall@k AP flagged named (untouched flagged)")
+            for r in results["points"]:
+                print(f"{r['kind']:14s} {r['size'] if r['size'] is not None else '-':>5} {r['k']:3d} "
+                      f"{r['recall_at_k']:.2f} {r['ap']:.2f} {r['flagged']:.2f} {r['named']:.2f} "
+                      f"({r['clean_flagged']:.3f})")
+        if "images" in args.only:
+            results["images"] = run_images(tmp, max(10, args.per_type // 2))
+            for r in results["images"]:
+                print(f"{r['run']:12s} {r['kind']:10s} {r['size']:.1f} k={r['k']} recall@k {r['recall_at_k']:.2f} "
+                      f"AP {r['ap']:.2f} named {r['named']:.2f} untouched flagged {r['clean_flagged']:.3f}")
+        if "real" in args.only:
+            results["real"] = run_real()
+            for r in results["real"]:
+                print(f"{r['method']:45s} AP {r['ap']:.3f}")
+        if "scale" in args.only:
+            results["scale"] = run_scale(tmp, args.scale_sizes)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

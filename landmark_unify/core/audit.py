@@ -1,0 +1,665 @@
+"""Label audit from the points alone: a robust shape model learned from the faces being audited, and the
+per-point and per-face signals of ``landmark_unify audit`` (``docs/spec/audit.md``).
+
+Everything here is pure batched NumPy on canonical ``(N, 98, 2)`` points; the layout's names, groups and
+mirrors give every index (:func:`outline_parts`, :func:`repairs`).
+
+Shape model (:func:`fit_shape_model`)
+-------------------------------------
+Faces are similarity-aligned (complex least squares, per-point weights) to a mean shape scaled to an
+inter-ocular distance (IOD, outer eye corners) of 1, so every residual is in IOD units. The mean is a
+coordinate-wise median; a PCA of the aligned shapes (missing points filled from the current reconstruction)
+gives a few modes. Errors do not teach it: each round refits every face robustly (Huber weights on its
+point residuals), fills outlying points from the reconstruction, and leaves the faces with the largest
+residuals (:data:`TRIM`) out of the next mean and covariance. Per point, a robust residual scale (MAD):
+along the normal and the tangent of its outline for outline points (contour, brows, lips,
+:data:`OUTLINE_GROUPS`), along x and y of the aligned frame for the others.
+
+Scoring (:func:`score_shapes`)
+------------------------------
+Each face is fitted to the model (alignment + regularised mode coefficients, Huber reweighting), and each
+point gets a z-score: on an outline, the normal component over its normal scale and the point's slide
+along the outline relative to its neighbours over its scale (a group sliding along its outline is
+annotation ambiguity and costs nothing, :func:`_components`); the 2D residual over its scales elsewhere. Faces whose residuals stand out are refitted under each *repair*
+(a relabelling: the whole face mirrored, a mirror pair of parts exchanged, a part reversed or its ends
+exchanged); a repair that explains the residuals names the finding (``swapped_left_right`` or
+``reversed_order``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from .layouts import CANONICAL, Layout, get_layout
+
+#: groups whose points lie on an outline: only the error normal to the outline is scored
+OUTLINE_GROUPS = ("contour", "brow", "lip")
+#: Huber threshold of the robust fits, in point z-scores
+HUBER_Z = 2.5
+#: share of the faces (largest residuals) left out of the mean and the covariance of the next round
+TRIM = 0.1
+#: rounds of the robust model fit
+ROUNDS = 3
+#: modes: as many as explain this share of the (robust) shape variance, at most MAX_MODES
+VARIANCE_SHARE = 0.95
+MAX_MODES = 16
+#: a face needs this many valid points of the model (an eye corner each side among them) to be scored
+MIN_FACE_POINTS = 10
+#: a model needs this many faces (fewer: the caller pools, see ops.audit)
+MIN_MODEL_FACES = 20
+#: lower bound of a per-point residual scale, IOD
+MIN_SIGMA = 0.005
+#: a repair is taken when it cuts the face's robust cost to this share or less
+REPAIR_RATIO = 0.5
+#: faces whose largest point or part z-score exceeds this are tried with every repair
+REPAIR_GATE = 4.0
+#: a repair is only considered where the points it relabels have at least this mean squared z-score
+REPAIR_MIN_COST = 9.0
+#: point z-scores are capped here in the face's robust cost
+COST_CAP = 10.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """A named run of points of one group, in layout order along its outline (``closed``: a loop)."""
+
+    name: str
+    group: str
+    indices: np.ndarray
+    closed: bool
+
+    @property
+    def outline(self) -> bool:
+        return self.group in OUTLINE_GROUPS
+
+
+def _part_key(name: str) -> str:
+    tokens = name.split("_")
+    return tokens[0] if len(tokens) < 2 or tokens[1].isdigit() else "_".join(tokens[:2])
+
+
+def outline_parts(layout: Layout | str = CANONICAL) -> tuple[Part, ...]:
+    """The parts of a layout, from its point names: a part is the points sharing the name's first two
+    tokens (``brow_l``, ``lip_outer``, ``nose_base``; one token when the second is a number: ``contour``),
+    in layout order; it is a closed loop when its names hold both ``upper`` and ``lower`` points."""
+    lay = get_layout(layout) if isinstance(layout, str) else layout
+    order: dict[str, list[int]] = {}
+    for i, n in enumerate(lay.names):
+        order.setdefault(_part_key(n), []).append(i)
+    parts = []
+    for key, idx in order.items():
+        tokens = {t for i in idx for t in lay.names[i].split("_")}
+        parts.append(Part(key, lay.groups[idx[0]], np.array(idx, np.intp), {"upper", "lower"} <= tokens))
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A relabelling that would undo one annotation error: ``perm`` (point i of the repaired face is point
+    ``perm[i]`` of the face as given), the ``findings`` it stands for, and the ``part`` it concerns."""
+
+    name: str
+    findings: tuple[str, ...]
+    part: str
+    perm: np.ndarray
+
+
+def repairs(layout: Layout | str = CANONICAL) -> tuple[Repair, ...]:
+    """Every relabelling the audit tries on a suspect face, derived from the layout: the whole face's
+    mirror permutation; each mirror pair of parts exchanged (``eye_l/eye_r``); each part of three points or
+    more in reversed order and, for a loop, with its ends exchanged (the reflection that maps its first
+    point to the middle one: outer and inner eye corner, lip corners, brow ends). Identical permutations
+    are merged, with every name they stand for (reversing the contour is also swapping its sides)."""
+    lay = get_layout(layout) if isinstance(layout, str) else layout
+    k = lay.num_points
+    ident = np.arange(k)
+    flip = np.asarray(lay.flip_indices)
+    found: dict[bytes, Repair] = {}
+
+    def add(name, finding, part, perm):
+        if np.array_equal(perm, ident):
+            return
+        key = perm.tobytes()
+        if key in found:
+            old = found[key]
+            names = tuple(dict.fromkeys(old.findings + (finding,)))
+            found[key] = Repair(old.name, names, old.part, old.perm)
+        else:
+            found[key] = Repair(name, (finding,), part, perm)
+
+    add("face mirrored", "swapped_left_right", "face", flip.copy())
+    parts = outline_parts(lay)
+    by_point = {int(i): p for p in parts for i in p.indices}
+    for p in parts:
+        partner = {by_point[int(flip[i])].name for i in p.indices}
+        if partner == {p.name}:
+            continue
+        q = by_point[int(flip[p.indices[0]])]
+        if p.name < q.name:
+            perm = ident.copy()
+            both = np.concatenate([p.indices, q.indices])
+            perm[both] = flip[both]
+            add(f"{p.name}/{q.name} exchanged", "swapped_left_right", f"{p.name}/{q.name}", perm)
+    for p in parts:
+        n = len(p.indices)
+        if n < 3:
+            continue
+        if p.closed:
+            j = np.arange(n)
+            perm = ident.copy()
+            perm[p.indices] = p.indices[(n // 2 - j) % n]
+            add(f"{p.name} ends exchanged", "swapped_left_right", p.name, perm)
+        perm = ident.copy()
+        perm[p.indices] = p.indices[::-1]
+        add(f"{p.name} reversed", "reversed_order", p.name, perm)
+        if not p.closed and all(by_point[int(flip[i])] is p for i in p.indices):
+            mirror = ident.copy()
+            mirror[p.indices] = flip[p.indices]
+            add(f"{p.name} sides swapped", "swapped_left_right", p.name, mirror)
+    return tuple(found.values())
+
+
+# --- alignment ------------------------------------------------------------------------------------------------
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    return points[..., 0] + 1j * points[..., 1]
+
+
+def similarity_align(z: np.ndarray, w: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``(N, K)`` complex: each face ``z`` (complex points, any value where ``w`` is 0) mapped by the
+    similarity transform ``a z + b`` that best fits ``target`` (``(K,)`` or ``(N, K)``) in weighted least
+    squares. Faces with no weight come back NaN."""
+    w = np.where(np.isfinite(z), w, 0.0)
+    zz = np.where(w > 0, z, 0)
+    t = np.broadcast_to(target, z.shape)
+    tt = np.where(w > 0, t, 0)
+    sw = w.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zc = (w * zz).sum(1, keepdims=True) / sw
+        tc = (w * tt).sum(1, keepdims=True) / sw
+        dz, dt = zz - zc, tt - tc
+        a = (w * np.conj(dz) * dt).sum(1, keepdims=True) / (w * np.abs(dz) ** 2).sum(1, keepdims=True)
+    return a * (z - zc) + tc
+
+
+def _weighted_median(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Column-wise median of ``x`` (N, D) over the rows where ``ok``; NaN for an empty column."""
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(np.where(ok, x, np.nan), axis=0)
+
+
+def _mad(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    med = _weighted_median(x, ok)
+    return 1.4826 * _weighted_median(np.abs(x - med), ok)
+
+
+def _tail_scale(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Column-wise scale of ``x`` from its 90th percentile of absolute values (a normal's: 1.645 sigma):
+    a point whose errors have heavy tails (lip corners) gets a wider scale than its MAD would give."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(np.where(ok, np.abs(x), np.nan), 0.9, axis=0) / 1.645
+
+
+# --- the model --------------------------------------------------------------------------------------------------
+
+@dataclass
+class ShapeModel:
+    """A robust point-distribution model of one group of faces (a layout and pose bin), in IOD units.
+
+    ``mean``: ``(K,)`` complex mean shape (IOD 1, centred). ``basis``: ``(2K, M)`` modes (real and imaginary
+    parts stacked: ``[x_0..x_K-1, y_0..y_K-1]``), ``mode_sigma``: ``(M,)`` their robust standard deviations.
+    ``points``: ``(K,)`` bool, the points the model has. ``axes``: ``(K, 2)`` complex unit directions
+    along which residuals are measured (normal, tangent for outline points; 1, 1j otherwise).
+    ``sigma``: ``(K, 2)`` robust residual scale along those axes. ``faces``: faces it was fitted on.
+    """
+
+    mean: np.ndarray
+    basis: np.ndarray
+    mode_sigma: np.ndarray
+    points: np.ndarray
+    axes: np.ndarray
+    sigma: np.ndarray
+    outline: np.ndarray
+    faces: int
+    key: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def modes(self) -> int:
+        return self.basis.shape[1]
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "faces": int(self.faces), "modes": int(self.modes),
+                "points": int(self.points.sum())}
+
+
+def _axes(mean: np.ndarray, parts: tuple[Part, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normal and tangent of every outline point of ``mean`` (1 and 1j elsewhere), and the outline mask."""
+    axes = np.tile(np.array([1.0 + 0j, 1j]), (k, 1))
+    outline = np.zeros(k, bool)
+    centre = np.nanmean(mean)
+    for p in parts:
+        if not p.outline or len(p.indices) < 2:
+            continue
+        m = mean[p.indices]
+        if not np.isfinite(m).all():
+            continue
+        nxt = np.roll(m, -1) if p.closed else np.concatenate([m[1:], m[-1:]])
+        prv = np.roll(m, 1) if p.closed else np.concatenate([m[:1], m[:-1]])
+        t = nxt - prv
+        t = t / np.where(np.abs(t) > 0, np.abs(t), 1)
+        n = t * -1j
+        ref = m - (m.mean() if p.closed else centre)
+        n = np.where((np.conj(n) * ref).real < 0, -n, n)  # outward
+        axes[p.indices, 0], axes[p.indices, 1] = n, t
+        outline[p.indices] = True
+    return axes, outline
+
+
+@cache
+def neighbours(layout: str = CANONICAL) -> np.ndarray:
+    """``(K, 2)`` the previous and next point of each outline point along its outline (-1 where there is
+    none: the ends of an open outline, points off outlines)."""
+    lay = get_layout(layout)
+    out = np.full((lay.num_points, 2), -1, np.intp)
+    for p in outline_parts(lay):
+        if not p.outline or len(p.indices) < 2:
+            continue
+        idx = p.indices
+        prev = np.roll(idx, 1) if p.closed else np.concatenate([[-1], idx[:-1]])
+        nxt = np.roll(idx, -1) if p.closed else np.concatenate([idx[1:], [-1]])
+        out[idx, 0], out[idx, 1] = prev, nxt
+    return out
+
+
+def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
+    """``(N, K, 2)`` residual components of complex residuals ``r`` (N, K) along ``axes`` (K, 2). On an
+    outline the second component is the point's slide along the outline *relative to its neighbours*
+    (its tangent component minus the mean of theirs): a whole group sliding along its outline (annotation
+    ambiguity) costs nothing, a point slid out of its place among its neighbours does."""
+    comp = (np.conj(axes)[None] * r[..., None]).real
+    nbr = neighbours(layout)
+    on = (nbr >= 0).any(1)
+    if r.shape[1] != len(nbr) or not on.any():
+        return comp
+    t = comp[..., 1]
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tn = np.stack([np.where(nbr[:, j] >= 0, t[:, np.maximum(nbr[:, j], 0)], np.nan) for j in (0, 1)], -1)
+            mean_n = np.nanmean(tn, -1)
+    comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(mean_n), mean_n, t), t)
+    return comp
+
+
+def _point_z(comp: np.ndarray, sigma: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """Point z-scores from residual components (:func:`_components`): the length of the residual with each
+    component over its scale (normal and slide relative to the neighbours on an outline, x and y elsewhere)."""
+    zn = np.abs(comp[..., 0]) / sigma[:, 0]
+    zt = np.abs(comp[..., 1]) / sigma[:, 1]
+    return np.sqrt(zn ** 2 + zt ** 2)
+
+
+def _project(y: np.ndarray, w: np.ndarray, mean: np.ndarray, basis: np.ndarray, mode_sigma: np.ndarray,
+             noise: float) -> np.ndarray:
+    """Mode coefficients ``(N, M)`` of aligned faces ``y`` (N, K complex) with point weights ``w``: ridge
+    regression with the modes' prior (noise / sigma)^2."""
+    n, k = y.shape
+    m = basis.shape[1]
+    if m == 0:
+        return np.zeros((n, 0))
+    d = y - mean
+    d = np.where(w > 0, d, 0)
+    dv = np.concatenate([d.real, d.imag], 1)  # (N, 2K)
+    wv = np.concatenate([w, w], 1)
+    bt_w = basis.T[None] * wv[:, None, :]  # (N, M, 2K)
+    a = bt_w @ basis + np.diag((noise / mode_sigma) ** 2)[None]
+    b = np.einsum("nmk,nk->nm", bt_w, dv)
+    return np.linalg.solve(a, b[..., None])[..., 0]
+
+
+def _reconstruct(c: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    k = mean.shape[0]
+    v = c @ basis.T if basis.shape[1] else np.zeros((len(c), 2 * k))
+    return mean[None] + v[:, :k] + 1j * v[:, k:]
+
+
+def fit_faces(z: np.ndarray, ok: np.ndarray, model: ShapeModel, iterations: int = 3, leave_out=None):
+    """Robust fit of faces ``z`` (N, K complex, usable where ``ok``) to ``model``: alternately align to the
+    reconstruction and solve the mode coefficients, with Huber weights on the point z-scores.
+    ``leave_out``: ``(K,)`` bool, points that take no part in the fit (their residuals are still given:
+    how far they lie from where the rest of the face puts them).
+    Returns ``(residual (N, K) complex in IOD, z-scores (N, K), weights (N, K))``; NaN where unusable."""
+    use = ok & model.points[None]
+    fit_ok = use if leave_out is None else use & ~np.asarray(leave_out, bool)[None]
+    w = fit_ok.astype(np.float64)
+    noise = float(np.median(model.sigma))
+    target = np.broadcast_to(model.mean, z.shape)
+    for _ in range(iterations):
+        y = similarity_align(z, w, target)
+        c = _project(y, w, model.mean, model.basis, model.mode_sigma, noise)
+        target = _reconstruct(c, model.mean, model.basis)
+        y = similarity_align(z, w, target)
+        r = np.where(use, y - target, np.nan)
+        zs = _point_z(_components(r, model.axes), model.sigma, model.outline)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(fit_ok, np.minimum(1.0, HUBER_Z / np.maximum(np.nan_to_num(zs, nan=0.0), 1e-9)), 0.0)
+    return r, np.where(use, zs, np.nan), w
+
+
+def normalise_iod(mean: np.ndarray, norm: tuple[int, int]) -> np.ndarray:
+    """``mean`` centred and scaled to an inter-ocular distance of 1 (the eye corners level, left to right)."""
+    a, b = mean[norm[0]], mean[norm[1]]
+    rot = np.conj(b - a) / np.abs(b - a) ** 2
+    out = (mean - np.nanmean(mean)) * rot
+    return out
+
+
+def fit_shape_model(points: np.ndarray, valid: np.ndarray, *, layout: str = CANONICAL, key: str = "",
+                    rounds: int = ROUNDS) -> ShapeModel:
+    """A robust :class:`ShapeModel` of faces ``points`` (N, K, 2) with validity ``valid`` (N, K).
+    The model's points are those valid in at least half the faces; faces missing an eye corner of the
+    layout's ``norm_pair`` do not take part. Raises ValueError with fewer than :data:`MIN_MODEL_FACES`
+    usable faces."""
+    lay = get_layout(layout)
+    k = lay.num_points
+    parts = outline_parts(lay)
+    z = _complex(np.asarray(points, np.float64))
+    ok = np.asarray(valid, bool) & np.isfinite(z)
+    norm = lay.norm_indices
+    have = ok[:, list(norm)].all(1)
+    with np.errstate(invalid="ignore"):
+        have &= np.abs(z[:, norm[0]] - z[:, norm[1]]) > 0  # coincident eye corners: no frame
+    z, ok = z[have], ok[have]
+    pts = ok.mean(0) >= 0.5 if len(z) else np.zeros(k, bool)
+    ok = ok & pts[None]
+    enough = ok.sum(1) >= MIN_FACE_POINTS
+    z, ok = z[enough], ok[enough]
+    n = len(z)
+    if n < MIN_MODEL_FACES:
+        raise ValueError(f"{n} usable faces (both eye corners and {MIN_FACE_POINTS}+ points); a shape model "
+                         f"needs {MIN_MODEL_FACES}")
+    # start: faces centred and scaled by their eye corners, eye corners level
+    a, b = z[:, norm[0]], z[:, norm[1]]
+    z0 = (z - ((a + b) / 2)[:, None]) * (np.conj(b - a) / np.abs(b - a) ** 2)[:, None]
+    w = ok.astype(np.float64)
+    mean = normalise_iod(_median_c(z0, ok), norm)
+    for _ in range(3):
+        y = similarity_align(z, w, mean)
+        mean = normalise_iod(_median_c(y, ok), norm)
+    axes, outline = _axes(mean, parts, k)
+    model = ShapeModel(mean, np.zeros((2 * k, 0)), np.zeros(0), pts, axes, np.full((k, 2), 0.05), outline, n, key)
+    keep = np.ones(n, bool)
+    for r_i in range(rounds):
+        r, zs, wts = fit_faces(z, ok, model)
+        y = similarity_align(z, np.where(ok, wts, 0), model.mean)
+        # fill missing and outlying points from the reconstruction, then mean and modes of the kept faces
+        recon = y - np.nan_to_num(r, nan=0.0)
+        inlier = ok & (np.nan_to_num(zs, nan=np.inf) <= 3 * HUBER_Z)
+        filled = np.where(inlier, y, recon)
+        filled = np.where(np.isfinite(filled), filled, model.mean[None])
+        mean = normalise_iod(_median_c(filled[keep], np.ones_like(ok[keep])), norm)
+        filled = similarity_align(filled, np.ones(filled.shape) * pts[None], mean)
+        d = filled[keep] - mean
+        dv = np.concatenate([d.real, d.imag], 1)
+        dv = np.where(np.concatenate([pts, pts])[None], dv, 0.0)
+        ev, vec = np.linalg.eigh(dv.T @ dv / max(len(dv) - 1, 1))
+        var, vt = np.maximum(ev[::-1], 0), vec[:, ::-1].T
+        share = np.cumsum(var) / max(var.sum(), 1e-12)
+        m = int(min(MAX_MODES, np.searchsorted(share, VARIANCE_SHARE) + 1, len(dv) // 5))
+        axes, outline = _axes(mean, parts, k)
+        basis = vt[:m].T
+        model = ShapeModel(mean, basis, np.sqrt(var[:m]), pts, axes, model.sigma, outline, n, key)
+        r, zs, _ = fit_faces(z, ok, model)
+        comp = _components(r, axes)
+        cost = np.nanmean(np.minimum(zs, COST_CAP) ** 2, axis=1)
+        keep = cost <= np.quantile(cost, 1 - TRIM) if r_i < rounds - 1 else keep
+        sig = np.stack([_tail_scale(comp[..., 0], ok), _tail_scale(comp[..., 1], ok)], 1)
+        # a point's residual scale, measured on the faces kept (its own noise, not the outliers')
+        sig_keep = np.stack([_tail_scale(comp[keep][..., 0], ok[keep]), _tail_scale(comp[keep][..., 1], ok[keep])], 1)
+        sig = np.where(np.isfinite(sig_keep), sig_keep, sig)
+        sig = np.where(np.isfinite(sig), np.maximum(sig, MIN_SIGMA), 1.0)
+        model = ShapeModel(mean, basis, np.sqrt(var[:m]), pts, axes, sig, outline, n, key)
+    model.extra.update(_part_calibration(z[keep], ok[keep], model, lay))
+    return model
+
+
+def model_parts(model: ShapeModel, layout: Layout) -> list[Part]:
+    """The parts of ``layout`` with two points or more in ``model``."""
+    return [p for p in outline_parts(layout) if model.points[p.indices].sum() >= 2]
+
+
+def _part_residuals(z, ok, model, part):
+    """Residual components ``(N, n, 2)`` of one part's points when the face is fitted without them."""
+    leave = np.zeros(model.points.shape, bool)
+    leave[part.indices] = True
+    r, _, _ = fit_faces(z, ok, model, leave_out=leave)
+    return _components(r, model.axes)[:, part.indices]
+
+
+def _shift(comp: np.ndarray, axes: np.ndarray, outline: bool) -> np.ndarray:
+    """A part's shift ``(N, 3)`` from its residual components (N, n, 2) along ``axes`` (n, 2): on an outline,
+    the translation (x, y) and the outward offset that best explain the normal components alone (least
+    squares; the tangent components are never used); elsewhere the mean residual (x, y) and 0."""
+    import warnings
+
+    n_faces = comp.shape[0]
+    out = np.full((n_faces, 3), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if not outline:
+            out[:, 0], out[:, 1], out[:, 2] = np.nanmean(comp[..., 0], 1), np.nanmean(comp[..., 1], 1), 0.0
+            return out
+        nrm = axes[:, 0]
+        design = np.stack([nrm.real, nrm.imag, np.ones(len(nrm))], 1)  # (n, 3)
+        c = comp[..., 0]
+        ok = np.isfinite(c)
+        w = ok.astype(np.float64)
+        a = np.einsum("nk,ki,kj->nij", w, design, design) + 1e-6 * np.eye(3)
+        b = np.einsum("nk,ki->ni", w * np.nan_to_num(c), design)
+        sol = np.linalg.solve(a, b[..., None])[..., 0]
+        out[ok.sum(1) >= 3] = sol[ok.sum(1) >= 3]
+    return out
+
+
+def _part_calibration(z, ok, model, layout) -> dict:
+    """Per part, from the faces the model kept: the robust scale of each point's residual when the part is
+    left out of the fit (``part_sigma``, (K, 2)), and the robust scale of the part's shift (``shift_sigma``)."""
+    sig = model.sigma.copy()
+    shift_sigma = {}
+    for p in model_parts(model, layout):
+        comp = _part_residuals(z, ok, model, p)
+        okp = ok[:, p.indices]
+        s = np.stack([_tail_scale(comp[..., 0], okp), _tail_scale(comp[..., 1], okp)], -1)
+        sig[p.indices] = np.where(np.isfinite(s), np.maximum(s, MIN_SIGMA), sig[p.indices])
+        sh = _shift(comp, model.axes[p.indices], p.outline)
+        fin = np.isfinite(sh).all(1)
+        centre = np.median(sh[fin], 0) if fin.any() else np.zeros(3)
+        scale = _tail_scale(sh[fin] - centre, np.ones(sh[fin].shape, bool)) if fin.sum() > 2 else np.ones(3)
+        scale = np.where(np.isfinite(scale) & (scale > 0), np.maximum(scale, MIN_SIGMA), 1.0)
+        shift_sigma[p.name] = (centre, scale)
+    return {"part_sigma": sig, "shift": shift_sigma}
+
+
+
+def _median_c(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    return _weighted_median(z.real, ok) + 1j * _weighted_median(z.imag, ok)
+
+
+# --- scoring ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ShapeScores:
+    """Per-face results of :func:`score_shapes`.
+
+    ``point_z``: ``(N, K)`` point z-scores (NaN where not scored). ``residual``: ``(N, K, 2)`` residual along
+    the point's axes (normal, tangent on outlines; x, y elsewhere), IOD. ``cost``: ``(N,)`` robust mean squared
+    z (capped at :data:`COST_CAP`). ``scored``: ``(N,)`` bool. ``parts``: the part names of the columns below.
+    ``part_rms``: ``(N, P)`` RMS z-score of each part's points when the face is fitted without the part (how
+    badly the part fits where the rest of the face puts it). ``part_shift``: ``(N, P, 3)`` the part's shift, IOD
+    in the model frame: translation x, y and outward offset (from the normal components alone on an
+    outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (root of the summed squared
+    robust z-scores over 2).
+    ``repair``: ``(N,)`` index into :func:`repairs` of the repair taken (-1: none); ``repair_gain``: the
+    repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
+    repaired points' summed squared (capped) z-scores, a likelihood-ratio-like evidence (0 without a repair).
+    """
+
+    point_z: np.ndarray
+    residual: np.ndarray
+    cost: np.ndarray
+    scored: np.ndarray
+    parts: tuple
+    part_rms: np.ndarray
+    part_shift: np.ndarray
+    part_shift_z: np.ndarray
+    repair: np.ndarray
+    repair_gain: np.ndarray
+    repair_drop: np.ndarray
+
+
+def _cost(zs: np.ndarray, mask=None) -> np.ndarray:
+    import warnings
+
+    if mask is not None:
+        zs = zs[:, mask]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.minimum(zs, COST_CAP) ** 2, axis=1)
+
+
+def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, layout: str = CANONICAL,
+                 try_repairs: bool = True) -> ShapeScores:
+    """Score faces against ``model`` (see the module docstring)."""
+    lay = get_layout(layout)
+    parts = model_parts(model, lay)
+    z = _complex(np.asarray(points, np.float64))
+    ok = np.asarray(valid, bool) & np.isfinite(z)
+    norm = list(lay.norm_indices)
+    scored = ((ok & model.points[None]).sum(1) >= MIN_FACE_POINTS) & ok[:, norm].all(1)
+    with np.errstate(invalid="ignore"):
+        scored &= np.abs(z[:, norm[0]] - z[:, norm[1]]) > 0
+    n, k = z.shape
+    r = np.full((n, k), np.nan, complex)
+    zs = np.full((n, k), np.nan)
+    idx = np.flatnonzero(scored)
+    zi, oki = z[idx], ok[idx]
+    if idx.size:
+        r[idx], zs[idx], _ = fit_faces(zi, oki, model)
+    comp = _components(r, model.axes)
+    cost = _cost(zs)
+    rms = np.full((n, len(parts)), np.nan)
+    shift = np.full((n, len(parts), 3), np.nan)
+    shift_z = np.full((n, len(parts)), np.nan)
+    psig = model.extra.get("part_sigma", model.sigma)
+    cal = model.extra.get("shift", {})
+    import warnings
+
+    for j, p in enumerate(parts):
+        if not idx.size:
+            break
+        c = _part_residuals(zi, oki, model, p)
+        zp = _point_z(c, psig[p.indices], model.outline[p.indices])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rms[idx, j] = np.sqrt(np.nanmean(np.minimum(zp, COST_CAP) ** 2, 1))
+        sh = _shift(c, model.axes[p.indices], p.outline)
+        centre, scale = cal.get(p.name, (np.zeros(3), np.ones(3)))
+        shift[idx, j] = sh
+        shift_z[idx, j] = np.sqrt((((sh - centre) / scale) ** 2).sum(1) / 2)
+    repair = np.full(n, -1, np.intp)
+    gain = np.ones(n)
+    drop = np.zeros(n)
+    if try_repairs and idx.size:
+        worst = np.nanmax(np.concatenate([np.nan_to_num(zs, nan=0.0), np.nan_to_num(rms, nan=0.0)], 1), 1)
+        gi = np.flatnonzero(scored & (worst > REPAIR_GATE))
+        if gi.size:
+            best_gain = np.zeros(gi.size)
+            best_drop = np.zeros(gi.size)
+            for j, rep in enumerate(repairs(lay)):
+                touched = rep.perm != np.arange(k)
+                base = _cost(zs[gi], touched)
+                _, zr, _ = fit_faces(z[gi][:, rep.perm], ok[gi][:, rep.perm], model)
+                after = _cost(zr, touched)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    g = np.where(base > REPAIR_MIN_COST, base / np.maximum(after, 1e-9), 0.0)
+                # a repair must also leave the rest of the face no worse
+                g = np.where(_cost(zr) <= _cost(zs[gi]), g, 0.0)
+                better = g > best_gain
+                best_gain = np.where(better, g, best_gain)
+                cnt = np.isfinite(zs[gi][:, touched]).sum(1)
+                best_drop = np.where(better, np.sqrt(np.maximum(base - after, 0) * cnt), best_drop)
+                repair[gi[better]] = j
+            take = best_gain >= 1 / REPAIR_RATIO
+            repair[gi[~take]] = -1
+            gain[gi] = np.where(take, best_gain, 1.0)
+            drop[gi] = np.where(take, best_drop, 0.0)
+    return ShapeScores(zs, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
+                       drop)
+
+
+# --- box, degenerate, mask -----------------------------------------------------------------------------------------
+
+def box_features(points: np.ndarray, valid: np.ndarray, bbox: np.ndarray) -> np.ndarray:
+    """``(N, 5)`` how the valid points sit in the box: centre offset (x, y) over the box size, log width
+    and height of their extent over the box's, and the share of points outside the box grown by 10 %."""
+    p = np.where(np.asarray(valid, bool)[..., None], np.asarray(points, np.float64), np.nan)
+    b = np.asarray(bbox, np.float64)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(p, 1), np.nanmax(p, 1)
+        size = np.maximum(b[:, 2:] - b[:, :2], 1e-6)
+        off = ((lo + hi) / 2 - (b[:, :2] + b[:, 2:]) / 2) / size
+        ext = np.log(np.maximum(hi - lo, 1e-6) / size)
+        g0, g1 = b[:, None, :2] - 0.1 * size[:, None], b[:, None, 2:] + 0.1 * size[:, None]
+        out = ((p < g0) | (p > g1)).any(-1)
+        cnt = np.isfinite(p[..., 0]).sum(1)
+        frac = out.sum(1) / np.maximum(cnt, 1)
+    return np.concatenate([off, ext, frac[:, None]], 1)
+
+
+def degenerate(points: np.ndarray, valid: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
+    """``(N,)`` object: why a face cannot be a face (None where it can): no valid point, fewer than 3
+    distinct valid points, coincident eye corners, or all valid points on one line."""
+    lay = get_layout(layout)
+    p = np.asarray(points, np.float64)
+    v = np.asarray(valid, bool) & np.isfinite(p).all(-1)
+    n = len(p)
+    out = np.full(n, None, object)
+    cnt = v.sum(1)
+    a, b = lay.norm_indices
+    iod = np.linalg.norm(p[:, a] - p[:, b], axis=-1)
+    c = np.where(v[..., None], p, np.nan)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        d = c - np.nanmean(c, 1, keepdims=True)
+        d = np.nan_to_num(d)
+        cov = np.einsum("nki,nkj->nij", d, d) / np.maximum(cnt, 1)[:, None, None]
+    ev = np.linalg.eigvalsh(cov)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flat = ev[:, 0] <= 1e-6 * np.maximum(ev[:, 1], 1e-12)
+    for i in range(n):
+        if cnt[i] == 0:
+            out[i] = "no valid point"
+        elif len(np.unique(p[i][v[i]], axis=0)) < 3:
+            out[i] = "fewer than 3 distinct points"
+        elif v[i, a] and v[i, b] and not iod[i] > 0:
+            out[i] = "eye corners coincide"
+        elif flat[i]:
+            out[i] = "all points on one line"
+    return out

@@ -1,0 +1,106 @@
+"""Annotation errors of known type and size, injected into canonical faces: what the audit is measured and
+tested on (``benchmarks/bench_audit.py``, ``docs/figures/audit.md``). Sizes are in inter-ocular distances
+(IOD, outer eye corners) of the face itself; directions along an outline are the face's own (its points'
+neighbours along the outline, :func:`landmark_unify.core.audit.outline_parts`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .audit import outline_parts
+from .layouts import CANONICAL, get_layout
+
+#: the injection kinds of :func:`inject`
+KINDS = ("swap_face", "swap_pair", "swap_ends", "shift_normal", "shift_tangent", "move_point", "reverse",
+         "other_face", "box_off", "translate", "scale")
+#: the finding the audit should name for each kind
+EXPECTED = {"swap_face": "swapped_left_right", "swap_pair": "swapped_left_right", "swap_ends": "swapped_left_right",
+            "shift_normal": "shifted_group", "shift_tangent": None, "move_point": "outlier_point",
+            "reverse": "reversed_order", "other_face": "wrong_face", "box_off": "wrong_face",
+            "translate": "model_disagreement", "scale": "model_disagreement"}
+
+
+def iod(points: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
+    a, b = get_layout(layout).norm_indices
+    return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
+
+
+def _part(name: str, layout: str):
+    for p in outline_parts(layout):
+        if p.name == name:
+            return p
+    raise ValueError(f"no part {name!r} in layout {layout!r}")
+
+
+def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals and tangents ``(n, 2)`` of one face's part points, from their neighbours along the part
+    (outward for a loop and for an open part: away from the face's centre)."""
+    p = _part(part_name, layout)
+    q = points[p.indices]
+    if p.closed:
+        t = np.roll(q, -1, 0) - np.roll(q, 1, 0)
+        ref = q - q.mean(0)
+    else:
+        t = np.concatenate([q[1:], q[-1:]]) - np.concatenate([q[:1], q[:-1]])
+        ref = q - np.nanmean(points, 0)
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+    nrm = np.stack([t[:, 1], -t[:, 0]], 1)
+    nrm = np.where(((nrm * ref).sum(1) < 0)[:, None], -nrm, nrm)
+    return nrm, t
+
+
+def inject(points: np.ndarray, bbox: np.ndarray, kind: str, *, size: float = 0.0, part: str | None = None,
+           point: int | None = None, angle: float = 0.0, other: np.ndarray | None = None,
+           layout: str = CANONICAL) -> tuple[np.ndarray, np.ndarray]:
+    """One face ``points`` (K, 2) and its ``bbox`` (4,) with one error of ``kind`` (:data:`KINDS`):
+
+    - ``swap_face``: every point takes its mirror's label; ``swap_pair``: the points of ``part`` and of its
+      mirror part exchange labels (an eye or a brow); ``swap_ends``: a loop ``part`` with its ends exchanged;
+    - ``shift_normal`` / ``shift_tangent``: each point of ``part`` moved ``size`` IOD along its outline's
+      normal / tangent; ``move_point``: point ``point`` moved ``size`` IOD at ``angle`` radians;
+    - ``reverse``: ``part`` in reversed order; ``other_face``: the points are ``other`` (another face's),
+      the box stays; ``box_off``: the box moved by ``size`` box widths (default 1, off the points);
+    - ``translate`` / ``scale``: the whole face moved right by ``size`` IOD / scaled by ``1 + size`` about its
+      centre, box included (a plausible shape in the wrong place: only an image shows it).
+    Returns new arrays."""
+    lay = get_layout(layout)
+    p = np.array(points, np.float64)
+    b = np.array(bbox, np.float64)
+    d = float(size) * float(iod(p, layout))
+    if kind == "swap_face":
+        p = p[lay.flip_indices]
+    elif kind == "swap_pair":
+        a = _part(part, layout)
+        flip = np.asarray(lay.flip_indices)
+        mates = flip[a.indices]
+        both = np.concatenate([a.indices, mates])
+        p[both] = p[flip[both]]
+    elif kind == "swap_ends":
+        a = _part(part, layout)
+        n = len(a.indices)
+        p[a.indices] = p[a.indices[(n // 2 - np.arange(n)) % n]]
+    elif kind in ("shift_normal", "shift_tangent"):
+        a = _part(part, layout)
+        nrm, tan = part_frame(p, part, layout)
+        p[a.indices] += d * (nrm if kind == "shift_normal" else tan)
+    elif kind == "move_point":
+        p[point] += d * np.array([np.cos(angle), np.sin(angle)])
+    elif kind == "reverse":
+        a = _part(part, layout)
+        p[a.indices] = p[a.indices[::-1]]
+    elif kind == "other_face":
+        p = np.array(other, np.float64)
+    elif kind == "box_off":
+        w = b[2] - b[0]
+        b = b + (size or 1.0) * w * np.array([1, 0, 1, 0])
+    elif kind == "translate":
+        p[..., 0] += d
+        b = b + d * np.array([1, 0, 1, 0])
+    elif kind == "scale":
+        c = np.nanmean(p, 0)
+        p = c + (p - c) * (1 + size)
+        bc = (b[:2] + b[2:]) / 2
+        b = np.concatenate([bc + (b[:2] - bc) * (1 + size), bc + (b[2:] - bc) * (1 + size)])
+    else:
+        raise ValueError(f"unknown injection {kind!r}; valid: {KINDS}")
+    return p.astype(np.float32), b.astype(np.float32)
