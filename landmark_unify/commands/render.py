@@ -1,6 +1,8 @@
 """``landmark_unify render FILE -o sheet.png``: a contact sheet of faces with landmarks and pose axes."""
 from __future__ import annotations
 
+import sys
+
 from ..cli_base import add_output, add_overwrite, add_where, positive_int, where_filter
 
 
@@ -30,5 +32,7 @@ def run(args) -> int:
                           seed=args.seed, legend=not args.no_legend)
     missing = (f"; {res.missing_images} without an image file (grey tiles)" if res.missing_images
                else "; every image found")
+    for msg in res.unreadable:
+        print(f"render: warning: unreadable image (grey tile): {msg}", file=sys.stderr)
     print(f"{res.path}: {res.faces} faces{missing}")
     return 0

@@ -363,14 +363,15 @@ def _bbox(given: np.ndarray, points: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def image_size(path: Path) -> tuple[int, int] | ParseError:
-    import cv2
+    """``(width, height)`` of the image as :func:`landmark_unify.images.read_image` decodes it (upright by its
+    EXIF orientation, as every command sees it), or the ParseError of a missing, corrupt, truncated or too
+    large image. The image is decoded whole: the check of ``--check-images``."""
+    from ..images import ImageError, read_image
 
-    if not path.is_file():
-        return ParseError(path, "image file not found", field="image")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        return ParseError(path, "image cannot be decoded (corrupt or not an image)", field="image")
+    try:
+        img = read_image(path, channel_order="bgr")
+    except ImageError as exc:
+        return ParseError(path, exc.reason, field="image")
     return int(img.shape[1]), int(img.shape[0])
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.maps import finite_points
 from ..core.pose import matrix_from_euler
+from ..images import ImageError, read_image
 from ..io import write_png_atomic
 from .colors import (
     AXIS_COLOURS,
@@ -198,12 +199,18 @@ def sheet_legend_rows(faces: int, missing: int) -> list:
     return rows
 
 
-class RenderResult(NamedTuple):
-    """What :func:`render_manifest` drew: the PNG, the faces on it and how many of them had no image."""
-
+class _Drawn(NamedTuple):
     path: Path
     faces: int
     missing_images: int
+
+
+class RenderResult(_Drawn):
+    """What :func:`render_manifest` drew: the PNG, the faces on it and how many of them had no image (a
+    3-tuple). ``unreadable``: the images that exist but could not be read (corrupt, truncated, too large), one
+    message each naming the file; their faces are among ``missing_images`` (grey tiles)."""
+
+    unreadable: tuple[str, ...] = ()
 
 
 def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: int = 192, cols: int | None = None,
@@ -211,7 +218,6 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     """Draw a contact sheet of up to ``n`` faces of manifest ``path`` to PNG ``out``, with the legend of
     colours and headers under it (``legend=False``: none); returns ``(out, faces drawn, faces without an
     image file)``."""
-    import cv2
     import pandas as pd
 
     from ..errors import ManifestError
@@ -226,9 +232,15 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     cache: dict[Path, np.ndarray | None] = {}
     tiles = []
     missing = 0
+    unreadable: list[str] = []
     for (_, row), f in zip(sel.iterrows(), files):
         if f not in cache:
-            cache[f] = cv2.imread(str(f), cv2.IMREAD_COLOR) if f is not None and Path(f).is_file() else None
+            cache[f] = None
+            if f is not None and Path(f).is_file():  # a missing file is a grey tile; a bad one is named too
+                try:
+                    cache[f] = read_image(f, channel_order="bgr")
+                except ImageError as exc:
+                    unreadable.append(str(exc))
         missing += cache[f] is None
         angles = [float(row[a]) if pd.notna(row[a]) else np.nan for a in ("pitch", "yaw", "roll")]
         tiles.append(render_face(cache[f], row["landmarks"], row["valid"], row["bbox"], angles, size=size,
@@ -237,4 +249,6 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     if legend:
         sheet = with_legend(sheet, sheet_legend_rows(len(tiles), missing))
     out = write_png_atomic(sheet, out)
-    return RenderResult(out, len(tiles), missing)
+    res = RenderResult(out, len(tiles), missing)
+    res.unreadable = tuple(unreadable)
+    return res

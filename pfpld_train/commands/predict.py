@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from landmark_unify.cli_base import deprecated_alias
+from landmark_unify.cli_base import add_on_error, deprecated_alias
 
 from .model_options import add_model_options, add_output_path, load_model_from_args
 
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
     parser.add_argument("--refine", type=int, default=1, help="re-crop passes from predicted landmarks (1)")
     parser.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    add_on_error(parser)
     add_model_options(parser)
 
 
@@ -68,10 +69,9 @@ def _image_paths(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify.errors import LandmarkUnifyError
+    from landmark_unify.images import ImageError, image_info, read_image
     from landmark_unify.io import write_png_atomic
 
-    from ..data.images import read_image_rgb
     from ..inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
 
     out = Path(args.output)
@@ -98,14 +98,19 @@ def run(args: argparse.Namespace) -> int:
     if box is None and table is None:
         detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)
     results = []
-    failed = 0
+    unreadable: list[str] = []
     used: set[str] = set()
-    for path in _image_paths(args.images):
+    paths = _image_paths(args.images)
+    if args.on_error == "raise":  # every header checked before anything is written: the first bad image stops it
+        for path in paths:
+            image_info(path)
+    for path in paths:
         try:
-            image = read_image_rgb(path)
-        except LandmarkUnifyError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
-            failed += 1
+            image = read_image(path)
+        except ImageError as exc:
+            if args.on_error == "raise":
+                raise
+            unreadable.append(str(exc))
             continue
         faces = predict_image(model, image, boxes=_boxes_for(path, table, box), detector=detector,
                               refine=args.refine, max_faces=args.max_faces)
@@ -124,4 +129,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: {len(faces)} face(s)")
     written = write_predictions(results, out)
     print(f"wrote {written}")
-    return 1 if failed and not results else 0
+    if unreadable:  # --on-error skip: named in the summary, left out of the predictions
+        print(f"predict: {len(unreadable)} unreadable image(s) skipped:", file=sys.stderr)
+        for msg in unreadable:
+            print(f"  {msg}", file=sys.stderr)
+    return 1 if unreadable and not results else 0

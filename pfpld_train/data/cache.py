@@ -95,11 +95,16 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
     folder, size, count, jobs = args
     import cv2
 
+    from landmark_unify.images import ImageError, read_image
+
     cv2.setNumThreads(1)
     mm = np.memmap(Path(folder) / "crops.u8", np.uint8, "r+", shape=(count, size, size, 3))
     done, bad = [], []
     for path, rows, windows in jobs:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None and Path(path).is_file() else None
+        try:
+            img = read_image(path, channel_order="bgr") if path is not None else None
+        except ImageError:
+            img = None
         if img is None:
             bad.append(str(path))
             continue

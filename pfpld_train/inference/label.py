@@ -31,10 +31,10 @@ from landmark_unify.core.maps import to_canonical
 from landmark_unify.core.pose import euler_from_matrix
 from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.face_models import load_face_model
+from landmark_unify.images import read_image
 from landmark_unify.ops.label import LabelledFace
 from landmark_unify.progress import Progress
 
-from ..data.images import read_image_rgb
 from ..evaluation.evaluate import load_model
 from .predict import RetinaFaceDetector, predict_image
 
@@ -242,7 +242,7 @@ def label_images(labeller, images: Sequence[str | os.PathLike], *, detector: Ret
     for path in images:
         bar.update(1)
         try:
-            image = read_image_rgb(path)
+            image = read_image(path)
         except LandmarkUnifyError as exc:
             if on_error == "raise":
                 raise

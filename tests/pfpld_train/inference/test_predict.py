@@ -12,9 +12,9 @@ from pfpld_support import (
     write_wflw_manifest,
 )
 
+from landmark_unify.images import read_image
 from landmark_unify.manifest import image_paths, landmarks_array, read_manifest
 from pfpld_train.cli import main
-from pfpld_train.data.images import read_image_rgb
 from pfpld_train.evaluation.evaluate import load_model
 from pfpld_train.evaluation.metrics import nme
 from pfpld_train.inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, pose_axes, predict_image
@@ -31,7 +31,7 @@ def test_detector_is_bundled_with_its_licence():
 
 
 def test_detector_finds_the_faces_of_a_group_photo(shared_data):
-    img = read_image_rgb(shared_data / "upstream_pfpld" / "sample.jpg")
+    img = read_image(shared_data / "upstream_pfpld" / "sample.jpg")
     boxes, scores, kps = RetinaFaceDetector().detect(img)
     assert len(boxes) == 8 and (scores > 0.9).all() and np.all(np.diff(scores) <= 0)
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -51,7 +51,7 @@ def test_detector_pipeline_matches_ground_truth_crops(shared_data, tmp_path):
     det = RetinaFaceDetector()
     errors = []
     for path, pts in zip(image_paths(df)[::4], gt[::4]):
-        img = read_image_rgb(path)
+        img = read_image(path)
         faces = predict_image(model, img, detector=det, refine=1)
         if not faces:
             continue
@@ -149,3 +149,25 @@ def test_bad_boxes(bad):
 
     with pytest.raises(LandmarkUnifyError, match="x_max|M, 4"):
         predict_image(lambda c: (np.zeros((len(c), 98, 2)), None), np.zeros((10, 10, 3), np.uint8), boxes=bad)
+
+
+def test_predict_names_a_truncated_image_and_stops_under_raise(shared_data, tmp_path, capsys):
+    """A truncated JPEG was predicted on with exit 0 (only libjpeg's stderr line said so): now the image reader
+    refuses it; --on-error raise (default) exits 1 naming it before anything is written, skip leaves it out and
+    names it in the summary."""
+    torch.manual_seed(0)
+    ckpt = save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "m.pt")
+    good = shared_data / "upstream_pfpld" / "test.jpg"
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:20000])
+    out = tmp_path / "out"
+    args = ["predict", str(ckpt), str(good), str(cut), "-o", str(out), "--box", "330,100,520,380"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{cut}: truncated JPEG" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*args, "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "1 unreadable image(s) skipped" in captured.err and f"{cut}: truncated JPEG" in captured.err
+    res = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in res] == [str(good)]
