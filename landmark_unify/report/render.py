@@ -142,14 +142,21 @@ def render_face(image, points, valid, bbox, angles=None, *, size: int = 192, cap
     return tile
 
 
+def sheet_shape(n: int, size: int, cols: int | None = None, gap: int = 2) -> tuple[int, int, int]:
+    """``(height, width, 3)`` of the contact sheet of ``n`` tiles of ``size`` pixels, ``cols`` wide (default:
+    about square), before its legend: what :func:`contact_sheet` allocates."""
+    cols = min(cols or int(np.ceil(np.sqrt(n))), max(n, 1))
+    rows = int(np.ceil(n / cols))
+    return rows * (size + gap) + gap, cols * (size + gap) + gap, 3
+
+
 def contact_sheet(tiles: list[np.ndarray], cols: int | None = None, gap: int = 2) -> np.ndarray:
     """Tiles (same size) on a grid, ``cols`` wide (default: about square)."""
     if not tiles:
         return np.full((64, 256, 3), 255, np.uint8)
     size = tiles[0].shape[0]
     cols = cols or int(np.ceil(np.sqrt(len(tiles))))
-    rows = int(np.ceil(len(tiles) / cols))
-    sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 255, np.uint8)
+    sheet = np.full(sheet_shape(len(tiles), size, cols, gap), 255, np.uint8)
     for k, t in enumerate(tiles):
         r, c = divmod(k, cols)
         y, x = gap + r * (size + gap), gap + c * (size + gap)
@@ -227,7 +234,8 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     sel = select_rows(df, where, n, seed)
     if len(sel) == 0:
         raise ManifestError(f"{path}: no faces to draw ({len(df)} faces in the manifest"
-                            + (f", none matching --where {where!r})" if where else ")") + "; nothing written")
+                            + (f", none matching --where {getattr(where, 'text', where)!r})" if where else ")")
+                            + "; nothing written")
     files = image_paths(sel)
     cache: dict[Path, np.ndarray | None] = {}
     tiles = []

@@ -7,7 +7,6 @@ compose exactly).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.images import ImageError, read_image
 from landmark_unify.progress import Progress
 
 from .arrays import FaceArrays
@@ -95,8 +95,6 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
     folder, size, count, jobs = args
     import cv2
 
-    from landmark_unify.images import ImageError, read_image
-
     cv2.setNumThreads(1)
     mm = np.memmap(Path(folder) / "crops.u8", np.uint8, "r+", shape=(count, size, size, 3))
     done, bad = [], []
@@ -117,6 +115,30 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
     return done, bad
 
 
+#: The largest cached window side, in pixels (3 MiB a face): a window 9x the crop's side holds any augmentation.
+MAX_CACHE_SIZE = 1024
+#: The largest ``enlarge`` (cached window side over the standard crop side).
+MAX_ENLARGE = 4.0
+
+
+def cache_bytes(count: int, size: int) -> int:
+    """Bytes of the crop array of ``count`` faces at ``size`` x ``size`` RGB."""
+    return int(count) * int(size) * int(size) * 3
+
+
+def check_cache_space(folder: str | os.PathLike, count: int, size: int) -> None:
+    """CacheError unless the disk holding ``folder`` has room for the crop array it would allocate (checked
+    before anything is created: a sparse file of that size would otherwise be left behind)."""
+    need = cache_bytes(count, size)
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise CacheError(f"{folder}: {count} faces at {size}x{size} RGB need {need / 2**30:.1f} GiB; "
+                         f"{free / 2**30:.1f} GiB free there. Use a smaller --size or another disk")
+
+
 def build_cache(
     df,
     folder: str | os.PathLike,
@@ -135,8 +157,9 @@ def build_cache(
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise CacheError(f"{folder}: already exists (pass overwrite=True / --overwrite)")
-    if size < CROP_SIZE // 2 or not 1 <= enlarge < math.inf:
-        raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge a finite number >= 1; got {size}, {enlarge}")
+    if not CROP_SIZE // 2 <= size <= MAX_CACHE_SIZE or not 1 <= enlarge <= MAX_ENLARGE:
+        raise CacheError(f"size must be {CROP_SIZE // 2} to {MAX_CACHE_SIZE} pixels and enlarge 1 to {MAX_ENLARGE}; "
+                         f"got {size}, {enlarge}")
     faces = FaceArrays.from_manifest(df)
     usable = faces.usable
     has = usable.any(1)
@@ -145,6 +168,7 @@ def build_cache(
         params[has] = face_crop_params(faces.landmarks[has], usable[has])
     windows = enlarged_windows(params, enlarge)
     n = len(faces)
+    check_cache_space(folder, n, size)
     tmp = folder.with_name(folder.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

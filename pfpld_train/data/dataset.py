@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.core.layouts import get_layout
+from landmark_unify.images import ImageError, read_image
 
 from . import augmentation
 from .arrays import DataError, FaceArrays
@@ -110,8 +111,6 @@ class FaceDataset:
             full = m @ np.linalg.inv(mc)
             return cv2.warpAffine(src, full[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT)
-        from landmark_unify.images import ImageError, read_image
-
         try:
             img = read_image(self.faces.paths[i], channel_order="bgr")
         except ImageError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify.images import ImageError, read_image
 from landmark_unify.io import write_bytes_atomic
 
 from ..errors import ExportError
@@ -68,8 +69,6 @@ def write_calibration_images(faces: FaceSet, out_dir: str | Path, fmt: str = "jp
 
 def read_calibration_images(listing: str | Path) -> np.ndarray:
     """The images named in an image list (relative to the list's parent folder's parent) as RGB crops."""
-    from landmark_unify.images import ImageError, read_image
-
     listing = Path(listing)
     base = listing.parent.parent
     crops = []
