@@ -275,7 +275,7 @@ def probe(data: bytes, path: str | os.PathLike = "<bytes>") -> ImageInfo:
             return _pnm(data, path)
     except struct.error:  # a read past the end of a header field
         raise ImageTruncatedError(path, "truncated image: the file ends inside its header") from None
-    raise ImageError(path, "not an image of a known format (JPEG, PNG, BMP, WebP, TIFF, PNM)")
+    raise ImageError(path, "cannot be decoded: not an image of a known format (JPEG, PNG, BMP, WebP, TIFF, PNM)")
 
 
 def _read_bytes(path) -> bytes:

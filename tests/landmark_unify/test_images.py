@@ -205,7 +205,7 @@ def test_missing_files_folders_and_non_images(tmp_path, monkeypatch):
     with pytest.raises(ImageError, match="folder"):
         read_image(tmp_path)
     (tmp_path / "notes.json").write_text(json.dumps({"a": 1}))
-    with pytest.raises(ImageError, match="notes.json: not an image"):
+    with pytest.raises(ImageError, match="notes.json: cannot be decoded: not an image"):
         read_image(tmp_path / "notes.json")
     with pytest.raises(ValueError):
         read_image(tmp_path / "notes.json", channel_order="gbr")

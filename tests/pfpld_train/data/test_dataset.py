@@ -188,5 +188,8 @@ def test_cache_command_and_errors(synthetic, tmp_path, capsys):
 @pytest.mark.parametrize("option, value", [("--enlarge", "nan"), ("--enlarge", "0.5"), ("--size", "8")])
 def test_cache_refuses_bad_window_settings(synthetic, tmp_path, capsys, option, value):
     out = tmp_path / "cache"
-    assert main(["cache", str(synthetic), "-o", str(out), "--quiet", option, value]) == 1
-    assert "enlarge a finite number >= 1" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as got:  # the options' declared ranges
+        main(["cache", str(synthetic), "-o", str(out), "--quiet", option, value])
+    assert got.value.code == 2 and f"argument {option}" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(CacheError, match="enlarge 1 to 4"):  # and the library's own check
+        build_cache(read_manifest(synthetic), out, **{option.lstrip("-"): float(value)})

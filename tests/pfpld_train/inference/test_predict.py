@@ -73,8 +73,9 @@ def test_predict_command_with_box_and_our_checkpoint(shared_data, tmp_path, caps
     assert len(face["landmarks"]) == 98 and set(face["pose"]) == {"pitch", "yaw", "roll"}
     assert face["score"] is None and (out / "test_overlay.png").is_file()
     capsys.readouterr()
-    assert main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "1,2,3"]) == 2
-    assert "--box" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as got:  # four numbers, by the option's declared type
+        main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "1,2,3"])
+    assert got.value.code == 2 and "--box" in capsys.readouterr().err
     # Boxes per image from a JSON file, keyed by file name; an image not in it gets no face.
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"test.jpg": [[330, 100, 520, 380], [10, 10, 80, 90]]}))
