@@ -233,7 +233,7 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
         with run.start() as eng:
             seconds["engine_start"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            if want_file and eng.in_process:
+            if want_file and run.in_process:
                 with mf.ManifestWriter(output, lambda: metadata(state)) as writer:
                     for i, res in eng.map(task, units, describe):
                         res.index = i
