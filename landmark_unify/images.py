@@ -136,7 +136,7 @@ def _jpeg(data: bytes, path) -> ImageInfo:
                 raise ImageError(path, "corrupt JPEG: a scan before the frame header")
             # entropy-coded data never holds FF D9 (an FF in it is followed by 00 or a restart marker), so the
             # end-of-image marker after the first scan is there exactly when the image is complete
-            if data.find(b"\xff\xd9", pos + 2 + length) < 0:
+            if data.rfind(b"\xff\xd9") < pos + 2 + length:  # searched from the end: found at once
                 raise ImageTruncatedError(path, "truncated JPEG: no end-of-image marker after the scan")
             return ImageInfo("jpeg", size[0], size[1], orientation)
         elif marker == 0xD9:
