@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from .. import manifest as mf
 from ..core.eyes import source_eye_columns
-from ..core.maps import POLICIES, finite_points, to_canonical
+from ..core.maps import check_policy, finite_points, to_canonical
 from ..engines import RunOptions
 from ..errors import ErrorPolicy, LandmarkUnifyError, ParseError
 from ..io import check_overwrite, write_sidecar
@@ -382,8 +382,7 @@ def check_options(policy: str, on_error: str | None = None) -> None:
     """Raise LandmarkUnifyError on a policy (or on_error) that is not one of the valid values."""
     if on_error is not None:
         ErrorPolicy.check(on_error)
-    if policy not in POLICIES:
-        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    check_policy(policy)
 
 
 def build_metadata(sources: Sequence[Source], command: str | None, *, policy: str, on_error: str,

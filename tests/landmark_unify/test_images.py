@@ -252,3 +252,19 @@ def test_every_shared_photo_reads_as_opencv_reads_it(shared_data):
     assert formats == {"jpeg", "png", "pnm"}
     for p in paths:  # headers only: cheap
         assert image_info(p).orientation == 1
+
+
+def test_no_other_module_decodes_images():
+    """The one door: no module of either package but landmark_unify/images.py calls OpenCV's decoders."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[2]
+    found = []
+    for pkg in ("landmark_unify", "pfpld_train"):
+        for path in (repo / pkg).rglob("*.py"):
+            if path == repo / "landmark_unify" / "images.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr in ("imread", "imdecode", "imreadmulti"):
+                    found.append(f"{path.relative_to(repo)}:{node.lineno} {node.attr}")
+    assert found == [], "read pixels with landmark_unify.images.read_image"
