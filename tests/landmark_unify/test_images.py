@@ -268,3 +268,42 @@ def test_no_other_module_decodes_images():
                 if isinstance(node, ast.Attribute) and node.attr in ("imread", "imdecode", "imreadmulti"):
                     found.append(f"{path.relative_to(repo)}:{node.lineno} {node.attr}")
     assert found == [], "read pixels with landmark_unify.images.read_image"
+
+
+def test_build_check_images_and_render_refuse_a_huge_png_by_name(shared_data, tmp_path, capsys, monkeypatch):
+    """The PNG of 30000x30000 pixels that build --check-images (1.9 GB) and render (5.4 GB) decoded whole:
+    --check-images names it (an error, or a counted skip) and render draws a grey tile and names it; neither
+    decodes it."""
+    import shutil
+
+    from landmark_unify.cli import main
+
+    root = tmp_path / "300W"
+    shutil.copytree(shared_data / "300W" / "eos", root)
+    huge = root / "image_0010.png"
+    huge.write_bytes(_png_declaring(30000, 30000))
+    real_decode = cv2.imdecode
+
+    def guarded(buf, flags):
+        assert len(buf) != huge.stat().st_size, "the huge PNG was decoded"
+        return real_decode(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", guarded)
+    out = tmp_path / "m.parquet"
+    assert main(["build-manifest", "-o", str(out), "--source", f"ibug={root}", "--check-images", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "image_0010.png" in err and "30000x30000" in err and "limit" in err and not out.exists()
+    assert main(["build-manifest", "-o", str(out), "--source", f"ibug={root}", "--check-images", "-q",
+                 "--on-error", "skip"]) == 0
+    capsys.readouterr()
+    import landmark_unify as lu
+
+    df = lu.read_manifest(out)
+    assert len(df) == 1 and (df["image_width"].iloc[0], df["image_height"].iloc[0]) == image_size(root / "image_0001.png")
+    plain = tmp_path / "plain.parquet"
+    assert main(["build-manifest", "-o", str(plain), "--source", f"ibug={root}", "-q"]) == 0
+    sheet = tmp_path / "s.png"
+    assert main(["render", str(plain), "-o", str(sheet), "--size", "64"]) == 0
+    captured = capsys.readouterr()
+    assert f"{huge}: 30000x30000 pixels" in captured.err and "grey tile" in captured.err
+    assert "1 without an image file" in captured.out and sheet.is_file()
