@@ -5,6 +5,12 @@ is run or asked for help. An option that means the same thing has one name in bo
 ``docs/guides/cli.md``): ``-o/--output``, ``--quiet``, ``--on-error``, ``--engine``/``--workers``/
 ``--scheduler``, ``--channel-order``, ``--pose-units``. Older spellings still work through
 :func:`deprecated_alias`, with a warning on stderr.
+
+Every option that takes a value declares its type, unit and range here (:class:`Num` through :func:`count` and
+:func:`number`, :class:`Numbers`, :class:`Pair`, :class:`Text`) or has ``choices``; a command's optional
+``check_args(args)`` refuses combinations that would allocate too much (:func:`check_allocation`). The
+dispatcher parses ``--where`` once (:func:`resolve_where`), and :func:`run_options` turns the engine options
+into the one :class:`~landmark_unify.engines.RunOptions` a command passes down.
 """
 from __future__ import annotations
 
