@@ -59,12 +59,18 @@ _EXPORTS = {
     "coco_document": "ops.export",
     "register_engine": "engines",
     "get_engine": "engines",
+    "RunOptions": "engines",
+    # images: the one reader
+    "read_image": "images",
+    "image_info": "images",
+    "ImageError": "images",
     # errors
     "LandmarkUnifyError": "errors",
     "ParseError": "errors",
     "SchemaError": "errors",
     "ManifestError": "errors",
     "MappingError": "errors",
+    "ErrorPolicy": "errors",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

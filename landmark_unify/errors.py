@@ -62,3 +62,37 @@ class ParseError(LandmarkUnifyError):
     def as_record(self) -> dict:
         """The error as a plain dict, for skip reports."""
         return {"path": self.path, "line": self.line, "key": self.key, "field": self.field, "reason": self.reason}
+
+
+class ErrorPolicy:
+    """The ``on_error`` decision of a bulk command, made once: ``raise`` re-raises a bad record's error,
+    ``skip`` records it (``skipped``) and goes on. ``context`` (``source=``, ``kind=``) leads every record;
+    a :class:`ParseError` adds its location (:meth:`ParseError.as_record`), any other error its message as
+    ``reason``. An ``on_error`` that is neither is a LandmarkUnifyError here, the one place it is checked."""
+
+    def __init__(self, on_error: str = "raise", **context) -> None:
+        self.on_error = self.check(on_error)
+        self.context = context
+        self.skipped: list[dict] = []
+
+    @staticmethod
+    def check(on_error: str) -> str:
+        """``on_error`` itself when it is one of :data:`ON_ERROR`; LandmarkUnifyError otherwise."""
+        if on_error not in ON_ERROR:
+            raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
+        return on_error
+
+    @property
+    def raises(self) -> bool:
+        return self.on_error == "raise"
+
+    def __call__(self, err: LandmarkUnifyError, **extra) -> dict:
+        """Raise ``err`` (``raise``), or record it with ``extra`` fields after its own and return the record."""
+        if self.raises:
+            raise err
+        rec = dict(self.context)
+        rec.update(err.as_record() if isinstance(err, ParseError) else
+                   {"path": getattr(err, "path", None), "reason": getattr(err, "reason", str(err))})
+        rec.update(extra)
+        self.skipped.append(rec)
+        return rec

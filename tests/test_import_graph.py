@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("landmark_unify", "pfpld_train")
 #: landmark_unify's layers, bottom first: a module may import its own layer and those below, never above.
 LAYERS = (
-    ("landmark_unify", "landmark_unify.errors", "landmark_unify.io", "landmark_unify.lazy", "landmark_unify.outputs"),
+    ("landmark_unify", "landmark_unify.errors", "landmark_unify.io", "landmark_unify.lazy", "landmark_unify.outputs",
+     "landmark_unify.images"),
     ("landmark_unify.core",),
     ("landmark_unify.readers", "landmark_unify.face_models"),
     ("landmark_unify.manifest",),

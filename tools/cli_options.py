@@ -15,7 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def command_options(package: str, command: str) -> list[tuple[str, str]]:
-    """``(option, help)`` of one command, deprecated spellings left out."""
+    """``(option, help)`` of one command, deprecated spellings left out; the help ends with the values the
+    option's declared type accepts (``landmark_unify.cli_base``)."""
+    from landmark_unify.cli_base import OptionType
+
     module = importlib.import_module(f"{package}.commands.{command.replace('-', '_')}")
     parser = argparse.ArgumentParser(prog=command)
     module.add_arguments(parser)
@@ -24,7 +27,10 @@ def command_options(package: str, command: str) -> list[tuple[str, str]]:
         if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
             continue
         name = ", ".join(action.option_strings) or action.dest.upper()
-        out.append((name, " ".join((action.help or "").split()).replace("|", "\\|")))
+        text = action.help or ""
+        if isinstance(action.type, OptionType):
+            text += f" [{action.type.describe()}]"
+        out.append((name, " ".join(text.split()).replace("|", "\\|")))
     return out
 
 

@@ -6,13 +6,15 @@ import sys
 from pathlib import Path
 
 from ..cli_base import (
+    SOURCE_WEIGHT,
+    TEXT,
     add_engine_options,
     add_on_error,
     add_output,
     add_overwrite,
     add_quiet,
     command_line,
-    engine_kwargs,
+    run_options,
 )
 from ..ops.recipes import RECIPES, recipe_help
 from .relabel_pose import add_pose_model_options
@@ -22,22 +24,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..readers import list_readers
 
     add_output(p, "output manifest (.parquet, or a folder for a partitioned dataset)", required=False)
-    p.add_argument("--source", action="append", default=[], metavar="[LABEL:]KIND=ROOT",
+    p.add_argument("--source", action="append", default=[], metavar="[LABEL:]KIND=ROOT", type=TEXT,
                    help=f"a dataset root; KIND is one of {', '.join(list_readers())}; reader options as "
                         "KIND[opt=value,...]=ROOT (repeatable)")
     p.add_argument("--policy", choices=("strict", "extended"), default="strict",
                    help="which points of a source become valid: exact ones only, or approximations too")
     add_on_error(p)
-    p.add_argument("--weight", action="append", default=[], metavar="SOURCE=W",
+    p.add_argument("--weight", action="append", default=[], metavar="SOURCE=W", type=SOURCE_WEIGHT,
                    help="training weight of every face of SOURCE (a source label or reader kind) in the weight "
                         "column; repeatable; default 1. With --recipe, passed to the recipe's merge")
     p.add_argument("--check-images", action="store_true", help="decode every image; missing or corrupt ones are errors")
     p.add_argument("--relabel-pose", action="store_true", help="fit head pose from the landmarks after writing")
     add_pose_model_options(p)
     recipes = "; ".join(f"{name}: {r.description} (sources {', '.join(r.kinds)})" for name, r in sorted(RECIPES.items()))
-    p.add_argument("--recipe", metavar="NAME", help=f"run a named multi-source build instead: {recipes}. "
+    p.add_argument("--recipe", metavar="NAME", choices=sorted(RECIPES), help=f"run a named multi-source build instead: {recipes}. "
                                                     "The recipes and their steps are listed below")
-    p.add_argument("--splits", action="append", default=[], metavar="SOURCE=SPLIT[,SPLIT...]",
+    p.add_argument("--splits", action="append", default=[], metavar="SOURCE=SPLIT[,SPLIT...]", type=TEXT,
                    help="with --recipe: keep only these splits of a source (label or kind), e.g. "
                         "--splits wflw=train,lapa=train,val; repeatable. Default: every split, with a warning for "
                         "test / validation splits taken into a training set")
@@ -66,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import LandmarkUnifyError
     from ..ops.build import build_manifest
 
-    engine = engine_kwargs(args)
+    run = run_options(args)
     try:
         report = build_manifest(args.source, args.output, policy=args.policy, on_error=args.on_error,
                                 check_images=args.check_images, command=command_line("landmark_unify", args),
                                 weights=args.weight or None, allow_outside_root=args.allow_outside_root,
-                                overwrite=args.overwrite, **engine)
+                                overwrite=args.overwrite, run=run)
     except LandmarkUnifyError as exc:
         print(f"build-manifest: error: {exc}", file=sys.stderr)
         print("build-manifest: nothing was written", file=sys.stderr)
@@ -81,14 +83,13 @@ def run(args: argparse.Namespace) -> int:
         from ..ops.relabel import POSE_COUNTS, relabel_pose
         from ..report.summary import summarize_manifest
 
-        engine.pop("single_file")
         try:
-            run = relabel_pose(args.output, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
-                               overwrite=True, **engine)  # in place, on the manifest just written
+            fitted = relabel_pose(args.output, args.output, mean_shape=args.mean_shape, shape_key=args.shape_key,
+                                  overwrite=True, run=run.replace(single_file=None))  # in place, on the manifest just written
         except LandmarkUnifyError as exc:
             print(f"build-manifest: error while relabelling pose (nothing was written): {exc}", file=sys.stderr)
             return 1
-        counts = {k: int(run.extra.get(k, 0)) for k in POSE_COUNTS}
+        counts = {k: int(fitted.extra.get(k, 0)) for k in POSE_COUNTS}
         summary = summarize_manifest(args.output) + (
             f"\npose relabelled: fitted {counts['filled']}, dataset pose kept {counts['kept']}, "
             f"unknown {counts['unknown']}")
@@ -105,14 +106,12 @@ def run_recipe(args: argparse.Namespace) -> int:
         print(f"build-manifest: unknown recipe {args.recipe!r}; valid: {sorted(RECIPES)}", file=sys.stderr)
         return 2
     out = args.output or recipe.default_output
-    engine = engine_kwargs(args)
-    engine.pop("single_file")
     try:
         balance = recipe.build(args.source, out, policy=args.policy, on_error=args.on_error,
                                check_images=bool(args.check_images), weights=args.weight or None,
                                log=lambda m: print(m, file=sys.stderr), command=command_line("landmark_unify", args),
                                mean_shape=args.mean_shape, shape_key=args.shape_key, splits=args.splits or None,
-                               **engine)
+                               run=run_options(args, single_file=None))
     except LandmarkUnifyError as exc:
         print(f"build-manifest --recipe {args.recipe}: error: {exc}", file=sys.stderr)
         return 1

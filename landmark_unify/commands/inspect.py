@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_base import PATH
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="a manifest (.parquet)")
+    p.add_argument("file", type=PATH, help="a manifest (.parquet)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,19 +1,28 @@
 """``landmark_unify merge A.parquet B.parquet ... -o OUT.parquet``: merge manifests."""
 from __future__ import annotations
 
-from ..cli_base import add_engine_options, add_output, add_overwrite, add_quiet, engine_kwargs, non_negative_float
+from ..cli_base import (
+    PATH,
+    SOURCE_WEIGHT,
+    add_engine_options,
+    add_output,
+    add_overwrite,
+    add_quiet,
+    number,
+    run_options,
+)
 from ..ops.merge import DUPLICATE_TOLERANCE
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("inputs", nargs="+",
+    parser.add_argument("inputs", nargs="+", type=PATH,
                         help="manifests (files or datasets) to merge, in priority order (the first copy of a face is kept)")
     add_output(parser, "manifest to write (.parquet, or a folder for a partitioned dataset)")
-    parser.add_argument("--weight", action="append", default=[], metavar="SOURCE=W",
+    parser.add_argument("--weight", action="append", default=[], metavar="SOURCE=W", type=SOURCE_WEIGHT,
                         help="multiply the weight of every face of SOURCE by W (repeatable; default 1)")
     parser.add_argument("--no-image-hash", action="store_true",
                         help="detect duplicates by sample_id only, without reading the images")
-    parser.add_argument("--tolerance", type=non_negative_float, default=DUPLICATE_TOLERANCE,
+    parser.add_argument("--tolerance", type=number(0, 10, unit="of the face size"), default=DUPLICATE_TOLERANCE,
                         help="faces on the same image are one face when their points differ by at most this "
                              f"fraction of the face size on average (default {DUPLICATE_TOLERANCE})")
     add_overwrite(parser)
@@ -26,6 +35,6 @@ def run(args) -> int:
 
     # a LandmarkUnifyError (bad input, bad --weight) is printed by the dispatcher as "merge: error: ..."
     report = merge_manifests(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
-                             tolerance=args.tolerance, overwrite=args.overwrite, **engine_kwargs(args))
+                             tolerance=args.tolerance, overwrite=args.overwrite, run=run_options(args))
     print(f"{args.output}\n{report.summary}")
     return 0

@@ -4,25 +4,29 @@ from __future__ import annotations
 import sys
 
 from ..cli_base import (
+    PATH,
     add_engine_options,
     add_output,
     add_overwrite,
     add_quiet,
     add_where,
     deprecated_alias,
-    engine_kwargs,
-    non_negative_float,
-    where_filter,
+    number,
+    run_options,
 )
 from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES
 
+#: An eye aspect ratio threshold (``--closed-threshold`` here and in ``report``): a ratio of lengths; an open
+#: eye is about 0.3 (a threshold far above any eye, such as 10, keeps every face)
+EAR = number(0, 100, unit="eye aspect ratio")
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("input", help="manifest to select from (a .parquet file or a dataset folder)")
+    parser.add_argument("input", type=PATH, help="manifest to select from (a .parquet file or a dataset folder)")
     add_output(parser, "manifest to write (.parquet, or a folder for a partitioned dataset)")
-    parser.add_argument("--closed-threshold", dest="threshold", type=non_negative_float, default=CLOSED_THRESHOLD,
+    parser.add_argument("--closed-threshold", dest="threshold", type=EAR, default=CLOSED_THRESHOLD,
                         help=f"an eye is closed when its aspect ratio is <= this (default {CLOSED_THRESHOLD})")
-    deprecated_alias(parser, "--threshold", "--closed-threshold", "threshold", type=non_negative_float)
+    deprecated_alias(parser, "--threshold", "--closed-threshold", "threshold", type=EAR)
     parser.add_argument("--mode", choices=MINE_MODES, default="either",
                         help="keep faces with either eye closed (default) or both")
     add_where(parser, "faces (among those with closed eyes)")
@@ -34,9 +38,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..ops.mine import mine_closed_eyes
 
-    where_filter(args)  # a bad --where is refused before anything is read
     res = mine_closed_eyes(args.input, args.output, threshold=args.threshold, mode=args.mode, where=args.where,
-                           overwrite=args.overwrite, **engine_kwargs(args))
+                           overwrite=args.overwrite, run=run_options(args))
     kept, total = res.extra.get("kept", 0), res.extra.get("total", 0)
     which = "either eye" if args.mode == "either" else "both eyes"
     print(f"{args.output}: kept {kept} of {total} faces (eye aspect ratio <= {args.threshold}, {which})",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli_base import PATH
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="manifest(s) to check (files or dataset folders)")
+    p.add_argument("files", nargs="+", metavar="FILE", type=PATH, help="manifest(s) to check (files or dataset folders)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -169,10 +169,17 @@ def canonical_batch(points98, valid98=None) -> tuple[np.ndarray, np.ndarray]:
     return pts, ok
 
 
+def check_policy(policy: str) -> str:
+    """``policy`` itself when it is one of :data:`POLICIES`; a SchemaError otherwise (the one check of a
+    policy, for the build, machine labels and the maps)."""
+    if policy not in POLICIES:
+        raise SchemaError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    return policy
+
+
 @cache
 def _compile(pmap: PointMap, policy: str, projected_contour: bool) -> CompiledMap:
-    if policy not in POLICIES:
-        raise SchemaError(f"unknown policy {policy!r}; valid: {POLICIES}")
+    check_policy(policy)
     src, dst = get_layout(pmap.source), get_layout(pmap.target)
     allowed = {"exact"} if policy == "strict" else {"exact", "approx"}
     if projected_contour:

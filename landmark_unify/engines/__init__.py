@@ -10,6 +10,7 @@ import contextlib
 import importlib
 
 from .base import SCHEDULER_ENV, Engine, EngineError, peak_rss
+from .run_options import RunOptions
 
 #: Registered engines: name -> "module:Class" (imported on first use, so dask loads only when asked for).
 _REGISTRY: dict[str, str | type] = {
@@ -61,5 +62,5 @@ def engine_context(engine: str | Engine = "local", workers=None, scheduler=None,
             eng.close()
 
 
-__all__ = ["Engine", "EngineError", "SCHEDULER_ENV", "engine_context", "engine_names", "get_engine", "peak_rss",
+__all__ = ["Engine", "EngineError", "RunOptions", "SCHEDULER_ENV", "engine_context", "engine_names", "get_engine", "peak_rss",
            "register_engine"]

@@ -24,6 +24,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -160,11 +161,27 @@ def _check_name(node: ast.Name, text: str, names: list[str]) -> None:
     names.append(node.id)
 
 
+#: The largest number literal a filter takes: every integer up to it is exact as a float64, the type numbers
+#: are compared in (a 400-digit literal cannot be compared with any column).
+MAX_NUMBER = 2.0 ** 53
+
+
+def _check_number(node: ast.AST, text: str) -> None:
+    """A number literal must be finite and at most :data:`MAX_NUMBER` in magnitude."""
+    value = _literal(node)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > MAX_NUMBER:
+        raise _fail(text, node, f"number out of range (finite, at most {MAX_NUMBER:.0f} in magnitude)", hint=False)
+
+
 def _check_operand(node: ast.AST, text: str, names: list[str]) -> None:
     if isinstance(node, ast.Name) and node.id not in _LITERAL_NAMES:
         _check_name(node, text, names)
     elif not _is_literal(node):
         raise _fail(text, node, _describe(node) + " where a column or a literal is expected")
+    else:
+        _check_number(node, text)
 
 
 def _check_compare(node: ast.Compare, text: str, names: list[str]) -> None:
@@ -176,6 +193,7 @@ def _check_compare(node: ast.Compare, text: str, names: list[str]) -> None:
             for e in right.elts:
                 if not _is_literal(e):
                     raise _fail(text, e, _describe(e) + " inside a list (only literals)")
+                _check_number(e, text)
         elif isinstance(op, (ast.Is, ast.IsNot)):
             if not (_is_literal(right) and _literal(right) is None):
                 raise _fail(text, right, "'is' and 'is not' take only null")

@@ -25,8 +25,9 @@ import pyarrow.compute as pc
 
 from .. import manifest as mf
 from ..core.eyes import source_eye_columns
-from ..core.maps import POLICIES, finite_points, to_canonical
-from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
+from ..core.maps import check_policy, finite_points, to_canonical
+from ..engines import RunOptions
+from ..errors import ErrorPolicy, LandmarkUnifyError, ParseError
 from ..io import write_sidecar
 from ..manifest import skipped_path_for
 from ..outputs import current, transactional
@@ -364,14 +365,15 @@ def _bbox(given: np.ndarray, points: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def image_size(path: Path) -> tuple[int, int] | ParseError:
-    import cv2
+    """``(width, height)`` of the image as :func:`landmark_unify.images.read_image` decodes it (upright by its
+    EXIF orientation, as every command sees it), or the ParseError of a missing, corrupt, truncated or too
+    large image. The image is decoded whole: the check of ``--check-images``."""
+    from ..images import ImageError, read_image
 
-    if not path.is_file():
-        return ParseError(path, "image file not found", field="image")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        return ParseError(path, "image cannot be decoded (corrupt or not an image)", field="image")
+    try:
+        img = read_image(path, channel_order="bgr")
+    except ImageError as exc:
+        return ParseError(path, exc.reason, field="image")
     return int(img.shape[1]), int(img.shape[0])
 
 
@@ -379,10 +381,9 @@ def image_size(path: Path) -> tuple[int, int] | ParseError:
 
 def check_options(policy: str, on_error: str | None = None) -> None:
     """Raise LandmarkUnifyError on a policy (or on_error) that is not one of the valid values."""
-    if on_error is not None and on_error not in ON_ERROR:
-        raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
-    if policy not in POLICIES:
-        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    if on_error is not None:
+        ErrorPolicy.check(on_error)
+    check_policy(policy)
 
 
 def build_metadata(sources: Sequence[Source], command: str | None, *, policy: str, on_error: str,
@@ -404,11 +405,7 @@ def duplicate_record(on_error: str, source: str, sample_id: str, file: str, line
     ``on_error='raise'``."""
     err = ParseError(file, f"duplicate face: sample_id {sample_id} was already produced", line=line, key=key,
                      field="sample_id")
-    if on_error == "raise":
-        raise err
-    rec = {"source": source, "kind": None}
-    rec.update(err.as_record())
-    return rec
+    return ErrorPolicy(on_error, source=source, kind=None)(err)
 
 
 def _build_task(policy: str, on_error: str, check_images: bool, weights: dict[str, float] | None,
@@ -434,19 +431,6 @@ def reader_notes(sums: Mapping) -> dict[str, int]:
     return {k[len(NOTE_PREFIX):]: int(v) for k, v in sorted(sums.items()) if k.startswith(NOTE_PREFIX) and v}
 
 
-def _in_process(engine) -> bool:
-    """Whether ``engine`` (a name or an Engine) runs its units in this process (``Engine.in_process``), so
-    that they can share one line counter."""
-    from ..engines import Engine, engine_class
-
-    if isinstance(engine, Engine):
-        return engine.in_process
-    try:
-        return bool(engine_class(engine).in_process)
-    except LandmarkUnifyError:
-        return False
-
-
 def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
     cols = {c: table.column(c).to_pylist() for c in ("sample_id", "source", "origin_file", "origin_line", "origin_key")}
     return [duplicate_record(on_error, cols["source"][i], cols["sample_id"][i], cols["origin_file"][i],
@@ -455,11 +439,9 @@ def _duplicates(on_error: str, table: pa.Table, rows: np.ndarray) -> list[dict]:
 
 @transactional
 def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict", on_error: str = "raise",
-                   check_images: bool = False, command: str | None = None, engine="local",
-                   workers: int | None = None, chunk_bytes: int | None = None, progress: bool = True,
-                   weights=None, scheduler: str | None = None, single_file=None,
-                   engine_options: Mapping | None = None, allow_outside_root: bool = False,
-                   overwrite: bool = False) -> BuildReport:
+                   check_images: bool = False, command: str | None = None, chunk_bytes: int | None = None,
+                   weights=None, allow_outside_root: bool = False, overwrite: bool = False,
+                   run: RunOptions | None = None, **engine) -> BuildReport:
     """Read the sources, map every face onto the canonical layout and write the manifest ``out``.
 
     sources: ``KIND=ROOT`` / ``LABEL:KIND=ROOT`` strings or :class:`~landmark_unify.readers.Source`.
@@ -468,19 +450,22 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
     the skipped ones in ``OUT``'s ``.skipped.jsonl`` sidecar (``_skipped.jsonl`` inside a dataset) and the
     summary. check_images: decode every image (missing or corrupt ones are errors) and fill image_width /
     image_height. weights: per-source training weights for the ``weight`` column, ``{"lapa": 2}`` or
-    ``["lapa=2"]`` by source label or reader kind (default 1). engine (``local``, ``dask`` or an engine
-    object), workers, scheduler: where the units run. ``out`` is a manifest file (``.parquet``) or a
-    partitioned dataset directory; single_file: with a dataset, also write the file form there.
+    ``["lapa=2"]`` by source label or reader kind (default 1). run: where the units run, a
+    :class:`~landmark_unify.engines.RunOptions` (or its fields as keywords: ``engine="dask"``,
+    ``workers=4``, ``single_file=...``, ``progress=False``). ``out`` is a manifest file (``.parquet``) or a
+    partitioned dataset directory; ``run.single_file``: with a dataset, also write the file form there.
     allow_outside_root: accept image paths that leave their source root (``../``, absolute); by default each
     is an error (or a counted skip). overwrite: allow ``out`` to be one of the sources' annotation files.
     """
     check_options(policy, on_error)
+    run = RunOptions.of(run, **engine)
+    single_file = run.single_file
     srcs = parse_sources(sources)
     w_by_label = source_weights(weights, srcs) if weights else None
     # in this process the lines of big list files are counted as their units are read (no pass over the
     # files before the first unit starts); other engines get units that carry their line numbers
     counter = None
-    units = plan_units(srcs, chunk_bytes, count_lines=not _in_process(engine))
+    units = plan_units(srcs, chunk_bytes, count_lines=not run.in_process)
     if any(u.start is not None and u.first_line is None for u in units):
         counter = LineCounter(units)
     extra = {"source_weights": dict(sorted(w_by_label.items()))} if w_by_label else {}
@@ -504,20 +489,19 @@ def build_manifest(sources: Iterable[str | Source], out, policy: str = "strict",
 
     task = partial(_build_task, policy, on_error, bool(check_images), w_by_label, bool(allow_outside_root),
                    line_counter=counter)
-    run = run_units(task, units, out, metadata, engine=engine, workers=workers, scheduler=scheduler,
-                    single_file=single_file, describe=lambda i: units[i].describe(),
-                    on_duplicate=partial(_duplicates, on_error), dataset_files=dataset_files,
-                    progress=progress, unit_stats=table_stats, engine_options=engine_options)
+    result = run_units(task, units, out, metadata, run=run, describe=lambda i: units[i].describe(),
+                       on_duplicate=partial(_duplicates, on_error), dataset_files=dataset_files,
+                       unit_stats=table_stats)
     if wants_file(out):
-        side = write_skipped(run.skipped, out)
+        side = write_skipped(result.skipped, out)
     else:
-        side = Path(run.output) / "_skipped.jsonl" if run.skipped else None
-    stats = merge_stats(run.stats)  # counted as the units were written: the output is not read back
+        side = Path(result.output) / "_skipped.jsonl" if result.skipped else None
+    stats = merge_stats(result.stats)  # counted as the units were written: the output is not read back
     per_source = {s.label: int(stats["sources"].get(s.label, {}).get("faces", 0)) for s in srcs}
-    report = BuildReport(Path(run.output), run.rows, per_source, run.skipped, side, run.metadata,
-                         units=len(units), extra={"run": run})
+    report = BuildReport(Path(result.output), result.rows, per_source, result.skipped, side, result.metadata,
+                         units=len(units), extra={"run": result})
     # the summary prints the metadata's reader_notes and by_design, so inspect shows the same text
-    report.summary = summary_text(stats, run.metadata, run.skipped, title=str(run.output), sidecar=side)
-    if run.engine != "local":
-        report.summary += "\n" + run.summary()
+    report.summary = summary_text(stats, result.metadata, result.skipped, title=str(result.output), sidecar=side)
+    if result.engine != "local":
+        report.summary += "\n" + result.summary()
     return report

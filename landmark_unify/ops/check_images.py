@@ -8,7 +8,8 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
+from ..engines import RunOptions
+from ..errors import ErrorPolicy, ParseError
 from ..manifest import derived_metadata, image_paths
 from .build import image_size
 from .runner import RunResult, map_manifest
@@ -20,7 +21,7 @@ def _check_images_fn(roots: Mapping | None, on_error: str, df: pd.DataFrame):
     width = np.full(n, np.nan)
     height = np.full(n, np.nan)
     keep = np.ones(n, bool)
-    skipped = []
+    policy = ErrorPolicy(on_error, source=None, kind=None)
     cache: dict = {}
     for i, p in enumerate(paths):
         if p is None:
@@ -30,13 +31,10 @@ def _check_images_fn(roots: Mapping | None, on_error: str, df: pd.DataFrame):
             if got is None:
                 got = cache[p] = image_size(p)
         if isinstance(got, ParseError):
-            if on_error == "raise":
-                raise ParseError(got.path, f"{got.reason} (row sample_id {df['sample_id'].iloc[i]})", field="image")
             keep[i] = False
-            rec = {"source": str(df["source"].iloc[i]), "kind": None}
-            rec.update(got.as_record())
-            rec["sample_id"] = str(df["sample_id"].iloc[i])
-            skipped.append(rec)
+            policy.context["source"] = str(df["source"].iloc[i])
+            policy(ParseError(got.path, f"{got.reason} (row sample_id {df['sample_id'].iloc[i]})", field="image")
+                   if policy.raises else got, sample_id=str(df["sample_id"].iloc[i]))
         else:
             width[i], height[i] = got
     out = df.copy()
@@ -44,27 +42,24 @@ def _check_images_fn(roots: Mapping | None, on_error: str, df: pd.DataFrame):
     out["image_width"] = pd.array([None if not np.isfinite(v) else int(v) for v in width], dtype="Int32")
     out["image_height"] = pd.array([None if not np.isfinite(v) else int(v) for v in height], dtype="Int32")
     out = out[keep].reset_index(drop=True)
-    return out, {"checked": n, "bad": int((~keep).sum()), "skipped": skipped}
+    return out, {"checked": n, "bad": int((~keep).sum()), "skipped": policy.skipped}
 
 
 def check_images(input: str | os.PathLike, output: str | os.PathLike, *, on_error: str = "raise",
-                             roots: Mapping[str, str] | None = None, engine="local", workers: int | None = None,
-                             scheduler: str | None = None, rows_per_partition: int = 5_000,
-                             single_file: str | os.PathLike | None = None, progress: bool = True,
-                             overwrite: bool = False) -> RunResult:
+                 roots: Mapping[str, str] | None = None, overwrite: bool = False, run: RunOptions | None = None,
+                 **engine) -> RunResult:
     """Decode every image of a manifest on an engine (the check of ``build-manifest --check-images``, for a
     manifest already built): fills ``image_width`` / ``image_height``; a missing or corrupt image raises
     (``on_error="raise"``, nothing written) or drops its row and is listed in ``RunResult.skipped``.
-    ``roots`` overrides the manifest's source roots (e.g. where the images are mounted on the workers)."""
-    if on_error not in ON_ERROR:
-        raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
+    ``roots`` overrides the manifest's source roots (e.g. where the images are mounted on the workers).
+    run: the engine settings (:class:`~landmark_unify.engines.RunOptions`, or its fields as keywords)."""
+    ErrorPolicy.check(on_error)
 
     def meta(in_meta, sums):
         return derived_metadata(in_meta, input, output, "check-images",
                                 images_checked={"checked": int(sums.get("checked", 0)), "bad": int(sums.get("bad", 0))})
 
-    run = map_manifest(input, output, partial(_check_images_fn, dict(roots) if roots else None, on_error),
-                       metadata=meta, engine=engine, workers=workers, scheduler=scheduler,
-                       rows_per_partition=rows_per_partition, single_file=single_file, progress=progress,
-                       overwrite=overwrite)
-    return run
+    return map_manifest(input, output, partial(_check_images_fn, dict(roots) if roots else None, on_error),
+                        metadata=meta, run=RunOptions.of(run, **engine) if run is not None else
+                        RunOptions.of(**{"rows_per_partition": 5_000, **engine}),
+                        overwrite=overwrite)

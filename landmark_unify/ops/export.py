@@ -92,22 +92,14 @@ def _file_names(df: pd.DataFrame, image_root: str | os.PathLike | None) -> list[
 
 
 def _image_size(path: str) -> tuple[int, int] | None:
-    """Width and height from the image header (PIL when installed, else a full decode), None if unreadable."""
-    if not os.path.isfile(path):
-        return None
+    """Width and height as :func:`landmark_unify.images.read_image` decodes the image (upright by its EXIF
+    orientation), from its header; None if missing or unreadable."""
+    from ..images import ImageError, image_info
+
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - an unreadable image: no size
+        return image_info(path).size
+    except ImageError:
         return None
-    import cv2
-
-    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    return None if img is None else (int(img.shape[1]), int(img.shape[0]))
 
 
 def coco_document(df: pd.DataFrame, *, image_root: str | os.PathLike | None = None,

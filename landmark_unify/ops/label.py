@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.eyes import eye_columns
-from ..core.maps import POLICIES, to_canonical
+from ..core.maps import check_policy, to_canonical
 from ..errors import LandmarkUnifyError
 from ..manifest import (
     NUM_POINTS,
@@ -74,8 +74,7 @@ def machine_label_table(faces: Sequence[LabelledFace], *, root: str | os.PathLik
     another layout map onto the canonical one (``strict``: exact points only). ``fit_pose``: fit the pose
     from the landmarks where the model gives none (and beside the model's), with ``face_model`` (default:
     the shipped face)."""
-    if policy not in POLICIES:
-        raise LandmarkUnifyError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    check_policy(policy)
     root = Path(root).resolve()
     n = len(faces)
     lm = np.full((n, NUM_POINTS, 2), np.nan, np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import manifest as mf
-from ..engines import engine_context
+from ..engines import RunOptions
 from ..errors import ManifestError
 from ..io import write_sidecar
 from ..manifest import (
@@ -192,11 +192,8 @@ def _merge_write_task(inputs: Sequence[tuple[str, dict]], weights: Mapping[str, 
 
 @transactional
 def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_images: bool = True,
-                    tolerance: float | None = None, engine="local", workers: int | None = None,
-                    scheduler: str | None = None, rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION,
-                    single_file: str | os.PathLike | None = None, progress: bool = True,
-                    metadata: Mapping | None = None, engine_options: Mapping | None = None,
-                    overwrite: bool = False) -> MergeReport:
+                    tolerance: float | None = None, metadata: Mapping | None = None, overwrite: bool = False,
+                    run: RunOptions | None = None, **engine) -> MergeReport:
     """Merge manifests (files or datasets, in priority order: of two rows that are the same face the
     earlier is kept) into ``output`` (a ``.parquet`` file or a dataset directory), on any engine.
 
@@ -208,19 +205,21 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
     The dropped duplicates go to ``OUT.duplicates.jsonl`` beside a file, ``_duplicates.jsonl`` inside a
     dataset. metadata: keys to add to (or replace in) the written metadata. Returns a
     :class:`MergeReport` whose ``run`` is the :class:`~landmark_unify.ops.runner.RunResult`. overwrite:
-    allow ``output`` to be one of the inputs.
+    allow ``output`` to be one of the inputs. run: the engine settings (:class:`~landmark_unify.engines.RunOptions`,
+    or its fields as keywords); the engine is started once for both phases.
     """
+    opts = RunOptions.of(run, **engine)
     tolerance = DUPLICATE_TOLERANCE if tolerance is None else float(tolerance)
     paths = [Path(p) for p in paths]
     if not paths:
         raise ManifestError("merge needs at least one manifest")
     out = Path(output)
     current().manifest(out, inputs=paths, overwrite=overwrite)
-    current().manifest(single_file, inputs=paths, overwrite=overwrite)
+    current().manifest(opts.single_file, inputs=paths, overwrite=overwrite)
     w_by_source = parse_weights(weights)
     inputs, roots, all_slices = [], {}, []
     for k, p in enumerate(paths):
-        slices, meta = plan_slices(p, rows_per_partition)
+        slices, meta = plan_slices(p, opts.rows_per_partition)
         rebased = rebased_roots(meta.get("source_roots", {}), p, out)
         for name, root in rebased.items():
             if name in roots and resolve_root(roots[name], out) != resolve_root(root, out):
@@ -231,7 +230,8 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
         all_slices += [MergeUnit(k, s) for s in slices]
 
     t0 = time.perf_counter()
-    with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
+    with opts.started() as opts:
+        eng = opts.engine
         keyed = sorted((r for _, r in eng.map(partial(_merge_keys_task, inputs, hash_images), all_slices,
                                               lambda i: all_slices[i].slice.describe())), key=lambda r: r.index)
         key_seconds = time.perf_counter() - t0
@@ -310,10 +310,9 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
                                 num_duplicates=len(duplicates), **outside)
         meta.update(metadata or {})
         run = run_units(partial(_merge_write_task, inputs, w_by_source), units, out, lambda state: meta,
-                        engine=eng, workers=workers, scheduler=scheduler, single_file=single_file,
-                        describe=lambda i: units[i].slice.describe(),
+                        run=opts, describe=lambda i: units[i].slice.describe(),
                         dataset_files=lambda state, skipped: {"_duplicates.jsonl": duplicates},
-                        progress=progress, total_rows=int(offsets[-1]) - int(drop.sum()))
+                        total_rows=int(offsets[-1]) - int(drop.sum()))
     run.seconds = {"keys": key_seconds, "dedupe": dedupe_seconds, **run.seconds}
     if wants_file(out):
         write_sidecar(duplicates, duplicates_path_for(out))

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from ..core.eyes import CLOSED_THRESHOLD, MINE_MODES, closed_eye_mask, eye_columns, eye_state, thresholds_for
-from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
-from ..manifest.filters import filter_rows, parse_filter
+from ..engines import RunOptions
+from ..manifest import derived_metadata, landmarks_array, valid_array
+from ..manifest.filters import Filter, filter_rows, parse_filter
 from .runner import RunResult, map_manifest
 
 
@@ -44,7 +44,7 @@ def with_eye_columns(df, closed: float = CLOSED_THRESHOLD):
     return out
 
 
-def _closed_eyes_fn(threshold: float, mode: str, where: str | None, df: pd.DataFrame):
+def _closed_eyes_fn(threshold: float, mode: str, where: Filter | None, df: pd.DataFrame):
     df = with_eye_columns(filter_rows(df, where), threshold)
     ear = np.stack([df["ear_left"].to_numpy(np.float64), df["ear_right"].to_numpy(np.float64)], 1) \
         if len(df) else np.zeros((0, 2))
@@ -53,36 +53,33 @@ def _closed_eyes_fn(threshold: float, mode: str, where: str | None, df: pd.DataF
 
 
 def mine_closed_eyes(input: str | os.PathLike, output: str | os.PathLike, *, threshold: float | None = None,
-                     mode: str = "either", engine="local", workers: int | None = None,
-                     scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
-                     single_file: str | os.PathLike | None = None, progress: bool = True,
-                     engine_options: Mapping | None = None, where: str | None = None,
-                     overwrite: bool = False) -> RunResult:
+                     mode: str = "either", where: Filter | str | None = None, overwrite: bool = False,
+                     run: RunOptions | None = None, **engine) -> RunResult:
     """Write the faces of ``input`` (file or dataset) with a closed eye (``mode`` either|both) to
     ``output``, on any engine. ``threshold`` is on the 8-point EAR scale; faces whose EAR was computed with
     the 6-point iBUG formula are held to the matching threshold (``threshold * IBUG6_SCALE``,
     :func:`landmark_unify.core.eyes.closed_thresholds`). See :func:`with_eye_columns`.
-    ``where``: a row filter (:mod:`landmark_unify.manifest.filters`); only matching faces are considered
-    (``total`` counts those). ``RunResult.extra`` holds ``kept`` and ``total``. overwrite: allow ``output``
-    to be ``input``."""
-    if where is not None:
+    ``where``: a row filter, parsed (:class:`~landmark_unify.manifest.filters.Filter`) or its text, parsed here
+    once (:mod:`landmark_unify.manifest.filters`); only matching faces are considered (``total`` counts
+    those). ``RunResult.extra`` holds ``kept`` and ``total``. overwrite: allow ``output`` to be ``input``.
+    run: the engine settings (:class:`~landmark_unify.engines.RunOptions`, or its fields as keywords)."""
+    if isinstance(where, str):
         from ..manifest import COLUMN_NAMES
 
-        parse_filter(where, COLUMN_NAMES)  # refused before anything is read
+        where = parse_filter(where, COLUMN_NAMES)  # refused before anything is read
     threshold = CLOSED_THRESHOLD if threshold is None else float(threshold)
     if mode not in MINE_MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {list(MINE_MODES)}")
 
     def meta(in_meta, sums):
         return derived_metadata(in_meta, input, output, "mine-closed-eyes",
-                                mined_closed_eyes={"from": str(input), "threshold": threshold, "mode": mode, "where": where,
+                                mined_closed_eyes={"from": str(input), "threshold": threshold, "mode": mode,
+                                                   "where": None if where is None else where.text,
                                                    "kept": int(sums.get("kept", 0)),
                                                    "total": int(sums.get("total", 0))})
 
-    return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode, where), metadata=meta, engine=engine,
-                        workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
-                        single_file=single_file, progress=progress, engine_options=engine_options,
-                        overwrite=overwrite)
+    return map_manifest(input, output, partial(_closed_eyes_fn, threshold, mode, where), metadata=meta,
+                        run=RunOptions.of(run, **engine), overwrite=overwrite)
 
 
 def mine_closed_eyes_file(in_path, out_path, threshold: float = CLOSED_THRESHOLD, mode: str = "either",

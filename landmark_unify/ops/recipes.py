@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..core.eyes import CLOSED_THRESHOLD
+from ..engines import RunOptions
 from ..errors import LandmarkUnifyError
 from ..manifest import derived_metadata, read_columns, read_manifest
 from ..outputs import current, transactional
@@ -127,19 +128,21 @@ def _sources_by_kind(recipe: Recipe, specs) -> dict:
 @transactional
 def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise", check_images: bool = False,
                 weights=None, closed_threshold: float | None = None, closed_mode: str = "either",
-                fit_pose: bool = True, progress: bool = True, log=print, command: str | None = None,
-                keep_parts: bool = False, engine="local", workers: int | None = None, scheduler: str | None = None,
-                mean_shape=None, shape_key: str | None = None, splits=None) -> dict:
+                fit_pose: bool = True, log=print, command: str | None = None, keep_parts: bool = False,
+                mean_shape=None, shape_key: str | None = None, splits=None, run: RunOptions | None = None,
+                **engine) -> dict:
     """Run the ``wflw2`` recipe (see the module docstring). ``weights``: per source label (or kind)
     ``{name: w}`` or ``["NAME=W"]`` over the recipe's defaults. ``command``: the command line, recorded in
     the metadata with the recipe's settings (under ``recipe``). Returns the balance report dict, with the
     merge report's figures under ``"merge"`` and, with ``keep_parts``, the staged files under ``"parts"``.
-    engine, workers, scheduler: where every step runs (the engine is started once for the whole recipe).
+    run: where every step runs (:class:`~landmark_unify.engines.RunOptions`, or its fields as keywords; the
+    engine is started once for the whole recipe; no ``single_file``).
     mean_shape, shape_key: the face model of the pose fit. splits: the splits to keep per source label or kind
     (``{"wflw": ["train"]}`` or ``["wflw=train,lapa=train,val"]``; default: every split, with a warning for
     held-out ones)."""
-    from ..engines import engine_context
-
+    run = RunOptions.of(run, **engine)
+    if run.single_file is not None:
+        raise LandmarkUnifyError("a recipe writes one manifest file; single_file does not apply")
     recipe = RECIPES["wflw2"]
     by_kind = _sources_by_kind(recipe, sources)
 
@@ -147,20 +150,20 @@ def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise"
     current().manifest(out)  # each step declares its own inputs
     options = dict(policy=policy, on_error=on_error, check_images=check_images, weights=weights,
                    threshold=CLOSED_THRESHOLD if closed_threshold is None else closed_threshold,
-                   closed_mode=closed_mode, fit_pose=fit_pose, progress=progress, log=log, command=command,
+                   closed_mode=closed_mode, fit_pose=fit_pose, log=log, command=command,
                    mean_shape=mean_shape, shape_key=shape_key, splits=parse_splits(splits))
-    with engine_context(engine, workers, scheduler) as eng:
+    with run.started() as run:
         if keep_parts:
             parts = out.with_name(out.name.removesuffix(".parquet") + ".parts")
-            return _run_wflw2(recipe, by_kind, out, parts, engine=eng, **options)
+            return _run_wflw2(recipe, by_kind, out, parts, run=run, **options)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts-", dir=out.parent) as tmp:
-            balance = _run_wflw2(recipe, by_kind, out, Path(tmp), engine=eng, **options)
+            balance = _run_wflw2(recipe, by_kind, out, Path(tmp), run=run, **options)
     balance.pop("parts", None)
     return balance
 
 
 def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, check_images, weights, threshold,
-               closed_mode, fit_pose, progress, log, command, mean_shape, shape_key, engine, splits) -> dict:
+               closed_mode, fit_pose, log, command, mean_shape, shape_key, run, splits) -> dict:
     given = parse_weights(weights)
     w_by_label = {}
     for kind, src in by_kind.items():
@@ -183,21 +186,21 @@ def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, che
         src = by_kind[kind]
         path = parts / f"{src.label}.parquet"
         rep = build_manifest([src], path, policy=policy, on_error=on_error, check_images=check_images,
-                             command=f"recipe {recipe.name}", progress=progress, engine=engine)
+                             command=f"recipe {recipe.name}", run=run)
         log(f"{recipe.name}: {src.label}: {rep.num_faces} faces" + (f", {len(rep.skipped)} skipped" if rep.skipped else ""))
         chosen = splits.get(src.label, splits.get(kind))
-        path = _select_splits(recipe, src, path, chosen, engine, progress, log)
+        path = _select_splits(recipe, src, path, chosen, run, log)
         _warn_about(src, path, check_images, warn, chosen=bool(chosen))
         if kind == "lapa":
             closed = parts / f"{src.label}.closed.parquet"
-            run = mine_closed_eyes(path, closed, threshold=threshold, mode=closed_mode, engine=engine, progress=progress)
-            kept, total = int(run.extra.get("kept", 0)), int(run.extra.get("total", 0))
+            mined = mine_closed_eyes(path, closed, threshold=threshold, mode=closed_mode, run=run)
+            kept, total = int(mined.extra.get("kept", 0)), int(mined.extra.get("total", 0))
             log(f"{recipe.name}: {src.label}: kept {kept} of {total} faces with {closed_mode} eye closed (EAR <= {threshold:g})")
             path = closed
         if fit_pose:
             posed = path.with_name(path.name.removesuffix(".parquet") + ".pose.parquet")
-            run = relabel_pose(path, posed, mean_shape=mean_shape, shape_key=shape_key, engine=engine, progress=progress)
-            counts = {k: int(run.extra.get(k, 0)) for k in ("filled", "kept", "unknown")}
+            fitted = relabel_pose(path, posed, mean_shape=mean_shape, shape_key=shape_key, run=run)
+            counts = {k: int(fitted.extra.get(k, 0)) for k in ("filled", "kept", "unknown")}
             log(f"{recipe.name}: {src.label}: pose fitted {counts['filled']}, dataset pose kept {counts['kept']}, "
                 f"unknown {counts['unknown']}")
             path = posed
@@ -211,7 +214,7 @@ def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, che
                     "rows": pq.ParquetFile(p).metadata.num_rows} for p in staged]
     for entry, p in zip(merged_from, staged):
         entry["sources"] = sorted(set(read_columns(p, ["source"]).column("source").to_pylist()))
-    merge = merge_manifests(staged, out, w_by_label, progress=progress, engine=engine,
+    merge = merge_manifests(staged, out, w_by_label, run=run,
                             metadata={"command": command or f"recipe {recipe.name}", "recipe": settings,
                                       "merged_from": merged_from})
     df = read_manifest(out)
@@ -224,7 +227,7 @@ def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, che
     return balance
 
 
-def _select_splits(recipe, src, path: Path, wanted, engine, progress, log) -> Path:
+def _select_splits(recipe, src, path: Path, wanted, run, log) -> Path:
     """The staged manifest ``path`` with only the splits ``wanted`` (all when None)."""
     if not wanted:
         return path
@@ -234,10 +237,10 @@ def _select_splits(recipe, src, path: Path, wanted, engine, progress, log) -> Pa
         raise LandmarkUnifyError(f"--splits {src.label}={','.join(wanted)}: no faces of split(s) {missing} in "
                                  f"{src.spec()}; its splits: {have}")
     kept = path.with_name(path.name.removesuffix(".parquet") + ".splits.parquet")
-    run = map_manifest(path, kept, partial(_keep_splits, tuple(wanted)), engine=engine, progress=progress,
+    res = map_manifest(path, kept, partial(_keep_splits, tuple(wanted)), run=run,
                        metadata=lambda meta, sums: derived_metadata(meta, path, kept, f"recipe {recipe.name}: splits",
                                                                     splits=list(wanted)))
-    log(f"{recipe.name}: {src.label}: kept {int(run.extra.get('kept', 0))} of {int(run.extra.get('total', 0))} "
+    log(f"{recipe.name}: {src.label}: kept {int(res.extra.get('kept', 0))} of {int(res.extra.get('total', 0))} "
         f"faces of split(s) {', '.join(wanted)}")
     return kept
 

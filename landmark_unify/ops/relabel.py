@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, FaceModel
+from ..engines import RunOptions
 from ..face_models import load_face_model
 from ..face_models.fit import estimate_pose
-from ..manifest import DEFAULT_ROWS_PER_PARTITION, derived_metadata, landmarks_array, valid_array
+from ..manifest import derived_metadata, landmarks_array, valid_array
 from .runner import RunResult, map_manifest
 
 POSE_FIT_METHOD = "scaled-orthographic fit with expression modes (occluded points down-weighted, refit)"
@@ -58,17 +59,17 @@ def _relabel_fn(model: FaceModel, fit_options: Mapping, df: pd.DataFrame):
 
 
 def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_shape=None,
-                 shape_key: str | None = None, engine="local", workers: int | None = None,
-                 scheduler: str | None = None, rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
-                 single_file: str | os.PathLike | None = None, progress: bool = True,
-                 engine_options: Mapping | None = None, overwrite: bool = False, **fit_options) -> RunResult:
+                 shape_key: str | None = None, overwrite: bool = False, run: RunOptions | None = None,
+                 **options) -> RunResult:
     """Fit head pose for every row of a manifest (file or dataset) and write ``output``, on any engine.
 
     :func:`relabel_dataframe` on every slice of rows. The face model is loaded once here and shipped to
     the workers, so they do not need the mean-shape file. ``RunResult.extra`` holds the counts (filled,
     kept, unknown) and the written metadata records them with the model. overwrite: allow ``output`` to
-    be ``input`` (relabel in place).
+    be ``input`` (relabel in place). run: the engine settings (:class:`~landmark_unify.engines.RunOptions`);
+    ``options`` holds its fields as keywords (``engine="dask"``) and the fit's options (``min_points``).
     """
+    run, fit_options = RunOptions.take(run, options)
     model = load_face_model(mean_shape, shape_key)
 
     def meta(in_meta, sums):
@@ -77,9 +78,7 @@ def relabel_pose(input: str | os.PathLike, output: str | os.PathLike, *, mean_sh
                                 pose_fit={"model": model.source, "method": POSE_FIT_METHOD, **counts,
                                           **({"model_projected": model.projected.source} if model.projected else {})})
 
-    return map_manifest(input, output, partial(_relabel_fn, model, dict(fit_options)), metadata=meta, engine=engine,
-                        workers=workers, scheduler=scheduler, rows_per_partition=rows_per_partition,
-                        single_file=single_file, progress=progress, engine_options=engine_options,
+    return map_manifest(input, output, partial(_relabel_fn, model, dict(fit_options)), metadata=meta, run=run,
                         overwrite=overwrite)
 
 

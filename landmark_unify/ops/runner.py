@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import manifest as mf
-from ..engines import Engine, engine_context
+from ..engines import RunOptions
 from ..errors import ManifestError
 from ..io import write_jsonl_atomic
 from ..outputs import current, terminate_as_exception, transactional
@@ -156,14 +156,12 @@ def _staged_task(task: Callable, staging: str, part_meta: Mapping, index: int, u
 
 
 def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Callable[[RunState], Mapping], *,
-              engine: str | Engine = "local", workers: int | None = None, scheduler: str | None = None,
-              single_file: str | Path | None = None, describe: Callable[[int], str] | None = None,
+              run: RunOptions | None = None, describe: Callable[[int], str] | None = None,
               on_duplicate: Callable[[pa.Table, np.ndarray], list[dict]] | None = None,
               dataset_files: Callable[[RunState, list], Mapping[str, list]] | None = None,
-              progress: bool = True, total_rows: int | None = None,
-              unit_stats: Callable[[pa.Table], object] | None = None,
-              engine_options: Mapping | None = None) -> RunResult:
-    """Run ``task(index, unit) -> UnitResult`` for every unit on an engine and commit the output.
+              total_rows: int | None = None, unit_stats: Callable[[pa.Table], object] | None = None) -> RunResult:
+    """Run ``task(index, unit) -> UnitResult`` for every unit on the engine of ``run`` (a
+    :class:`~landmark_unify.engines.RunOptions`; default: local) and commit the output.
 
     metadata: ``metadata(state) -> dict``, the output's metadata from the summed unit numbers and the
     skip count (called with an empty state for the parts, and once more at the end). on_duplicate: when
@@ -171,23 +169,25 @@ def run_units(task: Callable, units: Sequence, output: str | Path, metadata: Cal
     ``on_duplicate(table, rows)`` returns the skipped records of those rows of a unit's table (or raises),
     and the rows are dropped; the records follow every unit's own skipped records. dataset_files:
     ``dataset_files(state, skipped) -> {name: records}``, JSONL files committed inside a dataset output.
-    single_file: with a dataset output, also write the single-file form there. unit_stats: a picklable
+    ``run.single_file``: with a dataset output, also write the single-file form there. unit_stats: a picklable
     ``unit_stats(table)`` of each unit's rows as written (computed where the unit runs; again on the driver
     for a unit that lost duplicate rows), returned in ``RunResult.stats``: what a summary needs, without
     reading the output back. On any failure nothing is left at ``output``.
     """
+    run = RunOptions.of(run)
+    single_file = run.single_file
     if unit_stats is not None:
         task = partial(_task_with_stats, task, unit_stats)
     t_start = time.perf_counter()
     output = Path(output)
     acc = _Accounts(on_duplicate, unit_stats)
     seconds: dict[str, float] = {}
-    bar = Progress(total=total_rows, desc=output.name, unit="faces", enabled=progress)
+    bar = Progress(total=total_rows, desc=output.name, unit="faces", enabled=run.progress)
     with _terminate_as_exception():
         t0 = time.perf_counter()
-        with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
+        with run.start() as eng:
             seconds["engine_start"] = time.perf_counter() - t0
-            if wants_file(output) and eng.in_process:
+            if wants_file(output) and run.in_process:
                 final, n_parts, final_meta = _commit_streamed(eng, task, units, output, metadata, describe, acc, bar,
                                                               seconds)
             else:
@@ -344,11 +344,11 @@ def _frame_task(fn: Callable, metadata: Mapping, input_path: str, index: int, un
 
 @transactional
 def map_manifest(input: str | Path, output: str | Path, fn: Callable, *,
-                 metadata: Callable[[dict, dict], Mapping], engine: str | Engine = "local",
-                 workers: int | None = None, scheduler: str | None = None,
-                 rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION, single_file: str | Path | None = None,
-                 progress: bool = True, engine_options: Mapping | None = None, overwrite: bool = False) -> RunResult:
-    """Apply a per-row function to a manifest (file or dataset), slice by slice, on an engine.
+                 metadata: Callable[[dict, dict], Mapping], run: RunOptions | None = None, overwrite: bool = False,
+                 **engine) -> RunResult:
+    """Apply a per-row function to a manifest (file or dataset), slice by slice (``run.rows_per_partition``
+    rows each), on the engine of ``run`` (:class:`~landmark_unify.engines.RunOptions`, or its fields as
+    keywords).
 
     fn: ``fn(df) -> (df_out, extra)``, picklable (a module-level function or a ``functools.partial`` of
     one), taking the manifest DataFrame of one slice (``attrs`` as :func:`manifest.read` sets them) and
@@ -357,12 +357,11 @@ def map_manifest(input: str | Path, output: str | Path, fn: Callable, *,
     metadata: ``metadata(input_meta, sums) -> output metadata``. overwrite: allow ``output`` (or
     ``single_file``) to be ``input`` itself (refused otherwise, :func:`~landmark_unify.io.check_overwrite`).
     """
+    run = RunOptions.of(run, **engine)
     current().manifest(output, inputs=[input], overwrite=overwrite)
-    current().manifest(single_file, inputs=[input], overwrite=overwrite)
-    slices, in_meta = mf.plan_slices(input, rows_per_partition)
+    current().manifest(run.single_file, inputs=[input], overwrite=overwrite)
+    slices, in_meta = mf.plan_slices(input, run.rows_per_partition)
     task = partial(_frame_task, fn, in_meta, str(input))
-    return run_units(task, slices, output, lambda state: metadata(in_meta, state.sums), engine=engine,
-                     workers=workers, scheduler=scheduler, single_file=single_file,
-                     describe=lambda i: slices[i].describe(), progress=progress,
-                     total_rows=sum(s.length for s in slices), engine_options=engine_options)
+    return run_units(task, slices, output, lambda state: metadata(in_meta, state.sums), run=run,
+                     describe=lambda i: slices[i].describe(), total_rows=sum(s.length for s in slices))
 

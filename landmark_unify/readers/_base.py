@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
+from ..errors import ErrorPolicy, ParseError
 
 NUM_ATTRIBUTES = 6
 #: The largest magnitude a coordinate, box value or size may have: the manifest stores float32, and a
@@ -216,16 +216,14 @@ def batches_from_records(records: Sequence[FaceRecord], num_points_of) -> list[F
     return out
 
 
-class ErrorSink:
-    """The ``on_error`` policy: ``raise`` re-raises a ParseError, ``skip`` records it and goes on."""
+class ErrorSink(ErrorPolicy):
+    """A reader's :class:`~landmark_unify.errors.ErrorPolicy` (records lead with ``source`` and ``kind``),
+    which also counts what the reader changed or left out by design (:meth:`note`)."""
 
     def __init__(self, on_error: str, source: str, kind: str) -> None:
-        if on_error not in ON_ERROR:
-            raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
-        self.on_error = on_error
+        super().__init__(on_error, source=source, kind=kind)
         self.source = source
         self.kind = kind
-        self.skipped: list[dict] = []
         #: what the reader changed or left out by design (not errors), counted: ``{what: count}``
         self.notes: dict[str, int] = {}
 
@@ -234,13 +232,6 @@ class ErrorSink:
         these, so nothing changes silently)."""
         if count:
             self.notes[what] = self.notes.get(what, 0) + int(count)
-
-    def __call__(self, err: ParseError) -> None:
-        if self.on_error == "raise":
-            raise err
-        rec = {"source": self.source, "kind": self.kind}
-        rec.update(err.as_record())
-        self.skipped.append(rec)
 
 
 # --- helpers --------------------------------------------------------------------------------------

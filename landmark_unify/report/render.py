@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.maps import finite_points
 from ..core.pose import matrix_from_euler
+from ..images import ImageError, read_image
 from ..io import write_png_atomic
 from .colors import (
     AXIS_COLOURS,
@@ -140,14 +141,21 @@ def render_face(image, points, valid, bbox, angles=None, *, size: int = 192, cap
     return tile
 
 
+def sheet_shape(n: int, size: int, cols: int | None = None, gap: int = 2) -> tuple[int, int, int]:
+    """``(height, width, 3)`` of the contact sheet of ``n`` tiles of ``size`` pixels, ``cols`` wide (default:
+    about square), before its legend: what :func:`contact_sheet` allocates."""
+    cols = min(cols or int(np.ceil(np.sqrt(n))), max(n, 1))
+    rows = int(np.ceil(n / cols))
+    return rows * (size + gap) + gap, cols * (size + gap) + gap, 3
+
+
 def contact_sheet(tiles: list[np.ndarray], cols: int | None = None, gap: int = 2) -> np.ndarray:
     """Tiles (same size) on a grid, ``cols`` wide (default: about square)."""
     if not tiles:
         return np.full((64, 256, 3), 255, np.uint8)
     size = tiles[0].shape[0]
     cols = cols or int(np.ceil(np.sqrt(len(tiles))))
-    rows = int(np.ceil(len(tiles) / cols))
-    sheet = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 255, np.uint8)
+    sheet = np.full(sheet_shape(len(tiles), size, cols, gap), 255, np.uint8)
     for k, t in enumerate(tiles):
         r, c = divmod(k, cols)
         y, x = gap + r * (size + gap), gap + c * (size + gap)
@@ -198,12 +206,18 @@ def sheet_legend_rows(faces: int, missing: int) -> list:
     return rows
 
 
-class RenderResult(NamedTuple):
-    """What :func:`render_manifest` drew: the PNG, the faces on it and how many of them had no image."""
-
+class _Drawn(NamedTuple):
     path: Path
     faces: int
     missing_images: int
+
+
+class RenderResult(_Drawn):
+    """What :func:`render_manifest` drew: the PNG, the faces on it and how many of them had no image (a
+    3-tuple). ``unreadable``: the images that exist but could not be read (corrupt, truncated, too large), one
+    message each naming the file; their faces are among ``missing_images`` (grey tiles)."""
+
+    unreadable: tuple[str, ...] = ()
 
 
 def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: int = 192, cols: int | None = None,
@@ -211,7 +225,6 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     """Draw a contact sheet of up to ``n`` faces of manifest ``path`` to PNG ``out``, with the legend of
     colours and headers under it (``legend=False``: none); returns ``(out, faces drawn, faces without an
     image file)``."""
-    import cv2
     import pandas as pd
 
     from ..errors import ManifestError
@@ -221,14 +234,21 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     sel = select_rows(df, where, n, seed)
     if len(sel) == 0:
         raise ManifestError(f"{path}: no faces to draw ({len(df)} faces in the manifest"
-                            + (f", none matching --where {where!r})" if where else ")") + "; nothing written")
+                            + (f", none matching --where {getattr(where, 'text', where)!r})" if where else ")")
+                            + "; nothing written")
     files = image_paths(sel)
     cache: dict[Path, np.ndarray | None] = {}
     tiles = []
     missing = 0
+    unreadable: list[str] = []
     for (_, row), f in zip(sel.iterrows(), files):
         if f not in cache:
-            cache[f] = cv2.imread(str(f), cv2.IMREAD_COLOR) if f is not None and Path(f).is_file() else None
+            cache[f] = None
+            if f is not None and Path(f).is_file():  # a missing file is a grey tile; a bad one is named too
+                try:
+                    cache[f] = read_image(f, channel_order="bgr")
+                except ImageError as exc:
+                    unreadable.append(str(exc))
         missing += cache[f] is None
         angles = [float(row[a]) if pd.notna(row[a]) else np.nan for a in ("pitch", "yaw", "roll")]
         tiles.append(render_face(cache[f], row["landmarks"], row["valid"], row["bbox"], angles, size=size,
@@ -237,4 +257,6 @@ def render_manifest(path, out, *, where: str | None = None, n: int = 36, size: i
     if legend:
         sheet = with_legend(sheet, sheet_legend_rows(len(tiles), missing))
     out = write_png_atomic(sheet, out)
-    return RenderResult(out, len(tiles), missing)
+    res = RenderResult(out, len(tiles), missing)
+    res.unreadable = tuple(unreadable)
+    return res

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from landmark_unify.cli_base import add_output, add_quiet
+from landmark_unify.cli_base import PATH, WORKERS, add_output, add_quiet, count, number
+
+from ..data.cache import MAX_CACHE_SIZE, MAX_ENLARGE
+from ..data.crop import CROP_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", help="manifest whose faces to cache: a .parquet file or a dataset directory")
+    parser.add_argument("manifest", type=PATH, help="manifest whose faces to cache: a .parquet file or a dataset directory")
     add_output(parser, "cache folder to create")
-    parser.add_argument("--size", type=int, default=176, help="side of each cached window in pixels (176)")
-    parser.add_argument("--enlarge", type=float, default=1.5,
+    parser.add_argument("--size", type=count(MAX_CACHE_SIZE, low=CROP_SIZE // 2, unit="pixels"), default=176,
+                        help="side of each cached window in pixels (176); the cache takes faces x size^2 x 3 bytes, "
+                             "checked against the free disk space before anything is written")
+    parser.add_argument("--enlarge", type=number(1, MAX_ENLARGE, unit="x the crop side"), default=1.5,
                         help="cached window side over the standard crop side (1.5: room for rotation and shift)")
-    parser.add_argument("--workers", type=int, default=2, help="decoding processes")
+    parser.add_argument("--workers", type=WORKERS, default=2, help="decoding processes")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cache folder")
     add_quiet(parser)
 

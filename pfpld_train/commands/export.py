@@ -14,38 +14,49 @@ import argparse
 import sys
 from pathlib import Path
 
-from landmark_unify.cli_base import add_output, add_overwrite
+from landmark_unify.cli_base import PATH_OBJ, TEXT, Text, add_output, add_overwrite, count, number
+
+#: ``--tol``: the largest absolute difference of an exported model's outputs from PyTorch's
+TOLERANCE = number(0, 1, low_open=True, unit="absolute difference")
+#: ``--stem``: a file name stem, not a path
+STEM = Text("file name stem")
+
+
+#: ``--compile-mode`` of the NNIE mapper (with ``choices``)
+COMPILE_MODE = count(2, low=0)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="trainer checkpoint (.pt), or an ONNX model for caffe/nnie")
+    from ..export.nnie.package import MAX_CALIB_IMAGES
+
+    p.add_argument("checkpoint", type=PATH_OBJ, help="trainer checkpoint (.pt), or an ONNX model for caffe/nnie")
     p.add_argument("--format", required=True, choices=("onnx", "caffe", "nnie"), help="what to write")
     add_output(p, "output folder (created)")
     add_overwrite(p)
-    p.add_argument("--stem", default="pfpld", help="file name stem (default: pfpld)")
-    p.add_argument("--checkpoint-key", default=None, help="checkpoint entry holding the state_dict (default: model)")
-    p.add_argument("--faces", type=Path, action="append", default=[],
+    p.add_argument("--stem", default="pfpld", type=STEM, help="file name stem (default: pfpld)")
+    p.add_argument("--checkpoint-key", default=None, type=TEXT, help="checkpoint entry holding the state_dict (default: model)")
+    p.add_argument("--faces", type=PATH_OBJ, action="append", default=[],
                    help="manifest (.parquet file or dataset directory) or WFLW list whose face crops are used for the "
                    "parity check (repeatable)")
-    p.add_argument("--photos", type=Path, nargs="*", default=[], help="photos joining the parity check: PATH (centre crop) or PATH:x0,y0,x1,y1 (face box)")
-    p.add_argument("--parity-count", type=int, default=16, help="faces per --faces source for parity (default 16)")
-    p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed vs PyTorch (default 1e-4)")
-    p.add_argument("--reference-prototxt", type=Path, default=None,
+    p.add_argument("--photos", type=PATH_OBJ, nargs="*", default=[], help="photos joining the parity check: PATH (centre crop) or PATH:x0,y0,x1,y1 (face box)")
+    p.add_argument("--parity-count", type=count(1024, unit="faces"), default=16, help="faces per --faces source for parity (default 16)")
+    p.add_argument("--tol", type=TOLERANCE, default=1e-4, help="max abs difference allowed vs PyTorch (default 1e-4)")
+    p.add_argument("--reference-prototxt", type=PATH_OBJ, default=None,
                    help="Caffe prototxt to compare the structure with (e.g. the upstream pfpld.prototxt)")
     g = p.add_argument_group("nnie")
-    g.add_argument("--calib", type=Path, help="manifest (file or dataset directory) / WFLW list for calibration crops "
+    g.add_argument("--calib", type=PATH_OBJ, help="manifest (file or dataset directory) / WFLW list for calibration crops "
                    "(required for nnie)")
-    g.add_argument("--calib-split", default=None, help="manifest split for calibration (e.g. train)")
-    g.add_argument("--calib-count", type=int, default=64,
+    g.add_argument("--calib-split", default=None, type=TEXT, help="manifest split for calibration (e.g. train)")
+    g.add_argument("--calib-count", type=count(MAX_CALIB_IMAGES, unit="images"), default=64,
                    help="calibration images, drawn across the whole manifest (default 64; 1 to 256, the mapper's "
                    "[batch_num] limit)")
     g.add_argument("--calib-format", default="jpg", choices=("jpg", "png", "bmp"))
-    g.add_argument("--holdout", type=Path, help="manifest (file or dataset directory) / WFLW list for the int8 drift check")
-    g.add_argument("--holdout-split", default=None, help="manifest split for the int8 check (e.g. test)")
-    g.add_argument("--holdout-count", type=int, default=None, help="limit the held-out faces")
-    g.add_argument("--compile-mode", type=int, default=0, choices=(0, 1, 2),
+    g.add_argument("--holdout", type=PATH_OBJ, help="manifest (file or dataset directory) / WFLW list for the int8 drift check")
+    g.add_argument("--holdout-split", default=None, type=TEXT, help="manifest split for the int8 check (e.g. test)")
+    g.add_argument("--holdout-count", type=count(1_000_000, unit="faces"), default=None, help="limit the held-out faces")
+    g.add_argument("--compile-mode", type=COMPILE_MODE, default=0, choices=(0, 1, 2),
                    help="mapper compile_mode: 0 = 8-bit, 1 = 16-bit (default 0)")
-    g.add_argument("--max-conv-kernel", type=int, default=15, help="NNIE convolution kernel limit (default 15)")
+    g.add_argument("--max-conv-kernel", type=count(64, unit="pixels"), default=15, help="NNIE convolution kernel limit (default 15)")
 
 
 def _summary(report: dict) -> str:

@@ -14,37 +14,38 @@ SUMMARY = "detect faces in photos and write their predicted landmarks as a manif
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from landmark_unify.cli_base import add_on_error, add_overwrite, add_quiet
+    from landmark_unify.cli_base import PATH, TEXT, add_on_error, add_overwrite, add_quiet
     from landmark_unify.core.maps import POLICIES
 
     from .model_options import add_model_options, add_output_path
+    from .predict import MAX_FACES, REFINE, SCORE
 
-    parser.add_argument("images", nargs="+", help="image files, or folders (searched recursively)")
+    parser.add_argument("images", nargs="+", type=PATH, help="image files, or folders (searched recursively)")
     add_output_path(parser, "manifest to write (.parquet)")
     add_overwrite(parser)
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", required=True, type=TEXT,
                         help="our checkpoint (.pt or a fit output folder), any 98-point ONNX model (with --preset or "
                              "--channel-order/--mean/--scale), or fan2d / fan3d (the optional face-alignment package)")
-    parser.add_argument("--model-name", help="name written to label_model (default: the model file's name)")
-    parser.add_argument("--fan-weights", dest="weights", help="fan2d/fan3d: folder holding the FAN weight files (default: the torch hub "
+    parser.add_argument("--model-name", type=TEXT, help="name written to label_model (default: the model file's name)")
+    parser.add_argument("--fan-weights", dest="weights", type=PATH, help="fan2d/fan3d: folder holding the FAN weight files (default: the torch hub "
                                           "cache, torch.hub.get_dir()/checkpoints); never downloaded")
-    parser.add_argument("--source-label", dest="source", help="source label of the faces (default: the name of the folder holding "
+    parser.add_argument("--source-label", dest="source", type=TEXT, help="source label of the faces (default: the name of the folder holding "
                                           "every image)")
-    parser.add_argument("--root", help="source root the image paths are relative to (default: the deepest folder "
+    parser.add_argument("--root", type=PATH, help="source root the image paths are relative to (default: the deepest folder "
                                        "holding every image)")
-    parser.add_argument("--set-split", dest="split", default="train", help="split written to every row (default train)")
+    parser.add_argument("--set-split", dest="split", default="train", type=TEXT, help="split written to every row (default train)")
     parser.add_argument("--policy", choices=POLICIES, default="strict",
                         help="map of a 68-point model's points onto the 98 (default strict: exact points only)")
-    parser.add_argument("--detector", help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
-    parser.add_argument("--detector-threshold", dest="threshold", type=float, default=0.6,
+    parser.add_argument("--detector", type=PATH, help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
+    parser.add_argument("--detector-threshold", dest="threshold", type=SCORE, default=0.6,
                         help="detector score threshold (0.6)")
-    parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
-    parser.add_argument("--refine", type=int, default=1, help="our models: re-crop passes on the predicted "
+    parser.add_argument("--max-faces", type=MAX_FACES, help="keep at most this many faces per image (highest scores)")
+    parser.add_argument("--refine", type=REFINE, default=1, help="our models: re-crop passes on the predicted "
                                                               "landmarks (1)")
     parser.add_argument("--no-pose-fit", action="store_true",
                         help="leave the pose of faces the model gives none for unknown (default: fitted from "
                              "the landmarks, pose_source 'fit')")
-    parser.add_argument("--compare", metavar="MANIFEST",
+    parser.add_argument("--compare", metavar="MANIFEST", type=PATH,
                         help="a second opinion: score the machine labels against this manifest's labels of the same "
                              "images (faces paired by overlap; NME normalised by the outer eye corners, 60-72)")
     add_on_error(parser)

@@ -5,16 +5,35 @@ from __future__ import annotations
 import argparse
 import sys
 
-from landmark_unify.cli_base import deprecated_alias
+from landmark_unify.cli_base import MAX_TEXT, PATH, Numbers, OptionType, deprecated_alias, number
 
 #: Old spellings of values: quantize-check's ``--color RGB`` and ``--pose-unit radians``.
 CHANNEL_ORDERS = {"rgb": "rgb", "bgr": "bgr", "RGB": "rgb", "BGR": "bgr"}
 POSE_UNITS = {"radians": "rad", "degrees": "deg", "rad": "rad", "deg": "deg"}
 
 
-def output_ref(text: str) -> str | int:
-    """An ONNX output named by its name, or by its index (a whole number)."""
-    return int(text) if text.strip().lstrip("-").isdigit() else text
+class OutputRef(OptionType):
+    """An ONNX output named by its name, or by its index (a whole number from 0 to 255)."""
+
+    def describe(self) -> str:
+        return "an output name, or its index 0 to 255"
+
+    def __call__(self, text: str) -> str | int:
+        s = str(text).strip()
+        if s.isascii() and s.lstrip("-").isdigit():
+            if len(s) > 4 or not 0 <= int(s) <= 255:
+                raise argparse.ArgumentTypeError(f"expected {self.describe()}; got {text!r}")
+            return int(s)
+        if not s or "\0" in s or len(s) > MAX_TEXT:
+            raise argparse.ArgumentTypeError(f"expected {self.describe()}; got {str(text)[:80]!r}")
+        return text
+
+
+output_ref = OutputRef()
+#: ``--mean``: subtracted per channel from pixel values (0 to 255): one value or three.
+MEAN = Numbers(number(-1e4, 1e4, unit="pixel value"), (1, 3), "(one, or one per channel)")
+#: ``--scale``: multiplied after the mean: one value or three; not 0.
+SCALE = Numbers(number(-1e4, 1e4, unit="per pixel value"), (1, 3), "(one, or one per channel)")
 
 
 def add_onnx_io_options(g, *, pose_units_default: str | None = None) -> None:
@@ -50,8 +69,8 @@ def add_output_path(parser: argparse.ArgumentParser, help: str, *, required: boo
     """``-o/--output PATH`` (``--out`` deprecated), as :func:`landmark_unify.cli_base.add_output`, for the
     commands whose ``--output`` used to be the landmark output index (refused with a hint)."""
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("-o", "--output", action=_OldOutputIndex, help=help)
-    deprecated_alias(group, "--out", "-o/--output", "output")
+    group.add_argument("-o", "--output", action=_OldOutputIndex, type=PATH, help=help)
+    deprecated_alias(group, "--out", "-o/--output", "output", type=PATH)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +84,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     presets = ", ".join(f"{k} ({c.upper()}, mean {m:g}, scale 1/{1 / s:g})" for k, (c, m, s) in INPUT_PRESETS.items())
     g.add_argument("--preset", choices=sorted(INPUT_PRESETS),
                    help=f"input convention of a known model: {presets}; the options below override it")
-    g.add_argument("--mean", help="subtracted per channel: one value or three ('127.5' or '123,117,104')")
-    g.add_argument("--scale", help="multiplied after the mean: one value or three (e.g. 0.0078431)")
+    g.add_argument("--mean", type=MEAN, help="subtracted per channel: one value or three ('127.5' or '123,117,104')")
+    g.add_argument("--scale", type=SCALE, help="multiplied after the mean: one value or three (e.g. 0.0078431)")
     add_onnx_io_options(g)
 
 

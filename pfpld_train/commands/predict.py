@@ -7,28 +7,40 @@ import json
 import sys
 from pathlib import Path
 
-from landmark_unify.cli_base import add_overwrite, deprecated_alias
+from landmark_unify.cli_base import PATH, Numbers, add_on_error, add_overwrite, count, deprecated_alias, number
 
 from .model_options import add_model_options, add_output_path, load_model_from_args
 
+#: The detector's score threshold (``predict``, ``label``): a probability.
+SCORE = number(0, 1, unit="score")
+#: Faces kept per image (``predict``, ``label``).
+MAX_FACES = count(1000, unit="faces")
+#: Re-crop passes on the predicted landmarks (``predict``, ``label``): each pass runs the model once more per
+#: face; past a few the crop no longer moves.
+REFINE = count(10, low=0, unit="passes")
+#: ``--box``: one face box in pixels.
+BOX = Numbers(number(-1e6, 1e6, unit="pixels"), (4,), "x_min,y_min,x_max,y_max")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="our checkpoint (.pt or a fit output folder) or an ONNX landmark model")
-    parser.add_argument("images", nargs="+", help="image files, or manifests (a .parquet file or a dataset "
+    parser.add_argument("model", type=PATH, help="our checkpoint (.pt or a fit output folder) or an ONNX landmark model")
+    parser.add_argument("images", nargs="+", type=PATH, help="image files, or manifests (a .parquet file or a dataset "
                         "directory) standing for their images")
     add_output_path(parser, "output folder: predictions.json and *_overlay.png")
     add_overwrite(parser)
     boxes = parser.add_mutually_exclusive_group()
-    boxes.add_argument("--boxes", help="JSON file {image path or file name: [[x_min, y_min, x_max, y_max], ...]} "
+    boxes.add_argument("--boxes", type=PATH, help="JSON file {image path or file name: [[x_min, y_min, x_max, y_max], ...]} "
                        "used instead of the detector")
-    boxes.add_argument("--box", help="one box x_min,y_min,x_max,y_max for every image (instead of the detector)")
-    parser.add_argument("--detector", help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
-    parser.add_argument("--detector-threshold", dest="threshold", type=float, default=0.6,
+    boxes.add_argument("--box", type=BOX, help="one box x_min,y_min,x_max,y_max for every image (instead of the "
+                                               "detector)")
+    parser.add_argument("--detector", type=PATH, help="folder with mnet.prototxt and mnet.caffemodel (default: bundled)")
+    parser.add_argument("--detector-threshold", dest="threshold", type=SCORE, default=0.6,
                         help="detector score threshold (0.6)")
-    deprecated_alias(parser, "--threshold", "--detector-threshold", "threshold", type=float)
-    parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (highest scores)")
-    parser.add_argument("--refine", type=int, default=1, help="re-crop passes from predicted landmarks (1)")
+    deprecated_alias(parser, "--threshold", "--detector-threshold", "threshold", type=SCORE)
+    parser.add_argument("--max-faces", type=MAX_FACES, help="keep at most this many faces per image (highest scores)")
+    parser.add_argument("--refine", type=REFINE, default=1, help="re-crop passes from predicted landmarks (1)")
     parser.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    add_on_error(parser)
     add_model_options(parser)
 
 
@@ -69,23 +81,14 @@ def _image_paths(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark_unify.errors import LandmarkUnifyError
+    from landmark_unify.images import ImageError, image_info, read_image
     from landmark_unify.io import write_png_atomic
     from landmark_unify.outputs import current
 
-    from ..data.images import read_image_rgb
     from ..inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, predict_image, write_predictions
 
     out = Path(args.output)
-    try:
-        box = None
-        if args.box:
-            box = [float(v) for v in args.box.split(",")]
-            if len(box) != 4:
-                raise ValueError
-    except ValueError:
-        print(f"error: --box needs x_min,y_min,x_max,y_max; got {args.box!r}", file=sys.stderr)
-        return 2
+    box = list(args.box) if args.box else None  # four finite numbers: the parser checked them
     try:
         table = json.loads(Path(args.boxes).read_text()) if args.boxes else None
     except (OSError, json.JSONDecodeError) as exc:
@@ -103,14 +106,19 @@ def run(args: argparse.Namespace) -> int:
     if box is None and table is None:
         detector = RetinaFaceDetector(args.detector or DETECTOR_DIR, threshold=args.threshold)
     results = []
-    failed = 0
+    unreadable: list[str] = []
     used: set[str] = set()
-    for path in _image_paths(args.images):
+    paths = _image_paths(args.images)
+    if args.on_error == "raise":  # every header checked before anything is written: the first bad image stops it
+        for path in paths:
+            image_info(path)
+    for path in paths:
         try:
-            image = read_image_rgb(path)
-        except LandmarkUnifyError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
-            failed += 1
+            image = read_image(path)
+        except ImageError as exc:
+            if args.on_error == "raise":
+                raise
+            unreadable.append(str(exc))
             continue
         faces = predict_image(model, image, boxes=_boxes_for(path, table, box), detector=detector,
                               refine=args.refine, max_faces=args.max_faces)
@@ -128,4 +136,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: {len(faces)} face(s)")
     written = write_predictions(results, folder.staging)
     print(f"wrote {folder.final(written)}")
-    return 1 if failed and not results else 0
+    if unreadable:  # --on-error skip: named in the summary, left out of the predictions
+        print(f"predict: {len(unreadable)} unreadable image(s) skipped:", file=sys.stderr)
+        for msg in unreadable:
+            print(f"  {msg}", file=sys.stderr)
+    return 1 if unreadable and not results else 0

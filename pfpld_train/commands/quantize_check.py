@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from landmark_unify.cli_base import add_output, add_overwrite, deprecated_alias
+from landmark_unify.cli_base import PATH_OBJ, TEXT, add_output, add_overwrite, count, deprecated_alias, number
 from landmark_unify.io import write_bytes_atomic
 
 from ..models.metadata import INPUT_PRESETS
@@ -27,26 +26,31 @@ PRESETS = {k: (c.upper(), m, s) for k, (c, m, s) in INPUT_PRESETS.items()}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="ONNX model (one image input, 196 landmark values per face)")
-    p.add_argument("manifest", type=Path, help="manifest (.parquet file or dataset directory) or WFLW list (or "
+    p.add_argument("model", type=PATH_OBJ, help="ONNX model (one image input, 196 landmark values per face)")
+    p.add_argument("manifest", type=PATH_OBJ, help="manifest (.parquet file or dataset directory) or WFLW list (or "
                    "folder of lists) to evaluate on")
-    p.add_argument("--split", default=None, help="manifest split to evaluate on")
-    p.add_argument("--limit", type=int, default=None, help="at most this many faces from MANIFEST")
-    p.add_argument("--calib", type=Path, default=None, help="manifest (file or dataset directory) / WFLW list "
+    p.add_argument("--split", default=None, type=TEXT, help="manifest split to evaluate on")
+    p.add_argument("--limit", type=count(10_000_000, unit="faces"), default=None,
+                   help="at most this many faces from MANIFEST")
+    p.add_argument("--calib", type=PATH_OBJ, default=None, help="manifest (file or dataset directory) / WFLW list "
                    "for calibration")
-    p.add_argument("--calib-split", default=None)
-    p.add_argument("--calib-sizes", type=int, nargs="+", default=[16, 64],
+    p.add_argument("--calib-split", default=None, type=TEXT, help="manifest split of --calib")
+    p.add_argument("--calib-sizes", type=count(10_000, unit="faces"), nargs="+", default=[16, 64],
                    help="calibration set sizes to compare (default 16 64)")
-    p.add_argument("--weight-quant", dest="weights", choices=("per-tensor", "per-channel", "both"), default="both",
+    modes = ("per-tensor", "per-channel", "both")
+    p.add_argument("--weight-quant", dest="weights", choices=modes, default="both",
                    help="int8 weight quantisation to simulate (default both)")
-    deprecated_alias(p, "--weights", "--weight-quant", "weights")
-    p.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
+    deprecated_alias(p, "--weights", "--weight-quant", "weights", choices_map={m: m for m in modes})
+    p.add_argument("--method", choices=("minmax", "percentile"), default="minmax",
+                   help="activation range calibration (default minmax)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="preprocessing of a known model")
-    p.add_argument("--mean", type=float, default=None, help="x = (pixel - mean) * scale")
-    p.add_argument("--scale", type=float, default=None)
+    p.add_argument("--mean", type=number(-1e4, 1e4, unit="pixel value"), default=None,
+                   help="x = (pixel - mean) * scale")
+    p.add_argument("--scale", type=number(-1e4, 1e4, unit="per pixel value"), default=None,
+                   help="multiplied after the mean")
     add_onnx_io_options(p, pose_units_default="rad")
     add_output(p, "write the JSON report here", required=False)
-    p.add_argument("--keep-models", type=Path, default=None, help="keep the int8 models in this folder")
+    p.add_argument("--keep-models", type=PATH_OBJ, default=None, help="keep the int8 models in this folder")
     add_overwrite(p)
 
 

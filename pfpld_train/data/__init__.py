@@ -1,6 +1,6 @@
 """Training data: standard crops (:mod:`.crop`), manifest arrays (:mod:`.arrays`), augmentation
 (:mod:`.augmentation`), the crop cache (:mod:`.cache`), the dataset (:mod:`.dataset`), the seeded
-sampler and loader (:mod:`.sampler`) and image reading (:mod:`.images`).
+sampler and loader (:mod:`.sampler`); images are read by :func:`landmark_unify.images.read_image`.
 
 Names are exported lazily (no torch or OpenCV until used).
 """
@@ -32,8 +32,6 @@ _EXPORTS = {
     "EpochSampler": ".sampler",
     "make_loader": ".sampler",
     "to_input": ".sampler",
-    "ImageError": ".images",
-    "read_image_rgb": ".images",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -7,8 +7,8 @@ compose exactly).
 from __future__ import annotations
 
 import json
-import math
 import os
+import shutil
 import signal
 from collections.abc import Sequence
 from multiprocessing import get_context
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.images import ImageError, read_image
 from landmark_unify.io import write_text_atomic
 from landmark_unify.outputs import current, transactional
 from landmark_unify.progress import Progress
@@ -101,7 +102,10 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
     mm = np.memmap(Path(folder) / "crops.u8", np.uint8, "r+", shape=(count, size, size, 3))
     done, bad = [], []
     for path, rows, windows in jobs:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None and Path(path).is_file() else None
+        try:
+            img = read_image(path, channel_order="bgr") if path is not None else None
+        except ImageError:
+            img = None
         if img is None:
             bad.append(str(path))
             continue
@@ -112,6 +116,30 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
             done.append(r)
     mm.flush()
     return done, bad
+
+
+#: The largest cached window side, in pixels (3 MiB a face): a window 9x the crop's side holds any augmentation.
+MAX_CACHE_SIZE = 1024
+#: The largest ``enlarge`` (cached window side over the standard crop side).
+MAX_ENLARGE = 4.0
+
+
+def cache_bytes(count: int, size: int) -> int:
+    """Bytes of the crop array of ``count`` faces at ``size`` x ``size`` RGB."""
+    return int(count) * int(size) * int(size) * 3
+
+
+def check_cache_space(folder: str | os.PathLike, count: int, size: int) -> None:
+    """CacheError unless the disk holding ``folder`` has room for the crop array it would allocate (checked
+    before anything is created: a sparse file of that size would otherwise be left behind)."""
+    need = cache_bytes(count, size)
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise CacheError(f"{folder}: {count} faces at {size}x{size} RGB need {need / 2**30:.1f} GiB; "
+                         f"{free / 2**30:.1f} GiB free there. Use a smaller --size or another disk")
 
 
 def _ignore_interrupts() -> None:
@@ -141,8 +169,9 @@ def build_cache(
     Returns the ``index.json`` dict.
     """
     folder = Path(folder)
-    if size < CROP_SIZE // 2 or not 1 <= enlarge < math.inf:
-        raise CacheError(f"size must be >= {CROP_SIZE // 2} and enlarge a finite number >= 1; got {size}, {enlarge}")
+    if not CROP_SIZE // 2 <= size <= MAX_CACHE_SIZE or not 1 <= enlarge <= MAX_ENLARGE:
+        raise CacheError(f"size must be {CROP_SIZE // 2} to {MAX_CACHE_SIZE} pixels and enlarge 1 to {MAX_ENLARGE}; "
+                         f"got {size}, {enlarge}")
     faces = FaceArrays.from_manifest(df)
     usable = faces.usable
     has = usable.any(1)
@@ -151,6 +180,7 @@ def build_cache(
         params[has] = face_crop_params(faces.landmarks[has], usable[has])
     windows = enlarged_windows(params, enlarge)
     n = len(faces)
+    check_cache_space(folder, n, size)
     inputs = [df.attrs["path"]] if df.attrs.get("path") else []
     tmp = current().folder(folder, inputs=inputs, overwrite=overwrite, what="the input manifest").staging
     with open(tmp / "crops.u8", "wb") as f:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_unify.core.layouts import get_layout
+from landmark_unify.images import ImageError, read_image
 
 from . import augmentation
 from .arrays import DataError, FaceArrays
@@ -110,11 +111,10 @@ class FaceDataset:
             full = m @ np.linalg.inv(mc)
             return cv2.warpAffine(src, full[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT)
-        path = self.faces.paths[i]
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
-        if img is None:
-            raise DataError(f"{self.faces.paths[i]}: image not found or not decodable "
-                            f"(sample {self.faces.sample_ids[i]})")
+        try:
+            img = read_image(self.faces.paths[i], channel_order="bgr")
+        except ImageError as exc:
+            raise DataError(f"{exc} (sample {self.faces.sample_ids[i]})") from None
         out = cv2.warpAffine(img, m[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT)
         return out[..., ::-1]

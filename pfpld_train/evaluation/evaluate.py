@@ -30,12 +30,12 @@ import numpy as np
 from landmark_unify import manifest as mf
 from landmark_unify.core.maps import finite_points
 from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.images import ImageError, read_image
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 from landmark_unify.progress import Progress
 
 from ..data.arrays import MAX_COORDINATE, pose_array
 from ..data.crop import CROP_SIZE, crop_image, crop_to_image, face_crop_params
-from ..data.images import ImageError, read_image_rgb
 from ..models.checkpoint import load_pfpld
 from ..models.metadata import INPUT_PRESETS, METADATA_OUTPUTS, METADATA_POSE_TRAINED, METADATA_PREPROCESS
 from .metrics import POSE_MAX_ANGLE, nme, pose_error_summary, pose_errors, pose_in_range, summarize_nme
@@ -392,7 +392,7 @@ def _check_inputs(gt, valid, paths, batch_size, threshold, pose_max_angle, where
 
 def _load_or_none(path: str) -> np.ndarray | None:
     try:
-        return read_image_rgb(path)
+        return read_image(path)
     except ImageError:
         return None
 

@@ -22,12 +22,12 @@ import numpy as np
 
 from landmark_unify import manifest as mf
 from landmark_unify.core.maps import finite_points
+from landmark_unify.images import ImageError, read_image
 from landmark_unify.manifest import image_paths, landmarks_array, valid_array
 from landmark_unify.progress import progress
 
 from ..data.arrays import pose_array
 from ..data.crop import CROP_SIZE, box_crop_params, crop_image, face_crop_params, image_to_crop
-from ..data.images import ImageError, read_image_rgb
 from .errors import ExportError
 
 __all__ = ["FaceSet", "Preprocess", "read_faces", "photo_crops", "PFPLD_PREPROCESS"]
@@ -96,10 +96,10 @@ class Preprocess:
 PFPLD_PREPROCESS = Preprocess("RGB", 0.0, 1.0 / 255.0)
 
 
-def _read_image_rgb(path: Path) -> np.ndarray | None:
+def _read_image(path: Path) -> np.ndarray | None:
     """``(H, W, 3) uint8`` RGB, or None when the file is missing or not decodable."""
     try:
-        return read_image_rgb(path)
+        return read_image(path)
     except ImageError:
         return None
 
@@ -181,7 +181,7 @@ def read_faces(path: str | Path, *, limit: int | None = None, split: str | None 
             skipped.append((sid, "no image root for its source"))
             continue
         if img_path not in cache:  # faces of one image are usually adjacent: keep the last image only
-            cache = {img_path: _read_image_rgb(img_path)}
+            cache = {img_path: _read_image(img_path)}
         img = cache[img_path]
         if img is None:
             skipped.append((sid, f"image not found or unreadable: {img_path}"))
@@ -221,7 +221,7 @@ def photo_crops(paths, size: int = CROP_SIZE) -> np.ndarray:
         if re.search(r":[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+$", spec):
             spec, _, coords = spec.rpartition(":")
             box = np.asarray([float(c) for c in coords.split(",")], np.float64)
-        img = _read_image_rgb(Path(spec))
+        img = _read_image(Path(spec))
         if img is None:
             raise ExportError(f"{spec}: image not found or unreadable")
         if box is not None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.images import read_image_rgb
+from landmark_unify.images import read_image
+
 from ..models.metadata import INPUT_PRESETS
 from .label import FAN_KINDS, LabelError, load_labeller
 
@@ -28,7 +29,7 @@ class AuditLandmarkModel:
     def predict_file(self, path, boxes) -> np.ndarray:
         """``(M, K, 2)`` points for the faces in ``boxes`` (M, 4) of the image at ``path``; ImageError (a
         LandmarkUnifyError) when it is missing or cannot be decoded."""
-        image = read_image_rgb(path)
+        image = read_image(path)
         pts, _ = self.labeller.predict(image, np.asarray(boxes, np.float64))
         return np.asarray(pts)
 

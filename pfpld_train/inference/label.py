@@ -29,12 +29,12 @@ import numpy as np
 from landmark_unify.core.layouts import get_layout
 from landmark_unify.core.maps import to_canonical
 from landmark_unify.core.pose import euler_from_matrix
-from landmark_unify.errors import LandmarkUnifyError
+from landmark_unify.errors import ErrorPolicy, LandmarkUnifyError
 from landmark_unify.face_models import load_face_model
+from landmark_unify.images import read_image
 from landmark_unify.ops.label import LabelledFace
 from landmark_unify.progress import Progress
 
-from ..data.images import read_image_rgb
 from ..evaluation.evaluate import load_model
 from .predict import RetinaFaceDetector, predict_image
 
@@ -234,19 +234,19 @@ def label_images(labeller, images: Sequence[str | os.PathLike], *, detector: Ret
                  max_faces: int | None = None, on_error: str = "raise", progress: bool = False):
     """Detect and label the faces of ``images``. Returns ``(faces, counts, skipped)``: a list of
     :class:`landmark_unify.ops.label.LabelledFace`, counts of images read, without a face and unreadable,
-    and the ``(image, reason)`` of each unreadable image (``on_error="skip"``; ``"raise"`` stops there)."""
+    and the ``(image, reason)`` of each unreadable image (``on_error="skip"``; ``"raise"`` stops there: the
+    :class:`~landmark_unify.errors.ErrorPolicy` of the command)."""
+    policy = ErrorPolicy(on_error)
     detector = detector or RetinaFaceDetector()
-    faces, skipped = [], []
+    faces = []
     counts = {"images": 0, "no_face": 0, "unreadable": 0, "faces": 0}
     bar = Progress(total=len(images), desc="label", unit="images", enabled=progress)
     for path in images:
         bar.update(1)
         try:
-            image = read_image_rgb(path)
+            image = read_image(path)
         except LandmarkUnifyError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append((str(path), str(exc)))
+            policy(exc, image=str(path))  # raises under "raise"
             counts["unreadable"] += 1
             continue
         counts["images"] += 1
@@ -265,4 +265,5 @@ def label_images(labeller, images: Sequence[str | os.PathLike], *, detector: Ret
         counts["faces"] += len(boxes)
         bar.set_postfix_str(f"{counts['faces']} faces")
     bar.close()
-    return faces, counts, skipped
+    return faces, counts, [(rec["image"], f"{rec['path']}: {rec['reason']}" if rec["path"] else rec["reason"])
+                           for rec in policy.skipped]

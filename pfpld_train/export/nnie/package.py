@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_unify.images import ImageError, read_image
 from landmark_unify.io import write_bytes_atomic
 
 from ..errors import ExportError
@@ -68,17 +69,15 @@ def write_calibration_images(faces: FaceSet, out_dir: str | Path, fmt: str = "jp
 
 def read_calibration_images(listing: str | Path) -> np.ndarray:
     """The images named in an image list (relative to the list's parent folder's parent) as RGB crops."""
-    import cv2
-
     listing = Path(listing)
     base = listing.parent.parent
     crops = []
     for line in listing.read_text().splitlines():
         if line.strip():
-            img = cv2.imread(str(base / line.strip()), cv2.IMREAD_COLOR)
-            if img is None:
-                raise ExportError(f"{listing}: cannot read {line.strip()}")
-            crops.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            try:
+                crops.append(read_image(base / line.strip()))
+            except ImageError as exc:
+                raise ExportError(f"{listing}: cannot read {line.strip()}: {exc.reason}") from None
     return np.stack(crops)
 
 

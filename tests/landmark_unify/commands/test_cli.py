@@ -75,16 +75,18 @@ def test_engine_recipe_and_relabel_are_delegated(repo_root, tmp_path, capsys, mo
     src = f"ibug={repo_root / 'landmark_unify/demo_data/300W'}"
     assert main(["build-manifest", "-o", str(tmp_path / "d"), "--source", src, "--engine", "dask", "--workers", "3"]) == 0
     assert "engine build done" in capsys.readouterr().out
-    assert seen["engine"] == "dask" and seen["workers"] == 3 and seen["sources"] == [src] and seen["policy"] == "strict"
+    run = seen["run"]  # the engine settings, once, as one RunOptions
+    assert run.engine == "dask" and run.workers == 3 and seen["sources"] == [src] and seen["policy"] == "strict"
 
-    assert main(["build-manifest", "--recipe", "pfpld"]) == 2
-    assert "unknown recipe 'pfpld'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as got:  # the recipes are the option's choices
+        main(["build-manifest", "--recipe", "pfpld"])
+    assert got.value.code == 2 and "invalid choice: 'pfpld'" in capsys.readouterr().err
 
     monkeypatch.undo()
     calls = []
 
     def fake_relabel(a, b, **kw):
-        calls.append((a, b, kw["engine"]))
+        calls.append((a, b, kw["run"].engine))
         return types.SimpleNamespace(extra={"filled": 5, "kept": 1, "unknown": 0})
 
     monkeypatch.setattr(relabel, "relabel_pose", fake_relabel)

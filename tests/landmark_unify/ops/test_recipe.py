@@ -95,8 +95,9 @@ def test_wflw2_needs_its_three_sources(shared_data, tmp_path):
 def test_unknown_recipe_via_the_cli(tmp_path, capsys):
     from landmark_unify.cli import main
 
-    assert main(["build-manifest", "--recipe", "nope", "-o", str(tmp_path / "x.parquet")]) == 2
-    assert "unknown recipe" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as got:  # the recipes are the choices of --recipe
+        main(["build-manifest", "--recipe", "nope", "-o", str(tmp_path / "x.parquet")])
+    assert got.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_wflw2_weights_from_the_command_line(shared_data, lapa_with_closed_eyes, tmp_path, capsys):

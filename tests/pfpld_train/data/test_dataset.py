@@ -13,6 +13,7 @@ from pfpld_support import (
 )
 
 from landmark_unify.core.layouts import get_layout
+from landmark_unify.images import read_image
 from landmark_unify.manifest import read_manifest
 from pfpld_train.cli import main
 from pfpld_train.data.arrays import FaceArrays, split_by_image
@@ -20,7 +21,6 @@ from pfpld_train.data.augmentation import AugmentConfig
 from pfpld_train.data.cache import CacheError, CropCache, build_cache
 from pfpld_train.data.crop import crop_image, image_to_crop
 from pfpld_train.data.dataset import FaceDataset
-from pfpld_train.data.images import read_image_rgb
 from pfpld_train.data.sampler import EpochSampler, make_loader
 
 GEOMETRY_ONLY = AugmentConfig(rotation_p=1.0, jitter_p=0.0, grayscale_p=0.0, erase_p=0.0)
@@ -50,7 +50,7 @@ def test_unaugmented_sample_is_the_standard_crop(shared_data, tmp_path):
     assert batch["image"].shape == (6, 112, 112, 3) and str(batch["image"].dtype) == "torch.uint8"
     np.testing.assert_allclose(batch["landmarks"].numpy(), image_to_crop(faces.landmarks, ds.params), atol=1e-5)
     for j in range(6):
-        ref = crop_image(read_image_rgb(faces.paths[j]), ds.params[j]).astype(int)
+        ref = crop_image(read_image(faces.paths[j]), ds.params[j]).astype(int)
         assert np.abs(batch["image"][j].numpy() - ref).mean() < 0.5
 
 
@@ -188,5 +188,8 @@ def test_cache_command_and_errors(synthetic, tmp_path, capsys):
 @pytest.mark.parametrize("option, value", [("--enlarge", "nan"), ("--enlarge", "0.5"), ("--size", "8")])
 def test_cache_refuses_bad_window_settings(synthetic, tmp_path, capsys, option, value):
     out = tmp_path / "cache"
-    assert main(["cache", str(synthetic), "-o", str(out), "--quiet", option, value]) == 1
-    assert "enlarge a finite number >= 1" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as got:  # the options' declared ranges
+        main(["cache", str(synthetic), "-o", str(out), "--quiet", option, value])
+    assert got.value.code == 2 and f"argument {option}" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(CacheError, match="enlarge 1 to 4"):  # and the library's own check
+        build_cache(read_manifest(synthetic), out, **{option.lstrip("-"): float(value)})

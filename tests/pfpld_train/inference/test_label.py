@@ -134,3 +134,22 @@ def test_fan_plumbing_with_random_networks(kind, shared_data, tmp_path, monkeypa
     assert m.loc[0, "source_schema"] == ("ibug68" if kind == "fan2d" else "ibug68_3d")
     assert m.loc[0, "pose_source"] == ("fit" if kind == "fan2d" else "model")  # fan3d: from its 3D points
     assert validate(out) == []
+
+
+def test_label_reports_a_truncated_image(shared_data, tmp_path, capsys):
+    """label reads through the one image reader: a truncated photo is named; exit 1 under --on-error raise,
+    counted as unreadable in the summary under skip."""
+    from pfpld_train.cli import main
+
+    good = shared_data / "upstream_pfpld" / "test.jpg"
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:20000])
+    out = tmp_path / "l.parquet"
+    args = ["label", str(good), str(cut), "-o", str(out), "--model", str(shared_data / GHOSTONE), "--preset",
+            "pfld_ghostone", "-q"]
+    assert main(args) == 1
+    assert f"{cut}: truncated JPEG" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped: {cut}: truncated JPEG" in captured.err and "1 unreadable" in captured.out
+    assert lu.read_manifest(out).attrs["manifest"]["machine_labels"]["images_unreadable"] == 1

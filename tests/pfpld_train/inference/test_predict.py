@@ -12,9 +12,9 @@ from pfpld_support import (
     write_wflw_manifest,
 )
 
+from landmark_unify.images import read_image
 from landmark_unify.manifest import image_paths, landmarks_array, read_manifest
 from pfpld_train.cli import main
-from pfpld_train.data.images import read_image_rgb
 from pfpld_train.evaluation.evaluate import load_model
 from pfpld_train.evaluation.metrics import nme
 from pfpld_train.inference.predict import DETECTOR_DIR, RetinaFaceDetector, draw_overlay, pose_axes, predict_image
@@ -31,7 +31,7 @@ def test_detector_is_bundled_with_its_licence():
 
 
 def test_detector_finds_the_faces_of_a_group_photo(shared_data):
-    img = read_image_rgb(shared_data / "upstream_pfpld" / "sample.jpg")
+    img = read_image(shared_data / "upstream_pfpld" / "sample.jpg")
     boxes, scores, kps = RetinaFaceDetector().detect(img)
     assert len(boxes) == 8 and (scores > 0.9).all() and np.all(np.diff(scores) <= 0)
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -51,7 +51,7 @@ def test_detector_pipeline_matches_ground_truth_crops(shared_data, tmp_path):
     det = RetinaFaceDetector()
     errors = []
     for path, pts in zip(image_paths(df)[::4], gt[::4]):
-        img = read_image_rgb(path)
+        img = read_image(path)
         faces = predict_image(model, img, detector=det, refine=1)
         if not faces:
             continue
@@ -73,8 +73,9 @@ def test_predict_command_with_box_and_our_checkpoint(shared_data, tmp_path, caps
     assert len(face["landmarks"]) == 98 and set(face["pose"]) == {"pitch", "yaw", "roll"}
     assert face["score"] is None and (out / "test_overlay.png").is_file()
     capsys.readouterr()
-    assert main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "1,2,3"]) == 2
-    assert "--box" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as got:  # four numbers, by the option's declared type
+        main(["predict", str(ckpt), str(image), "-o", str(out), "--box", "1,2,3"])
+    assert got.value.code == 2 and "--box" in capsys.readouterr().err
     # Boxes per image from a JSON file, keyed by file name; an image not in it gets no face.
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"test.jpg": [[330, 100, 520, 380], [10, 10, 80, 90]]}))
@@ -179,3 +180,23 @@ def test_overlay_label_is_not_crossed_by_the_y_axis():
     out = draw_overlay(np.zeros((400, 400, 3), np.uint8), [face], legend=False)
     text = np.argwhere(np.all(out >= 245, axis=-1))  # the white letters (the axes' halo is darker)
     assert text.size and text[:, 0].min() > 220  # written below the box, clear of the y axis
+def test_predict_names_a_truncated_image_and_stops_under_raise(shared_data, tmp_path, capsys):
+    """A truncated JPEG was predicted on with exit 0 (only libjpeg's stderr line said so): now the image reader
+    refuses it; --on-error raise (default) exits 1 naming it before anything is written, skip leaves it out and
+    names it in the summary."""
+    torch.manual_seed(0)
+    ckpt = save_checkpoint({"model": PFPLD().state_dict()}, tmp_path / "m.pt")
+    good = shared_data / "upstream_pfpld" / "test.jpg"
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:20000])
+    out = tmp_path / "out"
+    args = ["predict", str(ckpt), str(good), str(cut), "-o", str(out), "--box", "330,100,520,380"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{cut}: truncated JPEG" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*args, "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "1 unreadable image(s) skipped" in captured.err and f"{cut}: truncated JPEG" in captured.err
+    res = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in res] == [str(good)]

@@ -15,7 +15,7 @@ from pfpld_support import (
 
 from pfpld_train.cli import main
 from pfpld_train.models.checkpoint import load_checkpoint, load_pfpld
-from pfpld_train.train.loop import METRIC_FIELDS, TrainConfig, WarmupCosine, fit
+from pfpld_train.train.loop import METRIC_FIELDS, TrainConfig, TrainError, WarmupCosine, fit
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +126,18 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny, tmp_path, capsys
     ("--max-steps", "0", "max_steps must be >= 1"),
 ])
 def test_out_of_range_options_are_refused_before_anything_is_written(tiny, tmp_path, capsys, option, value, message):
+    """The command line's parser refuses them (the options' declared ranges, exit 2); the library's fit
+    refuses the same values in a TrainConfig."""
     out = tmp_path / "r"
-    assert main(["fit", str(tiny), "-o", str(out), "--quiet", option, value]) == 1
+    with pytest.raises(SystemExit) as got:
+        main(["fit", str(tiny), "-o", str(out), "--quiet", option, value])
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert got.value.code == 2 and f"argument {option}" in err and "Traceback" not in err
+    assert not out.exists()
+    cfg = TrainConfig(manifest=str(tiny), out=str(out), progress=False)
+    setattr(cfg, option.lstrip("-").replace("-", "_"), float(value) if option == "--lr" else int(value))
+    with pytest.raises(TrainError, match=message):
+        fit(cfg)
     assert not out.exists()
 
 
