@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ManifestError
-from .schema import ADDED_COLUMNS, COLUMN_NAMES, COLUMNS, NUM_POINTS, upgrade_table
+from .convert import upgrade_table
+from .schema import ADDED_COLUMNS, COLUMN_NAMES, COLUMNS, FIXED_COLUMNS
 
 _SPEC = {name: (typ, nullable) for name, typ, nullable, _ in COLUMNS}
 #: expected list lengths of the array columns, outer first
-_LENGTHS = {"landmarks": (NUM_POINTS, 2), "valid": (NUM_POINTS,), "bbox": (4,)}
+_LENGTHS = {name: shape for name, (shape, _, _) in FIXED_COLUMNS.items()}
 
 
 def _wanted(columns: Sequence[str] | None) -> list[str]:

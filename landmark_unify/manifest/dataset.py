@@ -32,8 +32,9 @@ import pyarrow.parquet as pq
 from ..errors import ManifestError
 from ..io import exchange_paths, fsync_dir, owned_name, remove_leftovers, restore_replaced, write_text_durable
 from .checks import check_dataset_doc, check_parquet_schema, check_table
+from .convert import dataframe_from_table
 from .files import ROW_GROUP_SIZE, read_metadata, read_table, write_manifest, write_manifest_stream
-from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
+from .schema import METADATA_KEY, SCHEMA
 
 DATASET_FORMAT = "landmark_unify.partitioned"
 DATASET_VERSION = 1
