@@ -13,8 +13,8 @@ PACKAGES = ("landmark_unify", "pfpld_train")
 LAYERS = (
     ("landmark_unify", "landmark_unify.errors", "landmark_unify.io", "landmark_unify.lazy"),
     ("landmark_unify.core",),
-    ("landmark_unify.readers", "landmark_unify.face_models"),
     ("landmark_unify.manifest",),
+    ("landmark_unify.readers", "landmark_unify.face_models"),
     ("landmark_unify.engines",),
     ("landmark_unify.report",),
     ("landmark_unify.ops",),

@@ -3,7 +3,7 @@ manifest written elsewhere (with the metadata of a derived manifest)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,6 @@ def image_paths(df: pd.DataFrame, roots: Mapping[str, str] | None = None) -> lis
     the manifest's folder. None where the source has no root, or where ``image_path`` leaves its root
     (``..``, absolute) and the manifest was not built with ``allow_outside_root``: such an image is never
     read or drawn, as the build would not have stored it."""
-    from ..readers import outside_root
-
     roots = dict(roots) if roots is not None else source_roots(df)
     base = Path(df.attrs.get("path", ".")).parent
     resolved = {k: (base / v).resolve() if not Path(v).is_absolute() else Path(v) for k, v in roots.items()}
@@ -65,3 +63,36 @@ def derived_metadata(meta: Mapping, from_manifest, to_manifest, command: str, **
                                                        "source_roots", "library_version", "command")}
     kept.update(extra)
     return make_metadata(roots, command=command, **kept)
+
+
+# --- paths relative to a source root ---------------------------------------------------------------------
+
+def inside_root(rel_path: str) -> bool:
+    """True when a '/'-separated path relative to a source root stays inside it (no absolute path, no
+    ``..`` that climbs out)."""
+    import posixpath
+
+    if not rel_path or rel_path.startswith("/") or (len(rel_path) > 1 and rel_path[1] == ":"):
+        return False
+    norm = posixpath.normpath(rel_path.replace("\\", "/"))
+    return norm != ".." and not norm.startswith("../")
+
+
+def outside_root(rel_paths: Sequence[str]) -> np.ndarray:
+    """``(N,)`` bool: the paths that leave their source root (not :func:`inside_root`). Only the paths a
+    cheap vectorised test cannot clear (empty, absolute, a drive letter, a ``..`` or a backslash) are
+    checked one by one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(rel_paths)
+    if n == 0:
+        return np.zeros(0, bool)
+    arr = getattr(rel_paths, "array", None)  # a reader's ArrowColumn
+    if not isinstance(arr, (pa.Array, pa.ChunkedArray)):
+        arr = pa.array(list(rel_paths), type=pa.string())
+    suspect = pc.match_substring_regex(arr, r"\.\.|\\|^/|^.:|^$")
+    out = np.zeros(n, bool)
+    for i in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
+        out[i] = not inside_root(rel_paths[i])
+    return out

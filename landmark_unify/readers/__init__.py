@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..core.maps import schema_layout
 from ..errors import LandmarkUnifyError, ParseError
+from ..manifest.paths import inside_root, outside_root
 from . import coco, hrnet, ibug, lapa, mat, wflw
 from ._base import (
     FLOAT32_MAX,
@@ -38,8 +39,6 @@ from ._base import (
     as_lists,
     batches_from_records,
     check_box,
-    inside_root,
-    outside_root,
     repeat_string,
 )
 from .wflw import LineCounter

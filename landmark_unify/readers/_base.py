@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
+from ..manifest.rules import box_rule
 
 NUM_ATTRIBUTES = 6
 #: The largest magnitude a coordinate, box value or size may have: the manifest stores float32, and a
@@ -305,47 +306,19 @@ def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
 
 
 def check_box(box, path, *, line=None, key=None, field: str = "bbox") -> tuple[float, float, float, float]:
-    """``(x_min, y_min, x_max, y_max)`` of a given face box: finite in float32, with positive width and
-    height (a zero-area or inverted box is a ParseError naming where and which field)."""
+    """``(x_min, y_min, x_max, y_max)`` of a box the dataset gave, if it passes the manifest's rule for a
+    given box (:func:`landmark_unify.manifest.box_rule`: finite in float32, not inverted, of positive area);
+    else a ParseError naming where and which field."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    vals = np.array([x0, y0, x1, y1])
-    if not np.isfinite(vals).all() or (np.abs(vals) > FLOAT32_MAX).any():
+    not_finite, inverted, zero_area = box_rule([[x0, y0, x1, y1]], given=True)
+    if not_finite[0]:
         raise ParseError(path, f"box is not finite in float32: {[float(v) for v in box]}", line=line, key=key,
                          field=field)
-    if not (np.float32(x1) > np.float32(x0) and np.float32(y1) > np.float32(y0)):
-        what = "inverted" if x1 < x0 or y1 < y0 else "of zero area"
+    if inverted[0] or zero_area[0]:
+        what = "inverted" if inverted[0] else "of zero area"
         raise ParseError(path, f"box is {what}: x_min {x0:g}, y_min {y0:g}, x_max {x1:g}, y_max {y1:g}", line=line,
                          key=key, field=field)
     return x0, y0, x1, y1
-
-
-def inside_root(rel_path: str) -> bool:
-    """True when a '/'-separated path relative to a source root stays inside it (no absolute path, no
-    ``..`` that climbs out)."""
-    import posixpath
-
-    if not rel_path or rel_path.startswith("/") or (len(rel_path) > 1 and rel_path[1] == ":"):
-        return False
-    norm = posixpath.normpath(rel_path.replace("\\", "/"))
-    return norm != ".." and not norm.startswith("../")
-
-
-def outside_root(rel_paths: Sequence[str]) -> np.ndarray:
-    """``(N,)`` bool: the paths that leave their source root (not :func:`inside_root`). Only the paths a
-    cheap vectorised test cannot clear (empty, absolute, a drive letter, a ``..`` or a backslash) are
-    checked one by one."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = len(rel_paths)
-    if n == 0:
-        return np.zeros(0, bool)
-    arr = rel_paths.array if isinstance(rel_paths, ArrowColumn) else pa.array(rel_paths, type=pa.string())
-    suspect = pc.match_substring_regex(arr, r"\.\.|\\|^/|^.:|^$")
-    out = np.zeros(n, bool)
-    for i in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
-        out[i] = not inside_root(rel_paths[i])
-    return out
 
 
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:

@@ -52,7 +52,7 @@ __all__ = [
     "load_model",
 ]
 
-ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+ATTRIBUTES = mf.ATTRIBUTES  # the WFLW attribute flags, declared once by the manifest
 
 
 
