@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .rules import nul_rule
 from .schema import make_metadata
 
 
@@ -19,14 +20,16 @@ def source_roots(df: pd.DataFrame) -> dict[str, str]:
 def image_paths(df: pd.DataFrame, roots: Mapping[str, str] | None = None) -> list[Path | None]:
     """Absolute image paths: ``source_roots[source] / image_path``. Relative roots are taken relative to
     the manifest's folder. None where the source has no root, or where ``image_path`` leaves its root
-    (``..``, absolute) and the manifest was not built with ``allow_outside_root``: such an image is never
-    read or drawn, as the build would not have stored it."""
+    (``..``, absolute) and the manifest was not built with ``allow_outside_root``, or holds a NUL: such an
+    image is never read or drawn, as the build would not have stored it."""
     roots = dict(roots) if roots is not None else source_roots(df)
     base = Path(df.attrs.get("path", ".")).parent
     resolved = {k: (base / v).resolve() if not Path(v).is_absolute() else Path(v) for k, v in roots.items()}
     rel = df["image_path"].to_list()
     allowed = bool(df.attrs.get("manifest", {}).get("allow_outside_root"))
-    refused = np.zeros(len(rel), bool) if allowed else outside_root([p if isinstance(p, str) else "" for p in rel])
+    texts = [p if isinstance(p, str) else "" for p in rel]
+    refused = np.zeros(len(rel), bool) if allowed else outside_root(texts)
+    refused |= nul_rule(texts)  # no file system takes a NUL in a name: never opened (validate names the row)
     return [
         (resolved[s] / p) if s in resolved and isinstance(p, str) and not bad else None
         for s, p, bad in zip(df["source"].to_list(), rel, refused.tolist())

@@ -21,6 +21,9 @@ FORMAT_VERSION = "1.2"
 #: columns added after format 1.0 and the format that added them: a manifest of an older format is read
 #: with them all null (:func:`upgrade_table`), and validates without them
 ADDED_COLUMNS = {"ear_formula": "1.1", "label_source": "1.2", "label_model": "1.2"}
+#: manifest formats this version reads (an older one lacks the ADDED_COLUMNS of later ones; a newer one is
+#: refused by every read: its columns or rules may mean what this version does not know)
+SUPPORTED_VERSIONS = tuple(sorted({"1.0", *ADDED_COLUMNS.values(), FORMAT_VERSION}))
 METADATA_KEY = b"landmark_unify"
 NUM_POINTS = 98
 #: the WFLW attribute flags, in WFLW's order (its lists give them in this order after the box)
@@ -98,6 +101,16 @@ def make_metadata(source_roots: Mapping[str, str], command: str | None = None, *
     return meta
 
 
+def version_tuple(version) -> tuple[int, ...] | None:
+    """``"1.2"`` as ``(1, 2)``: whole numbers of ASCII digits separated by dots; None for anything else."""
+    if not isinstance(version, str) or not version.isascii():
+        return None
+    parts = version.split(".")
+    if not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
 def schema_metadata(metadata: Mapping) -> dict[bytes, bytes]:
     """The Arrow schema metadata of a manifest file: ``metadata`` (``format_version`` added when absent)
     as key-sorted JSON under :data:`METADATA_KEY`."""
@@ -135,5 +148,5 @@ def __getattr__(name: str):
 __all__ = [
     "ADDED_COLUMNS", "ANGLES", "ATTRIBUTES", "ATTRIBUTE_COLUMNS", "BBOX_TYPE", "COLUMNS", "COLUMN_NAMES",
     "FIXED_COLUMNS", "FORMAT_VERSION", "LABEL_SOURCES", "LANDMARKS_TYPE", "METADATA_KEY", "NUM_POINTS",
-    "POSE_SOURCES", "SCHEMA", "VALID_TYPE", "check_schema", "library_version", "make_metadata", "schema_metadata",
+    "POSE_SOURCES", "SCHEMA", "SUPPORTED_VERSIONS", "VALID_TYPE", "check_schema", "version_tuple", "library_version", "make_metadata", "schema_metadata",
 ] + sorted(_MOVED)

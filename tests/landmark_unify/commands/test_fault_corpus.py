@@ -244,7 +244,10 @@ BROKEN = ("missing-source", "landmarks-50-points", "landmarks-3-coords", "yaw-as
           "bbox-3-values", "valid-as-int", "null-weight", "no-metadata", "not-parquet", "missing-file",
           "dataset-without-success", "metadata-a-list", "source-roots-a-list", "source-root-a-number",
           "dataset-no-parts", "dataset-no-order", "dataset-part-escapes", "dataset-order-unknown-part",
-          "dataset-order-past-part", "dataset-metadata-a-list", "dataset-rows-text", "dataset-doc-a-list")
+          "dataset-order-past-part", "dataset-metadata-a-list", "dataset-rows-text", "dataset-doc-a-list",
+          # one gate for every read: newer formats, repeated or resized parts
+          "format-newer", "format-not-a-version", "dataset-format-newer", "dataset-version-newer",
+          "dataset-part-listed-twice", "dataset-part-copied", "dataset-part-resized", "dataset-part-format-newer")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -411,3 +414,26 @@ CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotat
                + 5 + 3 + 2 + 2 + 1           # overwrite guards (over, inside), failed merge sidecar, float32 weight, single file
                + 4 * 4                        # filter escapes and misfits on the four filtering commands
                + 2 + 1)                       # leftovers of killed runs, interrupted publish
+
+
+# --- a NUL in an image path: invalid, never opened, never written again --------------------------------------
+
+def test_a_nul_in_an_image_path(corpus, tmp_path, capsys):
+    good, _ = corpus
+    bad = fc.with_image_path(good, tmp_path / "nul.parquet", 1, "face1\x00.jpg")
+    problems = validate(bad)
+    assert any("NUL" in p and "'image_path'" in p and "first row 1" in p for p in problems), problems
+    code, _, err = run(["validate", bad], capsys)
+    assert code == 1 and "NUL" in err
+    for command in ("merge", "mine-closed-eyes", "relabel-pose"):  # the runner's last check: nothing written
+        out = tmp_path / f"{command}.parquet"
+        keep_all = ["--closed-threshold", "10"] if command == "mine-closed-eyes" else []
+        code, _, err = run([command, bad, "-o", out, "-q", *keep_all], capsys)
+        assert code == 1 and "row 1" in err and "'image_path'" in err, (command, err)
+        no_output(out)
+    # the commands that only read images never open it: the face has no image, like a missing file
+    code, _, err = run(["render", bad, "-o", tmp_path / "sheet.png"], capsys)
+    assert code == 0, err
+    from landmark_unify.manifest import image_paths
+
+    assert image_paths(read_manifest(bad))[1] is None
