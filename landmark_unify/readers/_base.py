@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,16 +292,51 @@ def parse_xy(tokens: Sequence[str], path, line: int, k: int) -> tuple[float, flo
             parse_float(tokens[1], path, line=line, field=f"y{k}"))
 
 
+#: a decimal number as annotation files write it: ASCII digits, an optional sign, point and exponent. What
+#: Python's float() takes beyond that (``1_000``, digits of other scripts, ``nan``, ``inf``, spaces) is refused.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: a whole number: ASCII digits with an optional sign
+INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
 def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
-    """A finite float from ``token``, or a ParseError naming where and which field."""
-    try:
-        v = float(token)
-    except (TypeError, ValueError):
-        raise ParseError(path, f"not a number: {token!r}", line=line, key=key, field=field) from None
+    """A finite float from ``token`` (strictly :data:`NUMBER`, within float32), or a ParseError naming
+    where and which field."""
+    if not isinstance(token, str) or not NUMBER.fullmatch(token):
+        what = "not a finite number" if isinstance(token, str) and token.strip().lower().lstrip("+-") in (
+            "nan", "inf", "infinity") else "not a number"
+        raise ParseError(path, f"{what}: {token!r}", line=line, key=key, field=field)
+    v = float(token)
     if not math.isfinite(v):
         raise ParseError(path, f"not a finite number: {token!r}", line=line, key=key, field=field)
     if abs(v) > FLOAT32_MAX:
         raise ParseError(path, f"out of range: {token!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
+                         field=field)
+    return v
+
+
+def parse_int(token: str, path, *, line=None, key=None, field=None) -> int:
+    """A whole number from ``token`` (strictly :data:`INTEGER`: ASCII digits, no ``_``), or a ParseError
+    naming where and which field."""
+    if not isinstance(token, str) or not INTEGER.fullmatch(token) or len(token.lstrip("+-")) > 18:
+        raise ParseError(path, f"not a whole number: {token!r}", line=line, key=key, field=field)
+    return int(token)
+
+
+def json_number(value, path, *, line=None, key=None, field=None) -> float:
+    """A finite float from a JSON value that is a number (not text, not true/false, not null), within
+    float32; else a ParseError naming where and which field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParseError(path, f"not a number: {value!r}", line=line, key=key, field=field)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ParseError(path, f"out of range (beyond float32): {str(value)[:20]}...", line=line, key=key,
+                         field=field) from None
+    if not math.isfinite(v):
+        raise ParseError(path, f"not a finite number: {value!r}", line=line, key=key, field=field)
+    if abs(v) > FLOAT32_MAX:
+        raise ParseError(path, f"out of range: {value!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
                          field=field)
     return v
 

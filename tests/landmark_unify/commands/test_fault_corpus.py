@@ -44,6 +44,9 @@ def no_output(out: Path) -> None:
 
 BIG = "1e40"  # finite in float64, infinite in float32
 SUPERSCRIPT_TWO = "\u00b2"  # str.isdigit() is True, int() refuses it
+ARABIC_INDIC_12 = "\u0661\u0662 3"  # float() reads 12 (and x=12, y=3): digits of another script
+FULLWIDTH_12 = "\uff11\uff12"  # float() reads 12
+NUL_NAME = "a\x00b.jpg"
 
 #: id -> (make(root) -> --source spec, text the error names, fatal under --on-error skip too)
 SOURCES = {
@@ -109,6 +112,40 @@ SOURCES = {
     "300wlp pose nan": (lambda r: f"300wlp={fc.mat_source(r, pose=np.full((1, 7), np.nan))}", ["IBUG_face0.mat", "Pose_Para"], False),
     "300wlp pose wrong shape": (lambda r: f"300wlp={fc.mat_source(r, pose=np.zeros((1, 3)))}", ["IBUG_face0.mat", "Pose_Para"], False),
     "300wlp not a mat file": (lambda r: f"300wlp={fc.mat_source(r, raw=b'garbage')}", ["IBUG_face0.mat", "'file'"], False),
+    # numbers parsed strictly: what float()/int() take beyond decimal ASCII is an error, never a value
+    "ibug point 1_000": (lambda r: f"ibug={fc.ibug_source(r, lines={0: {4: '1_000 3'}})}", ["face0.pts", "line 5", "'x1'"], False),
+    "ibug point arabic-indic digits": (lambda r: f"ibug={fc.ibug_source(r, lines={0: {4: ARABIC_INDIC_12}})}",
+                                       ["face0.pts", "line 5", "'x1'"], False),
+    "ibug n_points 6_8": (lambda r: f"ibug={fc.ibug_source(r, lines={1: {1: 'n_points: 6_8'}})}", ["face1.pts", "line 2", "'n_points'"], False),
+    "lapa count 1_06": (lambda r: f"lapa={fc.lapa_source(r, lines={0: {0: '1_06'}})}", ["face0.txt", "line 1", "'count'"], False),
+    "wflw coordinate 1_000": (lambda r: f"wflw={fc.wflw_source(r, fields={1: {4: '1_000'}})}", ["line 2", "'x2'"], False),
+    "wflw coordinate fullwidth digits": (lambda r: f"wflw={fc.wflw_source(r, fields={2: {5: FULLWIDTH_12}})}", ["line 3", "'y2'"], False),
+    "hrnet point 1_0": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, x3='1_0')})}", ["line 2", "'x3'"], False),
+    "coco keypoint as text": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=['12', 1, 2] * 98)})}",
+                              ["key '1'", "keypoints[0].x"], False),
+    "coco keypoint true": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=[True, 1, 2] * 98)})}",
+                           ["key '1'", "keypoints[0].x"], False),
+    "coco box as text": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, bbox=['10', '10', '5', '5'])})}",
+                         ["key '1'", "'bbox'"], False),
+    "coco width as text": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': 2, 'file_name': 'a.jpg', 'width': '400', 'height': 400}})}",
+                           ["key '2'", "images.width"], False),
+    # COCO image list: an id listed twice is ambiguous, a file_name that is no text is no name
+    "coco image id listed twice": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': 1, 'file_name': 'other.jpg'}})}",
+                                   ["key '1'", "'image_id'", "more than once"], False),
+    "coco null file_name": (lambda r: f"coco={fc.coco_source(r, images={2: {'id': 3, 'file_name': None}})}",
+                            ["key '3'", "images.file_name"], False),
+    "coco file_name a number": (lambda r: f"coco={fc.coco_source(r, images={2: {'id': 3, 'file_name': 7}})}",
+                                ["key '3'", "images.file_name"], False),
+    # a NUL in a name: no file system takes it
+    "coco file_name with NUL": (lambda r: f"coco={fc.coco_source(r, images={0: {'id': 1, 'file_name': NUL_NAME}})}",
+                                ["key '1'", "'image_path'", "NUL"], False),
+    "hrnet image name with NUL": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, image_name=NUL_NAME)})}",
+                                  ["line 2", "'image_path'", "NUL"], False),
+    # implausible values stop the read: never wrapped into a plausible one
+    "300wlp yaw 1e30 radians": (lambda r: f"300wlp={fc.mat_source(r, pose=np.array([[0.1, 1e30, 0.0, 0, 0, 0, 1]]))}",
+                                ["IBUG_face0.mat", "Pose_Para[0, 1]", "turn and a half"], False),
+    "300wlp roll 10 radians": (lambda r: f"300wlp={fc.mat_source(r, pose=np.array([[0.1, 0.2, 10.0, 0, 0, 0, 1]]))}",
+                               ["IBUG_face0.mat", "Pose_Para[0, 2]"], False),
     "root missing": (lambda r: f"ibug={r / 'nowhere'}", ["nowhere", "root folder not found"], True),
     "no annotation files": (lambda r: (r.mkdir(), f"lapa={r}")[1], ["no LaPa landmark files"], True),
     "unknown kind": (lambda r: f"nope={r}", ["unknown reader kind"], True),
