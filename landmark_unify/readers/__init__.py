@@ -20,6 +20,7 @@ coco           *.json COCO keypoints, images beside                     by K
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,7 +125,17 @@ class Source:
         label = label or kind
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", label):
             raise LandmarkUnifyError(f"source label {label!r} may use only letters, digits, '_', '.', '-'")
-        return cls(label, kind, str(Path(root).expanduser().resolve()), tuple(sorted(opts.items())))
+        try:
+            resolved = Path(root).expanduser().resolve()
+        except (RuntimeError, OSError) as exc:  # RuntimeError: a link loop (Python < 3.13)
+            raise ParseError(root, f"source {label!r}: the root cannot be resolved ({exc}); a link loop?",
+                             field="root") from None
+        try:
+            str(resolved).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError(os.fsencode(str(resolved)), f"source {label!r}: the root's path is not UTF-8",
+                             field="root") from None
+        return cls(label, kind, str(resolved), tuple(sorted(opts.items())))
 
     def spec(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)

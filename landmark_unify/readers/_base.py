@@ -357,27 +357,77 @@ def check_box(box, path, *, line=None, key=None, field: str = "bbox") -> tuple[f
     return x0, y0, x1, y1
 
 
+def shown_path(path) -> str:
+    """``path`` as text that can be printed and stored: bytes of a name that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:
-    """Files under ``root`` matching the glob ``pattern``, sorted by relative path; folders named in
-    ``exclude_dirs`` are left out. A folder on the way that cannot be listed, or a match that is not a
-    readable file (a broken link, a folder named like a file), is a ParseError: nothing is left out silently."""
+    """Files under ``root`` matching the glob ``pattern`` (``**/NAME`` at any depth, or one glob per level
+    such as ``*/landmarks/*.txt``), sorted by relative path; folders named in ``exclude_dirs`` are left out.
+
+    Nothing is left out silently, and nothing is read twice: a linked folder under the root is followed;
+    a link back to a folder on its own way (a loop), or a second way into a folder already listed, is a
+    ParseError naming both. So is a folder on the way that cannot be listed, a match that is not a readable
+    file (a broken link), and a match whose name is not UTF-8 (a manifest stores names as UTF-8 text)."""
+    import fnmatch
+
     exclude = set(exclude_dirs)
-    depth = None if "**" in pattern else pattern.count("/")
+    parts = pattern.split("/")
+    anywhere = parts[0] == "**"
+    globs = parts[1:] if anywhere else parts
+    if anywhere and len(globs) != 1:
+        raise ValueError(f"pattern {pattern!r}: '**' takes one name glob after it")
+    depth = None if anywhere else len(globs) - 1  # folders below the root that a match lies in
     errors: list[OSError] = []
-    for dirpath, dirnames, _ in os.walk(root, onerror=errors.append):
-        level = len(Path(dirpath).relative_to(root).parts)
-        dirnames[:] = [] if depth is not None and level >= depth else [d for d in dirnames if d not in exclude]
+    seen: dict[tuple[int, int], str] = {}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=True):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        level = len(rel_dir.parts)
+        try:
+            st = here.stat()
+        except OSError as exc:
+            raise ParseError(shown_path(here), f"cannot list folder: {exc.strerror or exc}", field="root") from None
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            first = seen[ident]
+            ancestor = first == "." or rel_dir.as_posix().startswith(first + "/")
+            what = "a link loop: it leads back to" if ancestor else "the same folder as"
+            raise ParseError(shown_path(here), f"folder is {what} {shown_path(root / first)}; its files would be "
+                                   "read more than once (remove the link, or point the source at one of them)",
+                             field="root")
+        seen[ident] = rel_dir.as_posix()
+        keep = []
+        for d in dirnames:
+            if d in exclude or (depth is not None and level >= depth):
+                continue
+            if not anywhere and not fnmatch.fnmatchcase(d, globs[level]):
+                continue
+            keep.append(d)
+        dirnames[:] = sorted(keep)
+        if depth is not None and level != depth:
+            continue
+        name_glob = globs[-1]
+        for name in filenames:
+            if not fnmatch.fnmatchcase(name, name_glob):
+                continue
+            p = here / name
+            try:
+                str(p).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParseError(shown_path(p), f"file name {os.fsencode(name)!r} is not UTF-8; rename it",
+                                 field="file") from None
+            if p.is_file():
+                out.append(p)
+            elif p.is_symlink() and not p.exists():
+                raise ParseError(p, "broken link: the annotation file it points to does not exist", field="file")
     if errors:
         err = errors[0]
+        if err.errno == 40:  # ELOOP: a link that points at itself, through any number of links
+            raise ParseError(err.filename or root, "a link loop (too many levels of symbolic links)", field="root")
         raise ParseError(err.filename or root, f"cannot list folder: {err.strerror or err}", field="root")
-    out = []
-    for p in root.glob(pattern):
-        if exclude & set(p.relative_to(root).parts[:-1]):
-            continue
-        if p.is_file():
-            out.append(p)
-        elif p.is_symlink() and not p.exists():
-            raise ParseError(p, "broken link: the annotation file it points to does not exist", field="file")
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -162,6 +162,56 @@ def _broken_link(r: Path) -> str:
 SOURCES["ibug broken link"] = (_broken_link, ["gone.pts", "broken link"], True)
 
 
+# --- file system oddities: named errors, never a traceback or a silent skip --------------------------------------
+
+def _link_loop(r: Path) -> str:
+    fc.ibug_source(r / "a")
+    (r / "a" / "back").symlink_to("..")  # a/back -> the root: a/back/a/back/... forever
+    return f"ibug={r}"
+
+
+def _root_loop(r: Path) -> str:
+    r.mkdir()
+    (r / "x").symlink_to(r / "y")
+    (r / "y").symlink_to(r / "x")
+    return f"ibug={r / 'x'}"
+
+
+def _two_ways_in(r: Path) -> str:
+    fc.ibug_source(r / "a")
+    (r / "b").symlink_to(r / "a")  # the same faces under a/ and b/: would be read twice, as other faces
+    return f"ibug={r}"
+
+
+def _name_not_utf8(r: Path) -> str:
+    fc.ibug_source(r)
+    import os
+
+    with open(os.path.join(os.fsencode(r), b"face\xff.pts"), "wb") as f:
+        f.write((r / "face0.pts").read_bytes())
+    return f"ibug={r}"
+
+
+SOURCES.update({
+    "folder link loop under the root": (_link_loop, ["back", "'root'", "loop"], True),
+    "root is a link loop": (_root_loop, ["'root'", "loop"], True),
+    "two links into one folder": (_two_ways_in, ["'root'", "same folder"], True),
+    "file name not UTF-8": (_name_not_utf8, ["face\\xff.pts", "not UTF-8"], True),
+})
+
+
+def test_a_linked_folder_under_the_root_is_followed(tmp_path, capsys):
+    other = fc.ibug_source(tmp_path / "elsewhere", n=2)
+    src = fc.ibug_source(tmp_path / "src", n=1)
+    (src / "more").symlink_to(other)
+    out = tmp_path / "m.parquet"
+    code, _, err = run(["build-manifest", "--source", f"ibug={src}", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    df = read_manifest(out)
+    assert sorted(df["origin_file"]) == ["face0.pts", "more/face0.pts", "more/face1.pts"]
+    assert validate(out) == []
+
+
 @pytest.mark.parametrize("case", sorted(SOURCES))
 def test_build_manifest_over_bad_annotations(case, tmp_path, capsys):
     make, where, fatal = SOURCES[case]
@@ -446,6 +496,8 @@ def test_a_run_killed_between_the_renames_of_a_publish_is_repaired(corpus, tmp_p
 #: How many bad-input cases this corpus holds (runs of a command on one bad input or situation).
 CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotations, --on-error raise and skip
                + 1 + 1 + 4 + 1 + 2           # outside root, own annotation file, scheduler addresses, unreachable, unlistable
+               + 1                            # a linked folder under the root is followed
+               + 1 + 7                        # a NUL in an image path: validate, 3 writers, render
                + len(COMMANDS) * len(BROKEN)  # every command over every broken manifest
                + len(BROKEN)                  # validate over them
                + 5 + 3 + 2 + 2 + 1           # overwrite guards (over, inside), failed merge sidecar, float32 weight, single file
