@@ -526,3 +526,25 @@ def test_a_nul_in_an_image_path(corpus, tmp_path, capsys):
     from landmark_unify.manifest import image_paths
 
     assert image_paths(read_manifest(bad))[1] is None
+
+
+@pytest.mark.parametrize("damage", ["npz-cut-in-half", "npz-cut-at-the-end", "npy-cut-in-half", "npz-of-text"])
+def test_a_damaged_mean_shape_is_named(corpus, damage, tmp_path, capsys):
+    from landmark_unify.face_models import resolve_mean3d_path
+
+    good, _ = corpus
+    shipped = resolve_mean3d_path().read_bytes() if damage.startswith("npz") else None
+    bad = tmp_path / ("mean.npy" if damage.startswith("npy") else "mean.npz")
+    if damage == "npz-cut-in-half":
+        bad.write_bytes(shipped[: len(shipped) // 2])
+    elif damage == "npz-cut-at-the-end":
+        bad.write_bytes(shipped[:-30])
+    elif damage == "npy-cut-in-half":
+        np.save(bad, np.zeros((68, 3)))
+        bad.write_bytes(bad.read_bytes()[:300])
+    else:
+        bad.write_text("not a zip file\n")
+    out = tmp_path / "posed.parquet"
+    code, _, err = run(["relabel-pose", good, "-o", out, "-q", "--mean-shape", bad], capsys)
+    assert code == 1 and str(bad) in err and "cannot read the mean 3D face" in err, err
+    no_output(out)

@@ -30,27 +30,32 @@ def run(argv, capsys):
     return code, out, err
 
 
-def tiny_onnx(path: Path, factor: float, metadata: dict | None = None) -> Path:
+def tiny_onnx(path: Path, factor: float, metadata: dict | None = None, input_shape=("N", 3, 112, 112),
+              input_type: str = "FLOAT", output_shape=("N", 196)) -> Path:
     """An ONNX 'landmark model' whose 196 outputs are ``factor`` times the first input values (plus 0.5):
-    finite for a finite factor, NaN for factor NaN."""
+    finite for a finite factor, NaN for factor NaN. ``input_shape`` / ``input_type`` / ``output_shape``: what
+    the model declares (NHWC, one channel, a fixed batch, another element type, a wrong output size)."""
     import onnx
     from onnx import TensorProto, helper
 
+    cast = [] if input_type == "FLOAT" else [helper.make_node("Cast", ["input"], ["input_f"], to=TensorProto.FLOAT)]
     nodes = [
-        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        *cast,
+        helper.make_node("Flatten", ["input_f" if cast else "input"], ["flat"], axis=1),
         helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["first"]),
         helper.make_node("Mul", ["first", "factor"], ["scaled"]),
         helper.make_node("Add", ["scaled", "half"], ["landmarks"]),
     ]
     inits = [
         helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [196]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [int(output_shape[-1])]),
         helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
         helper.make_tensor("factor", TensorProto.FLOAT, [1], [factor]),
         helper.make_tensor("half", TensorProto.FLOAT, [1], [0.5]),
     ]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 112, 112])],
-                              [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["N", 196])], inits)
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", getattr(TensorProto, input_type),
+                                                                           list(input_shape))],
+                              [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, list(output_shape))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for k, v in (metadata or {}).items():
@@ -72,6 +77,15 @@ def corpus(tmp_path_factory):
         "bad-metadata-json": tiny_onnx(folder / "badmeta.onnx", 0.0, {"pfpld_train.preprocess": "{not json"}),
         "metadata-mean-2-values": tiny_onnx(folder / "mean2.onnx", 0.0, {"mean": "1,2"}),
         "metadata-scale-text": tiny_onnx(folder / "scaletext.onnx", 0.0, {"scale": "abc"}),
+        # inputs and outputs checked against what the model declares
+        "input-nhwc": tiny_onnx(folder / "nhwc.onnx", 0.0, input_shape=("N", 112, 112, 3)),
+        "input-one-channel": tiny_onnx(folder / "gray.onnx", 0.0, input_shape=("N", 1, 112, 112)),
+        "input-96-pixels": tiny_onnx(folder / "small.onnx", 0.0, input_shape=("N", 3, 96, 96)),
+        "input-uint8": tiny_onnx(folder / "u8.onnx", 0.0, input_type="UINT8"),
+        "input-3-dims": tiny_onnx(folder / "dims3.onnx", 0.0, input_shape=("N", 3, 12544)),
+        "output-10-values": tiny_onnx(folder / "out10.onnx", 0.0, output_shape=("N", 10)),
+        "fixed-batch-4": tiny_onnx(folder / "batch4.onnx", 1.0, input_shape=(4, 3, 112, 112)),
+        "dynamic-batch": tiny_onnx(folder / "dyn.onnx", 1.0),
     }
     return good, broken, models
 
@@ -131,6 +145,77 @@ def test_evaluate_refuses_bad_models(corpus, model, says, tmp_path, capsys):
     code, _, err = run(["evaluate", models[model], good, "-q", "-o", out], capsys)
     assert code == 1 and says in err and str(models[model]) in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("model, says", [
+    ("input-nhwc", "NHWC"), ("input-one-channel", "1 channel(s)"), ("input-96-pixels", "height 96"),
+    ("input-uint8", "tensor(uint8)"), ("input-3-dims", "3 dimensions"), ("output-10-values", "10 values per face"),
+])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_model_is_checked_against_what_it_declares(corpus, model, says, command, tmp_path, capsys):
+    good, _, models = corpus
+    out = tmp_path / "out"
+    argv = {"evaluate": ["evaluate", models[model], good, "-q", "-o", out / "summary.json", "--preset", "pfpld"],
+            "predict": ["predict", models[model], _face_image(tmp_path), "-o", out, "--box", "10,10,90,90"]}[command]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and says in err and str(models[model]) in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _face_image(tmp_path: Path) -> Path:
+    import cv2
+
+    p = tmp_path / "face.jpg"
+    cv2.imwrite(str(p), np.full((100, 100, 3), 128, np.uint8))
+    return p
+
+
+def test_a_fixed_batch_model_gives_what_a_dynamic_one_gives(corpus, tmp_path):
+    """A model declaring a batch of 4 is fed batches of 4 (the last padded): the same predictions as the
+    same model with a dynamic batch, for 7 crops."""
+    from pfpld_train.evaluation.evaluate import load_model
+
+    _, _, models = corpus
+    crops = np.random.default_rng(0).integers(0, 255, (7, 112, 112, 3)).astype(np.uint8)
+    fixed = load_model(models["fixed-batch-4"], channel_order="rgb", mean=0.0, scale=1.0)
+    dyn = load_model(models["dynamic-batch"], channel_order="rgb", mean=0.0, scale=1.0)
+    assert fixed.fixed_batch == 4 and dyn.fixed_batch is None
+    np.testing.assert_array_equal(fixed(crops)[0], dyn(crops)[0])
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("prototxt-junk", "cannot load the detector"), ("caffemodel-junk", "cannot load the detector"),
+    ("another-net", "not the RetinaFace detector"),
+])
+@pytest.mark.parametrize("command", ["predict", "label"])
+def test_a_bad_detector_is_named(corpus, shared_data, damage, says, command, tmp_path, capsys):
+    import shutil
+
+    _, _, models = corpus
+    det = tmp_path / "det"
+    shutil.copytree(shared_data / "detectors" / "retinaface_mnet025", det)
+    if damage == "prototxt-junk":
+        (det / "mnet.prototxt").write_text("layer { junk ]]]\n")
+    elif damage == "caffemodel-junk":
+        (det / "mnet.caffemodel").write_bytes(b"\x00junk" * 100)
+    else:
+        shutil.copy(shared_data / "upstream_pfpld" / "pfpld.prototxt", det / "mnet.prototxt")
+    out = tmp_path / ("out" if command == "predict" else "labels.parquet")
+    argv = ([command, models["finite"], _face_image(tmp_path)] if command == "predict" else
+            [command, _face_image(tmp_path), "--model", models["finite"]])
+    code, _, err = run(argv + ["-o", out, "--detector", det], capsys)
+    assert code == 1 and says in err and str(det) in err, err
+    assert not out.exists() or (out.is_dir() and not any(out.iterdir()))
+
+
+GATE = ("format-newer", "dataset-format-newer", "dataset-version-newer", "dataset-part-listed-twice",
+        "dataset-part-copied", "dataset-part-resized")
+
+
+@pytest.mark.parametrize("broken", GATE)
+@pytest.mark.parametrize("command", ["fit", "evaluate", "cache"])
+def test_trainer_commands_read_through_the_one_gate(corpus, command, broken, tmp_path, capsys):
+    test_trainer_commands_refuse_broken_manifests(corpus, command, broken, tmp_path, capsys)
 
 
 def test_evaluate_never_writes_over_its_inputs(corpus, tmp_path, capsys):
