@@ -6,6 +6,7 @@ compose exactly).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -112,6 +113,51 @@ def _cache_worker(args) -> tuple[list[int], list[str]]:
     return done, bad
 
 
+def _allocate(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` of disk reserved for the crops. Where the file system can reserve the
+    space (``posix_fallocate``), a disk too small is an error now, before any work; a sparse file would fail
+    later, when a worker writes into it (SIGBUS in that worker)."""
+    with open(path, "wb") as f:
+        try:
+            if nbytes and hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(f.fileno(), 0, nbytes)
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+            f.truncate(nbytes)
+        except OSError as exc:
+            raise CacheError(f"{path}: cannot reserve {nbytes / 2**20:.1f} MiB for the crops: "
+                             f"{exc.strerror or exc}") from None
+
+
+def _pool_results(workers: int, jobs: list):
+    """``_cache_worker`` of every job on ``workers`` processes, results as they complete. A worker that dies
+    (killed, out of memory, a bus error writing the crops) ends the run with a CacheError at once: the pool
+    notices the death, where a ``multiprocessing.Pool`` waits forever for the lost job."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = get_context("spawn" if os.name == "nt" else "fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        pending = {pool.submit(_cache_worker, job) for job in jobs}
+        received = 0
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    result = fut.result()
+                    received += 1
+                    yield result
+        except BrokenProcessPool:
+            raise CacheError(f"a cache worker process died ({len(jobs) - received} of {len(jobs)} jobs not done): "
+                             "killed, out of memory, or the disk is full; nothing was written") from None
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 def build_cache(
     df,
     folder: str | os.PathLike,
@@ -144,32 +190,34 @@ def build_cache(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    with open(tmp / "crops.u8", "wb") as f:
-        f.truncate(n * size * size * 3)
-    by_image: dict[str, list[int]] = {}
-    for i in np.flatnonzero(has):
-        by_image.setdefault(str(faces.paths[i]), []).append(int(i))
-    items = sorted(by_image.items())
-    chunk = max(1, min(64, len(items) // max(1, 4 * workers) or 1))
-    jobs = []
-    for s in range(0, len(items), chunk):
-        part = [(None if p == "None" else p, rows, windows[rows]) for p, rows in items[s : s + chunk]]
-        jobs.append((str(tmp), size, n, part))
-    ok = np.zeros(n, bool)
-    bad: list[str] = []
-    bar = Progress(total=int(has.sum()), desc="cache", unit="faces", enabled=progress)
-    if workers > 1 and len(jobs) > 1:
-        with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
-            for done, b in pool.imap_unordered(_cache_worker, jobs):
+    try:
+        _allocate(tmp / "crops.u8", n * size * size * 3)
+        by_image: dict[str, list[int]] = {}
+        for i in np.flatnonzero(has):
+            by_image.setdefault(str(faces.paths[i]), []).append(int(i))
+        items = sorted(by_image.items())
+        chunk = max(1, min(64, len(items) // max(1, 4 * workers) or 1))
+        jobs = []
+        for s in range(0, len(items), chunk):
+            part = [(None if p == "None" else p, rows, windows[rows]) for p, rows in items[s : s + chunk]]
+            jobs.append((str(tmp), size, n, part))
+        ok = np.zeros(n, bool)
+        bad: list[str] = []
+        bar = Progress(total=int(has.sum()), desc="cache", unit="faces", enabled=progress)
+        if workers > 1 and len(jobs) > 1:
+            for done, b in _pool_results(workers, jobs):
                 ok[done] = True
                 bad += b
                 bar.update(len(done) + sum(len(by_image[x]) for x in b))
-    else:
-        for job in jobs:
-            done, b = _cache_worker(job)
-            ok[done] = True
-            bad += b
-            bar.update(len(done) + sum(len(by_image[x]) for x in b))
+        else:
+            for job in jobs:
+                done, b = _cache_worker(job)
+                ok[done] = True
+                bad += b
+                bar.update(len(done) + sum(len(by_image[x]) for x in b))
+    except BaseException:  # a dead worker, a full disk, Ctrl-C: the partial cache goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     bar.close()
     np.save(tmp / "windows.npy", windows)
     np.save(tmp / "sample_ids.npy", faces.sample_ids)

@@ -264,3 +264,41 @@ def test_data_check_names_the_row_and_point(corpus):
 
 #: How many bad-input cases this corpus holds.
 CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
+
+
+# --- workers that die: the command ends with a message, in bounded time, and leaves nothing ------------------
+
+def _die(job):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel kills a worker that is out of memory or hits SIGBUS
+
+
+def test_cache_ends_when_a_worker_dies(corpus, tmp_path, capsys, monkeypatch):
+    import pfpld_train.data.cache as cache
+
+    good, _, _ = corpus
+    monkeypatch.setattr(cache, "_cache_worker", _die)  # the forked workers inherit it
+    out = tmp_path / "cache"
+    t0 = time.perf_counter()
+    code, _, err = run(["cache", good, "-o", out, "--workers", "2", "-q"], capsys)
+    assert code == 1 and "worker process died" in err, err
+    assert time.perf_counter() - t0 < 30
+    assert not out.exists() and not (tmp_path / "cache.partial").exists()
+
+
+def test_cache_on_a_full_disk_is_refused_before_any_work(corpus, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    good, _, _ = corpus
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    out = tmp_path / "cache"
+    code, _, err = run(["cache", good, "-o", out, "--workers", "2", "-q"], capsys)
+    assert code == 1 and "No space left on device" in err and "crops.u8" in err, err
+    assert not out.exists() and not (tmp_path / "cache.partial").exists()
