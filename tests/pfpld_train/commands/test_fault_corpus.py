@@ -302,3 +302,33 @@ def test_cache_on_a_full_disk_is_refused_before_any_work(corpus, tmp_path, capsy
     code, _, err = run(["cache", good, "-o", out, "--workers", "2", "-q"], capsys)
     assert code == 1 and "No space left on device" in err and "crops.u8" in err, err
     assert not out.exists() and not (tmp_path / "cache.partial").exists()
+
+
+class _DyingDataset:
+    """A dataset whose second item kills the worker process that loads it."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        import os
+        import signal
+
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return np.zeros(2, np.float32)
+
+
+def test_a_dead_data_loading_worker_is_named(monkeypatch):
+    import torch
+
+    from pfpld_train.data import sampler as sampler_mod
+    from pfpld_train.data.arrays import DataError
+
+    monkeypatch.setattr(sampler_mod, "_collate", torch.utils.data.default_collate)
+    loader = sampler_mod.make_loader(_DyingDataset(), 1, torch.utils.data.SequentialSampler(range(8)), workers=1)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="worker process died"):
+        for _ in loader:
+            pass
+    assert time.perf_counter() - t0 < 30
