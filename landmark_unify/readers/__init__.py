@@ -41,13 +41,15 @@ from ._base import (
     batches_from_records,
     check_box,
     repeat_string,
+    shown_path,
+    sorted_files,
 )
 from .wflw import LineCounter
 
 __all__ = [
     "ArrowColumn", "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
     "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "outside_root", "check_box", "FLOAT32_MAX",
-    "LineCounter", "repeat_string",
+    "LineCounter", "repeat_string", "shown_path", "sorted_files",
 ]
 
 

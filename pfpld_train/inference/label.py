@@ -54,15 +54,21 @@ class LabelError(LandmarkUnifyError):
 
 def find_images(items: Sequence[str | os.PathLike]) -> list[Path]:
     """Image files named, and those under named folders (recursively, by suffix, sorted)."""
+    from landmark_unify.readers import shown_path, sorted_files
+
     out: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if p.is_dir():  # linked folders followed; a loop, or a name that is not UTF-8, is an error naming it
+            out += [f for f in sorted_files(p, "**/*") if f.suffix.lower() in IMAGE_SUFFIXES]
         elif p.is_file():
+            try:
+                str(p).encode("utf-8")
+            except UnicodeEncodeError:
+                raise LabelError(f"{shown_path(p)}: the file name is not UTF-8; rename it") from None
             out.append(p)
         else:
-            raise LabelError(f"{p}: no such image or folder")
+            raise LabelError(f"{shown_path(p)}: no such image or folder")
     return out
 
 

@@ -332,3 +332,24 @@ def test_a_dead_data_loading_worker_is_named(monkeypatch):
         for _ in loader:
             pass
     assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize("oddity", ["name-not-utf8", "folder-link-loop"])
+def test_label_names_file_system_oddities(corpus, oddity, tmp_path, capsys):
+    import os
+
+    _, _, models = corpus
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _face_image(photos)
+    if oddity == "name-not-utf8":
+        with open(os.path.join(os.fsencode(photos), b"face\xff.jpg"), "wb") as f:
+            f.write((photos / "face.jpg").read_bytes())
+        says = "not UTF-8"
+    else:
+        (photos / "again").symlink_to("..")
+        says = "loop"
+    out = tmp_path / "labels.parquet"
+    code, _, err = run(["label", photos, "--model", models["finite"], "-o", out], capsys)
+    assert code == 1 and says in err, err
+    assert not out.exists()
