@@ -12,6 +12,8 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -136,9 +138,6 @@ def _pool_results(workers: int, jobs: list):
     """``_cache_worker`` of every job on ``workers`` processes, results as they complete. A worker that dies
     (killed, out of memory, a bus error writing the crops) ends the run with a CacheError at once: the pool
     notices the death, where a ``multiprocessing.Pool`` waits forever for the lost job."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
     ctx = get_context("spawn" if os.name == "nt" else "fork")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         pending = {pool.submit(_cache_worker, job) for job in jobs}

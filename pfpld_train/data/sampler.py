@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .arrays import DataError
+
 __all__ = ["EpochSampler", "make_loader", "to_input"]
 
 
@@ -84,8 +86,6 @@ def make_loader(dataset, batch_size: int, sampler: EpochSampler, workers: int = 
 
 
 def _named_worker_death(batches):
-    from .arrays import DataError
-
     try:
         yield from batches
     except RuntimeError as exc:

@@ -33,6 +33,7 @@ from landmark_unify.errors import LandmarkUnifyError
 from landmark_unify.face_models import load_face_model
 from landmark_unify.ops.label import LabelledFace
 from landmark_unify.progress import Progress
+from landmark_unify.readers import shown_path, sorted_files
 
 from ..data.images import read_image_rgb
 from ..evaluation.evaluate import load_model
@@ -54,8 +55,6 @@ class LabelError(LandmarkUnifyError):
 
 def find_images(items: Sequence[str | os.PathLike]) -> list[Path]:
     """Image files named, and those under named folders (recursively, by suffix, sorted)."""
-    from landmark_unify.readers import shown_path, sorted_files
-
     out: list[Path] = []
     for item in items:
         p = Path(item)
