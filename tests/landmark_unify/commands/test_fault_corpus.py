@@ -497,7 +497,8 @@ def test_a_run_killed_between_the_renames_of_a_publish_is_repaired(corpus, tmp_p
 CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotations, --on-error raise and skip
                + 1 + 1 + 4 + 1 + 2           # outside root, own annotation file, scheduler addresses, unreachable, unlistable
                + 1                            # a linked folder under the root is followed
-               + 1 + 7                        # a NUL in an image path: validate, 3 writers, render
+               + 7                            # a NUL in an image path: validate (2), 3 writers, render, image_paths
+               + 4                            # damaged --mean-shape files
                + len(COMMANDS) * len(BROKEN)  # every command over every broken manifest
                + len(BROKEN)                  # validate over them
                + 5 + 3 + 2 + 2 + 1           # overwrite guards (over, inside), failed merge sidecar, float32 weight, single file

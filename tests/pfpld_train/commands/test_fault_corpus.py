@@ -263,7 +263,11 @@ def test_data_check_names_the_row_and_point(corpus):
 
 
 #: How many bad-input cases this corpus holds.
-CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
+CORPUS_SIZE = (3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
+               + 12 + 1 + 6          # models against what they declare (6 x evaluate, predict), fixed batch, detectors
+               + 3 * len(GATE)       # the one manifest gate, through fit, evaluate and cache
+               + 1 + 1 + 1           # workers that die: cache worker, full disk, data loading worker (below)
+               + 2)                  # label over file system oddities (below)
 
 
 # --- workers that die: the command ends with a message, in bounded time, and leaves nothing ------------------
