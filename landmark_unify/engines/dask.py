@@ -22,6 +22,11 @@ from .base import SCHEDULER_ENV, Engine, EngineError, peak_rss
 
 #: Seconds to wait for a running scheduler to answer (an unreachable one is an error after this long).
 CONNECT_TIMEOUT = 5.0
+#: Seconds a run waits while the cluster has no worker at all (its workers died and none came back) before it
+#: fails: tasks would wait for a worker forever. Long enough for a nanny to restart a killed worker.
+WORKER_GRACE = 30.0
+#: Seconds between two looks at the cluster's workers while no task completes.
+_WATCH_EVERY = 0.5
 _SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
 _ADDRESS = re.compile(r"^(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::(?P<port>[0-9]+))?/?$")
 
@@ -57,7 +62,11 @@ class DaskEngine(Engine):
     in_process = False
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
-                 timeout: float = 60.0, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 timeout: float = 60.0, connect_timeout: float = CONNECT_TIMEOUT,
+                 worker_grace: float = WORKER_GRACE) -> None:
+        if not 0 < float(worker_grace) < float("inf"):
+            raise ValueError(f"worker_grace must be a positive number of seconds; got {worker_grace}")
+        self.worker_grace = float(worker_grace)
         from_env = not scheduler and bool(os.environ.get(SCHEDULER_ENV))
         scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
         if scheduler is not None:  # a bad address is named before dask is even imported
@@ -115,10 +124,11 @@ class DaskEngine(Engine):
         futures = self.client.map(fn, list(range(len(items))), list(items), key=keys, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         try:
-            for fut in as_completed(futures):
+            watch = _Watch(self, len(items))
+            for fut in self._completed(as_completed(futures), watch):
                 i = index[fut.key]
                 try:
-                    result = fut.result()
+                    result = self._result(fut, watch)
                 except KilledWorker as exc:
                     what = describe(i) if describe else f"unit {i}"
                     raise EngineError(
@@ -136,6 +146,37 @@ class DaskEngine(Engine):
         finally:
             self.client.cancel(futures)
 
+    def _completed(self, done, watch: _Watch) -> Iterator:
+        """The futures of ``done`` (an ``as_completed``) as they complete, while ``watch`` sees workers."""
+        import time
+
+        while not done.is_empty():
+            if done.has_ready():
+                watch.alive()
+                yield from done.next_batch(block=False)
+                continue
+            time.sleep(0.02)
+            watch.check(done.count())
+
+    def _result(self, fut, watch: _Watch):
+        """``fut.result()``, while ``watch`` sees workers: a result lost with its worker is computed again, and
+        waits for a worker like a task that never ran."""
+        while True:
+            try:
+                return fut.result(timeout=_WATCH_EVERY)
+            except TimeoutError:
+                watch.check(1, force=True)
+
+    def _worker_count(self) -> int:
+        try:
+            info = self.client.scheduler_info(n_workers=-1) if _has_n_workers_kw(self.client) \
+                else self.client.scheduler_info()
+            return len(info.get("workers", {}))
+        except Exception as exc:
+            if _is_comm_error(exc) or isinstance(exc, OSError):
+                raise EngineError(f"lost the dask cluster: {exc}") from None
+            raise
+
     def worker_peak_rss(self) -> dict:
         return self.client.run(peak_rss)
 
@@ -148,6 +189,37 @@ class DaskEngine(Engine):
         if self._cluster is not None:
             with contextlib.suppress(Exception):
                 self._cluster.close()
+
+
+class _Watch:
+    """Whether the cluster has workers while a run waits: an EngineError once it has had none for the
+    engine's ``worker_grace`` seconds (tasks would wait for a worker forever)."""
+
+    def __init__(self, engine: DaskEngine, total: int) -> None:
+        import time
+
+        self.engine, self.total = engine, total
+        self.alone_since: float | None = None
+        self.last_look = time.monotonic()
+
+    def alive(self) -> None:
+        self.alone_since = None
+
+    def check(self, left: int, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not force and now - self.last_look < _WATCH_EVERY:
+            return
+        self.last_look = now
+        if self.engine._worker_count() > 0:
+            self.alone_since = None
+        elif self.alone_since is None:
+            self.alone_since = now
+        elif now - self.alone_since >= self.engine.worker_grace:
+            raise EngineError(f"the dask cluster has had no worker for {self.engine.worker_grace:g} s with partitions "
+                              f"of {self.total} still to run: its workers died or left and none came back (out of "
+                              "memory? killed?); the run is aborted and no output was written")
 
 
 def _limit_arrow_threads(n: int) -> int:

@@ -12,6 +12,8 @@ half's ``pt3d_68`` labels, MIT, ``LICENSE_3DDFA_labels.txt`` beside it). The pub
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -95,8 +97,9 @@ def _load_model(path: str, key: str | None) -> FaceModel:
             if key not in SHAPE_AXES:
                 raise PoseModelError(f"{p}: unknown axes for shape {key!r}; known: {sorted(SHAPE_AXES)}")
             axes, source = SHAPE_AXES[key], f"{p}:{key}"
-    except (OSError, ValueError) as exc:
-        raise PoseModelError(f"{p}: cannot read the mean 3D face: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a truncated or damaged file
+        raise PoseModelError(f"{p}: cannot read the mean 3D face ({type(exc).__name__}: {exc}); the file is damaged "
+                             "or not a NumPy .npz/.npy") from None
     if np.shape(x68) != (68, 3):  # checked here too so that the message names the file (and the key)
         raise PoseModelError(f"{source}: a 68-point 3D shape must be (68, 3); got {np.shape(x68)}")
     return build_face_model(x68 * np.array(axes), source)

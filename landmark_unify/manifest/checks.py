@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ManifestError
-from .schema import ADDED_COLUMNS, COLUMN_NAMES, COLUMNS, NUM_POINTS, upgrade_table
+from .convert import upgrade_table
+from .schema import ADDED_COLUMNS, COLUMN_NAMES, COLUMNS, FIXED_COLUMNS, FORMAT_VERSION, version_tuple
 
 _SPEC = {name: (typ, nullable) for name, typ, nullable, _ in COLUMNS}
 #: expected list lengths of the array columns, outer first
-_LENGTHS = {"landmarks": (NUM_POINTS, 2), "valid": (NUM_POINTS,), "bbox": (4,)}
+_LENGTHS = {name: shape for name, (shape, _, _) in FIXED_COLUMNS.items()}
 
 
 def _wanted(columns: Sequence[str] | None) -> list[str]:
@@ -145,6 +146,7 @@ def check_metadata(meta, where) -> dict:
     naming ``where``."""
     if not isinstance(meta, dict):
         raise ManifestError(f"{where}: metadata is a JSON {type(meta).__name__}, not an object; not a manifest")
+    check_format_version(meta.get("format_version"), where)
     roots = meta.get("source_roots", {})
     if not isinstance(roots, dict):
         raise ManifestError(f"{where}: metadata source_roots is a {type(roots).__name__}, not an object "
@@ -153,6 +155,20 @@ def check_metadata(meta, where) -> dict:
     if bad:
         raise ManifestError(f"{where}: metadata source_roots[{bad[0]!r}] is {roots[bad[0]]!r}, not a folder path")
     return meta
+
+
+def check_format_version(version, where) -> None:
+    """A ManifestError naming ``where`` for a ``format_version`` that is not ``"X.Y"``, or newer than
+    :data:`~.schema.FORMAT_VERSION`: its columns or values may mean what this version does not know, so it
+    is neither read nor rewritten as this format. Absent (None) passes: ``validate`` names it."""
+    if version is None:
+        return
+    got = version_tuple(version)
+    if got is None:
+        raise ManifestError(f"{where}: metadata format_version {version!r} is not a version like {FORMAT_VERSION!r}")
+    if got > version_tuple(FORMAT_VERSION):
+        raise ManifestError(f"{where}: manifest format {version} is newer than this landmark_unify reads (up to "
+                            f"{FORMAT_VERSION}); upgrade landmark_unify to read it")
 
 
 def check_dataset_doc(doc, where) -> dict:
@@ -168,7 +184,7 @@ def check_dataset_doc(doc, where) -> dict:
     parts, order = doc.get("parts"), doc.get("order")
     if not isinstance(parts, list) or not isinstance(order, list):
         raise ManifestError(f"{where}: 'parts' and 'order' must be lists")
-    rows_of = {}
+    rows_of: dict[str, int] = {}
     for k, p in enumerate(parts):
         rel = p.get("path") if isinstance(p, dict) else None
         n = p.get("rows") if isinstance(p, dict) else None
@@ -179,15 +195,26 @@ def check_dataset_doc(doc, where) -> dict:
             raise ManifestError(f"{where}: parts[{k}] ({rel}) rows {n!r} is not a whole number >= 0")
         if not isinstance(p.get("unit", 0), int):
             raise ManifestError(f"{where}: parts[{k}] ({rel}) unit {p.get('unit')!r} is not a whole number")
+        if rel in rows_of or norm in {posixpath.normpath(r) for r in rows_of}:
+            raise ManifestError(f"{where}: parts[{k}] {rel!r} is listed twice; its rows would be read twice")
         rows_of[rel] = n
     total = 0
+    spans: dict[str, list[tuple[int, int]]] = {}
     for k, run in enumerate(order):
         ok = isinstance(run, list) and len(run) == 3 and run[0] in rows_of \
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in run[1:]) \
             and run[1] + run[2] <= rows_of[run[0]]
         if not ok:
             raise ManifestError(f"{where}: order[{k}] {run!r} is not [listed part, offset, length] inside that part")
+        spans.setdefault(run[0], []).append((run[1], run[1] + run[2]))
         total += run[2]
+    for rel, n in rows_of.items():  # every row of every part in the order exactly once
+        runs = sorted(spans.get(rel, []))
+        covered = sum(b - a for a, b in runs)
+        overlap = any(b0 > a1 for (_, b0), (a1, _) in zip(runs, runs[1:]))
+        if overlap or covered != n:
+            what = "twice" if overlap or covered > n else f"{covered} of its {n} rows"
+            raise ManifestError(f"{where}: the order covers part {rel!r} {what}; each row must be read once")
     if doc.get("rows") != total:
         raise ManifestError(f"{where}: 'rows' is {doc.get('rows')!r} but the order covers {total} rows")
     return doc

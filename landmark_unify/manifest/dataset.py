@@ -39,9 +39,11 @@ from ..io import (
     restore_replaced,
     write_text_durable,
 )
-from .checks import check_dataset_doc, check_parquet_schema, check_table
+from .checks import check_dataset_doc, check_format_version, check_parquet_schema, check_table
+from .convert import dataframe_from_table
 from .files import ROW_GROUP_SIZE, read_metadata, read_table, write_manifest, write_manifest_stream
-from .schema import METADATA_KEY, SCHEMA, dataframe_from_table
+from .identity import id_keys
+from .schema import METADATA_KEY, SCHEMA
 
 DATASET_FORMAT = "landmark_unify.partitioned"
 DATASET_VERSION = 1
@@ -216,9 +218,13 @@ class StagedDataset:
 
 # --- reading datasets ----------------------------------------------------------------------------------------
 
-def read_dataset_info(path: str | os.PathLike) -> dict:
-    """The ``_manifest.json`` of a complete dataset; raises :class:`ManifestError` when the dataset is
-    incomplete (no ``_SUCCESS``) or not a dataset."""
+def read_dataset_info(path: str | os.PathLike, *, check_parts: bool = True) -> dict:
+    """The ``_manifest.json`` of a complete dataset: the one gate every read of a dataset goes through.
+    Raises :class:`ManifestError` when the dataset is incomplete (no ``_SUCCESS``), not a dataset, of a
+    newer dataset version or manifest format than this one reads, or inconsistent (a part listed twice, rows
+    ordered twice or never: :func:`~.checks.check_dataset_doc`). ``check_parts``: also each part's footer
+    (its file exists, is Parquet of a format this version reads, and holds the rows the list says: a part
+    replaced by a bigger or smaller file is refused); ``validate`` lists those problems one by one instead."""
     path = Path(path)
     if not path.is_dir():
         raise ManifestError(f"{path}: not a dataset directory")
@@ -231,7 +237,65 @@ def read_dataset_info(path: str | os.PathLike) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ManifestError(f"{path / MANIFEST_FILE}: format {found!r}; expected {DATASET_FORMAT!r}")
-    return check_dataset_doc(doc, path / MANIFEST_FILE)
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ManifestError(f"{path / MANIFEST_FILE}: version {version!r} is not a dataset version (a whole number)")
+    if version > DATASET_VERSION:
+        raise ManifestError(f"{path / MANIFEST_FILE}: dataset version {version} is newer than this landmark_unify "
+                            f"reads (up to {DATASET_VERSION}); upgrade landmark_unify to read it")
+    doc = check_dataset_doc(doc, path / MANIFEST_FILE)
+    if check_parts:
+        for part in doc["parts"]:
+            _check_part(path / part["path"], part["rows"])
+        _check_unique_ids(path, doc)
+    return doc
+
+
+def _check_unique_ids(path: Path, doc: Mapping) -> None:
+    """A ManifestError when a sample_id appears twice across the parts (a part copied under another name
+    and listed, rows of one face written twice): reads only the sample_id column."""
+    keys, owner = [], []
+    for k, part in enumerate(doc["parts"]):
+        try:
+            ids = pq.read_table(path / part["path"], columns=["sample_id"])
+        except (OSError, pa.ArrowInvalid, KeyError):
+            return  # a part without the column: the schema check of the read names it
+        keys.append(id_keys(ids))
+        owner.append(np.full(ids.num_rows, k, np.int64))
+    if not keys:
+        return
+    allk = np.concatenate(keys)
+    order = np.argsort(allk, kind="stable")
+    same = np.flatnonzero(allk[order][1:] == allk[order][:-1])
+    if same.size:
+        a, b = order[same[0]], order[same[0] + 1]
+        parts = doc["parts"]
+        pa_, pb = parts[int(np.concatenate(owner)[a])]["path"], parts[int(np.concatenate(owner)[b])]["path"]
+        where = f"in {pa_} and {pb}" if pa_ != pb else f"twice in {pa_}"
+        raise ManifestError(f"{path}: {same.size} sample_id values appear more than once ({where}); a part is "
+                            f"repeated or its rows were written twice. Run `landmark_unify validate {path}`")
+
+
+def _check_part(path: Path, rows: int) -> None:
+    """A ManifestError unless the part at ``path`` is a Parquet file of a readable format with ``rows`` rows
+    (read from its footer only)."""
+    try:
+        md = pq.read_metadata(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: listed part not found; the dataset is damaged") from None
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
+    if md.num_rows != rows:
+        raise ManifestError(f"{path}: {md.num_rows} rows; {MANIFEST_FILE} says {rows} (the part was replaced or "
+                            "changed after the dataset was written)")
+    raw = (md.metadata or {}).get(METADATA_KEY)
+    if raw is not None:
+        try:
+            meta = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = None
+        if isinstance(meta, dict):
+            check_format_version(meta.get("format_version"), path)
 
 
 def iter_segments(path: str | os.PathLike, rows_per_batch: int | None = None) -> Iterator[pa.Table]:

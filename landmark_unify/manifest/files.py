@@ -14,15 +14,8 @@ import pyarrow.parquet as pq
 from ..errors import ManifestError
 from ..io import atomic_path
 from .checks import check_metadata, check_table
-from .schema import (
-    METADATA_KEY,
-    SCHEMA,
-    check_schema,
-    dataframe_from_table,
-    schema_metadata,
-    table_from_columns,
-    table_from_dataframe,
-)
+from .convert import dataframe_from_table, table_from_columns, table_from_dataframe
+from .schema import METADATA_KEY, SCHEMA, check_schema, schema_metadata
 
 #: Parquet writer settings of every manifest file (with row groups of :data:`ROW_GROUP_SIZE` rows).
 WRITE_OPTIONS = {"compression": "zstd", "write_statistics": True}

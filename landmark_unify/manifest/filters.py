@@ -32,12 +32,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LandmarkUnifyError
+from .schema import FIXED_COLUMNS
 
 #: Longest accepted expression (characters), and deepest nesting: a guard against pathological input.
 MAX_LENGTH = 4000
 MAX_DEPTH = 64
 #: Columns that hold arrays per row: not usable in a filter.
-ARRAY_COLUMNS = ("landmarks", "valid", "bbox")
+ARRAY_COLUMNS = tuple(FIXED_COLUMNS)
 NULL_FUNCTIONS = ("isnull", "notnull")
 _LITERAL_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 _CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}

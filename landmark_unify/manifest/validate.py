@@ -11,44 +11,22 @@ import pyarrow as pa
 
 from ..core.eyes import EAR_FORMULAS, EYE_STATES
 from ..core.layouts import CANONICAL, get_layout
-from ..core.maps import finite_points
 from ..errors import ManifestError
+from .convert import bbox_array, fixed_column, landmarks_array, valid_array
 from .dataset import MANIFEST_FILE, PARTITION_COLUMNS, read_dataset, read_dataset_info
 from .files import read_manifest_file, read_metadata, read_table
+from .rules import row_problems
 from .schema import (
     ADDED_COLUMNS,
     ANGLES,
     COLUMN_NAMES,
     COLUMNS,
-    FORMAT_VERSION,
+    FIXED_COLUMNS,
     LABEL_SOURCES,
-    NUM_POINTS,
     POSE_SOURCES,
-    bbox_array,
-    fixed_to_numpy,
-    landmarks_array,
-    valid_array,
+    SUPPORTED_VERSIONS,
+    version_tuple,
 )
-
-
-def row_problems(table: pa.Table) -> dict[str, tuple[np.ndarray, str]]:
-    """The row-by-row value checks of the spec, as ``{column: (bad rows (N,) bool, what is wrong)}``:
-    points finite in float32 exactly where valid, box finite and not inverted, angles within +-180
-    degrees, weight finite and >= 0. Used by :func:`validate_table` and by the runner's last check before
-    any operation writes (``ops.runner.check_rows``)."""
-    lm = fixed_to_numpy(table.column("landmarks"), (NUM_POINTS, 2), np.float32)
-    valid = fixed_to_numpy(table.column("valid"), (NUM_POINTS,), bool)
-    box = fixed_to_numpy(table.column("bbox"), (4,), np.float32)
-    weight = table.column("weight").to_numpy(zero_copy_only=False).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        out = {"landmarks": ((finite_points(lm) != valid).any(1), "points are not finite exactly where valid"),
-               "bbox": (~np.isfinite(box).all(1) | (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]),
-                        "the box is not finite or inverted"),
-               "weight": (~np.isfinite(weight) | (weight < 0), "the weight is not finite or negative")}
-        for a in ANGLES:
-            v = table.column(a).to_numpy(zero_copy_only=False).astype(np.float64)
-            out[a] = (np.abs(np.nan_to_num(v, nan=0.0)) > 180, "beyond +-180 degrees (or not finite)")
-    return out
 
 
 def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> list[str]:
@@ -84,13 +62,14 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
     bad = np.flatnonzero(rows["landmarks"][0])
     if bad.size:
         problems.append(f"{where}: {bad.size} rows where landmarks are not finite exactly at valid points (first row {bad[0]})")
-    lm = fixed_to_numpy(table.column("landmarks"), (NUM_POINTS, 2), np.float32)
+    lm = fixed_column(table, "landmarks")
     partial = np.flatnonzero((np.isnan(lm).any(-1) & ~np.isnan(lm).all(-1)).any(1))
     if partial.size:
         problems.append(f"{where}: {partial.size} rows with a point that has one NaN coordinate (first row {partial[0]})")
-    badbox = np.flatnonzero(rows["bbox"][0])
-    if badbox.size:
-        problems.append(f"{where}: {badbox.size} rows with a non-finite or inverted bbox (first row {badbox[0]})")
+    for name in ("bbox", "image_size", "image_path"):
+        bad = np.flatnonzero(rows[name][0])
+        if bad.size:
+            problems.append(f"{where}: {bad.size} rows where {rows[name][1]} (column {name!r}, first row {bad[0]})")
     _check_values(table, "bbox_source", ("given", "landmarks"), where, problems)
     _check_values(table, "pose_source", POSE_SOURCES, where, problems)
     _check_values(table, "eye_state", EYE_STATES, where, problems)
@@ -126,15 +105,9 @@ def validate_table(table: pa.Table, meta: Mapping, where: str = "manifest") -> l
     return problems
 
 
-#: manifest formats this version reads and validates (older ones lack the ADDED_COLUMNS of later ones)
-SUPPORTED_VERSIONS = tuple(sorted({"1.0", *ADDED_COLUMNS.values(), FORMAT_VERSION}))
-
-
 def _older(version, than: str) -> bool:
-    try:
-        return tuple(int(x) for x in str(version).split(".")) < tuple(int(x) for x in than.split("."))
-    except ValueError:
-        return False
+    got = version_tuple(version)
+    return got is not None and got < version_tuple(than)
 
 
 def _check_values(table: pa.Table, column: str, allowed, where: str, problems: list[str]) -> None:
@@ -160,7 +133,7 @@ def validate_dataset(path: str | os.PathLike) -> list[str]:
     files on disk, each part against the spec and hive keys, and sample_id unique across parts."""
     path = Path(path)
     try:
-        doc = read_dataset_info(path)
+        doc = read_dataset_info(path, check_parts=False)  # the parts: checked one by one below
     except ManifestError as exc:
         return [str(exc)]
     problems: list[str] = []
@@ -211,14 +184,15 @@ def compare_manifests(a: str | os.PathLike, b: str | os.PathLike, atol: float = 
     if len(da) != len(db):
         return [f"{a} has {len(da)} rows, {b} has {len(db)}"]
     out = []
-    for name, fn in (("landmarks", landmarks_array), ("valid", valid_array), ("bbox", bbox_array)):
+    arrays = {"landmarks": landmarks_array, "valid": valid_array, "bbox": bbox_array}
+    for name, fn in ((n, arrays[n]) for n in FIXED_COLUMNS):
         x, y = fn(da), fn(db)
         same = (x == y) | (np.isnan(x) & np.isnan(y)) if x.dtype.kind == "f" else x == y
         rows = np.flatnonzero(~same.reshape(len(da), -1).all(1))
         if rows.size:
             out.append(f"column {name!r} differs in {rows.size} rows (first row {rows[0]})")
     for name in COLUMN_NAMES:
-        if name in ("landmarks", "valid", "bbox"):
+        if name in FIXED_COLUMNS:
             continue
         x, y = da[name].reset_index(drop=True), db[name].reset_index(drop=True)
         both_null = x.isna().to_numpy() & y.isna().to_numpy()

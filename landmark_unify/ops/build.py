@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import manifest as mf
 from ..core.eyes import source_eye_columns
@@ -30,6 +28,7 @@ from ..engines import RunOptions
 from ..errors import ErrorPolicy, LandmarkUnifyError, ParseError
 from ..io import write_sidecar
 from ..manifest import skipped_path_for
+from ..manifest.identity import sample_id_array, sample_ids  # noqa: F401  (importable from here as before)
 from ..outputs import current, transactional
 from ..readers import (
     ArrowColumn,
@@ -279,77 +278,22 @@ def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_i
 
 def _guard(unit: Unit, b: FaceBatch, idx: np.ndarray, pts98: np.ndarray, valid98: np.ndarray, bbox: np.ndarray,
            given: np.ndarray, pose: np.ndarray, size: np.ndarray, sink: ErrorSink) -> np.ndarray:
-    """The last check before rows become a table: the values as the manifest will store them (float32)
-    must pass ``validate``. Returns the rows that do; each other row goes to ``sink`` as a ParseError
-    naming its annotation and the field."""
-    lm32 = np.asarray(pts98, np.float32)
-    box32 = np.asarray(bbox, np.float64).astype(np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        lm_bad = (finite_points(lm32) != valid98).any(1)
-        box_fin = np.isfinite(box32).all(1)
-        box_bad = ~box_fin | (box32[:, 2] < box32[:, 0]) | (box32[:, 3] < box32[:, 1])
-        box_bad |= given & ((box32[:, 2] <= box32[:, 0]) | (box32[:, 3] <= box32[:, 1]))
-        pose_bad = (np.isfinite(pose) & (np.abs(pose) > 180.0)).any(1)
-        sz = size[idx]
-        size_bad = (np.isfinite(sz) & ((sz < 1) | (sz >= 2**31) | (sz != np.floor(sz)))).any(1)
-        attrs = b.attributes[idx]
-        attr_bad = (np.isfinite(attrs) & (attrs != 0) & (attrs != 1)).any(1)
-    checks = (("landmarks", lm_bad, "a valid point is not finite in float32"),
-              ("bbox", box_bad, "the face box is not finite in float32, inverted or of zero area"),
-              ("pose", pose_bad, "an angle is beyond +-180 degrees"),
-              ("image_size", size_bad, "the image size is not a positive whole number of pixels"),
-              ("attributes", attr_bad, "an attribute flag is not 0 or 1"))
+    """The last check before rows become a table: the rule every row of a manifest passes
+    (:func:`landmark_unify.manifest.face_rule`, on the values as the manifest will store them). Returns the
+    rows that pass; each other row goes to ``sink`` as a ParseError naming its annotation and the field."""
+    paths = b.image_path if idx.size == len(b) else [b.image_path[i] for i in idx.tolist()]
+    rule = mf.face_rule(pts98, valid98, bbox, given=given, pose=pose, image_size=size[idx],
+                        attributes=b.attributes[idx], image_path=paths)
+    pose_bad = rule.pop("pitch")[0] | rule.pop("yaw")[0] | rule.pop("roll")[0]
+    rule["pose"] = (pose_bad, "an angle is beyond +-180 degrees")
     ok = np.ones(idx.size, bool)
-    for field_name, bad, reason in checks:
+    for field_name in ("landmarks", "bbox", "pose", "image_size", "attributes", "image_path"):
+        bad, reason = rule[field_name]
         for j in np.flatnonzero(bad & ok):
             w = _where(unit, b, int(idx[j]))
             sink(ParseError(w["path"], reason, line=w["line"], key=w["key"], field=field_name))
             ok[j] = False
     return ok
-
-
-def sample_ids(source: str, split: list[str], identity: list[str]) -> list[str]:
-    """``manifest.make_sample_id(source, split, identity)`` for many faces (same ids, less overhead: the
-    hash state of the ``source, split`` prefix is computed once and copied)."""
-    return sample_id_array(source, split, identity).to_pylist()
-
-
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
-def sample_id_array(source: str, split, identity) -> pa.Array:
-    """:func:`sample_ids` as a pyarrow string array (``split``, ``identity``: lists or
-    :class:`ArrowColumn`): one SHA-1 per face over the UTF-8 bytes of its identity, the hex digits
-    written for all faces at once."""
-    ident = _strings(identity)
-    n = len(ident)
-    if n == 0:
-        return pa.array([], type=pa.string())
-    if ident.null_count:
-        raise LandmarkUnifyError("a face has no identity")
-    width = np.int64 if pa.types.is_large_string(ident.type) else np.int32
-    offsets = np.frombuffer(ident.buffers()[1], dtype=width, count=n + 1, offset=ident.offset * np.dtype(width).itemsize)
-    raw = ident.buffers()[2]
-    data = raw.to_pybytes() if raw is not None else b""
-    split = _strings(split)
-    if split.null_count:  # as f"{None}" made it (the table's check refuses the null split afterwards)
-        split = split.fill_null("None")
-    splits = pc.dictionary_encode(split)
-    prefixes = [f"{source}\x00{s}\x00".encode() for s in splits.dictionary.to_pylist()]
-    bounds = offsets.tolist()
-    sha1 = hashlib.sha1
-    if len(prefixes) == 1:
-        prefix = prefixes[0]
-        digests = [sha1(prefix + data[a:z]).digest() for a, z in zip(bounds, bounds[1:])]
-    else:
-        codes = splits.indices.to_numpy(zero_copy_only=False).tolist()
-        digests = [sha1(prefixes[c] + data[a:z]).digest() for c, a, z in zip(codes, bounds, bounds[1:])]
-    first8 = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 20)[:, :8]
-    text = np.empty((n, 16), dtype=np.uint8)
-    text[:, 0::2] = _HEX[first8 >> 4]
-    text[:, 1::2] = _HEX[first8 & 15]
-    offsets16 = np.arange(n + 1, dtype=np.int32) * 16
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets16), pa.py_buffer(text)])
 
 
 def _bbox(given: np.ndarray, points: np.ndarray, ok: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ coco           *.json COCO keypoints, images beside                     by K
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from ..core.maps import schema_layout
 from ..errors import LandmarkUnifyError, ParseError
+from ..manifest.paths import inside_root, outside_root
 from . import coco, hrnet, ibug, lapa, mat, wflw
 from ._base import (
     FLOAT32_MAX,
@@ -38,16 +40,16 @@ from ._base import (
     as_lists,
     batches_from_records,
     check_box,
-    inside_root,
-    outside_root,
     repeat_string,
+    shown_path,
+    sorted_files,
 )
 from .wflw import LineCounter
 
 __all__ = [
     "ArrowColumn", "ErrorSink", "FaceBatch", "Unit", "Source", "ReaderInfo", "ReadResult", "list_readers", "reader_info",
     "parse_source", "plan_source", "source_notes", "read_unit", "read_source", "inside_root", "outside_root", "check_box", "FLOAT32_MAX",
-    "LineCounter", "repeat_string",
+    "LineCounter", "repeat_string", "shown_path", "sorted_files",
 ]
 
 
@@ -125,7 +127,17 @@ class Source:
         label = label or kind
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", label):
             raise LandmarkUnifyError(f"source label {label!r} may use only letters, digits, '_', '.', '-'")
-        return cls(label, kind, str(Path(root).expanduser().resolve()), tuple(sorted(opts.items())))
+        try:
+            resolved = Path(root).expanduser().resolve()
+        except (RuntimeError, OSError) as exc:  # RuntimeError: a link loop (Python < 3.13)
+            raise ParseError(root, f"source {label!r}: the root cannot be resolved ({exc}); a link loop?",
+                             field="root") from None
+        try:
+            str(resolved).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError(os.fsencode(str(resolved)), f"source {label!r}: the root's path is not UTF-8",
+                             field="root") from None
+        return cls(label, kind, str(resolved), tuple(sorted(opts.items())))
 
     def spec(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ErrorPolicy, ParseError
+from ..manifest.rules import box_rule
 
 NUM_ATTRIBUTES = 6
 #: The largest magnitude a coordinate, box value or size may have: the manifest stores float32, and a
@@ -281,12 +283,21 @@ def parse_xy(tokens: Sequence[str], path, line: int, k: int) -> tuple[float, flo
             parse_float(tokens[1], path, line=line, field=f"y{k}"))
 
 
+#: a decimal number as annotation files write it: ASCII digits, an optional sign, point and exponent. What
+#: Python's float() takes beyond that (``1_000``, digits of other scripts, ``nan``, ``inf``, spaces) is refused.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: a whole number: ASCII digits with an optional sign
+INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
 def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
-    """A finite float from ``token``, or a ParseError naming where and which field."""
-    try:
-        v = float(token)
-    except (TypeError, ValueError):
-        raise ParseError(path, f"not a number: {token!r}", line=line, key=key, field=field) from None
+    """A finite float from ``token`` (strictly :data:`NUMBER`, within float32), or a ParseError naming
+    where and which field."""
+    if not isinstance(token, str) or not NUMBER.fullmatch(token):
+        what = "not a finite number" if isinstance(token, str) and token.strip().lower().lstrip("+-") in (
+            "nan", "inf", "infinity") else "not a number"
+        raise ParseError(path, f"{what}: {token!r}", line=line, key=key, field=field)
+    v = float(token)
     if not math.isfinite(v):
         raise ParseError(path, f"not a finite number: {token!r}", line=line, key=key, field=field)
     if abs(v) > FLOAT32_MAX:
@@ -295,71 +306,119 @@ def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
     return v
 
 
+def parse_int(token: str, path, *, line=None, key=None, field=None) -> int:
+    """A whole number from ``token`` (strictly :data:`INTEGER`: ASCII digits, no ``_``), or a ParseError
+    naming where and which field."""
+    if not isinstance(token, str) or not INTEGER.fullmatch(token) or len(token.lstrip("+-")) > 18:
+        raise ParseError(path, f"not a whole number: {token!r}", line=line, key=key, field=field)
+    return int(token)
+
+
+def json_number(value, path, *, line=None, key=None, field=None) -> float:
+    """A finite float from a JSON value that is a number (not text, not true/false, not null), within
+    float32; else a ParseError naming where and which field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParseError(path, f"not a number: {value!r}", line=line, key=key, field=field)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ParseError(path, f"out of range (beyond float32): {str(value)[:20]}...", line=line, key=key,
+                         field=field) from None
+    if not math.isfinite(v):
+        raise ParseError(path, f"not a finite number: {value!r}", line=line, key=key, field=field)
+    if abs(v) > FLOAT32_MAX:
+        raise ParseError(path, f"out of range: {value!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
+                         field=field)
+    return v
+
+
 def check_box(box, path, *, line=None, key=None, field: str = "bbox") -> tuple[float, float, float, float]:
-    """``(x_min, y_min, x_max, y_max)`` of a given face box: finite in float32, with positive width and
-    height (a zero-area or inverted box is a ParseError naming where and which field)."""
+    """``(x_min, y_min, x_max, y_max)`` of a box the dataset gave, if it passes the manifest's rule for a
+    given box (:func:`landmark_unify.manifest.box_rule`: finite in float32, not inverted, of positive area);
+    else a ParseError naming where and which field."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    vals = np.array([x0, y0, x1, y1])
-    if not np.isfinite(vals).all() or (np.abs(vals) > FLOAT32_MAX).any():
+    not_finite, inverted, zero_area = box_rule([[x0, y0, x1, y1]], given=True)
+    if not_finite[0]:
         raise ParseError(path, f"box is not finite in float32: {[float(v) for v in box]}", line=line, key=key,
                          field=field)
-    if not (np.float32(x1) > np.float32(x0) and np.float32(y1) > np.float32(y0)):
-        what = "inverted" if x1 < x0 or y1 < y0 else "of zero area"
+    if inverted[0] or zero_area[0]:
+        what = "inverted" if inverted[0] else "of zero area"
         raise ParseError(path, f"box is {what}: x_min {x0:g}, y_min {y0:g}, x_max {x1:g}, y_max {y1:g}", line=line,
                          key=key, field=field)
     return x0, y0, x1, y1
 
 
-def inside_root(rel_path: str) -> bool:
-    """True when a '/'-separated path relative to a source root stays inside it (no absolute path, no
-    ``..`` that climbs out)."""
-    import posixpath
-
-    if not rel_path or rel_path.startswith("/") or (len(rel_path) > 1 and rel_path[1] == ":"):
-        return False
-    norm = posixpath.normpath(rel_path.replace("\\", "/"))
-    return norm != ".." and not norm.startswith("../")
-
-
-def outside_root(rel_paths: Sequence[str]) -> np.ndarray:
-    """``(N,)`` bool: the paths that leave their source root (not :func:`inside_root`). Only the paths a
-    cheap vectorised test cannot clear (empty, absolute, a drive letter, a ``..`` or a backslash) are
-    checked one by one."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = len(rel_paths)
-    if n == 0:
-        return np.zeros(0, bool)
-    arr = rel_paths.array if isinstance(rel_paths, ArrowColumn) else pa.array(rel_paths, type=pa.string())
-    suspect = pc.match_substring_regex(arr, r"\.\.|\\|^/|^.:|^$")
-    out = np.zeros(n, bool)
-    for i in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
-        out[i] = not inside_root(rel_paths[i])
-    return out
+def shown_path(path) -> str:
+    """``path`` as text that can be printed and stored: bytes of a name that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def sorted_files(root: Path, pattern: str, exclude_dirs: Iterable[str] = ()) -> list[Path]:
-    """Files under ``root`` matching the glob ``pattern``, sorted by relative path; folders named in
-    ``exclude_dirs`` are left out. A folder on the way that cannot be listed, or a match that is not a
-    readable file (a broken link, a folder named like a file), is a ParseError: nothing is left out silently."""
+    """Files under ``root`` matching the glob ``pattern`` (``**/NAME`` at any depth, or one glob per level
+    such as ``*/landmarks/*.txt``), sorted by relative path; folders named in ``exclude_dirs`` are left out.
+
+    Nothing is left out silently, and nothing is read twice: a linked folder under the root is followed;
+    a link back to a folder on its own way (a loop), or a second way into a folder already listed, is a
+    ParseError naming both. So is a folder on the way that cannot be listed, a match that is not a readable
+    file (a broken link), and a match whose name is not UTF-8 (a manifest stores names as UTF-8 text)."""
+    import fnmatch
+
     exclude = set(exclude_dirs)
-    depth = None if "**" in pattern else pattern.count("/")
+    parts = pattern.split("/")
+    anywhere = parts[0] == "**"
+    globs = parts[1:] if anywhere else parts
+    if anywhere and len(globs) != 1:
+        raise ValueError(f"pattern {pattern!r}: '**' takes one name glob after it")
+    depth = None if anywhere else len(globs) - 1  # folders below the root that a match lies in
     errors: list[OSError] = []
-    for dirpath, dirnames, _ in os.walk(root, onerror=errors.append):
-        level = len(Path(dirpath).relative_to(root).parts)
-        dirnames[:] = [] if depth is not None and level >= depth else [d for d in dirnames if d not in exclude]
+    seen: dict[tuple[int, int], str] = {}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=True):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        level = len(rel_dir.parts)
+        try:
+            st = here.stat()
+        except OSError as exc:
+            raise ParseError(shown_path(here), f"cannot list folder: {exc.strerror or exc}", field="root") from None
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            first = seen[ident]
+            ancestor = first == "." or rel_dir.as_posix().startswith(first + "/")
+            what = "a link loop: it leads back to" if ancestor else "the same folder as"
+            raise ParseError(shown_path(here), f"folder is {what} {shown_path(root / first)}; its files would be "
+                                   "read more than once (remove the link, or point the source at one of them)",
+                             field="root")
+        seen[ident] = rel_dir.as_posix()
+        keep = []
+        for d in dirnames:
+            if d in exclude or (depth is not None and level >= depth):
+                continue
+            if not anywhere and not fnmatch.fnmatchcase(d, globs[level]):
+                continue
+            keep.append(d)
+        dirnames[:] = sorted(keep)
+        if depth is not None and level != depth:
+            continue
+        name_glob = globs[-1]
+        for name in filenames:
+            if not fnmatch.fnmatchcase(name, name_glob):
+                continue
+            p = here / name
+            try:
+                str(p).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParseError(shown_path(p), f"file name {os.fsencode(name)!r} is not UTF-8; rename it",
+                                 field="file") from None
+            if p.is_file():
+                out.append(p)
+            elif p.is_symlink() and not p.exists():
+                raise ParseError(p, "broken link: the annotation file it points to does not exist", field="file")
     if errors:
         err = errors[0]
+        if err.errno == 40:  # ELOOP: a link that points at itself, through any number of links
+            raise ParseError(err.filename or root, "a link loop (too many levels of symbolic links)", field="root")
         raise ParseError(err.filename or root, f"cannot list folder: {err.strerror or err}", field="root")
-    out = []
-    for p in root.glob(pattern):
-        if exclude & set(p.relative_to(root).parts[:-1]):
-            continue
-        if p.is_file():
-            out.append(p)
-        elif p.is_symlink() and not p.exists():
-            raise ParseError(p, "broken link: the annotation file it points to does not exist", field="file")
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 

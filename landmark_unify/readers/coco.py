@@ -132,8 +132,15 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
         sink(ParseError(path, "not a COCO keypoint file: no 'annotations' list", field="annotations"))
         return []
     listed = doc.get("images", [])
-    images = {im.get("id"): im for im in (listed if isinstance(listed, list) else [])
-              if isinstance(im, dict) and isinstance(im.get("id"), (int, str))}
+    images: dict = {}
+    twice: set = set()  # image ids listed more than once: which image an annotation means is unknown
+    for im in listed if isinstance(listed, list) else []:
+        if isinstance(im, dict) and isinstance(im.get("id"), (int, str)) and not isinstance(im.get("id"), bool):
+            if im["id"] in images:
+                twice.add(im["id"])
+            images[im["id"]] = im
+    for image_id in twice:
+        images[image_id] = _Twice(image_id)
     split = Path(f).stem
     out = []
     for pos, ann in enumerate(doc["annotations"]):
@@ -161,6 +168,10 @@ def _annotation(ann, key, images, path, root, forced, offset):
     else:
         kp_field, box_field = "keypoints", "bbox"
     kp = ann.get(kp_field)
+    if isinstance(kp, list) and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in kp):
+        first = next(j for j, v in enumerate(kp) if isinstance(v, bool) or not isinstance(v, (int, float)))
+        raise ParseError(path, f"not a number: {kp[first]!r}", key=key,
+                         field=f"{kp_field}[{first // 3}].{'xyv'[first % 3]}")
     if not isinstance(kp, list) or len(kp) == 0 or len(kp) % 3:
         raise ParseError(path, f"expected a flat list [x, y, v] * K; got {type(kp).__name__} of length {len(kp) if isinstance(kp, list) else '-'}", key=key, field=kp_field)
     k = len(kp) // 3
@@ -186,18 +197,27 @@ def _annotation(ann, key, images, path, root, forced, offset):
     if not np.isfinite(pts).any():
         return None
     image_id = ann.get("image_id")
-    image = images.get(image_id) if isinstance(image_id, (int, str)) else None
+    image = images.get(image_id) if isinstance(image_id, (int, str)) and not isinstance(image_id, bool) else None
+    if isinstance(image, _Twice):
+        raise ParseError(path, f"image_id {image_id!r} is listed more than once in 'images'; which image the "
+                               "annotation belongs to is unknown", key=key, field="image_id")
     if image is None or "file_name" not in image:
         raise ParseError(path, f"image_id {ann.get('image_id')!r} is not in 'images'", key=key, field="image_id")
+    name = image["file_name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ParseError(path, f"image {image_id!r}: file_name {name!r} is not a file name", key=key,
+                         field="images.file_name")
     box = ann.get(box_field)
     bbox = None
     if box is not None:  # no box: the extent of the points (bbox_source 'landmarks'); a bad box is an error
         if not isinstance(box, list) or len(box) != 4:
             raise ParseError(path, f"box is not a list [x, y, w, h]: {box!r}", key=key, field=box_field)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in box):
+            raise ParseError(path, f"box is not four numbers: {box!r}", key=key, field=box_field)
         try:
             x, y, w, h = (float(v) for v in box)
-        except (TypeError, ValueError, OverflowError):
-            raise ParseError(path, f"box is not four numbers: {box!r}", key=key, field=box_field) from None
+        except OverflowError:
+            raise ParseError(path, "box is out of range (beyond float32)", key=key, field=box_field) from None
         if not (np.isfinite([w, h]).all() and w > 0 and h > 0):
             raise ParseError(path, f"box width and height must be positive finite numbers; got w={w:g}, h={h:g}",
                              key=key, field=box_field)
@@ -205,16 +225,23 @@ def _annotation(ann, key, images, path, root, forced, offset):
     size = None
     if "width" in image or "height" in image:
         size = (_size(image, "width", path, key), _size(image, "height", path, key))
-    return FaceRecord(points=pts, schema=schema, split="", image_path=_image(root, path.parent, str(image["file_name"])),
+    return FaceRecord(points=pts, schema=schema, split="", image_path=_image(root, path.parent, name),
                       origin_file="", identity="", origin_key=key, bbox=bbox, image_size=size)
+
+
+class _Twice:
+    """An image id listed more than once in 'images'."""
+
+    def __init__(self, image_id) -> None:
+        self.id = image_id
 
 
 def _size(image: dict, name: str, path, key) -> float:
     """The image's ``width`` or ``height``: a positive whole number of pixels (int32), else a ParseError."""
     v = image.get(name)
     try:
-        f = float(v)
-    except (TypeError, ValueError, OverflowError):
+        f = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+    except OverflowError:
         f = float("nan")
     if not (np.isfinite(f) and f == int(f) and 0 < f < 2**31):
         raise ParseError(path, f"image {image.get('id')!r}: {name} must be a positive whole number of pixels; "

@@ -1,6 +1,8 @@
 """HRNet's 300W CSV files: ``image_name, scale, center_w, center_h, x0, y0, ... x67, y67`` with a header
 line; coordinates and centre are 1-based (1 is subtracted). The box is the square of side
-``200 * scale`` around the centre (HRNet's convention). Split: the file name without
+``200 * scale`` around the centre (HRNet's convention). The file is read as CSV (quoted fields keep
+their commas, lose their quotes) and its columns are found by their header names (``original_<k>_x``,
+``original_<k>_y`` for the points), whatever their order. Split: the file name without
 ``face_landmarks_300w_`` (``valid``, ``test``, ``valid_challenge``, ``valid_common``). Images are
 ``image_name`` relative to the root. Schema ``ibug68``.
 
@@ -10,6 +12,8 @@ were read and which left out); option ``splits`` (``+``-separated, e.g. ``splits
 the named files."""
 from __future__ import annotations
 
+import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,8 @@ from ._base import ErrorSink, FaceRecord, Unit, check_box, parse_float, plan_fil
 NUM_POINTS = 68
 NUM_FIELDS = 4 + 2 * NUM_POINTS
 HEAD = ("image_name", "scale", "center_w", "center_h")
+#: the fields of a row in reading order (the header may order its columns otherwise: they are found by name)
+FIELD_NAMES = HEAD + tuple(f"{a}{k}" for k in range(NUM_POINTS) for a in "xy")
 PREFIX = "face_landmarks_300w_"
 
 
@@ -67,8 +73,33 @@ def _named(root: Path, files: list[Path], splits: str) -> list[Path]:
     return [p for p in files if split_of(p) in wanted]
 
 
+#: a point column of the header: ``original_<k>_<x|y>`` (HRNet's name) or ``<k>_<x|y>``
+_POINT_COLUMN = re.compile(r"(?:original_)?([0-9]+)_([xy])", re.ASCII)
+
+
+def _columns(header: list[str], path: Path) -> list[int]:
+    """Positions of the fields, by header name: ``image_name``, ``scale``, ``center_w``, ``center_h``, then
+    x0, y0, ... x67, y67. A missing, repeated or unknown column is a ParseError naming it."""
+    names = [h.strip() for h in header]
+    where: dict[str, int] = {}
+    for pos, name in enumerate(names):
+        m = _POINT_COLUMN.fullmatch(name)
+        field = f"{m.group(2)}{int(m.group(1))}" if m else name
+        if field not in FIELD_NAMES:
+            raise ParseError(path, f"unknown column {name!r} in the header (expected {', '.join(HEAD)} and "
+                                   "original_<k>_x, original_<k>_y for k < 68)", line=1, field="header")
+        if field in where:
+            raise ParseError(path, f"column {name!r} appears twice in the header", line=1, field="header")
+        where[field] = pos
+    missing = [f for f in FIELD_NAMES if f not in where]
+    if missing:
+        raise ParseError(path, f"the header lacks column(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}",
+                         line=1, field="header")
+    return [where[f] for f in FIELD_NAMES]
+
+
 def _field(j: int) -> str:
-    return HEAD[j] if j < 4 else f"{'xy'[(j - 4) % 2]}{(j - 4) // 2}"
+    return FIELD_NAMES[j]
 
 
 def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
@@ -82,18 +113,37 @@ def read(unit: Unit, sink: ErrorSink) -> list[FaceRecord]:
     except ParseError as err:
         sink(err)
         return []
-    if not lines or not lines[0].startswith("image_name"):
-        sink(ParseError(path, "first line must be the header 'image_name,scale,center_w,center_h,...'", line=1, field="header"))
+    rows = csv.reader(lines, strict=True)  # quoted fields (a name with a comma) are read as CSV says
+    try:
+        header = next(rows, None)
+        if header:
+            header[0] = header[0].lstrip("\ufeff")
+        if not header or "image_name" not in (h.strip() for h in header):
+            raise ParseError(path, "first line must be the header 'image_name,scale,center_w,center_h,...'", line=1,
+                             field="header")
+        order = _columns(header, path)
+    except (ParseError, csv.Error) as err:
+        sink(err if isinstance(err, ParseError) else ParseError(path, f"not CSV: {err}", line=1, field="header"))
         return []
     out = []
-    for i, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+    i = 1
+    while True:
+        try:
+            tok = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            i = rows.line_num
+            sink(ParseError(path, f"not CSV: {exc}", line=i, field="fields"))
+            break
+        i = rows.line_num
+        if not tok or (len(tok) == 1 and not tok[0].strip()):  # a blank line
             continue
-        tok = [t.strip() for t in line.split(",")]
         try:
             if len(tok) != NUM_FIELDS:
                 raise ParseError(path, f"expected {NUM_FIELDS} fields (image, scale, centre, 68 points); found {len(tok)}",
                                  line=i, field="fields" if len(tok) > NUM_FIELDS else _field(len(tok)))
+            tok = [tok[pos].strip() for pos in order]
             if not tok[0]:
                 raise ParseError(path, "empty image name", line=i, field="image_name")
             vals = np.array([parse_float(t, path, line=i, field=_field(j)) for j, t in enumerate(tok[1:], start=1)])

@@ -25,6 +25,7 @@ from ._base import (
     FaceRecord,
     Unit,
     find_image,
+    parse_int,
     parse_xy,
     plan_files,
     read_files,
@@ -50,11 +51,10 @@ def parse_pts(path: Path, offset: float = 1.0) -> np.ndarray:
         s = line.strip()
         if s.startswith("n_points"):
             m = re.fullmatch(r"n_points\s*:\s*(\S+)", s)
-            try:
-                declared = int(m.group(1)) if m else None
-            except ValueError:
-                declared = None
-            if declared is None:
+            if m is None:
+                raise ParseError(path, f"bad header line {s!r}", line=i + 1, field="n_points")
+            declared = parse_int(m.group(1), path, line=i + 1, field="n_points")
+            if declared < 0:
                 raise ParseError(path, f"bad header line {s!r}", line=i + 1, field="n_points")
         elif s == "{":
             open_at = i

@@ -12,6 +12,7 @@ from ._base import (
     FaceRecord,
     Unit,
     find_image,
+    parse_int,
     parse_xy,
     plan_files,
     read_files,
@@ -36,9 +37,9 @@ def parse_txt(path: Path) -> np.ndarray:
     if not rows:
         raise ParseError(path, "empty file", line=1, field="count")
     ln, tok = rows[0]
-    if len(tok) != 1 or not (tok[0].isascii() and tok[0].isdigit()):
+    if len(tok) != 1:
         raise ParseError(path, f"first line must be the point count; found {' '.join(tok)!r}", line=ln, field="count")
-    count = int(tok[0])
+    count = parse_int(tok[0], path, line=ln, field="count")
     if count != NUM_POINTS:
         raise ParseError(path, f"expected {NUM_POINTS} points (LaPa layout); the count line says {count}", line=ln, field="count")
     pts = [parse_xy(tok, path, ln, k) for k, (ln, tok) in enumerate(rows[1:])]

@@ -73,10 +73,22 @@ def get_array(mat: dict, name: str, shape: tuple[int, ...], path: Path, allow_mi
     return arr
 
 
+#: the most a ``Pose_Para`` angle may be, in degrees: an angle a little past half a turn is wrapped (a
+#: fit's output may run past +-180), one beyond a turn and a half is no head pose but a broken value
+MAX_POSE_DEGREES = 540.0
+
+
 def pose_degrees(mat: dict, path: Path) -> np.ndarray:
-    """(3,) float64 pitch, yaw, roll in degrees from ``Pose_Para``."""
+    """(3,) float64 pitch, yaw, roll in degrees from ``Pose_Para``, wrapped into [-180, 180); an angle beyond
+    :data:`MAX_POSE_DEGREES` is a ParseError naming the file and the angle, never wrapped."""
     p = get_array(mat, "Pose_Para", (1, 7), path)[0, :3]
     deg = np.degrees(p)
+    wild = np.flatnonzero(~(np.abs(deg) <= MAX_POSE_DEGREES))
+    if wild.size:
+        j = int(wild[0])
+        raise ParseError(path, f"{('pitch', 'yaw', 'roll')[j]} of {p[j]:g} radians ({deg[j]:g} degrees) is beyond a "
+                               f"turn and a half (+-{MAX_POSE_DEGREES:g} degrees); not a head pose",
+                         key="Pose_Para", field=f"Pose_Para[0, {j}]")
     return (deg + 180.0) % 360.0 - 180.0 if (np.abs(deg) > 180.0).any() else deg
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ParseError
+from ..manifest.rules import box_rule
+from ..manifest.schema import ATTRIBUTES
 from ._base import FLOAT32_MAX, ArrowColumn, ErrorSink, FaceBatch, Unit, parse_float, rel, repeat_string
 
 NUM_POINTS = 98
@@ -45,7 +47,7 @@ ATTR_LISTS = (
     ("_blur", 5),
 )
 RECT_NAMES = ("x_min_rect", "y_min_rect", "x_max_rect", "y_max_rect")
-FLAG_NAMES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+FLAG_NAMES = ATTRIBUTES
 DEFAULT_CHUNK_BYTES = 32 << 20
 
 
@@ -442,12 +444,12 @@ def _rect_problem(nums: np.ndarray):
     if bad_flag.any():
         r, c = np.argwhere(bad_flag)[0]
         return int(r), NUM_COORDS + 4 + int(c), f"a flag must be 0 or 1; got {flags[r, c]:g}"
-    r32 = rect.astype(np.float32)
-    if inverted.any():
-        r = int(np.flatnonzero(inverted)[0])
-        what = "inverted (a corner is left of / above the other)" if (rect[r, 2] < rect[r, 0] or rect[r, 3] < rect[r, 1]) \
-            else "of zero area"
-        return r, NUM_COORDS + 2 if r32[r, 2] <= r32[r, 0] else NUM_COORDS + 3, f"box is {what}: {rect[r].tolist()}"
+    _, inverted, zero_area = box_rule(rect, given=True)  # the manifest's rule for a given box
+    if (inverted | zero_area).any():
+        r = int(np.flatnonzero(inverted | zero_area)[0])
+        what = "inverted (a corner is left of / above the other)" if inverted[r] else "of zero area"
+        r32 = rect[r].astype(np.float32)
+        return r, NUM_COORDS + 2 if r32[2] <= r32[0] else NUM_COORDS + 3, f"box is {what}: {rect[r].tolist()}"
     return None
 
 

@@ -6,11 +6,14 @@ compose exactly).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import signal
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -149,6 +152,48 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _allocate(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` of disk reserved for the crops. Where the file system can reserve the
+    space (``posix_fallocate``), a disk too small is an error now, before any work; a sparse file would fail
+    later, when a worker writes into it (SIGBUS in that worker)."""
+    with open(path, "wb") as f:
+        try:
+            if nbytes and hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(f.fileno(), 0, nbytes)
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+            f.truncate(nbytes)
+        except OSError as exc:
+            raise CacheError(f"{path}: cannot reserve {nbytes / 2**20:.1f} MiB for the crops: "
+                             f"{exc.strerror or exc}") from None
+
+
+def _pool_results(workers: int, jobs: list):
+    """``_cache_worker`` of every job on ``workers`` processes, results as they complete. A worker that dies
+    (killed, out of memory, a bus error writing the crops) ends the run with a CacheError at once: the pool
+    notices the death, where a ``multiprocessing.Pool`` waits forever for the lost job."""
+    ctx = get_context("spawn" if os.name == "nt" else "fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupts) as pool:
+        pending = {pool.submit(_cache_worker, job) for job in jobs}
+        received = 0
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    result = fut.result()
+                    received += 1
+                    yield result
+        except BrokenProcessPool:
+            raise CacheError(f"a cache worker process died ({len(jobs) - received} of {len(jobs)} jobs not done): "
+                             "killed, out of memory, or the disk is full; nothing was written") from None
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 @transactional
 def build_cache(
     df,
@@ -183,8 +228,7 @@ def build_cache(
     check_cache_space(folder, n, size)
     inputs = [df.attrs["path"]] if df.attrs.get("path") else []
     tmp = current().folder(folder, inputs=inputs, overwrite=overwrite, what="the input manifest").staging
-    with open(tmp / "crops.u8", "wb") as f:
-        f.truncate(n * size * size * 3)
+    _allocate(tmp / "crops.u8", n * size * size * 3)
     by_image: dict[str, list[int]] = {}
     for i in np.flatnonzero(has):
         by_image.setdefault(str(faces.paths[i]), []).append(int(i))
@@ -197,18 +241,11 @@ def build_cache(
     ok = np.zeros(n, bool)
     bad: list[str] = []
     bar = Progress(total=int(has.sum()), desc="cache", unit="faces", enabled=progress)
-    if workers > 1 and len(jobs) > 1:
-        with get_context("spawn" if os.name == "nt" else "fork").Pool(workers, initializer=_ignore_interrupts) as pool:
-            for done, b in pool.imap_unordered(_cache_worker, jobs):
-                ok[done] = True
-                bad += b
-                bar.update(len(done) + sum(len(by_image[x]) for x in b))
-    else:
-        for job in jobs:
-            done, b = _cache_worker(job)
-            ok[done] = True
-            bad += b
-            bar.update(len(done) + sum(len(by_image[x]) for x in b))
+    results = _pool_results(workers, jobs) if workers > 1 and len(jobs) > 1 else map(_cache_worker, jobs)
+    for done, b in results:  # a dead worker, a full disk, Ctrl-C: the output layer removes the staged cache
+        ok[done] = True
+        bad += b
+        bar.update(len(done) + sum(len(by_image[x]) for x in b))
     bar.close()
     np.save(tmp / "windows.npy", windows)
     np.save(tmp / "sample_ids.npy", faces.sample_ids)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .arrays import DataError
+
 __all__ = ["EpochSampler", "make_loader", "to_input"]
 
 
@@ -71,5 +73,23 @@ def make_loader(dataset, batch_size: int, sampler: EpochSampler, workers: int = 
     kwargs = {}
     if workers > 0:
         kwargs = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _worker_init}
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=_collate, pin_memory=pin_memory, drop_last=drop_last, **kwargs)
+
+    class Loader(DataLoader):
+        """A loader whose dead worker is a :class:`~pfpld_train.data.arrays.DataError` with a message (torch
+        notices the death and raises a bare RuntimeError)."""
+
+        def __iter__(self):
+            return _named_worker_death(super().__iter__())
+
+    return Loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                  collate_fn=_collate, pin_memory=pin_memory, drop_last=drop_last, **kwargs)
+
+
+def _named_worker_death(batches):
+    try:
+        yield from batches
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        raise DataError(f"a data loading worker process died ({str(exc).split('. ')[0]}): killed, out of memory, "
+                        "or a bus error (a full disk, a damaged cache); nothing more was trained") from None

@@ -52,7 +52,7 @@ __all__ = [
     "load_model",
 ]
 
-ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+ATTRIBUTES = mf.ATTRIBUTES  # the WFLW attribute flags, declared once by the manifest
 
 
 
@@ -170,10 +170,7 @@ class OnnxLandmarkModel:
         if len(inp) != 1:
             raise EvaluationError(f"{path}: expected one input, found {[i.name for i in inp]}")
         self.input_name = inp[0].name
-        shape = inp[0].shape
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        if len(shape) == 4 and isinstance(shape[2], int) and shape[2] != CROP_SIZE:
-            raise EvaluationError(f"{path}: input is {shape}; the standard crop is {CROP_SIZE}x{CROP_SIZE}")
+        self.fixed_batch = _check_input(path, inp[0])
         self.outputs = self.session.get_outputs()
         names = [o.name for o in self.outputs]
         if landmarks_output is None and "landmarks" in names:
@@ -184,6 +181,9 @@ class OnnxLandmarkModel:
             pose_output = "pose"
         self.output = _output_index(path, names, landmarks_output)
         self.pose_output = _output_index(path, names, pose_output)
+        for idx, what, least in ((self.output, "landmarks", 196), (self.pose_output, "pose", 3)):
+            if idx is not None:
+                _check_output(path, self.outputs[idx], what, least)
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.asarray(crops, dtype=np.float32)
@@ -191,12 +191,18 @@ class OnnxLandmarkModel:
             x = x[..., ::-1]
         x = ((x - self.mean) * self.scale).transpose(0, 3, 1, 2)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if self.fixed_batch is not None and self.fixed_batch != x.shape[0]:
-            parts = [self.session.run(None, {self.input_name: x[i : i + 1]}) for i in range(x.shape[0])]
-            outs = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-        else:
-            outs = self.session.run(None, {self.input_name: x})
         n = x.shape[0]
+        if self.fixed_batch is not None and self.fixed_batch != n:  # batches of the model's size, the last padded
+            b = self.fixed_batch
+            parts = []
+            for s in range(0, n, b):
+                chunk = x[s : s + b]
+                if chunk.shape[0] < b:
+                    chunk = np.concatenate([chunk, np.zeros((b - chunk.shape[0],) + chunk.shape[1:], np.float32)])
+                parts.append(self._run(chunk))
+            outs = [np.concatenate([p[k] for p in parts])[:n] for k in range(len(parts[0]))]
+        else:
+            outs = self._run(x)
         flat = [np.asarray(o, np.float32).reshape(n, -1) for o in outs]
         idx = self.output
         if idx is None:
@@ -212,6 +218,57 @@ class OnnxLandmarkModel:
             if self.pose_units == "rad":
                 pose = pose * (180.0 / math.pi)
         return _finite_outputs(self.name, flat[idx].reshape(n, 98, 2), pose)
+
+
+    def _run(self, x: np.ndarray) -> list:
+        try:
+            return self.session.run(None, {self.input_name: x})
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EvaluationError(f"{self.name}: onnxruntime failed on a batch of shape {list(x.shape)}: {exc}") from None
+
+
+#: ONNX element types of an output that is read as float32
+_FLOAT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)")
+
+
+def _check_input(path: Path, arg) -> int | None:
+    """The model's input against what this code feeds: float32 crops ``(batch, 3, 112, 112)`` (NCHW). An
+    EvaluationError saying what the model declares otherwise; returns the fixed batch size, or None."""
+    shape = list(arg.shape)
+    want = f"(batch, 3, {CROP_SIZE}, {CROP_SIZE}) float32 (NCHW)"
+    if arg.type != "tensor(float)":
+        raise EvaluationError(f"{path}: input {arg.name!r} is {arg.type}; this command feeds {want}")
+    if len(shape) != 4:
+        raise EvaluationError(f"{path}: input {arg.name!r} has {len(shape)} dimensions {shape}; this command feeds "
+                              f"{want}")
+    c = shape[1]
+    if isinstance(c, int) and c != 3:
+        if shape[3] == 3:
+            why = "channels last (NHWC); export the model with channels first (NCHW)"
+        else:
+            why = f"{c} channel(s); the crops are colour images with 3"
+        raise EvaluationError(f"{path}: input {arg.name!r} is {shape}: {why}. This command feeds {want}")
+    for dim, size in (("height", shape[2]), ("width", shape[3])):
+        if isinstance(size, int) and size != CROP_SIZE:
+            raise EvaluationError(f"{path}: input {arg.name!r} is {shape}: {dim} {size}; the standard crop is "
+                                  f"{CROP_SIZE}x{CROP_SIZE}")
+    batch = shape[0]
+    if isinstance(batch, int) and batch < 1:
+        raise EvaluationError(f"{path}: input {arg.name!r} declares a batch of {batch}")
+    return batch if isinstance(batch, int) else None
+
+
+def _check_output(path: Path, arg, what: str, least: int) -> None:
+    """The ``what`` output: a float tensor with ``least`` values per face (196 landmarks: exactly; pose: at
+    least 3) where its shape is declared."""
+    if arg.type not in _FLOAT_TYPES:
+        raise EvaluationError(f"{path}: {what} output {arg.name!r} is {arg.type}; expected a float tensor")
+    dims = list(arg.shape)[1:]
+    if dims and all(isinstance(d, int) for d in dims):
+        per_face = int(np.prod(dims))
+        if (per_face != least) if what == "landmarks" else (per_face < least):
+            raise EvaluationError(f"{path}: {what} output {arg.name!r} is {list(arg.shape)}: {per_face} values per "
+                                  f"face; expected {least if what == 'landmarks' else f'at least {least}'}")
 
 
 def _output_index(path: Path, names: list[str], ref: str | int | None) -> int | None:

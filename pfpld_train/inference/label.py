@@ -34,6 +34,7 @@ from landmark_unify.face_models import load_face_model
 from landmark_unify.images import read_image
 from landmark_unify.ops.label import LabelledFace
 from landmark_unify.progress import Progress
+from landmark_unify.readers import shown_path, sorted_files
 
 from ..evaluation.evaluate import load_model
 from .predict import RetinaFaceDetector, predict_image
@@ -57,12 +58,16 @@ def find_images(items: Sequence[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if p.is_dir():  # linked folders followed; a loop, or a name that is not UTF-8, is an error naming it
+            out += [f for f in sorted_files(p, "**/*") if f.suffix.lower() in IMAGE_SUFFIXES]
         elif p.is_file():
+            try:
+                str(p).encode("utf-8")
+            except UnicodeEncodeError:
+                raise LabelError(f"{shown_path(p)}: the file name is not UTF-8; rename it") from None
             out.append(p)
         else:
-            raise LabelError(f"{p}: no such image or folder")
+            raise LabelError(f"{shown_path(p)}: no such image or folder")
     return out
 
 

@@ -53,6 +53,12 @@ class PredictError(LandmarkUnifyError):
     """An image, a box or the detector cannot be used."""
 
 
+def _cv_reason(exc) -> str:
+    """The reason of an OpenCV error, without its source-file preamble."""
+    text = str(exc).strip()
+    return text.split("error: ", 1)[-1].split(") ", 1)[-1] if "error: " in text else text
+
+
 class RetinaFaceDetector:
     """RetinaFace MobileNet-0.25 (Caffe, BSD-2) run with OpenCV's dnn module.
 
@@ -69,10 +75,25 @@ class RetinaFaceDetector:
         proto, weights = folder / "mnet.prototxt", folder / "mnet.caffemodel"
         if not proto.is_file() or not weights.is_file():
             raise PredictError(f"{folder}: detector files mnet.prototxt / mnet.caffemodel not found")
-        self.net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
+        try:
+            self.net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
+        except cv2.error as exc:
+            raise PredictError(f"{folder}: OpenCV cannot load the detector from mnet.prototxt and mnet.caffemodel "
+                               f"(damaged or not a Caffe model): {_cv_reason(exc)}") from None
         self.input_size, self.threshold, self.nms = int(input_size), float(threshold), float(nms)
         self.outputs = [f"face_rpn_{k}_stride{s}" for s in _ANCHORS for k in ("cls_prob_reshape", "bbox_pred",
                                                                               "landmark_pred")]
+        missing = [o for o in self.outputs if self.net.getLayerId(o) < 0]
+        if missing:
+            raise PredictError(f"{folder / 'mnet.prototxt'}: not the RetinaFace detector this command runs: no "
+                               f"layer {missing[0]!r} ({len(missing)} of its {len(self.outputs)} outputs missing)")
+        self.folder = folder
+        try:  # weights that parse but do not fit the layers fail only when run: try it once, on a small blank
+            self.net.setInput(np.zeros((1, 3, 32, 32), np.float32))
+            self.net.forward(self.outputs)
+        except cv2.error as exc:
+            raise PredictError(f"{folder}: OpenCV cannot load the detector from mnet.prototxt and mnet.caffemodel "
+                               f"(its weights do not fit its layers): {_cv_reason(exc)}") from None
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import cv2
@@ -85,7 +106,10 @@ class RetinaFaceDetector:
         canvas = np.zeros((ph, pw, 3), np.float32)
         canvas[:rh, :rw] = resized
         self.net.setInput(canvas.transpose(2, 0, 1)[None])
-        outs = self.net.forward(self.outputs)
+        try:
+            outs = self.net.forward(self.outputs)
+        except cv2.error as exc:
+            raise PredictError(f"{self.folder}: the detector failed to run: {_cv_reason(exc)}") from None
         boxes, scores, kps = [], [], []
         for k, stride in enumerate(_ANCHORS):
             cls, reg, lmk = outs[3 * k : 3 * k + 3]

@@ -227,6 +227,68 @@ def broken_manifests(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
             mutate(doc)
         (dst / "_manifest.json").write_text(json.dumps(doc if mutate is not None else [doc]))
         out[name] = (dst, "_manifest.json" if name != "dataset-metadata-a-list" else "metadata")
+    # formats newer than this version reads: never read, never rewritten as the current format
+    p = folder / "format-newer.parquet"
+    pq.write_table(t.replace_schema_metadata({b"landmark_unify": json.dumps({**m, "format_version": "9.0"}).encode()}), p)
+    out["format-newer"] = (p, "newer")
+    p = folder / "format-not-a-version.parquet"
+    pq.write_table(t.replace_schema_metadata({b"landmark_unify": json.dumps({**m, "format_version": "1.\u0662"}).encode()}), p)
+    out["format-not-a-version"] = (p, "format_version")
+    for name, mutate, expect in (
+            ("dataset-format-newer", lambda d, root: d["metadata"].__setitem__("format_version", "9.0"), "newer"),
+            ("dataset-version-newer", lambda d, root: d.__setitem__("version", 9), "newer"),
+            ("dataset-part-listed-twice", _list_part_twice, "twice"),
+            ("dataset-part-copied", _copy_part, "more than once"),
+            ("dataset-part-resized", _resize_part, "rows"),
+            ("dataset-part-format-newer", _newer_part, "newer")):
+        dst = folder / name
+        shutil.copytree(good_ds, dst)
+        doc = json.loads((dst / "_manifest.json").read_text())
+        mutate(doc, dst)
+        (dst / "_manifest.json").write_text(json.dumps(doc))
+        out[name] = (dst, expect)
+    return out
+
+
+def _list_part_twice(doc: dict, root: Path) -> None:
+    part = doc["parts"][0]
+    doc["parts"].append(dict(part))
+    doc["order"].append([part["path"], 0, part["rows"]])
+    doc["rows"] += part["rows"]
+
+
+def _copy_part(doc: dict, root: Path) -> None:
+    """A part copied under another name and listed as a unit of its own: consistent, but every face twice."""
+    part = dict(doc["parts"][0])
+    copy = part["path"].replace("part-", "part-copy-")
+    shutil.copy(root / part["path"], root / copy)
+    part.update(path=copy, unit=len(doc["parts"]))
+    doc["parts"].append(part)
+    doc["order"].append([copy, 0, part["rows"]])
+    doc["rows"] += part["rows"]
+    doc["units"] = doc.get("units", 0) + 1
+
+
+def _resize_part(doc: dict, root: Path) -> None:
+    """The first part replaced by a file with its rows twice (the list unchanged)."""
+    p = root / doc["parts"][0]["path"]
+    t = pq.read_table(p)
+    pq.write_table(pa.concat_tables([t, t]), p)
+
+
+def _newer_part(doc: dict, root: Path) -> None:
+    p = root / doc["parts"][0]["path"]
+    t = pq.read_table(p)
+    meta = json.loads(t.schema.metadata[b"landmark_unify"])
+    pq.write_table(t.replace_schema_metadata({b"landmark_unify": json.dumps({**meta, "format_version": "9.0"}).encode()}), p)
+
+
+def with_image_path(good: Path, out: Path, row: int, value: str) -> Path:
+    """A copy of ``good`` whose row ``row`` has ``image_path`` ``value`` (a NUL, say)."""
+    t = pq.read_table(good)
+    paths = t.column("image_path").to_pylist()
+    paths[row] = value
+    pq.write_table(_replace_column(t, "image_path", pa.array(paths, pa.string())), out)
     return out
 
 

@@ -44,6 +44,9 @@ def no_output(out: Path) -> None:
 
 BIG = "1e40"  # finite in float64, infinite in float32
 SUPERSCRIPT_TWO = "\u00b2"  # str.isdigit() is True, int() refuses it
+ARABIC_INDIC_12 = "\u0661\u0662 3"  # float() reads 12 (and x=12, y=3): digits of another script
+FULLWIDTH_12 = "\uff11\uff12"  # float() reads 12
+NUL_NAME = "a\x00b.jpg"
 
 #: id -> (make(root) -> --source spec, text the error names, fatal under --on-error skip too)
 SOURCES = {
@@ -109,6 +112,40 @@ SOURCES = {
     "300wlp pose nan": (lambda r: f"300wlp={fc.mat_source(r, pose=np.full((1, 7), np.nan))}", ["IBUG_face0.mat", "Pose_Para"], False),
     "300wlp pose wrong shape": (lambda r: f"300wlp={fc.mat_source(r, pose=np.zeros((1, 3)))}", ["IBUG_face0.mat", "Pose_Para"], False),
     "300wlp not a mat file": (lambda r: f"300wlp={fc.mat_source(r, raw=b'garbage')}", ["IBUG_face0.mat", "'file'"], False),
+    # numbers parsed strictly: what float()/int() take beyond decimal ASCII is an error, never a value
+    "ibug point 1_000": (lambda r: f"ibug={fc.ibug_source(r, lines={0: {4: '1_000 3'}})}", ["face0.pts", "line 5", "'x1'"], False),
+    "ibug point arabic-indic digits": (lambda r: f"ibug={fc.ibug_source(r, lines={0: {4: ARABIC_INDIC_12}})}",
+                                       ["face0.pts", "line 5", "'x1'"], False),
+    "ibug n_points 6_8": (lambda r: f"ibug={fc.ibug_source(r, lines={1: {1: 'n_points: 6_8'}})}", ["face1.pts", "line 2", "'n_points'"], False),
+    "lapa count 1_06": (lambda r: f"lapa={fc.lapa_source(r, lines={0: {0: '1_06'}})}", ["face0.txt", "line 1", "'count'"], False),
+    "wflw coordinate 1_000": (lambda r: f"wflw={fc.wflw_source(r, fields={1: {4: '1_000'}})}", ["line 2", "'x2'"], False),
+    "wflw coordinate fullwidth digits": (lambda r: f"wflw={fc.wflw_source(r, fields={2: {5: FULLWIDTH_12}})}", ["line 3", "'y2'"], False),
+    "hrnet point 1_0": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, x3='1_0')})}", ["line 2", "'x3'"], False),
+    "coco keypoint as text": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=['12', 1, 2] * 98)})}",
+                              ["key '1'", "keypoints[0].x"], False),
+    "coco keypoint true": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, keypoints=[True, 1, 2] * 98)})}",
+                           ["key '1'", "keypoints[0].x"], False),
+    "coco box as text": (lambda r: f"coco={fc.coco_source(r, anns={0: fc.coco_annotation(0, bbox=['10', '10', '5', '5'])})}",
+                         ["key '1'", "'bbox'"], False),
+    "coco width as text": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': 2, 'file_name': 'a.jpg', 'width': '400', 'height': 400}})}",
+                           ["key '2'", "images.width"], False),
+    # COCO image list: an id listed twice is ambiguous, a file_name that is no text is no name
+    "coco image id listed twice": (lambda r: f"coco={fc.coco_source(r, images={1: {'id': 1, 'file_name': 'other.jpg'}})}",
+                                   ["key '1'", "'image_id'", "more than once"], False),
+    "coco null file_name": (lambda r: f"coco={fc.coco_source(r, images={2: {'id': 3, 'file_name': None}})}",
+                            ["key '3'", "images.file_name"], False),
+    "coco file_name a number": (lambda r: f"coco={fc.coco_source(r, images={2: {'id': 3, 'file_name': 7}})}",
+                                ["key '3'", "images.file_name"], False),
+    # a NUL in a name: no file system takes it
+    "coco file_name with NUL": (lambda r: f"coco={fc.coco_source(r, images={0: {'id': 1, 'file_name': NUL_NAME}})}",
+                                ["key '1'", "'image_path'", "NUL"], False),
+    "hrnet image name with NUL": (lambda r: f"hrnet-csv={fc.hrnet_source(r, rows={0: fc.hrnet_row(0, image_name=NUL_NAME)})}",
+                                  ["line 2", "'image_path'", "NUL"], False),
+    # implausible values stop the read: never wrapped into a plausible one
+    "300wlp yaw 1e30 radians": (lambda r: f"300wlp={fc.mat_source(r, pose=np.array([[0.1, 1e30, 0.0, 0, 0, 0, 1]]))}",
+                                ["IBUG_face0.mat", "Pose_Para[0, 1]", "turn and a half"], False),
+    "300wlp roll 10 radians": (lambda r: f"300wlp={fc.mat_source(r, pose=np.array([[0.1, 0.2, 10.0, 0, 0, 0, 1]]))}",
+                               ["IBUG_face0.mat", "Pose_Para[0, 2]"], False),
     "root missing": (lambda r: f"ibug={r / 'nowhere'}", ["nowhere", "root folder not found"], True),
     "no annotation files": (lambda r: (r.mkdir(), f"lapa={r}")[1], ["no LaPa landmark files"], True),
     "unknown kind": (lambda r: f"nope={r}", ["unknown reader kind"], True),
@@ -123,6 +160,56 @@ def _broken_link(r: Path) -> str:
 
 
 SOURCES["ibug broken link"] = (_broken_link, ["gone.pts", "broken link"], True)
+
+
+# --- file system oddities: named errors, never a traceback or a silent skip --------------------------------------
+
+def _link_loop(r: Path) -> str:
+    fc.ibug_source(r / "a")
+    (r / "a" / "back").symlink_to("..")  # a/back -> the root: a/back/a/back/... forever
+    return f"ibug={r}"
+
+
+def _root_loop(r: Path) -> str:
+    r.mkdir()
+    (r / "x").symlink_to(r / "y")
+    (r / "y").symlink_to(r / "x")
+    return f"ibug={r / 'x'}"
+
+
+def _two_ways_in(r: Path) -> str:
+    fc.ibug_source(r / "a")
+    (r / "b").symlink_to(r / "a")  # the same faces under a/ and b/: would be read twice, as other faces
+    return f"ibug={r}"
+
+
+def _name_not_utf8(r: Path) -> str:
+    fc.ibug_source(r)
+    import os
+
+    with open(os.path.join(os.fsencode(r), b"face\xff.pts"), "wb") as f:
+        f.write((r / "face0.pts").read_bytes())
+    return f"ibug={r}"
+
+
+SOURCES.update({
+    "folder link loop under the root": (_link_loop, ["back", "'root'", "loop"], True),
+    "root is a link loop": (_root_loop, ["'root'", "loop"], True),
+    "two links into one folder": (_two_ways_in, ["'root'", "same folder"], True),
+    "file name not UTF-8": (_name_not_utf8, ["face\\xff.pts", "not UTF-8"], True),
+})
+
+
+def test_a_linked_folder_under_the_root_is_followed(tmp_path, capsys):
+    other = fc.ibug_source(tmp_path / "elsewhere", n=2)
+    src = fc.ibug_source(tmp_path / "src", n=1)
+    (src / "more").symlink_to(other)
+    out = tmp_path / "m.parquet"
+    code, _, err = run(["build-manifest", "--source", f"ibug={src}", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    df = read_manifest(out)
+    assert sorted(df["origin_file"]) == ["face0.pts", "more/face0.pts", "more/face1.pts"]
+    assert validate(out) == []
 
 
 @pytest.mark.parametrize("case", sorted(SOURCES))
@@ -244,7 +331,10 @@ BROKEN = ("missing-source", "landmarks-50-points", "landmarks-3-coords", "yaw-as
           "bbox-3-values", "valid-as-int", "null-weight", "no-metadata", "not-parquet", "missing-file",
           "dataset-without-success", "metadata-a-list", "source-roots-a-list", "source-root-a-number",
           "dataset-no-parts", "dataset-no-order", "dataset-part-escapes", "dataset-order-unknown-part",
-          "dataset-order-past-part", "dataset-metadata-a-list", "dataset-rows-text", "dataset-doc-a-list")
+          "dataset-order-past-part", "dataset-metadata-a-list", "dataset-rows-text", "dataset-doc-a-list",
+          # one gate for every read: newer formats, repeated or resized parts
+          "format-newer", "format-not-a-version", "dataset-format-newer", "dataset-version-newer",
+          "dataset-part-listed-twice", "dataset-part-copied", "dataset-part-resized", "dataset-part-format-newer")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -587,6 +677,9 @@ def test_ctrl_c_rolls_back_every_output(corpus, command, at, tmp_path, capsys, m
 #: How many bad-input cases this corpus holds (runs of a command on one bad input or situation).
 CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotations, --on-error raise and skip
                + 1 + 1 + 4 + 1 + 2           # outside root, own annotation file, scheduler addresses, unreachable, unlistable
+               + 1                            # a linked folder under the root is followed
+               + 7                            # a NUL in an image path: validate (2), 3 writers, render, image_paths
+               + 4                            # damaged --mean-shape files
                + len(COMMANDS) * len(BROKEN)  # every command over every broken manifest
                + len(BROKEN)                  # validate over them
                + 5 + 3 + 2 + 2 + 1           # overwrite guards (over, inside), failed merge sidecar, float32 weight, single file
@@ -595,3 +688,48 @@ CORPUS_SIZE = (2 * len(SOURCES)                # build-manifest over bad annotat
 #: Output cases (refused harms, a write outside -o, an earlier report replaced) and Ctrl-C cases.
 OUTPUT_CORPUS_SIZE = len(LU_OUTPUT_CASES) + 2 + 1
 INTERRUPT_CORPUS_SIZE = 3 * len(LU_INTERRUPTED)
+
+
+# --- a NUL in an image path: invalid, never opened, never written again --------------------------------------
+
+def test_a_nul_in_an_image_path(corpus, tmp_path, capsys):
+    good, _ = corpus
+    bad = fc.with_image_path(good, tmp_path / "nul.parquet", 1, "face1\x00.jpg")
+    problems = validate(bad)
+    assert any("NUL" in p and "'image_path'" in p and "first row 1" in p for p in problems), problems
+    code, _, err = run(["validate", bad], capsys)
+    assert code == 1 and "NUL" in err
+    for command in ("merge", "mine-closed-eyes", "relabel-pose"):  # the runner's last check: nothing written
+        out = tmp_path / f"{command}.parquet"
+        keep_all = ["--closed-threshold", "10"] if command == "mine-closed-eyes" else []
+        code, _, err = run([command, bad, "-o", out, "-q", *keep_all], capsys)
+        assert code == 1 and "row 1" in err and "'image_path'" in err, (command, err)
+        no_output(out)
+    # the commands that only read images never open it: the face has no image, like a missing file
+    code, _, err = run(["render", bad, "-o", tmp_path / "sheet.png"], capsys)
+    assert code == 0, err
+    from landmark_unify.manifest import image_paths
+
+    assert image_paths(read_manifest(bad))[1] is None
+
+
+@pytest.mark.parametrize("damage", ["npz-cut-in-half", "npz-cut-at-the-end", "npy-cut-in-half", "npz-of-text"])
+def test_a_damaged_mean_shape_is_named(corpus, damage, tmp_path, capsys):
+    from landmark_unify.face_models import resolve_mean3d_path
+
+    good, _ = corpus
+    shipped = resolve_mean3d_path().read_bytes() if damage.startswith("npz") else None
+    bad = tmp_path / ("mean.npy" if damage.startswith("npy") else "mean.npz")
+    if damage == "npz-cut-in-half":
+        bad.write_bytes(shipped[: len(shipped) // 2])
+    elif damage == "npz-cut-at-the-end":
+        bad.write_bytes(shipped[:-30])
+    elif damage == "npy-cut-in-half":
+        np.save(bad, np.zeros((68, 3)))
+        bad.write_bytes(bad.read_bytes()[:300])
+    else:
+        bad.write_text("not a zip file\n")
+    out = tmp_path / "posed.parquet"
+    code, _, err = run(["relabel-pose", good, "-o", out, "-q", "--mean-shape", bad], capsys)
+    assert code == 1 and str(bad) in err and "cannot read the mean 3D face" in err, err
+    no_output(out)

@@ -134,3 +134,38 @@ def test_driver_terminated_mid_run_leaves_nothing(manifest_file, tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "terminated by SIGTERM" in err
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_run_whose_only_worker_dies_for_good_fails_within_the_grace(manifest_file, tmp_path):
+    """The only worker killed and not restarted (as when its nanny cannot bring it back): no worker will ever
+    run the waiting partitions. The run ends with an EngineError after the engine's grace (here 3 s), not
+    never, and leaves nothing."""
+    engine = DaskEngine(workers=1, worker_grace=3.0)
+    try:
+        workers = list(engine.worker_pids().values())
+        for nanny in engine._cluster.workers.values():  # the nannies live in this process: none restarts
+            async def never():
+                return None
+
+            nanny.instantiate = never
+        out = tmp_path / "ds"
+
+        def killer():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(tmp_path.glob(".ds.staging-*/source=*/split=*/part-*")):
+                time.sleep(0.02)
+            os.kill(workers[0], signal.SIGKILL)
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(EngineError, match="no worker for 3 s") as info:
+            map_manifest(manifest_file, out, partial(slow_identity, 0.3), metadata=_meta, engine=engine,
+                         rows_per_partition=100, progress=False)
+        took = time.monotonic() - t0
+        t.join()
+    finally:
+        engine.close()
+    assert took < 30, took
+    assert "no output was written" in str(info.value)
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from landmark_unify.cli import main
@@ -237,3 +238,65 @@ def test_a_stopped_build_exits_cleanly_in_a_fresh_process(shared_data, tmp_path)
         assert res.returncode == 1, res.stderr
         assert "line 3, field 'x5'" in res.stderr and "terminate" not in res.stderr
         assert not out.exists()
+
+
+# --- HRNet CSV read as CSV, columns found by their header names ------------------------------------------------
+
+def _hrnet(shared_data: Path, tmp_path: Path, name: str, transform) -> Path:
+    """The first 6 lines of the real test CSV, ``transform(rows)`` applied (rows: header first, lists of fields)."""
+    import csv
+    import io
+
+    src = (shared_data / "300W_hrnet_csv" / "face_landmarks_300w_test.csv").read_text().splitlines()[:6]
+    rows = [ln.split(",") for ln in src]
+    rows = transform(rows)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    root = tmp_path / name
+    root.mkdir()
+    (root / "face_landmarks_300w_test.csv").write_text(buf.getvalue())
+    return root
+
+
+def test_hrnet_csv_reordered_columns_read_by_name(shared_data, tmp_path, capsys):
+    plain = _hrnet(shared_data, tmp_path, "plain", lambda rows: rows)
+    rng = np.random.default_rng(3)
+    order = rng.permutation(len(plain.joinpath("face_landmarks_300w_test.csv").read_text().splitlines()[0].split(",")))
+    shuffled = _hrnet(shared_data, tmp_path, "shuffled", lambda rows: [[r[j] for j in order] for r in rows])
+    outs = []
+    for root in (plain, shuffled):
+        out = tmp_path / f"{root.name}.parquet"
+        code, _, err = _run(["build-manifest", "-o", str(out), "--source", f"hrnet-csv={root}", "--no-progress"], capsys)
+        assert code == 0, err
+        outs.append(read_manifest(out))
+    a, b = outs
+    assert len(a) == 5
+    np.testing.assert_array_equal(np.stack(a["landmarks"]), np.stack(b["landmarks"]))
+    np.testing.assert_array_equal(np.stack(a["bbox"]), np.stack(b["bbox"]))
+    assert list(a["image_path"]) == list(b["image_path"])
+
+
+def test_hrnet_csv_quoted_image_name_keeps_its_comma_and_loses_its_quotes(shared_data, tmp_path, capsys):
+    def quote(rows):
+        rows[1][0] = "Test/a, b.png"  # the writer quotes it
+        return rows
+
+    root = _hrnet(shared_data, tmp_path, "quoted", quote)
+    assert '"Test/a, b.png"' in (root / "face_landmarks_300w_test.csv").read_text()
+    out = tmp_path / "q.parquet"
+    code, _, err = _run(["build-manifest", "-o", str(out), "--source", f"hrnet-csv={root}", "--no-progress"], capsys)
+    assert code == 0, err
+    df = read_manifest(out)
+    assert df["image_path"].iloc[0] == "Test/a, b.png" and len(df) == 5
+
+
+@pytest.mark.parametrize("header, where", [
+    (lambda h: h[:4] + ["nose_x"] + h[5:], "unknown column 'nose_x'"),
+    (lambda h: h[:5] + [h[4]] + h[6:], "appears twice"),
+])
+def test_hrnet_csv_bad_header_is_named(shared_data, tmp_path, capsys, header, where):
+    root = _hrnet(shared_data, tmp_path, "bad", lambda rows: [header(rows[0])] + rows[1:])
+    out = tmp_path / "m.parquet"
+    code, _, err = _run(["build-manifest", "-o", str(out), "--source", f"hrnet-csv={root}", "--no-progress"], capsys)
+    assert code == 1 and where in err and "line 1" in err and "'header'" in err, err
+    assert not out.exists()

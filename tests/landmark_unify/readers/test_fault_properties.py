@@ -99,3 +99,57 @@ def test_wflw_lines(tmp_path_factory, field, token):
     src = fc.wflw_source(root / "src", n=3, fields={1: {field: token or "x"}})
     _outcome(f"wflw={src}", root / "m.parquet", 3)
     shutil.rmtree(root)
+
+
+# --- the strict number parser: decimal ASCII numbers only, the same value float() gives them -------------------
+
+from landmark_unify.readers._base import FLOAT32_MAX, parse_float, parse_int  # noqa: E402
+
+FLOAT32_FINITE = st.floats(min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX, allow_nan=False)
+#: decimal digits of other scripts (Arabic-Indic, fullwidth, Devanagari, ...): float() and int() read them
+OTHER_DIGITS = st.characters(categories=["Nd"]).filter(lambda c: not c.isascii())
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=FLOAT32_FINITE, style=st.sampled_from(["{!r}", "{:e}", "{:.3f}", "{:.0f}", "{:+g}"]))
+def test_parse_float_reads_every_decimal_number_as_float_does(x, style):
+    text = style.format(x)
+    assert parse_float(text, "f.txt", line=1, field="x0") == float(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=12))
+def test_parse_float_accepts_only_plain_ascii_decimals(text):
+    try:
+        v = parse_float(text, "f.txt", line=7, field="y3")
+    except ParseError as err:
+        assert err.line == 7 and err.field == "y3"
+        return
+    assert text.isascii() and "_" not in text and text == text.strip() and "\x00" not in text
+    assert math.isfinite(v) and v == float(text) and abs(v) <= FLOAT32_MAX
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=st.integers(0, 10**9), at=st.integers(0, 12), bad=st.one_of(st.just("_"), OTHER_DIGITS, st.just("\x00")))
+def test_a_number_with_an_underscore_or_a_foreign_digit_is_refused(x, at, bad):
+    text = str(x)
+    text = text[:max(1, min(at, len(text)))] + bad + text[max(1, min(at, len(text))):]
+    for parse in (parse_float, parse_int):
+        try:
+            parse(text, "f.pts", line=3, field="x1")
+        except ParseError as err:
+            assert err.line == 3 and err.field == "x1" and "f.pts" in str(err)
+        else:
+            raise AssertionError(f"{parse.__name__} accepted {text!r}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(i=st.integers(-10**17, 10**17))
+def test_parse_int_reads_whole_numbers(i):
+    assert parse_int(str(i), "f.txt", line=1, field="count") == i
+    for text in (f"{i}.0", f"{i}e0", f" {i}", f"{i:_}" if abs(i) >= 1000 else f"{i}_"):
+        try:
+            parse_int(text, "f.txt", line=1, field="count")
+        except ParseError:
+            continue
+        raise AssertionError(f"parse_int accepted {text!r}")

@@ -31,27 +31,32 @@ def run(argv, capsys):
     return code, out, err
 
 
-def tiny_onnx(path: Path, factor: float, metadata: dict | None = None) -> Path:
+def tiny_onnx(path: Path, factor: float, metadata: dict | None = None, input_shape=("N", 3, 112, 112),
+              input_type: str = "FLOAT", output_shape=("N", 196)) -> Path:
     """An ONNX 'landmark model' whose 196 outputs are ``factor`` times the first input values (plus 0.5):
-    finite for a finite factor, NaN for factor NaN."""
+    finite for a finite factor, NaN for factor NaN. ``input_shape`` / ``input_type`` / ``output_shape``: what
+    the model declares (NHWC, one channel, a fixed batch, another element type, a wrong output size)."""
     import onnx
     from onnx import TensorProto, helper
 
+    cast = [] if input_type == "FLOAT" else [helper.make_node("Cast", ["input"], ["input_f"], to=TensorProto.FLOAT)]
     nodes = [
-        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        *cast,
+        helper.make_node("Flatten", ["input_f" if cast else "input"], ["flat"], axis=1),
         helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["first"]),
         helper.make_node("Mul", ["first", "factor"], ["scaled"]),
         helper.make_node("Add", ["scaled", "half"], ["landmarks"]),
     ]
     inits = [
         helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [196]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [int(output_shape[-1])]),
         helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
         helper.make_tensor("factor", TensorProto.FLOAT, [1], [factor]),
         helper.make_tensor("half", TensorProto.FLOAT, [1], [0.5]),
     ]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 112, 112])],
-                              [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["N", 196])], inits)
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", getattr(TensorProto, input_type),
+                                                                           list(input_shape))],
+                              [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, list(output_shape))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for k, v in (metadata or {}).items():
@@ -73,6 +78,15 @@ def corpus(tmp_path_factory):
         "bad-metadata-json": tiny_onnx(folder / "badmeta.onnx", 0.0, {"pfpld_train.preprocess": "{not json"}),
         "metadata-mean-2-values": tiny_onnx(folder / "mean2.onnx", 0.0, {"mean": "1,2"}),
         "metadata-scale-text": tiny_onnx(folder / "scaletext.onnx", 0.0, {"scale": "abc"}),
+        # inputs and outputs checked against what the model declares
+        "input-nhwc": tiny_onnx(folder / "nhwc.onnx", 0.0, input_shape=("N", 112, 112, 3)),
+        "input-one-channel": tiny_onnx(folder / "gray.onnx", 0.0, input_shape=("N", 1, 112, 112)),
+        "input-96-pixels": tiny_onnx(folder / "small.onnx", 0.0, input_shape=("N", 3, 96, 96)),
+        "input-uint8": tiny_onnx(folder / "u8.onnx", 0.0, input_type="UINT8"),
+        "input-3-dims": tiny_onnx(folder / "dims3.onnx", 0.0, input_shape=("N", 3, 12544)),
+        "output-10-values": tiny_onnx(folder / "out10.onnx", 0.0, output_shape=("N", 10)),
+        "fixed-batch-4": tiny_onnx(folder / "batch4.onnx", 1.0, input_shape=(4, 3, 112, 112)),
+        "dynamic-batch": tiny_onnx(folder / "dyn.onnx", 1.0),
     }
     return good, broken, models
 
@@ -135,6 +149,77 @@ def test_evaluate_refuses_bad_models(corpus, model, says, tmp_path, capsys):
     code, _, err = run(["evaluate", models[model], good, "-q", "-o", out], capsys)
     assert code == 1 and says in err and str(models[model]) in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("model, says", [
+    ("input-nhwc", "NHWC"), ("input-one-channel", "1 channel(s)"), ("input-96-pixels", "height 96"),
+    ("input-uint8", "tensor(uint8)"), ("input-3-dims", "3 dimensions"), ("output-10-values", "10 values per face"),
+])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_model_is_checked_against_what_it_declares(corpus, model, says, command, tmp_path, capsys):
+    good, _, models = corpus
+    out = tmp_path / "out"
+    argv = {"evaluate": ["evaluate", models[model], good, "-q", "-o", out / "summary.json", "--preset", "pfpld"],
+            "predict": ["predict", models[model], _face_image(tmp_path), "-o", out, "--box", "10,10,90,90"]}[command]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and says in err and str(models[model]) in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _face_image(tmp_path: Path) -> Path:
+    import cv2
+
+    p = tmp_path / "face.jpg"
+    cv2.imwrite(str(p), np.full((100, 100, 3), 128, np.uint8))
+    return p
+
+
+def test_a_fixed_batch_model_gives_what_a_dynamic_one_gives(corpus, tmp_path):
+    """A model declaring a batch of 4 is fed batches of 4 (the last padded): the same predictions as the
+    same model with a dynamic batch, for 7 crops."""
+    from pfpld_train.evaluation.evaluate import load_model
+
+    _, _, models = corpus
+    crops = np.random.default_rng(0).integers(0, 255, (7, 112, 112, 3)).astype(np.uint8)
+    fixed = load_model(models["fixed-batch-4"], channel_order="rgb", mean=0.0, scale=1.0)
+    dyn = load_model(models["dynamic-batch"], channel_order="rgb", mean=0.0, scale=1.0)
+    assert fixed.fixed_batch == 4 and dyn.fixed_batch is None
+    np.testing.assert_array_equal(fixed(crops)[0], dyn(crops)[0])
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("prototxt-junk", "cannot load the detector"), ("caffemodel-junk", "cannot load the detector"),
+    ("another-net", "not the RetinaFace detector"),
+])
+@pytest.mark.parametrize("command", ["predict", "label"])
+def test_a_bad_detector_is_named(corpus, shared_data, damage, says, command, tmp_path, capsys):
+    import shutil
+
+    _, _, models = corpus
+    det = tmp_path / "det"
+    shutil.copytree(shared_data / "detectors" / "retinaface_mnet025", det)
+    if damage == "prototxt-junk":
+        (det / "mnet.prototxt").write_text("layer { junk ]]]\n")
+    elif damage == "caffemodel-junk":
+        (det / "mnet.caffemodel").write_bytes(b"\x00junk" * 100)
+    else:
+        shutil.copy(shared_data / "upstream_pfpld" / "pfpld.prototxt", det / "mnet.prototxt")
+    out = tmp_path / ("out" if command == "predict" else "labels.parquet")
+    argv = ([command, models["finite"], _face_image(tmp_path)] if command == "predict" else
+            [command, _face_image(tmp_path), "--model", models["finite"]])
+    code, _, err = run(argv + ["-o", out, "--detector", det], capsys)
+    assert code == 1 and says in err and str(det) in err, err
+    assert not out.exists() or (out.is_dir() and not any(out.iterdir()))
+
+
+GATE = ("format-newer", "dataset-format-newer", "dataset-version-newer", "dataset-part-listed-twice",
+        "dataset-part-copied", "dataset-part-resized")
+
+
+@pytest.mark.parametrize("broken", GATE)
+@pytest.mark.parametrize("command", ["fit", "evaluate", "cache"])
+def test_trainer_commands_read_through_the_one_gate(corpus, command, broken, tmp_path, capsys):
+    test_trainer_commands_refuse_broken_manifests(corpus, command, broken, tmp_path, capsys)
 
 
 def test_evaluate_never_writes_over_its_inputs(corpus, tmp_path, capsys):
@@ -469,7 +554,100 @@ OUTPUT_CORPUS_SIZE = len(OUTPUT_CASES) + 4 + 1 + 1
 INTERRUPT_CORPUS_SIZE = 2 * len(INTERRUPTED)
 
 #: How many bad-input cases this corpus holds.
-CORPUS_SIZE = 3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
+CORPUS_SIZE = (3 * len(MANIFESTS) + 10 + 6 + 4 + 2 + 1 + 2
+               + 12 + 1 + 6          # models against what they declare (6 x evaluate, predict), fixed batch, detectors
+               + 3 * len(GATE)       # the one manifest gate, through fit, evaluate and cache
+               + 1 + 1 + 1           # workers that die: cache worker, full disk, data loading worker (below)
+               + 2)                  # label over file system oddities (below)
+
+
+# --- workers that die: the command ends with a message, in bounded time, and leaves nothing ------------------
+
+def _die(job):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel kills a worker that is out of memory or hits SIGBUS
+
+
+def test_cache_ends_when_a_worker_dies(corpus, tmp_path, capsys, monkeypatch):
+    import pfpld_train.data.cache as cache
+
+    good, _, _ = corpus
+    monkeypatch.setattr(cache, "_cache_worker", _die)  # the forked workers inherit it
+    out = tmp_path / "cache"
+    t0 = time.perf_counter()
+    code, _, err = run(["cache", good, "-o", out, "--workers", "2", "-q"], capsys)
+    assert code == 1 and "worker process died" in err, err
+    assert time.perf_counter() - t0 < 30
+    assert not out.exists() and not (tmp_path / "cache.partial").exists()
+
+
+def test_cache_on_a_full_disk_is_refused_before_any_work(corpus, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    good, _, _ = corpus
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    out = tmp_path / "cache"
+    code, _, err = run(["cache", good, "-o", out, "--workers", "2", "-q"], capsys)
+    assert code == 1 and "No space left on device" in err and "crops.u8" in err, err
+    assert not out.exists() and not (tmp_path / "cache.partial").exists()
+
+
+class _DyingDataset:
+    """A dataset whose second item kills the worker process that loads it."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        import os
+        import signal
+
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return np.zeros(2, np.float32)
+
+
+def test_a_dead_data_loading_worker_is_named(monkeypatch):
+    import torch
+
+    from pfpld_train.data import sampler as sampler_mod
+    from pfpld_train.data.arrays import DataError
+
+    monkeypatch.setattr(sampler_mod, "_collate", torch.utils.data.default_collate)
+    loader = sampler_mod.make_loader(_DyingDataset(), 1, torch.utils.data.SequentialSampler(range(8)), workers=1)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="worker process died"):
+        for _ in loader:
+            pass
+    assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize("oddity", ["name-not-utf8", "folder-link-loop"])
+def test_label_names_file_system_oddities(corpus, oddity, tmp_path, capsys):
+    import os
+
+    _, _, models = corpus
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _face_image(photos)
+    if oddity == "name-not-utf8":
+        with open(os.path.join(os.fsencode(photos), b"face\xff.jpg"), "wb") as f:
+            f.write((photos / "face.jpg").read_bytes())
+        says = "not UTF-8"
+    else:
+        (photos / "again").symlink_to("..")
+        says = "loop"
+    out = tmp_path / "labels.parquet"
+    code, _, err = run(["label", photos, "--model", models["finite"], "-o", out], capsys)
+    assert code == 1 and says in err, err
+    assert not out.exists()
 
 
 def test_the_reliability_guide_counts_these_cases():
