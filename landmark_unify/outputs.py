@@ -457,15 +457,27 @@ class Transaction:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait (are blocked) while a commit or roll-back runs in the main thread."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Ctrl-C and SIGTERM wait while a commit, a roll-back or the making of a lock or staging folder runs:
+    their handlers are swapped for one that only records the signal (a mask would not do: any thread may
+    receive a signal, and Python runs its handler in the main thread between any two bytecodes), and the
+    recorded signal is acted on at the end."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    got: list[int] = []
+    wanted = [s for s in (signal.SIGINT, signal.SIGTERM)]
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in wanted}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            handler = old[got[0]]
+            if callable(handler):
+                handler(got[0], None)  # raises KeyboardInterrupt or Terminated
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(got[0])
 
 
 @contextmanager
