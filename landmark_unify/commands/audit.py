@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from ..cli_base import (
+    PATH,
+    TEXT,
     add_engine_options,
     add_on_error,
     add_output,
@@ -9,30 +11,29 @@ from ..cli_base import (
     add_quiet,
     add_where,
     command_line,
-    engine_kwargs,
-    positive_int,
-    where_filter,
+    count,
+    run_options,
 )
 
 
 def add_arguments(parser) -> None:
     from ..ops.audit import FIT_SAMPLE, MODEL_GROUP
 
-    parser.add_argument("input", help="manifest to audit (a .parquet file or a dataset folder)")
+    parser.add_argument("input", type=PATH, help="manifest to audit (a .parquet file or a dataset folder)")
     add_output(parser, "audit to write (.parquet): one row per face, docs/spec/audit.md")
     add_where(parser, "faces to audit (the shape models are learned from them too)")
-    parser.add_argument("--model", dest="models", action="append", default=[], metavar="SPEC",
+    parser.add_argument("--model", dest="models", action="append", default=[], metavar="SPEC", type=TEXT,
                         help="also score the faces against a landmark model run on their images (repeatable): our "
                              "checkpoint (.pt or a fit folder), a 98-point ONNX model as PATH or PATH@PRESET "
                              "(e.g. model.onnx@pfld_ghostone), or fan2d / fan3d; models come from an installed "
                              f"package's {MODEL_GROUP!r} entry point (pfpld_train)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for our checkpoints")
-    parser.add_argument("--fit-sample", type=positive_int, default=FIT_SAMPLE, metavar="N",
+    parser.add_argument("--fit-sample", type=count(10_000_000, unit="faces"), default=FIT_SAMPLE, metavar="N",
                         help=f"learn the shape models from about N faces (evenly spread slices of rows; default "
                              f"{FIT_SAMPLE}); every face is scored")
-    parser.add_argument("--sheet", metavar="PNG", help="also draw the top suspects as a contact sheet here")
-    parser.add_argument("--html", metavar="DIR", help="also write an HTML page of the top suspects in this folder")
-    parser.add_argument("--n", type=positive_int, default=36, help="suspects drawn by --sheet and --html (default 36)")
+    parser.add_argument("--sheet", metavar="PNG", type=PATH, help="also draw the top suspects as a contact sheet here")
+    parser.add_argument("--html", metavar="DIR", type=PATH, help="also write an HTML page of the top suspects in this folder")
+    parser.add_argument("--n", type=count(10_000, unit="faces"), default=36, help="suspects drawn by --sheet and --html (default 36)")
     add_on_error(parser)
     add_overwrite(parser)
     add_quiet(parser)
@@ -44,11 +45,10 @@ def run(args) -> int:
 
     from ..ops.audit import audit_manifest, draw_suspects, print_summary
 
-    where_filter(args)  # a bad --where is refused before anything is read
     res = audit_manifest(args.input, args.output, where=args.where, models=args.models, device=args.device,
                          fit_sample=args.fit_sample, on_error=args.on_error, overwrite=args.overwrite,
                          command=command_line(getattr(args, "_prog", "landmark_unify"), args),
-                         **engine_kwargs(args))
+                         **_engine(run_options(args)))
     print_summary(res)
     for rec in res.skipped[:5]:
         print(f"skipped image signals: {rec['sample_id']} {rec['image']}: {rec['reason']}", file=sys.stderr)
@@ -57,3 +57,8 @@ def run(args) -> int:
                                         n=args.n).items():
             print(f"{path}: top {args.n} suspects ({kind})", file=sys.stderr)
     return 0
+
+
+def _engine(run) -> dict:
+    return {"engine": run.engine, "workers": run.workers, "scheduler": run.scheduler,
+            "rows_per_partition": run.rows_per_partition, "progress": run.progress}
