@@ -280,7 +280,8 @@ def _kept(exc: BaseException) -> str:
     if not kept:
         return "nothing written"
     shown = ", ".join(str(p) for p in kept[:6]) + (f" and {len(kept) - 6} more" if len(kept) > 6 else "")
-    return f"kept what was written before it stopped: {shown}"
+    note = getattr(exc, "kept_note", "")
+    return f"kept what was written before it stopped: {shown}" + (f"; {note}" if note else "")
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -277,12 +277,13 @@ class Transaction:
         return self._declare(path, "manifest")
 
     def folder(self, path: str | os.PathLike, *, inputs: Iterable = (), overwrite: bool = False,
-               keep: str | None = None, reuse: bool = False, what: str = "an input") -> StagedFolder:
+               keep: str | None = None, reuse: bool = False, note: str = "", what: str = "an input") -> StagedFolder:
         """Declare a folder output. Staged (default): written into a hidden folder beside it, renamed into
         place at the end (an existing folder of ours replaced with ``overwrite``). ``keep`` (a glob such as
         ``"*.pt"``): written in place, created and marked when new; when the command fails, what it wrote is
         kept if the folder then holds a file matching ``keep`` (a checkpoint), removed otherwise. An existing
-        non-empty folder is written into only with ``reuse`` (the caller checked it: a run being resumed)."""
+        non-empty folder is written into only with ``reuse`` (the caller checked it: a run being resumed).
+        ``note``: said after the files kept (how to continue)."""
         final = Path(path).absolute()
         check_output(final, inputs, overwrite, what=what, replaces_folder=True)
         if keep:
@@ -295,7 +296,9 @@ class Transaction:
             replaces = check_folder(final, overwrite)
         self._declare(final, "keep" if keep else "folder")
         with _signals_held():  # a folder made is a folder recorded (removed on the way out)
-            return self._make_folder(final, keep, replaces)
+            sf = self._make_folder(final, keep, replaces)
+        sf.note = note
+        return sf
 
     def _make_folder(self, final: Path, keep: str | None, replaces: bool) -> StagedFolder:
         if keep:
@@ -433,6 +436,7 @@ class Transaction:
             written = sorted({p for p in self.kept if p.is_relative_to(sf.final_dir) and p.exists()})
             if any(sf.final_dir.glob(sf.keep)):  # a checkpoint: keep the run as it is
                 kept += written
+                self.kept_note = sf.note if written else ""
                 continue
             if sf.created:
                 shutil.rmtree(sf.final_dir, ignore_errors=True)
@@ -508,6 +512,7 @@ def writing(command: str = "") -> Iterator[Transaction]:
                 kept = tx.rollback()
             with contextlib.suppress(AttributeError, TypeError):
                 exc.kept_outputs = kept
+                exc.kept_note = getattr(tx, "kept_note", "")
             raise
         with _signals_held():
             try:

@@ -584,7 +584,8 @@ def fit(cfg: TrainConfig, resume: bool = False, log=print, given=None) -> dict:
     else:
         cfg, ckpt = _new_config(cfg, out), None
     inputs = [getattr(cfg, k) for k in ("manifest", "val", "cache", "val_cache") if getattr(cfg, k)]
-    current().folder(out, inputs=inputs, keep="*.pt", reuse=True, what="an input of the run")  # checked above
+    current().folder(out, inputs=inputs, keep="*.pt", reuse=True, what="an input of the run",  # checked above
+                     note=f"continue with: pfpld_train fit -o {out} --resume")
     run = _build_run(cfg, out, ckpt, log)
     run.model.train()
     partial_sums = ckpt.get("partial") if ckpt is not None else None

@@ -93,3 +93,30 @@ def test_killed_dask_builds_leave_the_previous_dataset(tmp_path):
     out = tmp_path / "out" / "ds"
     _check_kills(["build-manifest", "--source", f"hrnet-csv={src}", "-o", out, "-q", "--engine", "dask",
                   "--workers", "1"], out, repeats=2, seed=3)
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_ctrl_c_during_a_build_on_every_engine(tmp_path, engine):
+    """SIGINT to the process group (a terminal's Ctrl-C) once the run is at work (its lock or staging appears):
+    exit 130, ``interrupted; nothing written``, no traceback (from the workers either), the earlier output
+    as it was, nothing left beside it."""
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    src = _big_wflw(tmp_path / "wflw", 20000)
+    out = tmp_path / "out" / ("m.parquet" if engine == "local" else "ds")
+    args = ["build-manifest", "--source", f"wflw={src}", "-o", out, "-q", "--engine", engine]
+    assert _run(args).returncode == 0
+    before = _snapshot(out)
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    t0 = time.monotonic()
+    while proc.poll() is None and not fc.hidden_leftovers(out.parent, out.name) and time.monotonic() - t0 < 300:
+        time.sleep(0.005)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 130), err
+    if proc.returncode == 130:
+        assert err.strip().endswith("interrupted; nothing written"), err
+    assert _snapshot(out) == before and not fc.hidden_leftovers(out.parent, out.name)
