@@ -311,6 +311,8 @@ LINE_BY_LINE = 64
 #: cuts at a line the fast parser named, per chunk; then pieces are halved (a bounded number of parses
 #: when many lines are bad)
 NAMED_CUTS = 16
+#: lines of the pieces after a cut
+PIECE = 1024
 
 
 def _parse_pieces(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink,
@@ -353,8 +355,9 @@ def _parse_pieces(data: bytes, path: Path, first_line: int, has_rect: bool, sink
                 continue
             bad = a + got[0] if got else None
         if bad is not None and a <= bad < z and cuts:
-            cuts -= 1
-            todo += [(bad + 1, z, None, True), (bad, bad + 1, None, False), (a, bad, None, True)]
+            cuts -= 1  # the rest in pieces: a piece the parser refuses was parsed up to its bad line for nothing
+            todo += [(k, min(k + PIECE, z), None, True) for k in range(bad + 1, z, PIECE)][::-1]
+            todo += [(bad, bad + 1, None, False), (a, bad, None, True)]
         else:
             half = (a + z) // 2
             todo += [(half, z, None, True), (a, half, None, True)]
