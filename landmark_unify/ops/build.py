@@ -182,7 +182,7 @@ def _choice(mask: np.ndarray, yes: str, no: str | None) -> pa.Array:
         return repeat_string(yes, n)
     if not mask.any():
         return pa.nulls(n, type=pa.string()) if no is None else repeat_string(no, n)
-    return pa.array(np.where(mask, yes, no).tolist(), type=pa.string())
+    return pc.if_else(pa.array(mask), yes, pa.scalar(no, type=pa.string()))  # one pass, whatever the mix
 
 
 def _batch_table(unit: Unit, b: FaceBatch, policy: str, sink: ErrorSink, check_images: bool,

@@ -271,24 +271,21 @@ def _field_name(j: int, has_rect: bool) -> str:
 def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSink, lines: int | None = None,
                 arrow: bool = False, empty=np.empty):
     """Parse list lines. Returns ``(numbers (N, F) float64, names list[str], lines (N,) int64)`` where F
-    is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk;
-    when anything about the chunk is off, every line is parsed and checked on its own. ``data``: bytes, or
-    a ``pyarrow.Buffer`` (read straight into Arrow memory, no copy); ``lines``: the number of lines in
-    ``data`` when known (else counted). ``arrow``: the names of the fast path as a pyarrow string array.
-    The numbers of the fast path are a column-major array (a transposed view) from ``empty(shape)``."""
-    nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
-    fast = _parse_fast(data, nfields, has_rect, lines, empty)
+    is 206 with the rect/flag fields or 196 without. Fast path: pyarrow's CSV parser on the whole chunk,
+    the lines with a bad value judged one by one (:func:`_judge_lines`); text the fast parser cannot read
+    as a whole is parsed in pieces (:func:`_parse_pieces`). The rows, errors and their order are those of
+    a line-by-line pass (:func:`_parse_lines`). ``data``: bytes, or a ``pyarrow.Buffer`` (read straight
+    into Arrow memory, no copy); ``lines``: the number of lines in ``data`` when known (else counted).
+    ``arrow``: the names as a pyarrow string array. The numbers of the fast path are a column-major array
+    (a transposed view) from ``empty(shape)``."""
+    named: list[int] = []
+    fast = _fast_rows(data, path, first_line, has_rect, sink, lines, empty, named)
     if fast is not None:
-        nums, names, suspect = fast
-        line_no = np.arange(first_line, first_line + len(names), dtype=np.int64)
-        if suspect is not None:
-            nums, names, line_no = _judge_lines(data, nums, names, line_no, suspect, path, has_rect, sink)
-        if not arrow:
-            names = names.to_pylist()
-        return nums, names, line_no
+        nums, names, line_no = fast
+        return nums, names if arrow else names.to_pylist(), line_no
     if not isinstance(data, bytes):
         data = data.to_pybytes()
-    nums, names, line_no = _parse_halves(data, path, first_line, has_rect, sink)
+    nums, names, line_no = _parse_pieces(data, path, first_line, has_rect, sink, named[0] if named else None)
     if arrow:
         import pyarrow as pa
 
@@ -296,26 +293,87 @@ def parse_chunk(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSi
     return nums, names, line_no
 
 
+def _fast_rows(data, path: Path, first_line: int, has_rect: bool, sink: ErrorSink, lines: int | None = None,
+               empty=np.empty, named: list | None = None):
+    """The fast path of :func:`parse_chunk` (names a pyarrow array), or None where pyarrow's parser cannot
+    read the text as list lines (``named`` gets the line it names as bad, where it names one)."""
+    nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
+    fast = _parse_fast(data, nfields, has_rect, lines, empty, named=named)
+    if fast is None:
+        return None
+    nums, names, suspect = fast
+    line_no = np.arange(first_line, first_line + len(names), dtype=np.int64)
+    if suspect is not None:
+        nums, names, line_no = _judge_lines(data, nums, names, line_no, suspect, path, has_rect, sink)
+    return nums, names, line_no
+
+
 #: lines of a piece that the fast parser refused, below which the piece is parsed line by line
 LINE_BY_LINE = 64
+#: cuts at a line the fast parser named, per chunk; then pieces are halved (a bounded number of parses
+#: when many lines are bad)
+NAMED_CUTS = 16
+#: lines of the pieces after a cut
+PIECE = 1024
 
 
-def _parse_halves(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink):
+def _parse_pieces(data: bytes, path: Path, first_line: int, has_rect: bool, sink: ErrorSink,
+                  named: int | None = None):
     """:func:`parse_chunk` of text the fast parser refused as a whole (a line with a field that is not a
-    number, or with too few or too many fields): its two halves are parsed apart, each on the fast path
-    where it can be, down to pieces of :data:`LINE_BY_LINE` lines parsed line by line. So a few such lines
-    cost a few fast parses of the chunk, not a line-by-line pass over all of it; the rows, errors and
-    their order are those of the line-by-line pass. Names are a list."""
+    number, with too few or too many fields, a blank line): cut into pieces parsed apart, in line order,
+    each on the fast path where it can be. A piece the parser refuses is cut at the line it names (the
+    text before it, that line alone line by line, the text after it), up to :data:`NAMED_CUTS` times, else
+    into halves; pieces of :data:`LINE_BY_LINE` lines or fewer are parsed line by line. So a few such
+    lines cost a few fast parses of the chunk, not a line-by-line pass over all of it. Where the text is
+    cut does not change the rows, errors or their order. ``named``: the line (0-based) the parser named
+    in the whole text. Names are a list."""
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     count = ends.size + (1 if data and not data.endswith(b"\n") else 0)
-    if count <= LINE_BY_LINE:
-        return _parse_lines(data, path, first_line, has_rect, sink)
-    half = count // 2
-    cut = int(ends[half - 1]) + 1
-    pieces = [parse_chunk(data[:cut], path, first_line, has_rect, sink, half),
-              parse_chunk(data[cut:], path, first_line + half, has_rect, sink, count - half)]
-    return (np.concatenate([p[0] for p in pieces]), pieces[0][1] + pieces[1][1],
-            np.concatenate([p[2] for p in pieces]))
+
+    def text(a: int, z: int) -> bytes:  # lines [a, z)
+        return data[int(ends[a - 1]) + 1 if a else 0:int(ends[z - 1]) + 1 if z <= ends.size else len(data)]
+
+    nums, names, line_no = [], [], []
+
+    def add(piece) -> None:
+        nums.append(piece[0])
+        names.extend(piece[1] if isinstance(piece[1], list) else piece[1].to_pylist())
+        line_no.append(piece[2])
+
+    todo = [(0, count, named, True)]  # (first line, end line, the line the parser named, try the fast path)
+    cuts = NAMED_CUTS
+    while todo:
+        a, z, bad, fast = todo.pop()
+        if z <= a:
+            continue
+        if z - a <= LINE_BY_LINE or not fast:
+            add(_parse_lines(text(a, z), path, first_line + a, has_rect, sink))
+            continue
+        if bad is None:
+            got: list[int] = []
+            piece = _fast_rows(text(a, z), path, first_line + a, has_rect, sink, z - a, named=got)
+            if piece is not None:
+                add(piece)
+                continue
+            bad = a + got[0] if got else None
+        if bad is not None and a <= bad < z and cuts:
+            cuts -= 1  # the rest in pieces: a piece the parser refuses was parsed up to its bad line for nothing
+            todo += [(k, min(k + PIECE, z), None, True) for k in range(bad + 1, z, PIECE)][::-1]
+            todo += [(bad, bad + 1, None, False), (a, bad, None, True)]
+        else:
+            half = (a + z) // 2
+            todo += [(half, z, None, True), (a, half, None, True)]
+    nfields = RECT_FIELDS if has_rect else ATTR_FIELDS
+    return (np.concatenate(nums) if nums else np.zeros((0, nfields - 1)), names,
+            np.concatenate(line_no) if line_no else np.zeros(0, np.int64))
+
+
+def _named_line(exc: Exception) -> int | None:
+    """The line (0-based) that pyarrow's CSV error names (``Row #N``, 1-based), or None."""
+    import re
+
+    found = re.search(r"\bRow #(\d+)", str(exc))
+    return int(found.group(1)) - 1 if found else None
 
 
 def _judge_lines(data, nums: np.ndarray, names, line_no: np.ndarray, suspect: np.ndarray, path: Path,
@@ -350,7 +408,10 @@ def _count_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
 
 
-def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None, empty=np.empty):
+def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None, empty=np.empty, named=None):
+    """The fast parse of list lines (see :func:`parse_chunk`): ``(numbers, names, suspect rows or None)``,
+    or None when pyarrow's parser cannot read the text as such lines; ``named``: a list that gets the
+    line (0-based) pyarrow's error names, where it names one."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -377,7 +438,10 @@ def _parse_fast(data, nfields: int, has_rect: bool, lines: int | None = None, em
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
                                                  quoted_strings_can_be_null=False),
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
+        line = _named_line(exc)
+        if named is not None and line is not None:
+            named.append(line)
         return None
     if lines is None:
         lines = _count_lines(data if isinstance(data, bytes) else data.to_pybytes())

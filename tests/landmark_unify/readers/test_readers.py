@@ -412,16 +412,19 @@ def test_wflw_bad_values_are_judged_line_by_line_and_only_they(bad, on_error):
 
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 199), st.sampled_from(_BAD_VALUES + _BAD_LINES)), max_size=5),
-       st.sampled_from(["skip", "raise"]), st.sampled_from([1, 8, 64]))
-def test_wflw_unreadable_lines_split_their_chunk(bad, on_error, leaf):
+       st.sampled_from(["skip", "raise"]), st.sampled_from([1, 8, 64]), st.sampled_from([0, 1, 16]),
+       st.sampled_from([3, 50, 1024]))
+def test_wflw_unreadable_lines_split_their_chunk(bad, on_error, leaf, cuts, piece):
     """Lines the fast parser cannot read at all (no number, a field missing or extra, a blank line): the
-    chunk is parsed in halves, each fast where it can be, down to pieces of a few lines; the rows, errors
-    and their order are those of a line-by-line pass of the whole chunk."""
+    chunk is parsed in pieces, cut at the lines the parser names or in halves, each fast where it can be,
+    down to pieces of a few lines; the rows, errors and their order are those of a line-by-line pass of
+    the whole chunk, wherever the cuts fall."""
     from unittest import mock
 
     data = _rect_lines(200, bad)
     if any(b in _BAD_LINES for _, b in bad):  # the whole chunk is beyond the fast parser
         assert wflw_reader._parse_fast(data, wflw_reader.RECT_FIELDS, True) is None
-    with mock.patch.object(wflw_reader, "LINE_BY_LINE", leaf):
+    with (mock.patch.object(wflw_reader, "LINE_BY_LINE", leaf), mock.patch.object(wflw_reader, "NAMED_CUTS", cuts),
+          mock.patch.object(wflw_reader, "PIECE", piece)):
         fast, slow = _parse_both(data, on_error)
     _assert_same(fast, slow, 200)
