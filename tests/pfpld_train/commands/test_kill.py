@@ -114,7 +114,7 @@ def test_ctrl_c_and_kill_during_fit(data, tmp_path):
     import torch
 
     run = tmp_path / "r"
-    args = ["fit", data["good"], "-o", run, "--epochs", "100000", "--batch-size", "2", "--workers", "0", "-q",
+    args = ["fit", data["good"], "-o", run, "--epochs", "10000", "--batch-size", "2", "--workers", "0", "-q",
             "--checkpoint-every", "1"]
     code, err, sent = _signal_when(args, lambda: (run / "last.pt").exists(), signal.SIGINT)
     assert _interrupted(code, err, sent)
