@@ -248,3 +248,11 @@ def test_pose_mismatch_and_flip_pose(wflw, tmp_path):
     assert "flip_pose" in out.at[len(df) + 1, "findings"] and out.at[len(df) + 1, "mirror_of"] == df.at[11, "sample_id"]
     assert "flip_pose" in out.at[11, "findings"]
     assert "flip_pose" not in out.at[len(df), "findings"] and "flip_pose" not in out.at[10, "findings"]
+
+
+def test_dask_engine_gives_the_same_rows(wflw, tmp_path):
+    pytest.importorskip("distributed")
+    kw = {"where": "attr_pose == true", "progress": False, "rows_per_partition": 200}
+    a = audit_manifest(wflw, tmp_path / "local.parquet", **kw)
+    b = audit_manifest(wflw, tmp_path / "dask.parquet", engine="dask", workers=1, **kw)
+    pd.testing.assert_frame_equal(read_audit(a.output), read_audit(b.output))
