@@ -537,10 +537,15 @@ def _score_task(am: AuditModel, staging: str, index: int, unit: mf.RowSlice):
 SIGNAL_MIN_SCALE = {"point": 1.0, "part": 1.0, "shift": 1.0, "repair": 1.0, "box": 1.0, "pose": 2.0, "model": 0.25}
 
 
-def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0) -> np.ndarray:
+#: signals calibrated by their MAD alone (light-tailed: a median over the face's points), robust to many
+#: faces being wrong (a whole batch shifted): the upper-tail scale is for the heavy-tailed shape signals
+MAD_SIGNALS = ("model",)
+
+
+def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, tail: bool = True) -> np.ndarray:
     """Robust z-scores of a signal per group: ``(x - median) / scale`` with the scale from the upper tail
     (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not over-read,
-    never below 1.4826 MAD or ``min_scale``. NaN stays NaN."""
+    never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). NaN stays NaN."""
     out = np.full(len(values), np.nan)
     for g in set(groups):
         sel = (groups == g) & np.isfinite(values)
@@ -548,7 +553,7 @@ def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0) ->
             continue
         v = values[sel]
         med = np.median(v)
-        scale = (np.quantile(v, 0.9) - med) / 1.2816
+        scale = (np.quantile(v, 0.9) - med) / 1.2816 if tail else 0.0
         mad = 1.4826 * np.median(np.abs(v - med))
         scale = max(scale, mad, min_scale, 1e-9)
         out[sel] = (v - med) / scale
@@ -624,7 +629,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     model_err = np.fmax(model_err, np.nanmedian(d, 1))
         with np.errstate(invalid="ignore"):
             fs = np.nanmin(np.stack(face_stats), 0) if len(face_stats) > 1 else face_stats[0]
-        z["model"] = calibrate(fs, np.zeros(n, object), SIGNAL_MIN_SCALE["model"])
+        z["model"] = calibrate(fs, np.zeros(n, object), SIGNAL_MIN_SCALE["model"], tail="model" not in MAD_SIGNALS)
     zs = np.stack([z[s] for s in SIGNALS], 1)
     with np.errstate(invalid="ignore"):
         import warnings
