@@ -284,8 +284,9 @@ def neighbours(layout: str = CANONICAL) -> np.ndarray:
 def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
     """``(N, K, 2)`` residual components of complex residuals ``r`` (N, K) along ``axes`` (K, 2). On an
     outline the second component is the point's slide along the outline *relative to its neighbours*
-    (its tangent component minus the mean of theirs): a whole group sliding along its outline (annotation
-    ambiguity) costs nothing, a point slid out of its place among its neighbours does."""
+    (its tangent component minus the median of its own and its two neighbours'): a whole group sliding
+    along its outline (annotation ambiguity) costs nothing, a point slid out of its place among its
+    neighbours does, and its neighbours are not blamed for it."""
     comp = (np.conj(axes)[None] * r[..., None]).real
     nbr = neighbours(layout)
     on = (nbr >= 0).any(1)
@@ -297,9 +298,10 @@ def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            tn = np.stack([np.where(nbr[:, j] >= 0, t[:, np.maximum(nbr[:, j], 0)], np.nan) for j in (0, 1)], -1)
-            mean_n = np.nanmean(tn, -1)
-    comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(mean_n), mean_n, t), t)
+            tn = np.stack([np.where(nbr[:, 0] >= 0, t[:, np.maximum(nbr[:, 0], 0)], np.nan), t,
+                           np.where(nbr[:, 1] >= 0, t[:, np.maximum(nbr[:, 1], 0)], np.nan)], -1)
+            local = np.nanmedian(tn, -1)
+    comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(local), local, t), t)
     return comp
 
 

@@ -129,14 +129,15 @@ def test_property_injection_is_named(shape_model, row, kind, point, angle):
 @given(row=st.integers(0, 1965), part=st.sampled_from(["contour", "brow_l", "lip_outer"]),
        size=st.floats(0.0, 0.1))
 def test_property_tangent_slide_is_not_a_point_error(shape_model, row, part, size):
-    """Sliding an outline along itself (annotation ambiguity) moves no point's score past the flag."""
+    """Sliding an outline along itself by up to 0.1 IOD (annotation ambiguity) raises no point's z-score by
+    the flag level (on a sharply curved loop such as the lips a slide leaves the outline a little)."""
     pts, val, model = shape_model
     base = ca.score_shapes(pts[row:row + 1], val[row:row + 1], model, try_repairs=False)
     slid, _ = inject(pts[row], np.zeros(4), "shift_tangent", part=part, size=size)
     s = ca.score_shapes(slid[None].astype(np.float64), val[row:row + 1], model, try_repairs=False)
     idx = [p for p in ca.outline_parts() if p.name == part][0].indices
     grew = np.nan_to_num(s.point_z[0, idx]) - np.nan_to_num(base.point_z[0, idx])
-    assert grew.max() < 3.0
+    assert grew.max() < FLAG_Z
 
 
 def test_repairs_come_from_the_layout():
