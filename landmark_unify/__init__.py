@@ -56,6 +56,8 @@ _EXPORTS = {
     "merge_manifest_files": "ops.merge",
     "compare_manifests": "manifest",
     "export_coco": "ops.export",
+    "audit_manifest": "ops.audit",
+    "read_audit": "ops.audit",
     "coco_document": "ops.export",
     "register_engine": "engines",
     "get_engine": "engines",

@@ -284,8 +284,9 @@ def neighbours(layout: str = CANONICAL) -> np.ndarray:
 def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
     """``(N, K, 2)`` residual components of complex residuals ``r`` (N, K) along ``axes`` (K, 2). On an
     outline the second component is the point's slide along the outline *relative to its neighbours*
-    (its tangent component minus the mean of theirs): a whole group sliding along its outline (annotation
-    ambiguity) costs nothing, a point slid out of its place among its neighbours does."""
+    (its tangent component minus the median of its own and its two neighbours'): a whole group sliding
+    along its outline (annotation ambiguity) costs nothing, a point slid out of its place among its
+    neighbours does, and its neighbours are not blamed for it."""
     comp = (np.conj(axes)[None] * r[..., None]).real
     nbr = neighbours(layout)
     on = (nbr >= 0).any(1)
@@ -297,9 +298,10 @@ def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            tn = np.stack([np.where(nbr[:, j] >= 0, t[:, np.maximum(nbr[:, j], 0)], np.nan) for j in (0, 1)], -1)
-            mean_n = np.nanmean(tn, -1)
-    comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(mean_n), mean_n, t), t)
+            tn = np.stack([np.where(nbr[:, 0] >= 0, t[:, np.maximum(nbr[:, 0], 0)], np.nan), t,
+                           np.where(nbr[:, 1] >= 0, t[:, np.maximum(nbr[:, 1], 0)], np.nan)], -1)
+            local = np.nanmedian(tn, -1)
+    comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(local), local, t), t)
     return comp
 
 
@@ -314,7 +316,8 @@ def _point_z(comp: np.ndarray, sigma: np.ndarray, outline: np.ndarray) -> np.nda
 def _project(y: np.ndarray, w: np.ndarray, mean: np.ndarray, basis: np.ndarray, mode_sigma: np.ndarray,
              noise: float) -> np.ndarray:
     """Mode coefficients ``(N, M)`` of aligned faces ``y`` (N, K complex) with point weights ``w``: ridge
-    regression with the modes' prior (noise / sigma)^2."""
+    regression with the modes' prior (noise / sigma)^2. The normal matrices come from one product with the
+    outer products of the basis rows (no (N, M, 2K) array)."""
     n, k = y.shape
     m = basis.shape[1]
     if m == 0:
@@ -323,9 +326,9 @@ def _project(y: np.ndarray, w: np.ndarray, mean: np.ndarray, basis: np.ndarray, 
     d = np.where(w > 0, d, 0)
     dv = np.concatenate([d.real, d.imag], 1)  # (N, 2K)
     wv = np.concatenate([w, w], 1)
-    bt_w = basis.T[None] * wv[:, None, :]  # (N, M, 2K)
-    a = bt_w @ basis + np.diag((noise / mode_sigma) ** 2)[None]
-    b = np.einsum("nmk,nk->nm", bt_w, dv)
+    outer = (basis[:, :, None] * basis[:, None, :]).reshape(2 * k, m * m)
+    a = (wv @ outer).reshape(n, m, m) + np.diag((noise / mode_sigma) ** 2)[None]
+    b = (wv * dv) @ basis
     return np.linalg.solve(a, b[..., None])[..., 0]
 
 
@@ -335,7 +338,20 @@ def _reconstruct(c: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarr
     return mean[None] + v[:, :k] + 1j * v[:, k:]
 
 
+#: faces fitted at once (bounds the memory of a fit)
+CHUNK = 4096
+
+
 def fit_faces(z: np.ndarray, ok: np.ndarray, model: ShapeModel, iterations: int = 3, leave_out=None):
+    """:func:`_fit_faces` in chunks of :data:`CHUNK` faces."""
+    if len(z) <= CHUNK:
+        return _fit_faces(z, ok, model, iterations, leave_out)
+    parts = [_fit_faces(z[i:i + CHUNK], ok[i:i + CHUNK], model, iterations, leave_out)
+             for i in range(0, len(z), CHUNK)]
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+def _fit_faces(z: np.ndarray, ok: np.ndarray, model: ShapeModel, iterations: int = 3, leave_out=None):
     """Robust fit of faces ``z`` (N, K complex, usable where ``ok``) to ``model``: alternately align to the
     reconstruction and solve the mode coefficients, with Huber weights on the point z-scores.
     ``leave_out``: ``(K,)`` bool, points that take no part in the fit (their residuals are still given:
@@ -509,8 +525,8 @@ class ShapeScores:
     ``part_rms``: ``(N, P)`` RMS z-score of each part's points when the face is fitted without the part (how
     badly the part fits where the rest of the face puts it). ``part_shift``: ``(N, P, 3)`` the part's shift, IOD
     in the model frame: translation x, y and outward offset (from the normal components alone on an
-    outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (root of the summed squared
-    robust z-scores over 2).
+    outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (the largest of the three
+    robust z-scores).
     ``repair``: ``(N,)`` index into :func:`repairs` of the repair taken (-1: none); ``repair_gain``: the
     repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
     repaired points' summed squared (capped) z-scores, a likelihood-ratio-like evidence (0 without a repair).
@@ -577,7 +593,7 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         sh = _shift(c, model.axes[p.indices], p.outline)
         centre, scale = cal.get(p.name, (np.zeros(3), np.ones(3)))
         shift[idx, j] = sh
-        shift_z[idx, j] = np.sqrt((((sh - centre) / scale) ** 2).sum(1) / 2)
+        shift_z[idx, j] = np.abs((sh - centre) / scale).max(1)
     repair = np.full(n, -1, np.intp)
     gain = np.ones(n)
     drop = np.zeros(n)

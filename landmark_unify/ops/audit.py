@@ -537,21 +537,35 @@ def _score_task(am: AuditModel, staging: str, index: int, unit: mf.RowSlice):
 SIGNAL_MIN_SCALE = {"point": 1.0, "part": 1.0, "shift": 1.0, "repair": 1.0, "box": 1.0, "pose": 2.0, "model": 0.25}
 
 
-def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0) -> np.ndarray:
+#: a source layout with fewer audited faces is calibrated against all the faces
+MIN_CALIBRATION_FACES = 30
+#: signals calibrated by their MAD alone (light-tailed: a median over the face's points), robust to many
+#: faces being wrong (a whole batch shifted): the upper-tail scale is for the heavy-tailed shape signals
+MAD_SIGNALS = ("model",)
+
+
+def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, tail: bool = True) -> np.ndarray:
     """Robust z-scores of a signal per group: ``(x - median) / scale`` with the scale from the upper tail
     (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not over-read,
-    never below 1.4826 MAD or ``min_scale``. NaN stays NaN."""
+    never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). A group of fewer than
+    :data:`MIN_CALIBRATION_FACES` faces is calibrated against all of them. NaN stays NaN."""
     out = np.full(len(values), np.nan)
-    for g in set(groups):
-        sel = (groups == g) & np.isfinite(values)
-        if sel.sum() < 2:
-            continue
-        v = values[sel]
+
+    def centre_scale(v):
         med = np.median(v)
-        scale = (np.quantile(v, 0.9) - med) / 1.2816
+        scale = (np.quantile(v, 0.9) - med) / 1.2816 if tail else 0.0
         mad = 1.4826 * np.median(np.abs(v - med))
-        scale = max(scale, mad, min_scale, 1e-9)
-        out[sel] = (v - med) / scale
+        return med, max(scale, mad, min_scale, 1e-9)
+
+    fin = np.isfinite(values)
+    if fin.sum() < 2:
+        return out
+    pooled = centre_scale(values[fin])
+    for g in sorted(set(groups), key=str):
+        sel = (groups == g) & fin
+        # a group too small to have a distribution of its own is read against all the faces
+        med, scale = centre_scale(values[sel]) if sel.sum() >= MIN_CALIBRATION_FACES else pooled
+        out[sel] = (values[sel] - med) / scale
     return out
 
 
@@ -624,7 +638,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     model_err = np.fmax(model_err, np.nanmedian(d, 1))
         with np.errstate(invalid="ignore"):
             fs = np.nanmin(np.stack(face_stats), 0) if len(face_stats) > 1 else face_stats[0]
-        z["model"] = calibrate(fs, np.zeros(n, object), SIGNAL_MIN_SCALE["model"])
+        z["model"] = calibrate(fs, np.zeros(n, object), SIGNAL_MIN_SCALE["model"], tail="model" not in MAD_SIGNALS)
     zs = np.stack([z[s] for s in SIGNALS], 1)
     with np.errstate(invalid="ignore"):
         import warnings

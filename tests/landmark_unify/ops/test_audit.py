@@ -129,14 +129,15 @@ def test_property_injection_is_named(shape_model, row, kind, point, angle):
 @given(row=st.integers(0, 1965), part=st.sampled_from(["contour", "brow_l", "lip_outer"]),
        size=st.floats(0.0, 0.1))
 def test_property_tangent_slide_is_not_a_point_error(shape_model, row, part, size):
-    """Sliding an outline along itself (annotation ambiguity) moves no point's score past the flag."""
+    """Sliding an outline along itself by up to 0.1 IOD (annotation ambiguity) raises no point's z-score by
+    the flag level (on a sharply curved loop such as the lips a slide leaves the outline a little)."""
     pts, val, model = shape_model
     base = ca.score_shapes(pts[row:row + 1], val[row:row + 1], model, try_repairs=False)
     slid, _ = inject(pts[row], np.zeros(4), "shift_tangent", part=part, size=size)
     s = ca.score_shapes(slid[None].astype(np.float64), val[row:row + 1], model, try_repairs=False)
     idx = [p for p in ca.outline_parts() if p.name == part][0].indices
     grew = np.nan_to_num(s.point_z[0, idx]) - np.nan_to_num(base.point_z[0, idx])
-    assert grew.max() < 3.0
+    assert grew.max() < FLAG_Z
 
 
 def test_repairs_come_from_the_layout():
@@ -248,3 +249,11 @@ def test_pose_mismatch_and_flip_pose(wflw, tmp_path):
     assert "flip_pose" in out.at[len(df) + 1, "findings"] and out.at[len(df) + 1, "mirror_of"] == df.at[11, "sample_id"]
     assert "flip_pose" in out.at[11, "findings"]
     assert "flip_pose" not in out.at[len(df), "findings"] and "flip_pose" not in out.at[10, "findings"]
+
+
+def test_dask_engine_gives_the_same_rows(wflw, tmp_path):
+    pytest.importorskip("distributed")
+    kw = {"where": "attr_pose == true", "progress": False, "rows_per_partition": 200}
+    a = audit_manifest(wflw, tmp_path / "local.parquet", **kw)
+    b = audit_manifest(wflw, tmp_path / "dask.parquet", engine="dask", workers=1, **kw)
+    pd.testing.assert_frame_equal(read_audit(a.output), read_audit(b.output))
