@@ -185,7 +185,32 @@ def where_filter(args: argparse.Namespace):
     return parse_filter(text, COLUMN_NAMES)
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool = True) -> None:
+def add_exclude_options(parser: argparse.ArgumentParser) -> None:
+    """``--exclude FILE``, ``--exclude-where EXPR`` and ``--drop-leaks PAIRS``: faces to leave out of a merge
+    (:mod:`landmark_unify.ops.exclude`)."""
+    parser.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                        help="leave out the faces this file lists: an audit output or any Parquet with sample_id "
+                             "(every row), a find-duplicates output (the second face of each pair), a CSV with a "
+                             "sample_id column or a text list of ids; repeatable. Each dropped id and its reason "
+                             "go to OUT.excluded.jsonl")
+    parser.add_argument("--exclude-where", default=None, metavar="EXPR",
+                        help="keep only the rows of the --exclude files matching EXPR, on their own columns, e.g. "
+                             "\"rank <= 50\" (audit) or \"kind == 'exact'\" (find-duplicates); the --where language")
+    parser.add_argument("--drop-leaks", default=None, metavar="PAIRS",
+                        help="a find-duplicates output: for each pair marked leak, leave out the side that is not "
+                             "test data (the training copy of a test face)")
+
+
+def exclude_kwargs(args: argparse.Namespace) -> dict:
+    """``exclude`` and ``exclusion_meta`` of a merge from :func:`add_exclude_options` (read now, so a bad file
+    stops the command before anything runs)."""
+    from .ops.exclude import exclusions
+
+    ids, meta = exclusions(args.exclude, args.exclude_where, args.drop_leaks)
+    return {"exclude": ids, "exclusion_meta": meta} if meta else {}
+
+
+def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool = True, single_file: bool = True) -> None:
     """``--engine``, ``--workers``, ``--scheduler`` (and ``--partition-rows``, ``--single-file``): where an
     operation's units run. ``-o`` names a dataset directory, or a single file when it ends in ``.parquet``."""
     from .engines import SCHEDULER_ENV, engine_names
@@ -205,14 +230,17 @@ def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool 
     if partition_rows:
         g.add_argument("--partition-rows", type=positive_int, default=DEFAULT_ROWS_PER_PARTITION, metavar="N",
                        help=f"faces per unit (default {DEFAULT_ROWS_PER_PARTITION}); bounds a worker's memory")
-    g.add_argument("--single-file", default=None, metavar="FILE",
-                   help="with a dataset output, also write the single-file form here")
+    if single_file:  # not for commands whose output is not a manifest
+        g.add_argument("--single-file", default=None, metavar="FILE",
+                       help="with a dataset output, also write the single-file form here")
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
     """The engine keyword arguments of an operation from :func:`add_engine_options` and :func:`add_quiet`."""
     kw = {"engine": args.engine, "workers": args.workers, "scheduler": args.scheduler,
-          "single_file": args.single_file, "progress": not getattr(args, "quiet", False)}
+          "progress": not getattr(args, "quiet", False)}
+    if hasattr(args, "single_file"):
+        kw["single_file"] = args.single_file
     if getattr(args, "partition_rows", None) is not None:
         kw["rows_per_partition"] = args.partition_rows
     return kw

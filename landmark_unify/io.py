@@ -281,3 +281,22 @@ def check_overwrite(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
         if inside:  # e.g. a file written into the folder of an input dataset: it would corrupt that dataset
             raise LandmarkUnifyError(f"the output {out} lies inside {what} ({p}); writing it would change that "
                                      "input. Choose another output, or pass --overwrite")
+
+
+def decode_image(path: str | os.PathLike):
+    """The file's bytes and its pixels (``(H, W, 3)`` uint8 BGR, as OpenCV decodes them), or a
+    :class:`~landmark_unify.errors.ParseError` naming the file when it is missing or cannot be decoded (returned,
+    not raised, so a bulk command can count it). The duplicate finder and its report read images through here."""
+    import cv2
+    import numpy as np
+
+    from .errors import ParseError
+
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        return ParseError(path, f"image file cannot be read ({exc.strerror or exc})", field="image")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        return ParseError(path, "image cannot be decoded (corrupt or not an image)", field="image")
+    return data.tobytes(), img

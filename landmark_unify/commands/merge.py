@@ -1,7 +1,16 @@
 """``landmark_unify merge A.parquet B.parquet ... -o OUT.parquet``: merge manifests."""
 from __future__ import annotations
 
-from ..cli_base import add_engine_options, add_output, add_overwrite, add_quiet, engine_kwargs, non_negative_float
+from ..cli_base import (
+    add_engine_options,
+    add_exclude_options,
+    add_output,
+    add_overwrite,
+    add_quiet,
+    engine_kwargs,
+    exclude_kwargs,
+    non_negative_float,
+)
 from ..ops.merge import DUPLICATE_TOLERANCE
 
 
@@ -16,6 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tolerance", type=non_negative_float, default=DUPLICATE_TOLERANCE,
                         help="faces on the same image are one face when their points differ by at most this "
                              f"fraction of the face size on average (default {DUPLICATE_TOLERANCE})")
+    add_exclude_options(parser)
     add_overwrite(parser)
     add_quiet(parser)
     add_engine_options(parser)
@@ -26,6 +36,7 @@ def run(args) -> int:
 
     # a LandmarkUnifyError (bad input, bad --weight) is printed by the dispatcher as "merge: error: ..."
     report = merge_manifests(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
-                             tolerance=args.tolerance, overwrite=args.overwrite, **engine_kwargs(args))
+                             tolerance=args.tolerance, overwrite=args.overwrite, **exclude_kwargs(args),
+                             **engine_kwargs(args))
     print(f"{args.output}\n{report.summary}")
     return 0

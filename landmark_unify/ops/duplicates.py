@@ -27,7 +27,7 @@ from .. import manifest as mf
 from ..core import facehash as fh
 from ..engines import engine_context
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
-from ..io import check_overwrite, write_sidecar
+from ..io import check_overwrite, decode_image, write_sidecar
 from ..manifest import plan_slices, read_slice
 from .provenance import provenance_pairs, test_side
 from .runner import UnitResult
@@ -54,24 +54,6 @@ PAIR_SCHEMA = pa.schema([
     ("kind", pa.string()), ("distance", pa.int32()), ("leak", pa.bool_()), ("test_a", pa.bool_()),
     ("test_b", pa.bool_()), ("provenance", pa.string()), ("input_a", pa.int32()), ("input_b", pa.int32()),
 ])
-
-
-# --- the one door images come in through ----------------------------------------------------------------
-
-def decode_image(path: str | os.PathLike) -> tuple[bytes, np.ndarray] | ParseError:
-    """The file's bytes and its pixels (``(H, W, 3)`` uint8 BGR, as OpenCV decodes them), or a ParseError
-    naming the file when it is missing or cannot be decoded. Every image this module reads comes through
-    here."""
-    import cv2
-
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        return ParseError(path, f"image file cannot be read ({exc.strerror or exc})", field="image")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        return ParseError(path, "image cannot be decoded (corrupt or not an image)", field="image")
-    return data.tobytes(), img
 
 
 # --- descriptors ----------------------------------------------------------------------------------------
@@ -390,8 +372,7 @@ def find_duplicates(inputs, output: str | os.PathLike, *, where=None, max_distan
     counts = {kind: int(n) for kind, n in zip(*np.unique(table.column("kind").to_numpy(zero_copy_only=False),
                                                           return_counts=True))}
     leaks = int(np.sum(table.column("leak").to_numpy(zero_copy_only=False)))
-    meta = {"command": command or "find-duplicates", "inputs": [str(p) for p in paths], "where": where if
-            isinstance(where, str) else None, "max_distance": int(max_distance),
+    meta = {"command": command or "find-duplicates", "inputs": [str(p) for p in paths], "where": getattr(flt, "text", None), "max_distance": int(max_distance),
             "bands": int(bands), "tables": int(tables), "faces": int(inp.size),
             "faces_missing_image": len(missing), "pairs": counts, "leaks": leaks,
             "hash": f"dct{fh.HASH_BITS} of aligned {fh.CROP_SIZE}x{fh.CROP_SIZE} crops, anchors "
