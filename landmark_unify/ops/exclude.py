@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import LandmarkUnifyError, ManifestError
@@ -121,12 +122,15 @@ def read_exclusions(files: Sequence[str | os.PathLike], where: str | None = None
 def leak_drops(pairs_file: str | os.PathLike) -> dict[str, str]:
     """``{sample_id: reason}``: for every leaked pair of a find-duplicates output, the side that is not test
     data (both sides when neither is marked, which a leak never is)."""
-    from .duplicates import read_pairs
+    from .duplicates import KINDS, read_pairs
 
     path = Path(pairs_file)
     df = read_pairs(path)
     out: dict[str, str] = {}
-    for _, r in df[df["leak"].astype(bool)].iterrows():
+    leaks = df[df["leak"].astype(bool)]
+    # the strongest evidence names the reason: pixels (exact, near, mirror) before provenance
+    leaks = leaks.iloc[np.argsort(leaks["kind"].map({k: i for i, k in enumerate(KINDS)}).to_numpy(), kind="stable")]
+    for _, r in leaks.iterrows():
         if bool(r["test_a"]) and not bool(r["test_b"]):
             drop, keep, side = r["sample_id_b"], r["sample_id_a"], "a"
         elif bool(r["test_b"]) and not bool(r["test_a"]):

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from .. import manifest as mf
 from ..engines import engine_context
@@ -151,7 +150,8 @@ class MergeUnit:
     drop: tuple[int, ...] = ()
 
 
-def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, index: int, unit: MergeUnit) -> UnitResult:
+def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, exclude: frozenset, index: int,
+                     unit: MergeUnit) -> UnitResult:
     """Phase 1 on a worker: per row the sample_id key and the image-content key (SHA-1 of the image file,
     or its resolved path when unreadable, the keys of the duplicate rules), as uint64."""
     t0 = time.perf_counter()
@@ -173,9 +173,10 @@ def _merge_keys_task(inputs: Sequence[tuple[str, dict]], hash_images: bool, inde
                 digests[p] = hash_key(file_digest(p) or f"path:{Path(p).resolve()}")
             hkeys[i], has[i] = digests[p], True
     counts = dict(Counter(df["source"].tolist()))  # faces per source, in order of first appearance
+    excluded = df["sample_id"].isin(exclude).to_numpy(bool) if exclude else np.zeros(n, bool)
     return UnitResult(None, index=index, rows=n, ids=id_keys(table),
                       seconds={"read": 0.0, "process": time.perf_counter() - t0},
-                      extra={"hkeys": hkeys, "has_image": has, "sources": counts})
+                      extra={"hkeys": hkeys, "has_image": has, "sources": counts, "excluded": excluded})
 
 
 def _merge_write_task(inputs: Sequence[tuple[str, dict]], weights: Mapping[str, float], index: int,
@@ -204,23 +205,26 @@ class MergeKeys:
     ids: np.ndarray  # uint64 sample_id keys
     hkeys: np.ndarray  # uint64 image-content keys
     has_image: np.ndarray  # bool
+    excluded: np.ndarray  # bool: the row's sample_id is listed in ``exclude``
     offsets: np.ndarray  # row offset of each unit
     rows_in: dict  # faces per source
     units: list  # the per-unit results, in unit order
 
 
-def _collect_keys(eng, inputs, all_slices, hash_images: bool, roots: Mapping) -> MergeKeys:
-    """Phase 1 on the engine: the sample_id and image-content keys of every row."""
-    keyed = sorted((r for _, r in eng.map(partial(_merge_keys_task, inputs, hash_images), all_slices,
+def _collect_keys(eng, inputs, all_slices, hash_images: bool, roots: Mapping, exclude=()) -> MergeKeys:
+    """Phase 1 on the engine: the sample_id and image-content keys of every row, and whether it is excluded."""
+    ex = frozenset(exclude or ())
+    keyed = sorted((r for _, r in eng.map(partial(_merge_keys_task, inputs, hash_images, ex), all_slices,
                                           lambda i: all_slices[i].slice.describe())), key=lambda r: r.index)
     ids = np.concatenate([r.ids for r in keyed]) if keyed else np.zeros(0, np.uint64)
     hk = np.concatenate([r.extra["hkeys"] for r in keyed]) if keyed else np.zeros(0, np.uint64)
     has = np.concatenate([r.extra["has_image"] for r in keyed]) if keyed else np.zeros(0, bool)
+    excluded = np.concatenate([r.extra["excluded"] for r in keyed]) if keyed else np.zeros(0, bool)
     rows_in = dict.fromkeys(roots, 0)
     for r in keyed:
         for s, c in r.extra["sources"].items():
             rows_in[s] = rows_in.get(s, 0) + c
-    return MergeKeys(ids, hk, has, np.cumsum([0] + [r.rows for r in keyed]), rows_in, keyed)
+    return MergeKeys(ids, hk, has, excluded, np.cumsum([0] + [r.rows for r in keyed]), rows_in, keyed)
 
 
 def _rows_reader(all_slices, offsets):
@@ -245,15 +249,12 @@ def _apply_rules(keys: MergeKeys, rows_frame, hash_images: bool, tolerance: floa
     excluded: list[dict] = []
     # (0) excluded by an audit, a duplicates file or a list (--exclude, --drop-leaks)
     if exclude:
-        wanted = list(exclude)
-        ex_keys = id_keys(pa.table({"sample_id": pa.array(wanted, pa.string())}))
-        reason_of = dict(zip(ex_keys.tolist(), wanted))
-        hit = np.flatnonzero(np.isin(ids, ex_keys))
+        hit = np.flatnonzero(keys.excluded)
         if hit.size:
             df = rows_frame(hit)
             for j, g in enumerate(hit.tolist()):
                 sid = str(df["sample_id"].iloc[j])
-                reason = exclude.get(sid, exclude.get(reason_of.get(int(ids[g]), ""), ""))
+                reason = exclude.get(sid, "")
                 drop[g] = True
                 excluded.append({"sample_id": sid, "source": str(df["source"].iloc[j]),
                                  "split": str(df["split"].iloc[j]), "image_path": str(df["image_path"].iloc[j]),
@@ -371,7 +372,7 @@ def merge_manifests(paths, output: str | os.PathLike, weights=None, *, hash_imag
 
     t0 = time.perf_counter()
     with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
-        keys = _collect_keys(eng, inputs, all_slices, hash_images, roots)
+        keys = _collect_keys(eng, inputs, all_slices, hash_images, roots, exclude)
         key_seconds = time.perf_counter() - t0
         known = set(keys.rows_in) | set(roots)
         unknown = sorted(set(w_by_source) - known)

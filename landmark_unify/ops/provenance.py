@@ -115,7 +115,7 @@ def classify(image_path: pd.Series, source_schema: pd.Series) -> pd.DataFrame:
                 rule[u] = r
                 key[u] = d.key.format(**m.groupdict()).lower()
     inv = np.asarray(inv).reshape(-1)
-    return pd.DataFrame({"rule": rule[inv], "key": key[inv]})
+    return pd.DataFrame({"rule": rule[inv], "key": pd.Series(key[inv], dtype=object)})
 
 
 def test_side(split: pd.Series, rules: np.ndarray, keys: np.ndarray) -> np.ndarray:
