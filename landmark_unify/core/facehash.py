@@ -30,7 +30,7 @@ CROP_SIZE = 32
 HASH_BITS = 64
 #: Where the anchors sit in the crop: the outer eye corners are this fraction of the side apart, and the
 #: anchors' centre is at these fractions of the side (x, y). The crop holds the inner face, brows to chin.
-EYE_SPAN = 0.46
+EYE_SPAN = 0.56
 ANCHOR_CENTRE = (0.5, 0.5)
 #: Fewest valid anchors a face needs to be aligned (a similarity has 4 degrees of freedom).
 MIN_ANCHORS = 3
