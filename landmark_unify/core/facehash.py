@@ -15,6 +15,7 @@ gets points and grey crops as arrays.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -97,35 +98,24 @@ def align_to_template(points: np.ndarray, valid: np.ndarray, template: np.ndarra
     return m, ok
 
 
-def mirrored_points(points: np.ndarray, width: np.ndarray, layout: str = "wflw98") -> np.ndarray:
-    """``(N, K, 2)`` points of the horizontally flipped images (``width`` ``(N,)`` pixels): x -> width - 1 - x,
-    and the point order through the layout's mirror permutation (an image-left eye corner becomes the
-    image-right one)."""
-    p = np.asarray(points, np.float64)[:, get_layout(layout).flip_indices].copy()
-    p[..., 0] = np.asarray(width, np.float64)[:, None] - 1.0 - p[..., 0]
-    return p
-
-
-def flip_matrix(width: np.ndarray) -> np.ndarray:
-    """``(N, 3, 3)`` homogeneous maps of the horizontal flip of images ``width`` pixels wide."""
-    w = np.asarray(width, np.float64)
-    f = np.zeros((w.size, 3, 3))
-    f[:, 0, 0], f[:, 0, 2], f[:, 1, 1], f[:, 2, 2] = -1.0, w - 1.0, 1.0, 1.0
-    return f
-
-
+@lru_cache(maxsize=8)
 def _zigzag(n: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     order = sorted(((u, v) for u in range(n) for v in range(n)), key=lambda t: (t[0] + t[1], t[0] if (t[0] + t[1]) % 2 else t[1]))
     order = [t for t in order if t != (0, 0)][:count]
-    return np.array([t[0] for t in order]), np.array([t[1] for t in order])
+    u, v = np.array([t[0] for t in order]), np.array([t[1] for t in order])
+    u.setflags(write=False)
+    v.setflags(write=False)
+    return u, v
 
 
+@lru_cache(maxsize=8)
 def dct_matrix(n: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix ``(n, n)``: ``C @ x`` transforms the columns of ``x``."""
+    """Orthonormal DCT-II matrix ``(n, n)``: ``C @ x`` transforms the columns of ``x`` (read-only, cached)."""
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
     c = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
     c[0] /= np.sqrt(2.0)
+    c.setflags(write=False)
     return c
 
 
@@ -133,7 +123,7 @@ def dct_coefficients(crops: np.ndarray, count: int = HASH_BITS) -> np.ndarray:
     """``(N, count)`` lowest-frequency AC coefficients (zig-zag order) of the 2-D DCT of ``(N, S, S)`` crops."""
     x = np.asarray(crops, np.float64)
     c = dct_matrix(x.shape[-1])
-    d = np.einsum("ij,njk,lk->nil", c, x, c, optimize=True)
+    d = c @ x @ c.T
     u, v = _zigzag(x.shape[-1], count)
     return d[:, u, v]
 

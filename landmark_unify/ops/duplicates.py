@@ -68,8 +68,52 @@ def face_template() -> np.ndarray:
     return fh.anchor_template(pts)
 
 
-def _content_key(data) -> int:
-    return int.from_bytes(hashlib.sha1(data).digest()[:8], "little")
+def _content_key(*parts) -> int:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(p)
+    return int.from_bytes(h.digest()[:8], "little")
+
+
+#: JPEG markers that carry metadata only (APP0-APP15, COM): left out of a JPEG's pixel key.
+_JPEG_METADATA = frozenset(range(0xE0, 0xF0)) | {0xFE}
+
+
+def _jpeg_pixel_parts(data: bytes) -> list | None:
+    """The segments of a JPEG that decide its pixels (every segment but APPn and COM, then the scan data), or
+    None when ``data`` is not a JPEG this walk understands."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    view = memoryview(data)
+    parts, i, n = [], 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest decides the pixels
+            parts.append(view[i:])
+            return parts
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker not in _JPEG_METADATA:
+            parts.append(view[i:i + 2 + length])
+        i += 2 + length
+    return None
+
+
+def pixel_key(data: bytes, img: np.ndarray) -> int:
+    """A 64-bit key of an image's pixels: for a JPEG, SHA-1 of its tables and scan data without the metadata
+    segments (the same stream decodes to the same pixels, whatever EXIF or comments it carries); for any other
+    format, SHA-1 of the decoded pixels and their shape."""
+    parts = _jpeg_pixel_parts(data)
+    if parts is not None:
+        return _content_key(b"jpeg", *parts)
+    return _content_key(np.array(img.shape, np.int64).tobytes(), np.ascontiguousarray(img).data)
 
 
 def _pyramid(grey: np.ndarray, level: int, cache: dict) -> np.ndarray:
@@ -104,38 +148,51 @@ def _warp_crops(grey: np.ndarray, mats: np.ndarray) -> np.ndarray:
     return out
 
 
-def face_matrices(landmarks: np.ndarray, valid: np.ndarray, bbox: np.ndarray, width: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def face_matrices(landmarks: np.ndarray, valid: np.ndarray, bbox: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per face, the image -> crop maps of the face and of its mirror image, and whether the face was aligned
-    on its anchors (else its box is the crop, a square around it).
+    on its anchors (else its box is the crop, a square around it). Batched over the faces of many images.
 
-    landmarks ``(N, 98, 2)``, valid ``(N, 98)``, bbox ``(N, 4)``, width ``(N,)`` image widths. The mirror
-    map is the alignment of the mirrored points (:func:`~landmark_unify.core.facehash.mirrored_points`)
-    composed with the image's flip, so a mirrored copy of the face gets the hash of this face's mirror."""
+    landmarks ``(N, 98, 2)``, valid ``(N, 98)``, bbox ``(N, 4)``. The mirror map aligns the face as its mirror
+    image shows it: points through the layout's mirror permutation with x negated (``flip_points``), composed
+    with that negation, so a mirrored copy of the face gets the hash of this face's mirror. (The flip of an
+    image ``W`` wide is x -> W - 1 - x; the similarity fit absorbs the shift, so the map needs no width.)"""
     idx = fh.anchor_indices()
     tpl = face_template()
     lm = np.asarray(landmarks, np.float64)
     vd = np.asarray(valid, bool)
     m, ok = fh.align_to_template(lm[:, idx], vd[:, idx], tpl)
-    mirrored = fh.mirrored_points(lm, width)
-    mvalid = vd[:, fh.get_layout("wflw98").flip_indices]
-    mm, mok = fh.align_to_template(mirrored[:, idx], mvalid[:, idx], tpl)
-    flip = fh.flip_matrix(width)
-    mm = np.einsum("nij,njk->nik", np.concatenate([mm, np.tile([[[0.0, 0, 1]]], (len(mm), 1, 1))], 1), flip)[:, :2]
+    flip = fh.get_layout("wflw98").flip_indices
+    neg = np.array([-1.0, 1.0])
+    mm, mok = fh.align_to_template((lm[:, flip] * neg)[:, idx], vd[:, flip][:, idx], tpl)
+    mm[:, :, 0] *= -1.0  # compose with x -> -x
     box = ~(ok & mok)
     if box.any():
         b = np.asarray(bbox, np.float64)[box]
         side = np.maximum(np.max(b[:, 2:] - b[:, :2], axis=1), 1.0)
-        s = fh.CROP_SIZE / side
+        sc = fh.CROP_SIZE / side
         centre = (b[:, :2] + b[:, 2:]) / 2
-        sq = np.zeros((box.sum(), 2, 3))
-        sq[:, 0, 0] = sq[:, 1, 1] = s
-        sq[:, :, 2] = (fh.CROP_SIZE - 1) / 2 - s[:, None] * centre
+        sq = np.zeros((int(box.sum()), 2, 3))
+        sq[:, 0, 0] = sq[:, 1, 1] = sc
+        sq[:, :, 2] = (fh.CROP_SIZE - 1) / 2 - sc[:, None] * centre
         m[box] = sq
-        msq = np.einsum("nij,njk->nik", np.concatenate([sq, np.tile([[[0.0, 0, 1]]], (len(sq), 1, 1))], 1),
-                        flip[box])[:, :2]
+        msq = sq.copy()  # the box crop mirrored about its centre: x -> (S - 1) - x
+        msq[:, 0, :] *= -1.0
+        msq[:, 0, 2] += fh.CROP_SIZE - 1
         mm[box] = msq
     return m, mm, ~box
+
+
+def window_boxes(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per map (image -> crop), the image box its crop samples, with a margin for the pyramid's filters:
+    ``(lo, hi)``, each ``(N, 2)`` pixels (not clamped)."""
+    s = fh.CROP_SIZE
+    corners = np.array([[-0.5, -0.5], [s - 0.5, -0.5], [-0.5, s - 0.5], [s - 0.5, s - 0.5]])
+    a, t = mats[:, :, :2], mats[:, :, 2]
+    inv = np.linalg.inv(a)
+    pts = np.einsum("nij,nkj->nki", inv, corners[None] - t[:, None, :])
+    scale = np.sqrt(np.abs(np.linalg.det(a))) * (WARP_SIZE / s)
+    margin = (8.0 / np.maximum(scale, 1e-9) + 8.0)[:, None]  # a few source pixels at the level used
+    return np.floor(pts.min(1) - margin), np.ceil(pts.max(1) + margin) + 1
 
 
 @dataclass
@@ -155,14 +212,16 @@ def face_keys(df: pd.DataFrame, on_error: str = "skip") -> FaceKeys:
     """The descriptors of the faces of ``df`` (manifest rows, ``df.attrs`` as :func:`manifest.read` sets
     them). Each image is decoded once. A missing or undecodable image raises (``on_error="raise"``) or is
     listed in ``missing`` and its faces get no image descriptors."""
-    import cv2
-
     n = len(df)
     out = FaceKeys(*(np.zeros(n, np.uint64) for _ in range(4)), np.zeros(n, bool), np.zeros(n, bool))
     if not n:
         return out
     paths = mf.image_paths(df)
-    lm, valid, bbox = mf.landmarks_array(df), mf.valid_array(df), mf.bbox_array(df)
+    # everything that needs no pixels, for all faces at once
+    m, mm, aligned = face_matrices(mf.landmarks_array(df), mf.valid_array(df), mf.bbox_array(df))
+    mats = np.concatenate([m, mm])
+    lo, hi = window_boxes(mats)
+    crops = np.zeros((2 * n, fh.CROP_SIZE, fh.CROP_SIZE), np.float32)
     rows_of: dict = {}
     for i, p in enumerate(paths):
         rows_of.setdefault(None if p is None else str(p), []).append(i)
@@ -181,16 +240,41 @@ def face_keys(df: pd.DataFrame, on_error: str = "skip") -> FaceKeys:
         data, img = got
         r = np.asarray(rows)
         out.file_key[r] = _content_key(data)
-        out.pixel_key[r] = _content_key(np.ascontiguousarray(img).data) ^ (img.shape[0] << 32 | img.shape[1])
-        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        width = np.full(len(r), img.shape[1], np.float64)
-        m, mm, aligned = face_matrices(lm[r], valid[r], bbox[r], width)
-        crops = _warp_crops(grey, np.concatenate([m, mm]))
-        hashes = fh.dct_hash(crops)
-        out.hash[r], out.mirror_hash[r] = hashes[:len(r)], hashes[len(r):]
+        out.pixel_key[r] = pixel_key(data, img)
+        both = np.concatenate([r, r + n])
+        crops[both] = _image_crops(img, mats[both], lo[both].min(0), hi[both].max(0))
         out.has_image[r] = True
-        out.aligned[r] = aligned
+    hashes = fh.dct_hash(crops)
+    out.hash[:], out.mirror_hash[:] = np.where(out.has_image, hashes[:n], 0), np.where(out.has_image, hashes[n:], 0)
+    out.aligned[:] = aligned & out.has_image
     return out
+
+
+def image_face_hashes(img: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, bbox: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hashes of the faces of one decoded image (BGR or grey): ``(hash, mirror_hash, aligned)``, each
+    ``(F,)``, for the faces' ``landmarks`` ``(F, 98, 2)``, ``valid`` ``(F, 98)`` and ``bbox`` ``(F, 4)``."""
+    m, mm, aligned = face_matrices(landmarks, valid, bbox)
+    mats = np.concatenate([m, mm])
+    lo, hi = window_boxes(mats)
+    hashes = fh.dct_hash(_image_crops(img, mats, lo.min(0), hi.max(0)))
+    f = len(landmarks)
+    return hashes[:f], hashes[f:], aligned
+
+
+def _image_crops(img: np.ndarray, mats: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The crops of ``mats`` from ``img``, converting and reducing only the part ``[lo, hi)`` (clamped) that the
+    crops sample."""
+    import cv2
+
+    h, w = img.shape[:2]
+    x0, y0 = int(np.clip(lo[0], 0, w - 1)), int(np.clip(lo[1], 0, h - 1))
+    x1, y1 = int(np.clip(hi[0], x0 + 1, w)), int(np.clip(hi[1], y0 + 1, h))
+    roi = img[y0:y1, x0:x1]
+    grey = cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY) if roi.ndim == 3 else roi
+    shifted = mats.copy()
+    shifted[:, :, 2] += mats[:, :, :2] @ np.array([x0, y0], np.float64)
+    return _warp_crops(grey, shifted)
 
 
 # --- phase 1 on the engine ------------------------------------------------------------------------------

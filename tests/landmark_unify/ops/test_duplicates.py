@@ -148,11 +148,9 @@ def test_property_a_transformed_face_keeps_its_hash_and_distinct_faces_do_not_sh
 
 
 def _hash_of(img, pts, valid, box):
-    from landmark_unify.ops.duplicates import _warp_crops, face_matrices
+    from landmark_unify.ops.duplicates import image_face_hashes
 
-    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    m, _, _ = face_matrices(pts, valid, box, np.full(len(pts), img.shape[1], float))
-    return fh.dct_hash(_warp_crops(grey, m))[0]
+    return image_face_hashes(img, pts, valid, box)[0][0]
 
 
 @pytest.fixture(scope="module")

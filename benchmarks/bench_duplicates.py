@@ -1,0 +1,279 @@
+"""find-duplicates: recall and precision per transform against whole-image pHash baselines, throughput against
+decoding alone, and the pairing step at scale. Same run, same photos, same machine for every figure.
+
+    .venv/bin/python benchmarks/bench_duplicates.py [--scale 1000000] [--skip-quality] [--skip-scale]
+
+Quality: the shared photos with faces (WFLW images, 300W, AFLW2000-3D, LaPa, MMPose's COFW / AFLW / 300W-LP /
+COCO-WholeBody fixtures, and the nniefacelib photos labelled by the reference PFLD-GhostOne model through
+``landmark_unify label``) are copied under each transform of ``dup_transforms.py``. Ours: faces paired by
+find-duplicates' descriptors and pairing (``pair_faces``); a hit is the face paired with its own copy, a false
+pair any other pair. Baselines at the image level (they hash whole images): an imagehash-style pHash (grey,
+32x32 area resize, 2-D DCT, the 8x8 low-frequency block against its median, 64 bits) paired at Hamming <= 8,
+and cleanvision's near-duplicate rule (identical pHash). Recall = copies found / copies made; precision = hits /
+pairs reported between an original and a copy (the pairs among the originals are listed, not scored: the shared
+photos hold real copies).
+
+Throughput: phase 1 of find-duplicates (read, decode, content keys, both hashes of every face) against the same
+images only read and decoded, one thread, best of two.
+
+Scale: the pairing step (``pair_faces``: exact keys, near and mirror multi-index hashing) on N synthetic faces
+(random hashes with planted copies 0-12 bits apart), time and peak memory (tracemalloc), at N/4 and N.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import cv2  # noqa: E402
+import dup_transforms as T  # noqa: E402
+
+import landmark_unify as lu  # noqa: E402
+from landmark_unify import manifest as mf  # noqa: E402
+from landmark_unify.core import facehash as fh  # noqa: E402
+from landmark_unify.io import decode_image  # noqa: E402
+from landmark_unify.ops.build import build_manifest  # noqa: E402
+from landmark_unify.ops.duplicates import MAX_DISTANCE, face_keys, image_face_hashes, pair_faces  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+SOURCES = ["wflw={d}/WFLW", "ibug={d}/300W", "aflw2000={d}/AFLW2000", "lapa={d}/LaPa",
+           "cofw:coco={d}/mmpose_tests/cofw", "aflw:coco={d}/mmpose_tests/aflw", "lp:coco={d}/mmpose_tests/300wlp",
+           "wholebody:coco={d}/mmpose_tests/coco_wholebody"]
+TRANSFORMS = {
+    "jpeg q30": [("jpeg", 30)], "jpeg q50": [("jpeg", 50)],
+    "resize 0.5x": [("resize", 0.5)], "resize 0.75x": [("resize", 0.75)], "resize 1.5x": [("resize", 1.5)],
+    "resize 2x": [("resize", 2.0)],
+    "crop 10 %": [("crop", 0.1)], "crop 20 %": [("crop", 0.2)],
+    "brightness -20 %": [("brightness", 0.8)], "brightness +20 %": [("brightness", 1.2)],
+    "contrast -20 %": [("contrast", 0.8)], "contrast +20 %": [("contrast", 1.2)],
+    "rotate 5 deg": [("rotate", 5)], "rotate -10 deg": [("rotate", -10)],
+    "mirror": [("mirror", None)], "mirror + jpeg q50": [("mirror", None), ("jpeg", 50)],
+    "another annotation (3 % IOD)": [("relabel", 0.03)],
+    "all at once": [("jpeg", 40), ("resize", 0.7), ("crop", 0.1), ("rotate", 5), ("brightness", 0.9),
+                    ("contrast", 1.1)],
+}
+
+
+def photos(tmp: Path):
+    """The faces with a readable image, as one DataFrame, and their decoded images by absolute path."""
+    frames = []
+    for k, spec in enumerate(SOURCES):
+        spec = spec.format(d=DATA)
+        out = tmp / f"src{k}.parquet"
+        try:
+            build_manifest([spec], out, on_error="skip", progress=False)
+        except lu.LandmarkUnifyError as exc:
+            print(f"  left out {spec}: {exc}")
+            continue
+        frames.append(lu.read_manifest(out))
+    try:  # the nniefacelib photos, machine-labelled (needs pfpld_train, which adds `label`)
+        from landmark_unify.cli import main
+
+        photo_dir = DATA / "upstream_pfpld"
+        model = DATA / "reference_models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx"
+        out = tmp / "photos.parquet"
+        if main(["label", str(photo_dir), "-o", str(out), "--model", str(model), "--preset", "pfld_ghostone", "-q"]) == 0:
+            frames.append(lu.read_manifest(out))
+    except SystemExit:
+        print("  left out the nniefacelib photos: no `label` command (pfpld_train not installed)")
+    rows, images = [], {}
+    for df in frames:
+        paths = mf.image_paths(df)
+        for i, p in enumerate(paths):
+            if p is None or not p.is_file():
+                continue
+            key = str(p)
+            if key not in images:
+                got = decode_image(p)
+                if isinstance(got, Exception):
+                    continue
+                images[key] = got[1]
+            rows.append((key, mf.landmarks_array(df.iloc[[i]])[0], mf.valid_array(df.iloc[[i]])[0],
+                         mf.bbox_array(df.iloc[[i]])[0], df["source"].iloc[i]))
+    return rows, images
+
+
+def phash_whole(img: np.ndarray) -> int:
+    """imagehash-style pHash of a whole image (64 bits)."""
+    from scipy.fft import dct
+
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    d = dct(dct(small, axis=0), axis=1)[:8, :8]
+    return int(fh.pack_bits((d > np.median(d)).reshape(1, 64))[0])
+
+
+def face_table(rows, images):
+    """Per face: hash, mirror hash; per image: its faces."""
+    by_image: dict = {}
+    for k, (p, *_rest) in enumerate(rows):
+        by_image.setdefault(p, []).append(k)
+    h = np.zeros(len(rows), np.uint64)
+    hm = h.copy()
+    for p, ks in by_image.items():
+        lm = np.stack([rows[k][1] for k in ks])
+        va = np.stack([rows[k][2] for k in ks])
+        bb = np.stack([rows[k][3] for k in ks])
+        h[ks], hm[ks], _ = image_face_hashes(images[p], lm, va, bb)
+    return h, hm, by_image
+
+
+def quality(rows, images) -> list[str]:
+    h0, hm0, by_image = face_table(rows, images)
+    img_names = list(by_image)
+    ph0 = np.array([phash_whole(images[p]) for p in img_names], np.uint64)
+    n, ni = len(rows), len(img_names)
+    lines = [f"{n} faces on {ni} images; ours pairs faces at <= {MAX_DISTANCE} bits (kind near or mirror), the "
+             "baselines pair images", "",
+             "| transform | ours: recall | ours: precision | ours, images: recall | pHash <= 8: recall | pHash <= 8: "
+             "precision | identical pHash: recall | identical pHash: precision |", "|---|---|---|---|---|---|---|---|"]
+    rng = np.random.default_rng(7)
+    for name, steps in TRANSFORMS.items():
+        h1 = np.zeros(n, np.uint64)
+        hm1 = h1.copy()
+        ph1 = np.zeros(ni, np.uint64)
+        for ii, p in enumerate(img_names):
+            ks = by_image[p]
+            lm = np.stack([rows[k][1] for k in ks]).astype(np.float64)
+            va = np.stack([rows[k][2] for k in ks])
+            bb = np.stack([rows[k][3] for k in ks]).astype(np.float64)
+            img, lm2, bb2 = T.apply(steps, images[p], lm, bb, rng)
+            h1[ks], hm1[ks], _ = image_face_hashes(img, lm2, va, bb2)
+            ph1[ii] = phash_whole(img)
+        # ours: originals 0..n-1 and copies n..2n-1 through the pairing step (content keys all distinct)
+        keys = np.arange(1, 2 * n + 1, dtype=np.uint64)
+        box = np.concatenate([np.stack([r[3] for r in rows])] * 2)
+        pairs = pair_faces(keys, keys + np.uint64(10 ** 9), np.concatenate([h0, h1]), np.concatenate([hm0, hm1]),
+                           np.ones(2 * n, bool), box)
+        hit = (pairs["j"] - pairs["i"] == n) & (pairs["i"] < n)
+        want = "mirror" if steps[0][0] == "mirror" else "near"
+        hits = hit & (pairs["kind"].isin([want, "near"] if want == "mirror" else [want]))
+        with_copy = (pairs["j"] >= n).to_numpy()  # pairs among the originals are listed below, not scored here
+        rec, prec = hits.sum() / n, hits.sum() / max(int(with_copy.sum()), 1)
+        img_of = np.empty(n, np.int64)
+        for ii, p in enumerate(img_names):
+            img_of[by_image[p]] = ii
+        found_imgs = {int(img_of[i]) for i, j in zip(pairs.loc[hits, "i"], pairs.loc[hits, "j"])}
+        rec_img = len(found_imgs) / ni
+        # baselines on images: originals 0..ni-1, copies ni..2ni-1
+        allh = np.concatenate([ph0, ph1])
+        out = []
+        for t in (8, 0):
+            i, j, _ = fh.band_pairs(allh, allh, t, same=True, bands=t + 1, tables=1)
+            good = (j - i == ni) & (i < ni)
+            out += [good.sum() / ni, good.sum() / max(int((j >= ni).sum()), 1)]
+        lines.append(f"| {name} | {rec:.3f} | {prec:.3f} | {rec_img:.3f} | {out[0]:.3f} | {out[1]:.3f} | {out[2]:.3f} | "
+                     f"{out[3]:.3f} |")
+        print(lines[-1], flush=True)
+    # the originals among themselves: what the finder pairs there (not scored: some are real copies)
+    keys = np.arange(1, n + 1, dtype=np.uint64)
+    own = pair_faces(keys, keys + np.uint64(10 ** 9), h0, hm0, np.ones(n, bool), np.stack([r[3] for r in rows]))
+    lines += ["", f"Pairs among the originals themselves: {len(own)}"]
+    for r in own.itertuples():
+        lines.append(f"- {r.kind}, {r.distance} bits: {Path(rows[r.i][0]).name} ({rows[r.i][4]}) and "
+                     f"{Path(rows[r.j][0]).name} ({rows[r.j][4]})")
+    # distinct faces: how close do different faces come?
+    d = fh.hamming(h0[:, None], h0[None, :])[np.triu_indices(n, 1)]
+    dm = fh.hamming(hm0[:, None], h0[None, :])
+    np.fill_diagonal(dm, 64)
+    lines += ["", f"Distinct faces ({d.size} pairs of originals): mean distance {d.mean():.1f} bits (sd {d.std():.1f}); "
+              f"within 8 bits {int((d <= 8).sum())}, within 10 {int((d <= 10).sum())}, within 12 {int((d <= 12).sum())}; "
+              f"mirror hash of one within 8 bits of another's hash: {int((dm <= 8).sum())}"]
+    return lines
+
+
+def throughput(rows, images, repeat: int = 2) -> list[str]:
+    """Phase 1 (decode + keys + hashes, the real face_keys on a manifest frame) against decode only."""
+    import pandas as pd
+
+    paths = list(dict.fromkeys(r[0] for r in rows))
+    df = pd.DataFrame({"sample_id": [f"{k:016x}" for k in range(len(rows))], "source": "bench", "split": "test",
+                       "image_path": [r[0].lstrip("/") for r in rows], "landmarks": [r[1] for r in rows],
+                       "valid": [r[2] for r in rows], "bbox": [r[3] for r in rows]})
+    df.attrs["manifest"] = {"source_roots": {"bench": "/"}}
+    df.attrs["path"] = "/x.parquet"
+    best_dec = best_keys = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for p in paths:
+            decode_image(p)
+        best_dec = min(best_dec, time.perf_counter() - t)
+        t = time.perf_counter()
+        face_keys(df)
+        best_keys = min(best_keys, time.perf_counter() - t)
+    pixels = sum(images[p].shape[0] * images[p].shape[1] for p in paths) / len(paths)
+    return [f"{len(paths)} images ({len(rows)} faces, mean {pixels / 1e6:.2f} Mpixel), one thread, best of {repeat}:",
+            "", "| step | images/s | ratio to decoding |", "|---|---|---|",
+            f"| read + decode only | {len(paths) / best_dec:.1f} | 1.00 |",
+            f"| find-duplicates phase 1 (read, decode, content keys, both hashes) | {len(paths) / best_keys:.1f} | "
+            f"{best_dec / best_keys:.2f} |"]
+
+
+def scale(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    lines = ["| faces | time (s) | peak memory (MiB, tracemalloc) | pairs found | planted copies found, by distance 0-4 / 5-8 |",
+             "|---|---|---|---|---|"]
+    for size in (n // 4, n):
+        base = rng.integers(0, 2 ** 63, size, dtype=np.uint64) | (rng.integers(0, 2, size, dtype=np.uint64) << np.uint64(63))
+        mirror = rng.integers(0, 2 ** 63, size, dtype=np.uint64)
+        planted = min(size // 100, 10_000)
+        src = rng.choice(size, planted, replace=False)
+        dst = (src + size // 2) % size
+        dist = rng.integers(0, MAX_DISTANCE + 1, planted)
+        for k in range(planted):
+            flips = rng.choice(64, dist[k], replace=False)
+            mask = np.uint64(0)
+            for f in flips:
+                mask |= np.uint64(1) << np.uint64(f)
+            base[dst[k]] = base[src[k]] ^ mask
+        keys = np.arange(1, size + 1, dtype=np.uint64)
+        box = np.tile(np.array([[0, 0, 100, 100]], np.float32), (size, 1))
+        tracemalloc.start()
+        t = time.perf_counter()
+        pairs = pair_faces(keys, keys + np.uint64(size + 10), base, mirror, np.ones(size, bool), box)
+        secs = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+        tracemalloc.stop()
+        got = set(zip(pairs["i"].tolist(), pairs["j"].tolist()))
+        found = np.array([(min(a, b), max(a, b)) in got for a, b in zip(src, dst)])
+        low, high = dist <= 4, dist > 4
+        lines.append(f"| {size:,} | {secs:.1f} | {peak:.0f} | {len(pairs):,} | {found[low].mean():.3f} / "
+                     f"{found[high].mean():.3f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=int, default=1_000_000, help="faces of the synthetic pairing run")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-scale", action="store_true")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    out = []
+    if not (args.skip_quality and args.skip_throughput):
+        with tempfile.TemporaryDirectory() as tmp:
+            rows, images = photos(Path(tmp))
+        if not args.skip_quality:
+            out += ["## Recall and precision per transform", ""] + quality(rows, images)
+        if not args.skip_throughput:
+            out += ["", "## Throughput", ""] + throughput(rows, images)
+    if not args.skip_scale:
+        out += ["", f"## Pairing at scale ({fh.TABLES} tables of {fh.BANDS} bands, max distance {MAX_DISTANCE})", ""]
+        out += scale(args.scale)
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
