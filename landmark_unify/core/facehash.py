@@ -21,10 +21,12 @@ import numpy as np
 
 from .layouts import get_layout
 
-#: Points every face is aligned on, by name in the canonical layout: well-defined in every source layout that
-#: maps to it (68-point faces included), spread over the face so that the fit fixes rotation and scale.
-ANCHOR_POINTS = ("eye_l_outer", "eye_l_inner", "eye_r_inner", "eye_r_outer", "nose_bridge_3", "nose_base_c",
-                 "lip_outer_l", "lip_outer_r")
+#: Point groups every face is aligned on: the inner face (brows, nose, eyes, lips), named by the layout, not the
+#: contour (ambiguous along the outline, projected on turned faces) nor the pupils (few layouts have them). Many
+#: points average annotation noise out: another annotation of the same face moves the crop little.
+ANCHOR_GROUPS = ("brow", "nose", "eye", "lip")
+#: The anchor points, by name in the canonical layout (a face uses those of them that are valid).
+ANCHOR_POINTS = tuple(n for n, g in zip(get_layout("wflw98").names, get_layout("wflw98").groups) if g in ANCHOR_GROUPS)
 #: Side of the aligned crop the hash is computed on, pixels.
 CROP_SIZE = 32
 #: Bits of a hash (the 64 lowest-frequency AC coefficients of the crop's DCT).

@@ -460,7 +460,7 @@ def find_duplicates(inputs, output: str | os.PathLike, *, where=None, max_distan
             "bands": int(bands), "tables": int(tables), "faces": int(inp.size),
             "faces_missing_image": len(missing), "pairs": counts, "leaks": leaks,
             "hash": f"dct{fh.HASH_BITS} of aligned {fh.CROP_SIZE}x{fh.CROP_SIZE} crops, anchors "
-                    + ",".join(fh.ANCHOR_POINTS)}
+                    + ",".join(fh.ANCHOR_GROUPS) + f" ({len(fh.ANCHOR_POINTS)} points)"}
     write_pairs(table, out, meta)
     write_sidecar(missing, mf.skipped_path_for(out))
     total = sum(int(r.extra["total"]) for r in done)
