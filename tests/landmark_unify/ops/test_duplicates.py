@@ -313,3 +313,26 @@ def test_audit_page_loads_cleanly_where_the_audit_command_exists(wflw_faces, tmp
     assert main(["audit", str(wflw_faces), "-o", str(out), "--html", str(tmp_path / "audit")]) == 0
     pages = list((tmp_path / "audit").glob("*.html"))
     assert pages and all(html_page_check(p) == [] for p in pages)
+
+
+def test_recipe_drops_the_300w_lp_rendering_of_a_test_image(shared_data, tmp_path, capsys):
+    """build-manifest --recipe --drop-leaks: the 300W-LP face rendered from 300-W's iBUG test set is left out,
+    with its reason in the sidecar; the WFLW faces stay."""
+    lp = tmp_path / "lp.parquet"
+    build_manifest([f"300wlp={shared_data / '300W_LP'}"], lp, progress=False)
+    pairs = tmp_path / "pairs.parquet"
+    assert main(["find-duplicates", str(lp), "-o", str(pairs), "-q"]) == 0
+    out = tmp_path / "wflw2.parquet"
+    rc = main(["build-manifest", "--recipe", "wflw2", "--source", f"wflw={shared_data / 'WFLW'}",
+               "--source", f"lapa={shared_data / 'LaPa'}", "--source", f"300wlp={shared_data / '300W_LP'}",
+               "-o", str(out), "-q", "--drop-leaks", str(pairs)])
+    assert rc == 0, capsys.readouterr().err
+    df = lu.read_manifest(out)
+    assert df["source"].value_counts().to_dict() == {"wflw": 1966}
+    side = [json.loads(x) for x in excluded_path_for(out).read_text().splitlines()]
+    assert [r["source"] for r in side] == ["300wlp"]
+    assert side[0]["reason"].startswith("leak: provenance of test face ibug/image_008_1")
+    assert df.attrs["manifest"]["excluded"]["drop_leaks"] == str(pairs)
+    # without --recipe the options are refused, not ignored
+    assert main(["build-manifest", "--source", f"300wlp={shared_data / '300W_LP'}", "-o", str(tmp_path / "x.parquet"),
+                 "--drop-leaks", str(pairs)]) == 2
