@@ -15,7 +15,7 @@ from ..cli_base import (
     engine_kwargs,
     where_filter,
 )
-from ..core.facehash import HASH_BITS
+from ..core.facehash import LONG_BITS
 
 
 def _distance(text: str) -> int:
@@ -23,8 +23,8 @@ def _distance(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < HASH_BITS:
-        raise argparse.ArgumentTypeError(f"must be in 0..{HASH_BITS - 1}; got {value}")
+    if not 0 <= value < LONG_BITS:
+        raise argparse.ArgumentTypeError(f"must be in 0..{LONG_BITS - 1}; got {value}")
     return value
 
 
@@ -35,8 +35,8 @@ def add_arguments(parser) -> None:
     add_output(parser, "pairs to write (.parquet; columns in docs/spec/duplicates.md)")
     add_where(parser)
     parser.add_argument("--max-distance", type=_distance, default=MAX_DISTANCE, metavar="BITS",
-                        help=f"near and mirror pairs: aligned-face hashes at most this many bits apart, of {HASH_BITS} "
-                             f"(default {MAX_DISTANCE}; docs/figures/duplicates.md)")
+                        help=f"near and mirror pairs: aligned-face verification hashes at most this many bits apart, of "
+                             f"{LONG_BITS} (default {MAX_DISTANCE}; docs/figures/duplicates.md)")
     parser.add_argument("--html", default=None, metavar="DIR",
                         help="also write a page of the pairs side by side (DIR/index.html, with the crops)")
     add_on_error(parser)

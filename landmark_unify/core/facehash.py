@@ -29,8 +29,11 @@ ANCHOR_GROUPS = ("brow", "nose", "eye", "lip")
 ANCHOR_POINTS = tuple(n for n, g in zip(get_layout("wflw98").names, get_layout("wflw98").groups) if g in ANCHOR_GROUPS)
 #: Side of the aligned crop the hash is computed on, pixels.
 CROP_SIZE = 32
-#: Bits of a hash (the 64 lowest-frequency AC coefficients of the crop's DCT).
+#: Bits of the index hash (the 64 lowest-frequency AC coefficients of the crop's DCT): what the multi-index
+#: hashing bands.
 HASH_BITS = 64
+#: Bits of the verification hash (the 128 lowest): what decides a pair.
+LONG_BITS = 128
 #: Where the anchors sit in the crop: the outer eye corners are this fraction of the side apart, and the
 #: anchors' centre is at these fractions of the side (x, y). The crop holds the inner face, brows to chin.
 EYE_SPAN = 0.56
@@ -141,8 +144,23 @@ def dct_hash(crops: np.ndarray) -> np.ndarray:
     """``(N,)`` uint64 perceptual hashes of ``(N, S, S)`` grey crops: 64 low-frequency AC coefficients of
     the DCT, each compared with their median. Invariant to brightness and contrast changes that do not
     clip (they shift the DC term and scale the rest)."""
-    coef = dct_coefficients(crops, HASH_BITS)
-    return pack_bits(coef > np.median(coef, axis=1, keepdims=True))
+    return dct_hashes(crops)[:, 0]
+
+
+def dct_hashes(crops: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` uint64 per crop: the 64-bit index hash (:func:`dct_hash`), then the 128-bit verification
+    hash in two words (the 128 lowest AC coefficients against their median)."""
+    coef = dct_coefficients(crops, LONG_BITS)
+    short = coef[:, :HASH_BITS]
+    bits = coef > np.median(coef, axis=1, keepdims=True)
+    return np.stack([pack_bits(short > np.median(short, axis=1, keepdims=True)), pack_bits(bits[:, :64]),
+                     pack_bits(bits[:, 64:])], 1)
+
+
+def long_hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits that differ between 128-bit hashes (``(..., 2)`` uint64 words), as int64."""
+    x = np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64))
+    return np.bitwise_count(x).sum(-1, dtype=np.int64)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -32,10 +32,12 @@ from ..manifest import plan_slices, read_slice
 from .provenance import provenance_pairs, test_side
 from .runner import UnitResult
 
-#: Largest Hamming distance (of 64 bits) at which two face hashes are the same face. Measured in
-#: ``docs/figures/duplicates.md``: copies under the transforms of the spec stay within it, distinct faces
-#: lie beyond it.
-MAX_DISTANCE = 8
+#: Largest Hamming distance between the 128-bit verification hashes at which two faces are the same face.
+#: Measured in ``docs/figures/duplicates.md``: copies under the transforms of the spec stay within it, distinct
+#: faces lie beyond it.
+MAX_DISTANCE = 28
+#: Candidates: faces whose 64-bit index hashes lie within this many bits (multi-index hashing).
+CANDIDATE_DISTANCE = 10
 #: Side of the crop warped from the image before it is reduced (area averaging) to the hash's crop.
 WARP_SIZE = 4 * fh.CROP_SIZE
 #: Two faces on images of the same content are one face when their landmarks agree within this fraction of
@@ -201,7 +203,7 @@ class FaceKeys:
 
     file_key: np.ndarray
     pixel_key: np.ndarray
-    hash: np.ndarray
+    hash: np.ndarray  # (N, 3) uint64: index hash, verification hash (fh.dct_hashes)
     mirror_hash: np.ndarray
     has_image: np.ndarray
     aligned: np.ndarray
@@ -213,7 +215,8 @@ def face_keys(df: pd.DataFrame, on_error: str = "skip") -> FaceKeys:
     them). Each image is decoded once. A missing or undecodable image raises (``on_error="raise"``) or is
     listed in ``missing`` and its faces get no image descriptors."""
     n = len(df)
-    out = FaceKeys(*(np.zeros(n, np.uint64) for _ in range(4)), np.zeros(n, bool), np.zeros(n, bool))
+    out = FaceKeys(np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros((n, 3), np.uint64),
+                   np.zeros((n, 3), np.uint64), np.zeros(n, bool), np.zeros(n, bool))
     if not n:
         return out
     paths = mf.image_paths(df)
@@ -244,20 +247,22 @@ def face_keys(df: pd.DataFrame, on_error: str = "skip") -> FaceKeys:
         both = np.concatenate([r, r + n])
         crops[both] = _image_crops(img, mats[both], lo[both].min(0), hi[both].max(0))
         out.has_image[r] = True
-    hashes = fh.dct_hash(crops)
-    out.hash[:], out.mirror_hash[:] = np.where(out.has_image, hashes[:n], 0), np.where(out.has_image, hashes[n:], 0)
+    hashes = fh.dct_hashes(crops)
+    seen = out.has_image[:, None]
+    out.hash[:], out.mirror_hash[:] = np.where(seen, hashes[:n], 0), np.where(seen, hashes[n:], 0)
     out.aligned[:] = aligned & out.has_image
     return out
 
 
 def image_face_hashes(img: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, bbox: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The hashes of the faces of one decoded image (BGR or grey): ``(hash, mirror_hash, aligned)``, each
-    ``(F,)``, for the faces' ``landmarks`` ``(F, 98, 2)``, ``valid`` ``(F, 98)`` and ``bbox`` ``(F, 4)``."""
+    """The hashes of the faces of one decoded image (BGR or grey): ``(hash, mirror_hash, aligned)``, hashes
+    ``(F, 3)`` (:func:`~landmark_unify.core.facehash.dct_hashes`), for the faces' ``landmarks`` ``(F, 98, 2)``,
+    ``valid`` ``(F, 98)`` and ``bbox`` ``(F, 4)``."""
     m, mm, aligned = face_matrices(landmarks, valid, bbox)
     mats = np.concatenate([m, mm])
     lo, hi = window_boxes(mats)
-    hashes = fh.dct_hash(_image_crops(img, mats, lo.min(0), hi.max(0)))
+    hashes = fh.dct_hashes(_image_crops(img, mats, lo.min(0), hi.max(0)))
     f = len(landmarks)
     return hashes[:f], hashes[f:], aligned
 
@@ -333,15 +338,20 @@ def _equal_pairs(key: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def pair_faces(file_key, pixel_key, hashes, mirror_hashes, has_image, box, max_distance: int = MAX_DISTANCE,
-               bands: int = fh.BANDS, tables: int = fh.TABLES) -> pd.DataFrame:
+               bands: int = fh.BANDS, tables: int = fh.TABLES,
+               candidate_distance: int = CANDIDATE_DISTANCE) -> pd.DataFrame:
     """The pixel pairs of a set of faces: columns ``i``, ``j`` (``i < j``), ``kind`` (``exact``, ``near``,
-    ``mirror``) and ``distance`` (bits). Faces without an image take no part. Exact: the same file bytes or
-    decoded pixels and the same face on them (boxes agree, hashes within ``max_distance``). Near: hashes
-    within ``max_distance``. Mirror: one face's mirror hash within ``max_distance`` of the other's hash,
-    closer than their plain hashes."""
+    ``mirror``) and ``distance`` (bits of the 128-bit verification hashes). ``hashes`` and ``mirror_hashes``:
+    ``(N, 3)`` uint64 (:func:`~landmark_unify.core.facehash.dct_hashes`). Faces without an image take no part.
+
+    Exact: the same file bytes or pixels and the same face on them (boxes agree, verification hashes within
+    ``max_distance``). Near: the 64-bit index hashes within ``candidate_distance`` (multi-index hashing, no
+    all-pairs comparison), then the verification hashes within ``max_distance``. Mirror: the same with one
+    face's mirror hashes against the other's hashes, and closer than their plain hashes."""
     rows = np.flatnonzero(np.asarray(has_image, bool))
-    h = np.asarray(hashes, np.uint64)
-    hm = np.asarray(mirror_hashes, np.uint64)
+    h = np.asarray(hashes, np.uint64).reshape(-1, 3)
+    hm = np.asarray(mirror_hashes, np.uint64).reshape(-1, 3)
+    n = len(h)
     frames = []
     # exact
     ei, ej = [], []
@@ -351,20 +361,23 @@ def pair_faces(file_key, pixel_key, hashes, mirror_hashes, has_image, box, max_d
         ej.append(j)
     i, j = np.concatenate(ei), np.concatenate(ej)
     if i.size:
-        k = np.unique(i * len(h) + j)
-        i, j = k // len(h), k % len(h)
-        d = fh.hamming(h[i], h[j])
+        k = np.unique(i * n + j)
+        i, j = k // n, k % n
+        d = fh.long_hamming(h[i, 1:], h[j, 1:])
         ok = _same_box(np.asarray(box), i, j) & (d <= max_distance)
         frames.append(pd.DataFrame({"i": i[ok], "j": j[ok], "kind": "exact", "distance": np.zeros(ok.sum(), np.int64)}))
     # near: plain hashes; mirror: one side's mirror hash against the other's hash
-    ni, nj, nd = fh.band_pairs(h[rows], h[rows], max_distance, same=True, bands=bands, tables=tables)
-    frames.append(pd.DataFrame({"i": rows[ni], "j": rows[nj], "kind": "near", "distance": nd.astype(np.int64)}))
-    mi, mj, md = fh.band_pairs(hm[rows], h[rows], max_distance, same=False, bands=bands, tables=tables)
+    ni, nj, _ = fh.band_pairs(h[rows, 0], h[rows, 0], candidate_distance, same=True, bands=bands, tables=tables)
+    ni, nj = rows[ni], rows[nj]
+    nd = fh.long_hamming(h[ni, 1:], h[nj, 1:])
+    keep = nd <= max_distance
+    frames.append(pd.DataFrame({"i": ni[keep], "j": nj[keep], "kind": "near", "distance": nd[keep]}))
+    mi, mj, _ = fh.band_pairs(hm[rows, 0], h[rows, 0], candidate_distance, same=False, bands=bands, tables=tables)
     mi, mj = rows[mi], rows[mj]
-    other = mi != mj
-    mi, mj, md = mi[other], mj[other], md[other]
-    frames.append(pd.DataFrame({"i": np.minimum(mi, mj), "j": np.maximum(mi, mj), "kind": "mirror",
-                                "distance": md.astype(np.int64)}))
+    md = fh.long_hamming(hm[mi, 1:], h[mj, 1:])
+    keep = (mi != mj) & (md <= max_distance)
+    mi, mj, md = mi[keep], mj[keep], md[keep]
+    frames.append(pd.DataFrame({"i": np.minimum(mi, mj), "j": np.maximum(mi, mj), "kind": "mirror", "distance": md}))
     pairs = pd.concat(frames, ignore_index=True)
     if not len(pairs):
         return pairs
@@ -410,16 +423,16 @@ def find_duplicates(inputs, output: str | os.PathLike, *, where=None, max_distan
     """Find the pairs of faces that are copies of each other within and across the manifests ``inputs``
     (files or datasets) and write them to ``output`` (Parquet, ``docs/spec/duplicates.md``).
 
-    where: a row filter applied to every input. max_distance: Hamming bits (of 64) of ``near`` and ``mirror``
-    pairs. on_error: ``raise`` stops at the first missing or undecodable image; ``skip`` counts those faces,
+    where: a row filter applied to every input. max_distance: Hamming bits (of 128) of the verification hashes
+    of ``near`` and ``mirror`` pairs. on_error: ``raise`` stops at the first missing or undecodable image; ``skip`` counts those faces,
     lists them in ``OUT.skipped.jsonl`` and pairs them by provenance only. bands: fields of the multi-index
     hash (default ``max_distance + 1``: every pair within ``max_distance`` is found)."""
     from ..manifest.filters import parse_filter
 
     if on_error not in ON_ERROR:
         raise LandmarkUnifyError(f"on_error must be one of {list(ON_ERROR)}; got {on_error!r}")
-    if not 0 <= int(max_distance) < fh.HASH_BITS:
-        raise LandmarkUnifyError(f"max_distance must be in 0..{fh.HASH_BITS - 1}; got {max_distance}")
+    if not 0 <= int(max_distance) < fh.LONG_BITS:
+        raise LandmarkUnifyError(f"max_distance must be in 0..{fh.LONG_BITS - 1}; got {max_distance}")
     paths = [Path(p) for p in inputs]
     if not paths:
         raise LandmarkUnifyError("find-duplicates needs at least one manifest")
@@ -457,9 +470,10 @@ def find_duplicates(inputs, output: str | os.PathLike, *, where=None, max_distan
                                                           return_counts=True))}
     leaks = int(np.sum(table.column("leak").to_numpy(zero_copy_only=False)))
     meta = {"command": command or "find-duplicates", "inputs": [str(p) for p in paths], "where": getattr(flt, "text", None), "max_distance": int(max_distance),
-            "bands": int(bands), "tables": int(tables), "faces": int(inp.size),
+            "bands": int(bands), "tables": int(tables),
+            "candidate_distance": CANDIDATE_DISTANCE, "faces": int(inp.size),
             "faces_missing_image": len(missing), "pairs": counts, "leaks": leaks,
-            "hash": f"dct{fh.HASH_BITS} of aligned {fh.CROP_SIZE}x{fh.CROP_SIZE} crops, anchors "
+            "hash": f"dct{fh.HASH_BITS} index + dct{fh.LONG_BITS} verification hashes of aligned {fh.CROP_SIZE}x{fh.CROP_SIZE} crops, anchors "
                     + ",".join(fh.ANCHOR_GROUPS) + f" ({len(fh.ANCHOR_POINTS)} points)"}
     write_pairs(table, out, meta)
     write_sidecar(missing, mf.skipped_path_for(out))
