@@ -65,6 +65,7 @@ TRANSFORMS = {
     "rotate 5 deg": [("rotate", 5)], "rotate -10 deg": [("rotate", -10)],
     "mirror": [("mirror", None)], "mirror + jpeg q50": [("mirror", None), ("jpeg", 50)],
     "another annotation (3 % IOD)": [("relabel", 0.03)],
+    "another annotation (6 % IOD)": [("relabel", 0.06)],
     "all at once": [("jpeg", 40), ("resize", 0.7), ("crop", 0.1), ("rotate", 5), ("brightness", 0.9),
                     ("contrast", 1.1)],
 }
