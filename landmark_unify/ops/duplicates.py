@@ -296,7 +296,8 @@ def _keys_task(inputs: Sequence[tuple[str, dict]], where, on_error: str, index: 
 
     t0 = time.perf_counter()
     path, meta = inputs[unit.input]
-    df = mf.dataframe_from_table(read_slice(unit.slice, columns=list(COLUMNS)))
+    wanted = list(dict.fromkeys([*COLUMNS, *(where.columns if where is not None else ())]))
+    df = mf.dataframe_from_table(read_slice(unit.slice, columns=wanted))
     df.attrs["manifest"] = meta
     df.attrs["path"] = str(Path(path).resolve())
     total = len(df)

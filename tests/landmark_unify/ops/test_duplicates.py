@@ -336,3 +336,33 @@ def test_recipe_drops_the_300w_lp_rendering_of_a_test_image(shared_data, tmp_pat
     # without --recipe the options are refused, not ignored
     assert main(["build-manifest", "--source", f"300wlp={shared_data / '300W_LP'}", "-o", str(tmp_path / "x.parquet"),
                  "--drop-leaks", str(pairs)]) == 2
+
+
+def test_same_command_same_bytes_and_where_selects_faces(wflw_faces, tmp_path):
+    out = tmp_path / "p.parquet"
+    args = ["find-duplicates", str(wflw_faces), str(wflw_faces), "-o", str(out), "-q",
+            "--where", "attr_pose == True or attr_occlusion == True"]
+    assert main(args) == 0
+    first = out.read_bytes()
+    assert main(args) == 0
+    assert out.read_bytes() == first
+    pairs = read_pairs(out)
+    # the same manifest twice: every selected face is an exact pair with itself, and only those
+    df = lu.read_manifest(wflw_faces)
+    chosen = df[(df["attr_pose"] == True) | (df["attr_occlusion"] == True)]  # noqa: E712
+    exact = pairs[pairs["kind"] == "exact"]
+    assert sorted(exact["sample_id_a"]) == sorted(chosen["sample_id"])
+    assert (exact["sample_id_a"] == exact["sample_id_b"]).all() and not exact["leak"].any()
+    assert pairs.attrs["duplicates"]["where"] == "attr_pose == True or attr_occlusion == True"
+
+
+def test_bad_arguments_are_refused(wflw_faces, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["find-duplicates", str(wflw_faces), "-o", str(tmp_path / "p.parquet"), "--max-distance", "200"])
+    assert "must be in 0..127" in capsys.readouterr().err
+    not_manifest = tmp_path / "x.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(not_manifest)
+    assert main(["find-duplicates", str(not_manifest), "-o", str(tmp_path / "p.parquet")]) == 1
+    assert "find-duplicates: error" in capsys.readouterr().err
+    assert not (tmp_path / "p.parquet").exists()
+    assert main(["find-duplicates", str(wflw_faces), "-o", str(tmp_path / "p.parquet"), "--where", "nope > 1"]) == 1
