@@ -29,6 +29,7 @@ from ..engines import engine_context
 from ..errors import ON_ERROR, LandmarkUnifyError, ParseError
 from ..io import check_overwrite, decode_image, write_sidecar
 from ..manifest import plan_slices, read_slice
+from ..progress import Progress
 from .provenance import provenance_pairs, test_side
 from .runner import UnitResult
 
@@ -446,9 +447,14 @@ def find_duplicates(inputs, output: str | os.PathLike, *, where=None, max_distan
         ins.append((str(p), meta))
         units += [DupUnit(k, s) for s in slices]
     t0 = time.perf_counter()
-    with engine_context(engine, workers, scheduler) as eng:
-        done = sorted((r for _, r in eng.map(partial(_keys_task, ins, flt, on_error), units,
-                                             lambda i: units[i].slice.describe())), key=lambda r: r.index)
+    done = []
+    total_rows = sum(u.slice.length for u in units)
+    with engine_context(engine, workers, scheduler) as eng, \
+            Progress(total=total_rows, desc=f"{out.name}: hashing", unit="faces", enabled=progress) as bar:
+        for _, r in eng.map(partial(_keys_task, ins, flt, on_error), units, lambda i: units[i].slice.describe()):
+            done.append(r)
+            bar.update(int(r.extra["total"]))
+    done.sort(key=lambda r: r.index)
     t_keys = time.perf_counter() - t0
     inp = np.concatenate([np.full(r.rows, units[r.index].input, np.int32) for r in done]) if done else np.zeros(0, np.int32)
 
