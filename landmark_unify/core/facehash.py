@@ -5,8 +5,8 @@ gets points and grey crops as arrays.
 
 - :func:`anchor_template` places a layout's anchor points (named, e.g. the eye corners, the nose and the
   mouth corners) in a square crop, left-right symmetric under the layout's mirror permutation.
-- :func:`align_to_template` fits one affine map per face (least squares over the valid anchors) from image
-  pixels to the crop.
+- :func:`align_to_template` fits one similarity transform per face (rotation, uniform scale, translation;
+  least squares over the valid anchors) from image pixels to the crop.
 - :func:`dct_hash` turns ``(N, S, S)`` grey crops into 64-bit hashes: the 2-D DCT-II of each crop, its 64
   lowest-frequency AC coefficients in zig-zag order, one bit each: above or below their median.
 - :func:`hamming` counts differing bits; :func:`band_pairs` finds every pair of hashes within a Hamming
@@ -38,7 +38,7 @@ LONG_BITS = 128
 #: anchors' centre is at these fractions of the side (x, y). The crop holds the inner face, brows to chin.
 EYE_SPAN = 0.56
 ANCHOR_CENTRE = (0.5, 0.5)
-#: Fewest valid anchors a face needs to be aligned (an affine map has 6 degrees of freedom: 3 points).
+#: Fewest valid anchors a face needs to be aligned (a similarity has 4 degrees of freedom).
 MIN_ANCHORS = 3
 
 
@@ -71,31 +71,35 @@ def anchor_template(points: np.ndarray, layout: str = "wflw98", names: Sequence[
 
 
 def align_to_template(points: np.ndarray, valid: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Affine maps (least squares, batched) taking each face's valid anchors onto ``template``: rotation, scale,
-    translation and also a different scale along x and y (a copy resized to another aspect ratio) and shear.
+    """Similarity transforms mapping each face's anchors onto ``template``.
 
     points: ``(N, A, 2)`` anchor pixels (NaN where invalid); valid: ``(N, A)``; template: ``(A, 2)``.
-    Returns ``(M, ok)``: ``(N, 2, 3)`` matrices (image -> crop; identity where not ``ok``) and ``(N,)`` bool, True
-    where at least :data:`MIN_ANCHORS` anchors are valid and they span the plane."""
+    Returns ``(M, ok)``: ``(N, 2, 3)`` affine matrices (image -> crop; identity where not ``ok``) and
+    ``(N,)`` bool, True where at least :data:`MIN_ANCHORS` anchors are valid and they are not all at one point.
+    Least squares (Umeyama without reflection), batched."""
     p = np.asarray(points, np.float64)
     v = np.asarray(valid, bool) & np.isfinite(p).all(-1)
     w = v.astype(np.float64)
-    x = np.concatenate([np.where(v[..., None], p, 0.0), np.ones(p.shape[:2] + (1,))], -1) * w[..., None]
-    # normal equations per face, in coordinates centred and scaled by the face's own spread (conditioning)
     n = w.sum(1)
-    centre = x[..., :2].sum(1) / np.maximum(n, 1.0)[:, None]
-    spread = np.sqrt(((x[..., :2] - centre[:, None]) ** 2 * w[..., None]).sum((1, 2)) / np.maximum(n, 1.0))
-    spread = np.where(spread > 1e-9, spread, 1.0)
-    xs = x.copy()
-    xs[..., :2] = (x[..., :2] - centre[:, None] * w[..., None]) / spread[:, None, None]
-    xtx = np.einsum("nai,naj->nij", xs, xs)
-    ok = (n >= MIN_ANCHORS) & (np.abs(np.linalg.det(xtx)) > 1e-6 * np.maximum(n, 1.0) ** 3)
-    m = np.tile(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), (len(p), 1, 1))
-    if ok.any():
-        sol = np.linalg.solve(xtx[ok], np.einsum("nai,aj->nij", xs[ok], template))  # (K, 3, 2)
-        a = np.transpose(sol[:, :2], (0, 2, 1)) / spread[ok, None, None]  # undo the scaling
-        t = sol[:, 2] - np.einsum("nij,nj->ni", a, centre[ok])  # and the centring
-        m[ok, :, :2], m[ok, :, 2] = a, t
+    ok = n >= MIN_ANCHORS
+    n_safe = np.maximum(n, 1.0)
+    pz = np.where(v[..., None], p, 0.0)
+    mu_p = (pz * w[..., None]).sum(1) / n_safe[:, None]
+    mu_t = (w[..., None] * template[None]).sum(1) / n_safe[:, None]
+    dp = (pz - mu_p[:, None]) * w[..., None]
+    dt = (template[None] - mu_t[:, None]) * w[..., None]
+    # complex form of the 2-D similarity: t ~ s e^{i a} p + c
+    zp = dp[..., 0] + 1j * dp[..., 1]
+    zt = dt[..., 0] + 1j * dt[..., 1]
+    var = (np.abs(zp) ** 2).sum(1)
+    ok &= var > 1e-9
+    k = (np.conj(zp) * zt).sum(1) / np.where(var > 1e-9, var, 1.0)
+    a, b = k.real, k.imag
+    m = np.zeros((p.shape[0], 2, 3))
+    m[:, 0, 0], m[:, 0, 1] = a, -b
+    m[:, 1, 0], m[:, 1, 1] = b, a
+    m[:, :, 2] = mu_t - np.einsum("nij,nj->ni", m[:, :, :2], mu_p)
+    m[~ok] = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     return m, ok
 
 

@@ -158,7 +158,7 @@ def face_matrices(landmarks: np.ndarray, valid: np.ndarray, bbox: np.ndarray) ->
     landmarks ``(N, 98, 2)``, valid ``(N, 98)``, bbox ``(N, 4)``. The mirror map aligns the face as its mirror
     image shows it: points through the layout's mirror permutation with x negated (``flip_points``), composed
     with that negation, so a mirrored copy of the face gets the hash of this face's mirror. (The flip of an
-    image ``W`` wide is x -> W - 1 - x; the affine fit absorbs the shift, so the map needs no width.)"""
+    image ``W`` wide is x -> W - 1 - x; the similarity fit absorbs the shift, so the map needs no width.)"""
     idx = fh.anchor_indices()
     tpl = face_template()
     lm = np.asarray(landmarks, np.float64)
