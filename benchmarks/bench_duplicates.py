@@ -59,6 +59,7 @@ TRANSFORMS = {
     "jpeg q30": [("jpeg", 30)], "jpeg q50": [("jpeg", 50)],
     "resize 0.5x": [("resize", 0.5)], "resize 0.75x": [("resize", 0.75)], "resize 1.5x": [("resize", 1.5)],
     "resize 2x": [("resize", 2.0)],
+    "width only 0.9x (not in the spec)": [("stretch", 0.9)], "width only 0.8x (not in the spec)": [("stretch", 0.8)],
     "crop 10 %": [("crop", 0.1)], "crop 20 %": [("crop", 0.2)],
     "brightness -20 %": [("brightness", 0.8)], "brightness +20 %": [("brightness", 1.2)],
     "contrast -20 %": [("contrast", 0.8)], "contrast +20 %": [("contrast", 1.2)],

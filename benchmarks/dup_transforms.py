@@ -35,6 +35,15 @@ def resize(img, pts, box, factor):
     return out, (pts + 0.5) * scale - 0.5, (box + 0.5) * np.tile(scale, 2) - 0.5
 
 
+def stretch(img, pts, box, factor):
+    """Resize the width alone by ``factor`` (another aspect ratio)."""
+    h, w = img.shape[:2]
+    nw = max(int(round(w * factor)), 8)
+    out = cv2.resize(img, (nw, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+    scale = np.array([nw / w, 1.0])
+    return out, (pts + 0.5) * scale - 0.5, (box + 0.5) * np.tile(scale, 2) - 0.5
+
+
 def crop(img, pts, box, fraction, rng=None):
     """Cut ``fraction`` of the width and of the height away, split between the sides at random, but never
     into the faces' boxes where the image leaves room (a crop that removes the face leaves nothing to pair)."""
@@ -93,7 +102,7 @@ def relabel(img, pts, box, sigma, rng=None):
     return img.copy(), pts + rng.normal(0, 1, pts.shape) * sigma * iod[:, None, None], box.copy()
 
 
-TRANSFORMS = {"jpeg": jpeg, "resize": resize, "crop": crop, "brightness": brightness, "contrast": contrast,
+TRANSFORMS = {"jpeg": jpeg, "resize": resize, "stretch": stretch, "crop": crop, "brightness": brightness, "contrast": contrast,
               "rotate": rotate, "mirror": mirror, "relabel": relabel}
 
 
