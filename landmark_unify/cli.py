@@ -13,6 +13,7 @@ COMMANDS = {
     "mine-closed-eyes": "select faces with closed eyes",
     "relabel-pose": "fit head pose from landmarks and fill pitch, yaw, roll",
     "merge": "merge manifests with per-source weights and duplicate detection",
+    "find-duplicates": "find copies of a face (exact, near, mirrored, by provenance) and leaks across splits",
     "render": "draw a contact sheet of faces with their landmarks",
     "report": "write histograms of pose and eye aspect ratio as PNG plus an HTML page",
     "export": "write a manifest as a COCO keypoint file (MMPose, pycocotools, FiftyOne)",

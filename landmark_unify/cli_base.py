@@ -426,6 +426,31 @@ def resolve_where(args: argparse.Namespace) -> None:
         args.where = where_filter(args)
 
 
+def add_exclude_options(parser: argparse.ArgumentParser) -> None:
+    """``--exclude FILE``, ``--exclude-where EXPR`` and ``--drop-leaks PAIRS``: faces to leave out of a merge
+    (:mod:`landmark_unify.ops.exclude`)."""
+    parser.add_argument("--exclude", action="append", default=[], metavar="FILE", type=PATH,
+                        help="leave out the faces this file lists: an audit output or any Parquet with sample_id "
+                             "(every row), a find-duplicates output (the second face of each pair), a CSV with a "
+                             "sample_id column or a text list of ids; repeatable. Each dropped id and its reason "
+                             "go to OUT.excluded.jsonl")
+    parser.add_argument("--exclude-where", default=None, metavar="EXPR", type=WHERE,
+                        help="keep only the rows of the --exclude files matching EXPR, on their own columns, e.g. "
+                             "\"rank <= 50\" (audit) or \"kind == 'exact'\" (find-duplicates); the --where language")
+    parser.add_argument("--drop-leaks", default=None, metavar="PAIRS", type=PATH,
+                        help="a find-duplicates output: for each pair marked leak, leave out the side that is not "
+                             "test data (the training copy of a test face)")
+
+
+def exclude_kwargs(args: argparse.Namespace) -> dict:
+    """``exclude`` and ``exclusion_meta`` of a merge from :func:`add_exclude_options` (read now, so a bad file
+    stops the command before anything runs)."""
+    from .ops.exclude import exclusions
+
+    ids, meta = exclusions(args.exclude, args.exclude_where, args.drop_leaks)
+    return {"exclude": ids, "exclusion_meta": meta} if meta else {}
+
+
 def add_engine_options(parser: argparse.ArgumentParser, *, partition_rows: bool = True,
                        single_file: bool = True) -> None:
     """``--engine``, ``--workers``, ``--scheduler`` (and ``--partition-rows``, ``--single-file``): where an

@@ -321,6 +321,13 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(image) if orientation != 1 else image
 
 
+def read_image_with_bytes(path: str | os.PathLike, *, channel_order: str = "rgb",
+                          max_pixels: int | None = None) -> tuple[bytes, np.ndarray]:
+    """:func:`read_image`, with the file's bytes as read (for content keys: one read of the file)."""
+    data = _read_bytes(path)
+    return data, decode_image(data, path, channel_order=channel_order, max_pixels=max_pixels)
+
+
 def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", *, channel_order: str = "rgb",
                  max_pixels: int | None = None) -> np.ndarray:
     """:func:`read_image` of bytes already read."""

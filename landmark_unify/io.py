@@ -322,3 +322,4 @@ def check_overwrite(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
         if inside:  # e.g. a file written into the folder of an input dataset: it would corrupt that dataset
             raise LandmarkUnifyError(f"the output {out} lies inside {what} ({p}); writing it would change that "
                                      "input. Choose another output, or pass --overwrite")
+

@@ -31,3 +31,18 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def html_page_check():
+    """``check(path) -> list of problems`` of an HTML page in headless Chromium (``tests/html_check.py``);
+    skips with a reason when no Chromium is installed, fails under CI=true (``.ci/run`` installs it)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from html_check import check_html_page, chromium_path
+
+    if chromium_path() is None:
+        reason = "no Chromium installed (apt-get install chromium) for the headless page check"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+    return check_html_page

@@ -44,21 +44,23 @@ def run(args) -> int:
     import sys
 
     from ..ops.audit import audit_manifest, draw_suspects, print_summary
+    from ..outputs import current
 
+    # the pictures are declared before any work: a refused output stops the command first
+    current().file(args.sheet, inputs=[args.input], overwrite=args.overwrite)
+    page = current().folder(args.html, inputs=[args.input], overwrite=args.overwrite) if args.html else None
     res = audit_manifest(args.input, args.output, where=args.where, models=args.models, device=args.device,
                          fit_sample=args.fit_sample, on_error=args.on_error, overwrite=args.overwrite,
                          command=command_line(getattr(args, "_prog", "landmark_unify"), args),
-                         **_engine(run_options(args)))
+                         run=run_options(args))
     print_summary(res)
     for rec in res.skipped[:5]:
         print(f"skipped image signals: {rec['sample_id']} {rec['image']}: {rec['reason']}", file=sys.stderr)
     if args.sheet or args.html:
-        for kind, path in draw_suspects(args.input, res.output, sheet=args.sheet, html_dir=args.html,
+        html_dir = page.staging if page is not None else None
+        for kind, path in draw_suspects(args.input, res.output, sheet=args.sheet, html_dir=html_dir,
                                         n=args.n).items():
-            print(f"{path}: top {args.n} suspects ({kind})", file=sys.stderr)
+            shown = page.final(path) if page is not None else path
+            print(f"{shown}: top {args.n} suspects ({kind})", file=sys.stderr)
     return 0
 
-
-def _engine(run) -> dict:
-    return {"engine": run.engine, "workers": run.workers, "scheduler": run.scheduler,
-            "rows_per_partition": run.rows_per_partition, "progress": run.progress}

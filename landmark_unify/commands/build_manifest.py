@@ -9,11 +9,13 @@ from ..cli_base import (
     SOURCE_WEIGHT,
     TEXT,
     add_engine_options,
+    add_exclude_options,
     add_on_error,
     add_output,
     add_overwrite,
     add_quiet,
     command_line,
+    exclude_kwargs,
     run_options,
 )
 from ..ops.recipes import RECIPES, recipe_help
@@ -43,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --recipe: keep only these splits of a source (label or kind), e.g. "
                         "--splits wflw=train,lapa=train,val; repeatable. Default: every split, with a warning for "
                         "test / validation splits taken into a training set")
+    add_exclude_options(p)  # with --recipe: applied by the recipe's merge
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = recipe_help()
     p.add_argument("--allow-outside-root", action="store_true",
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         return run_recipe(args)
     if args.splits:
         print("build-manifest: --splits goes with --recipe", file=sys.stderr)
+        return 2
+    if args.exclude or args.drop_leaks or args.exclude_where:
+        print("build-manifest: --exclude, --exclude-where and --drop-leaks go with --recipe (or use merge)",
+              file=sys.stderr)
         return 2
     if not args.output:
         print("build-manifest: -o/--output is required", file=sys.stderr)
@@ -107,11 +114,12 @@ def run_recipe(args: argparse.Namespace) -> int:
         return 2
     out = args.output or recipe.default_output
     try:
+        excl = exclude_kwargs(args)
         balance = recipe.build(args.source, out, policy=args.policy, on_error=args.on_error,
                                check_images=bool(args.check_images), weights=args.weight or None,
                                log=lambda m: print(m, file=sys.stderr), command=command_line("landmark_unify", args),
                                mean_shape=args.mean_shape, shape_key=args.shape_key, splits=args.splits or None,
-                               run=run_options(args, single_file=None))
+                               **excl, run=run_options(args, single_file=None))
     except LandmarkUnifyError as exc:
         print(f"build-manifest --recipe {args.recipe}: error: {exc}", file=sys.stderr)
         return 1

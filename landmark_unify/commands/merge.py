@@ -5,9 +5,11 @@ from ..cli_base import (
     PATH,
     SOURCE_WEIGHT,
     add_engine_options,
+    add_exclude_options,
     add_output,
     add_overwrite,
     add_quiet,
+    exclude_kwargs,
     number,
     run_options,
 )
@@ -25,6 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tolerance", type=number(0, 10, unit="of the face size"), default=DUPLICATE_TOLERANCE,
                         help="faces on the same image are one face when their points differ by at most this "
                              f"fraction of the face size on average (default {DUPLICATE_TOLERANCE})")
+    add_exclude_options(parser)
     add_overwrite(parser)
     add_quiet(parser)
     add_engine_options(parser)
@@ -35,6 +38,7 @@ def run(args) -> int:
 
     # a LandmarkUnifyError (bad input, bad --weight) is printed by the dispatcher as "merge: error: ..."
     report = merge_manifests(args.inputs, args.output, args.weight, hash_images=not args.no_image_hash,
-                             tolerance=args.tolerance, overwrite=args.overwrite, run=run_options(args))
+                             tolerance=args.tolerance, overwrite=args.overwrite, **exclude_kwargs(args),
+                             run=run_options(args))
     print(f"{args.output}\n{report.summary}")
     return 0

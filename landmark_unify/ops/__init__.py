@@ -8,6 +8,7 @@
 :func:`check_images`          manifest -> the same with every image decoded (``ops.check_images``)
 :func:`build_wflw2`           the ``wflw2`` recipe (``ops.recipes``)
 :func:`export_coco`           manifest rows -> a COCO keypoint file (``ops.export``)
+:func:`find_duplicates`       manifests -> pairs of copies and leaks (``ops.duplicates``)
 ============================  ============================================================
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     "check_images": "check_images",
     "build_wflw2": "recipes",
     "export_coco": "export",
+    "find_duplicates": "duplicates",
     "run_units": "runner",
     "map_manifest": "runner",
 })

@@ -36,11 +36,12 @@ from ..core import audit as ca
 from ..core.eyes import eye_aspect_ratio, eye_state, thresholds_for
 from ..core.layouts import CANONICAL, get_layout
 from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, estimate_pose
-from ..engines import engine_context
+from ..engines import RunOptions
 from ..errors import ON_ERROR, LandmarkUnifyError
 from ..face_models import load_face_model
-from ..io import atomic_path, check_overwrite, owned_name
+from ..io import atomic_path, owned_name
 from ..manifest.filters import filter_rows, parse_filter
+from ..outputs import current, transactional
 from ..progress import Progress
 
 #: the findings vocabulary (docs/spec/audit.md)
@@ -757,28 +758,30 @@ class AuditResult:
                 f"{FLAG_Z:g}){': ' + found if found else ''}{img}")
 
 
-def audit_manifest(input: str | os.PathLike, output: str | os.PathLike, *, where: str | None = None,
+@transactional
+def audit_manifest(input: str | os.PathLike, output: str | os.PathLike, *, where=None,
                    models: Sequence[str] = (), device: str = "cpu", fit_sample: int | None = FIT_SAMPLE,
-                   engine="local", workers: int | None = None, scheduler: str | None = None,
-                   rows_per_partition: int = mf.DEFAULT_ROWS_PER_PARTITION, on_error: str = "raise",
-                   progress: bool = True, engine_options: Mapping | None = None, overwrite: bool = False,
-                   command: str | None = None) -> AuditResult:
+                   on_error: str = "raise", overwrite: bool = False, command: str | None = None,
+                   run: RunOptions | None = None, **engine) -> AuditResult:
     """Audit the faces of ``input`` (file or dataset) and write one row per face to ``output`` (.parquet);
     see the module docstring and ``docs/spec/audit.md``. ``models``: landmark model specs
     (:func:`load_landmark_model`), checked before anything is scored. ``on_error``: with ``raise`` a face
     whose image is missing or unreadable (with ``models``) stops the audit; with ``skip`` its image signals
-    are skipped, and it is counted and listed in ``OUT.skipped.jsonl``."""
+    are skipped, and it is counted and listed in ``OUT.skipped.jsonl``. ``where``: a row filter (text or a
+    parsed Filter). run: the engine settings (:class:`~landmark_unify.engines.RunOptions`, or its fields as
+    keywords)."""
+    opts = RunOptions.of(run, **engine)
     if on_error not in ON_ERROR:
         raise AuditError(f"unknown on_error {on_error!r}; valid: {list(ON_ERROR)}")
     if not str(output).endswith(".parquet"):
         raise AuditError(f"{output}: the audit output is one Parquet file (name it .parquet)")
-    check_overwrite(output, [input], overwrite)
-    if where is not None:
-        parse_filter(where, mf.COLUMN_NAMES)
+    current().file(output, inputs=[input], overwrite=overwrite)
+    if isinstance(where, str):
+        where = parse_filter(where, mf.COLUMN_NAMES)  # parsed once; a bad filter fails before any work
     for spec in models:
         _model(spec, device)  # a bad model or layout fails here, before any work
     t0 = time.perf_counter()
-    slices, in_meta = mf.plan_slices(input, rows_per_partition)
+    slices, in_meta = mf.plan_slices(input, opts.rows_per_partition)
     roots = _absolute_roots(in_meta, input)
     frames = [_read_frame(s, where) for s in _sample_slices(slices, fit_sample)]
     am = fit_audit_model(frames)
@@ -792,9 +795,9 @@ def audit_manifest(input: str | os.PathLike, output: str | os.PathLike, *, where
     results = []
     try:
         t1 = time.perf_counter()
-        bar = Progress(total=sum(s.length for s in slices), desc=out.name, unit="faces", enabled=progress)
+        bar = Progress(total=sum(s.length for s in slices), desc=out.name, unit="faces", enabled=opts.progress)
         task = partial(_score_task, am, str(staging))
-        with engine_context(engine, workers, scheduler, **(engine_options or {})) as eng:
+        with opts.start() as eng:
             for _, res in eng.map(task, slices, lambda i: slices[i].describe()):
                 results.append(res)
                 bar.update(slices[res["index"]].length)
@@ -808,7 +811,7 @@ def audit_manifest(input: str | os.PathLike, output: str | os.PathLike, *, where
                              f"{len(skipped)} faces without a readable image). Pass --on-error skip to audit them "
                              "without image signals")
         t2 = time.perf_counter()
-        meta = {"command": command, "input": str(input), "where": where,
+        meta = {"command": command, "input": str(input), "where": getattr(where, "text", where),
                 "models": [m if isinstance(m, str) else getattr(m, "name", repr(m)) for m in models],
                 "flag_z": FLAG_Z, "findings": list(FINDINGS), **am.describe()}
         counts = assemble([r["path"] for r in results], out, meta, models)

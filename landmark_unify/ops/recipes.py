@@ -129,8 +129,8 @@ def _sources_by_kind(recipe: Recipe, specs) -> dict:
 def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise", check_images: bool = False,
                 weights=None, closed_threshold: float | None = None, closed_mode: str = "either",
                 fit_pose: bool = True, log=print, command: str | None = None, keep_parts: bool = False,
-                mean_shape=None, shape_key: str | None = None, splits=None, run: RunOptions | None = None,
-                **engine) -> dict:
+                mean_shape=None, shape_key: str | None = None, splits=None, exclude=None, exclusion_meta=None,
+                run: RunOptions | None = None, **engine) -> dict:
     """Run the ``wflw2`` recipe (see the module docstring). ``weights``: per source label (or kind)
     ``{name: w}`` or ``["NAME=W"]`` over the recipe's defaults. ``command``: the command line, recorded in
     the metadata with the recipe's settings (under ``recipe``). Returns the balance report dict, with the
@@ -139,7 +139,9 @@ def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise"
     engine is started once for the whole recipe; no ``single_file``).
     mean_shape, shape_key: the face model of the pose fit. splits: the splits to keep per source label or kind
     (``{"wflw": ["train"]}`` or ``["wflw=train,lapa=train,val"]``; default: every split, with a warning for
-    held-out ones)."""
+    held-out ones). exclude, exclusion_meta: ``{sample_id: reason}`` of faces the merge leaves out
+    (:func:`landmark_unify.ops.exclude.exclusions`: ``--exclude``, ``--drop-leaks``), listed with their reasons
+    in ``OUT.excluded.jsonl``."""
     run = RunOptions.of(run, **engine)
     if run.single_file is not None:
         raise LandmarkUnifyError("a recipe writes one manifest file; single_file does not apply")
@@ -151,7 +153,8 @@ def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise"
     options = dict(policy=policy, on_error=on_error, check_images=check_images, weights=weights,
                    threshold=CLOSED_THRESHOLD if closed_threshold is None else closed_threshold,
                    closed_mode=closed_mode, fit_pose=fit_pose, log=log, command=command,
-                   mean_shape=mean_shape, shape_key=shape_key, splits=parse_splits(splits))
+                   mean_shape=mean_shape, shape_key=shape_key, splits=parse_splits(splits),
+                   exclude=dict(exclude or {}), exclusion_meta=dict(exclusion_meta or {}))
     with run.started() as run:
         if keep_parts:
             parts = out.with_name(out.name.removesuffix(".parquet") + ".parts")
@@ -163,7 +166,8 @@ def build_wflw2(sources, out, *, policy: str = "strict", on_error: str = "raise"
 
 
 def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, check_images, weights, threshold,
-               closed_mode, fit_pose, log, command, mean_shape, shape_key, run, splits) -> dict:
+               closed_mode, fit_pose, log, command, mean_shape, shape_key, run, splits, exclude,
+               exclusion_meta) -> dict:
     given = parse_weights(weights)
     w_by_label = {}
     for kind, src in by_kind.items():
@@ -216,11 +220,15 @@ def _run_wflw2(recipe, by_kind, out: Path, parts: Path, *, policy, on_error, che
         entry["sources"] = sorted(set(read_columns(p, ["source"]).column("source").to_pylist()))
     merge = merge_manifests(staged, out, w_by_label, run=run,
                             metadata={"command": command or f"recipe {recipe.name}", "recipe": settings,
-                                      "merged_from": merged_from})
+                                      "merged_from": merged_from},
+                            exclude=exclude, exclusion_meta=exclusion_meta)
     df = read_manifest(out)
     js, md, balance = write_balance(df, out, title=f"{recipe.name}: {out.name}")
     balance["merge"] = {"rows_in": merge.rows_in, "rows_out": merge.rows_out, "weights": merge.weights,
-                        "duplicates": len(merge.duplicates)}
+                        "duplicates": len(merge.duplicates), "excluded": len(merge.excluded)}
+    if merge.excluded:
+        log(f"{recipe.name}: excluded {len(merge.excluded)} faces (--exclude / --drop-leaks); each id and reason in "
+            f"{out.name.removesuffix('.parquet')}.excluded.jsonl")
     balance["parts"] = [str(p) for p in staged]
     balance["warnings"] = warnings
     balance["report_files"] = [str(js), str(md)]

@@ -274,3 +274,100 @@ def _markdown_tables_to_html(md: str) -> str:
     if in_table:
         out.append("</table>")
     return "\n".join(out)
+
+
+# --- duplicate pairs -----------------------------------------------------------------------------------------
+
+#: Pairs shown on the duplicates page at most (leaks first, then by kind and distance).
+PAGE_PAIRS = 200
+#: Height of each face crop on the page, pixels.
+PAGE_CROP = 128
+
+
+def _face_crop(img, box, height: int = PAGE_CROP):
+    """A square crop around ``box`` (1.4 times its larger side), resized to ``height`` pixels."""
+    import cv2
+
+    if img is None:
+        out = np.full((height, height, 3), 200, np.uint8)
+        cv2.putText(out, "no image", (8, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
+        return out
+    b = np.asarray(box, np.float64)
+    side = max(float(np.max(b[2:] - b[:2])) * 1.4, 8.0)
+    cx, cy = (b[:2] + b[2:]) / 2
+    s = height / side
+    m = np.array([[s, 0, height / 2 - s * cx], [0, s, height / 2 - s * cy]])
+    return cv2.warpAffine(img, m, (height, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(230, 230, 230))
+
+
+def write_duplicates_page(pairs_path: str | os.PathLike, manifests, out_dir: str | os.PathLike,
+                          limit: int = PAGE_PAIRS) -> Path:
+    """``out_dir/index.html``: the pairs of a find-duplicates output side by side (one PNG per pair, the two
+    faces cropped around their boxes), with kind, distance, leak, sources and splits. ``manifests``: the
+    inputs of that run, in its order (``input_a`` / ``input_b`` index them). Leaks first, then exact, near,
+    mirror and provenance pairs, closest first; at most ``limit`` pairs. Returns the HTML path."""
+    import pyarrow.parquet as pq
+
+    from ..images import ImageError, read_image
+    from ..manifest import bbox_array, image_paths, read_manifest
+
+    pairs = pq.read_table(pairs_path).to_pandas()
+    order = {"exact": 0, "near": 1, "mirror": 2, "provenance": 3}
+    pairs = pairs.assign(_leak=~pairs["leak"].astype(bool), _kind=pairs["kind"].map(order),
+                         _d=pairs["distance"].fillna(99))
+    shown = pairs.sort_values(["_leak", "_kind", "_d"], kind="stable").head(limit)
+    frames = []
+    for k, m in enumerate(manifests):
+        df = read_manifest(m)
+        wanted = set(shown.loc[shown["input_a"] == k, "sample_id_a"]) | set(
+            shown.loc[shown["input_b"] == k, "sample_id_b"].dropna())
+        sel = df[df["sample_id"].isin(wanted)]
+        if len(sel):
+            sub = sel.copy()
+            sub.attrs = dict(df.attrs)
+            frames.append(((k, sid), (p, b)) for sid, p, b in zip(sub["sample_id"], image_paths(sub), bbox_array(sub)))
+    where = {key: val for f in frames for key, val in f}
+    out = Path(out_dir)
+    images: dict = {}
+
+    def face(k, sid):
+        p, box = where.get((int(k), sid), (None, None))
+        if p is None:
+            return _face_crop(None, None)
+        if p not in images:
+            try:
+                images[p] = read_image(p, channel_order="bgr")
+            except ImageError:
+                images[p] = None
+        return _face_crop(images[p], box)
+
+    rows_html = []
+    for n, r in enumerate(shown.itertuples(index=False)):
+        left = face(r.input_a, r.sample_id_a)
+        right = face(r.input_b, r.sample_id_b) if isinstance(r.sample_id_b, str) else _face_crop(None, None)
+        gap = np.full((PAGE_CROP, 8, 3), 255, np.uint8)
+        name = f"pair_{n:04d}.png"
+        write_png_atomic(np.hstack([left, gap, right]), out / "pairs" / name)
+        dist = "" if r.distance != r.distance or r.distance is None else str(int(r.distance))
+        leak = "<b class='leak'>leak</b>" if r.leak else ""
+        b_side = (html.escape(f"{r.source_b} / {r.split_b}") + "<br>" + html.escape(str(r.image_path_b)))
+        rows_html.append(
+            f"<tr><td><img src='pairs/{name}' width='{2 * PAGE_CROP + 8}' height='{PAGE_CROP}' "
+            f"alt='pair {n}'></td><td>{html.escape(r.kind)}</td><td>{dist}</td><td>{leak}</td>"
+            f"<td>{html.escape(f'{r.source_a} / {r.split_a}')}<br>{html.escape(str(r.image_path_a))}</td>"
+            f"<td>{b_side}</td><td>{html.escape(str(r.provenance or ''))}</td></tr>")
+    counts = pairs["kind"].value_counts()
+    page = ["<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>duplicates: {html.escape(Path(pairs_path).name)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}.leak{color:#b00}</style>",
+            "</head><body>", f"<h1>{html.escape(str(pairs_path))}</h1>",
+            f"<p>{len(pairs)} pairs (" + ", ".join(f"{int(counts.get(k, 0))} {k}" for k in order)
+            + f"), {int(pairs['leak'].sum())} leaks. Shown: {len(shown)}, leaks first, then by kind and distance "
+            "(bits of 64). Left: face a, right: face b (grey: no image, or an origin outside the inputs).</p>",
+            "<table><tr><th>faces</th><th>kind</th><th>distance</th><th>leak</th><th>a: source / split, image</th>"
+            "<th>b: source / split, image</th><th>provenance</th></tr>", *rows_html, "</table></body></html>"]
+    index = out / "index.html"
+    write_text_atomic("\n".join(page) + "\n", index)
+    return index

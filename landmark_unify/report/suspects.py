@@ -48,15 +48,18 @@ def suspect_tile(image, row, size: int = 192) -> np.ndarray:
 
 
 def _images(rows: pd.DataFrame, roots: dict):
-    import cv2
-
+    """Each row's picture (BGR) through the project's image reader, None where missing or unreadable."""
+    from ..images import ImageError, read_image
     from ..manifest import image_paths
 
     files = image_paths(rows, roots)
     cache = {}
     for f in files:
         if f not in cache:
-            cache[f] = cv2.imread(str(f), cv2.IMREAD_COLOR) if f is not None and Path(f).is_file() else None
+            try:
+                cache[f] = read_image(f, channel_order="bgr") if f is not None else None
+            except ImageError:
+                cache[f] = None
     return [cache[f] for f in files]
 
 
