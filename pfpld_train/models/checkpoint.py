@@ -51,7 +51,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
         raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict, found {type(obj).__name__}")
+    check_format(obj.get("format"), path)
     return obj
+
+
+def check_format(found, path) -> None:
+    """A CheckpointError for a checkpoint of this trainer's format in a later version than :data:`FORMAT`
+    (its entries may mean what this version does not know) or in no version at all; a checkpoint without
+    our ``format`` (another trainer's) passes."""
+    family, _, version = FORMAT.rpartition("/")
+    if not isinstance(found, str) or not found.startswith(family + "/"):
+        return
+    got = found[len(family) + 1:]
+    if not (got.isascii() and got.isdigit()):
+        raise CheckpointError(f"{path}: checkpoint format {found!r} is not {family}/<version>")
+    if int(got) > int(version):
+        raise CheckpointError(f"{path}: checkpoint format {found} is newer than this pfpld_train reads (up to "
+                              f"{FORMAT}); upgrade pfpld_train to read it")
 
 
 _WRAPPERS = ("model", "state_dict", "plfd_backbone", "pfld_backbone")

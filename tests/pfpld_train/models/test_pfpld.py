@@ -159,3 +159,18 @@ def test_one_checked_loader_for_training_evaluation_and_export(tmp_path):
     torch.save({"plfd_backbone": {f"module.{k}": v for k, v in sd.items() if "num_batches" not in k}},
                tmp_path / "published.pt")
     assert isinstance(load_pfpld(tmp_path / "published.pt"), PFPLD)
+
+
+@pytest.mark.parametrize("fmt, says", [("pfpld_train.checkpoint/9", "newer"),
+                                       ("pfpld_train.checkpoint/x", "is not pfpld_train.checkpoint/<version>")])
+def test_a_checkpoint_of_a_later_format_is_refused_by_every_loader(tmp_path, fmt, says):
+    from pfpld_train.export.errors import ExportError
+    from pfpld_train.export.onnx.export import load_checkpoint
+    from pfpld_train.models.checkpoint import CheckpointError, load_pfpld
+
+    torch.save({"format": fmt, "model": PFPLD().state_dict()}, tmp_path / "later.pt")
+    for load, error in ((load_pfpld, CheckpointError), (load_checkpoint, ExportError)):
+        with pytest.raises(error, match=says):
+            load(tmp_path / "later.pt")
+    torch.save({"format": "pfpld_train.checkpoint/1", "model": PFPLD().state_dict()}, tmp_path / "now.pt")
+    assert isinstance(load_pfpld(tmp_path / "now.pt"), PFPLD)
