@@ -493,18 +493,19 @@ def _suspect_rows(cols: np.ndarray, image, has_rect: bool) -> np.ndarray | None:
 
 
 def _rect_masks(nums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(flag not 0 or 1 (N, 6), box inverted or of zero area in float32 (N,))`` of rect_attr rows."""
+    """``(flag not 0 or 1 (N, 6), box inverted or of zero area in float32 (N,))`` of rect_attr rows; the box
+    by the manifest's rule for a given box (:func:`~landmark_unify.manifest.rules.box_rule`; a value that
+    is not finite is judged apart)."""
     flags = nums[:, NUM_COORDS + 4:NUM_COORDS + 10]
-    with np.errstate(invalid="ignore", over="ignore"):  # a value beyond float32 is suspect anyway
-        r32 = nums[:, NUM_COORDS:NUM_COORDS + 4].astype(np.float32)
-        return (flags != 0) & (flags != 1), (r32[:, 2] <= r32[:, 0]) | (r32[:, 3] <= r32[:, 1])
+    _, inverted, zero_area = box_rule(nums[:, NUM_COORDS:NUM_COORDS + 4], given=True)
+    return (flags != 0) & (flags != 1), inverted | zero_area
 
 
 def _rect_problem(nums: np.ndarray):
     """Index ``(row, field)`` of the first bad box/flag value, or None."""
     rect = nums[:, NUM_COORDS:NUM_COORDS + 4]
     flags = nums[:, NUM_COORDS + 4:NUM_COORDS + 10]
-    bad_flag, inverted = _rect_masks(nums)
+    bad_flag, _ = _rect_masks(nums)
     if bad_flag.any():
         r, c = np.argwhere(bad_flag)[0]
         return int(r), NUM_COORDS + 4 + int(c), f"a flag must be 0 or 1; got {flags[r, c]:g}"

@@ -359,7 +359,7 @@ def test_same_command_same_bytes_and_where_selects_faces(wflw_faces, tmp_path):
 def test_bad_arguments_are_refused(wflw_faces, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["find-duplicates", str(wflw_faces), "-o", str(tmp_path / "p.parquet"), "--max-distance", "200"])
-    assert "must be in 0..127" in capsys.readouterr().err
+    assert "argument --max-distance: expected a whole number >= 0 and <= 127" in capsys.readouterr().err
     not_manifest = tmp_path / "x.parquet"
     pd.DataFrame({"a": [1]}).to_parquet(not_manifest)
     assert main(["find-duplicates", str(not_manifest), "-o", str(tmp_path / "p.parquet")]) == 1

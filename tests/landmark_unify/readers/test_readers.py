@@ -361,6 +361,8 @@ def _rect_lines(n: int, bad) -> bytes:
         if field is None:
             rows[i] = []
             continue
+        if not rows[i]:  # the line was made blank by an earlier edit: it stays blank
+            continue
         x0, y0 = rows[i][196], rows[i][197]
         rows[i][field] = token.format(x0=x0, y0=y0, x0m=float(x0) - 3)
     return ("\n".join(" ".join(r) for r in rows) + "\n").encode()
