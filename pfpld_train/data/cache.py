@@ -6,6 +6,7 @@ compose exactly).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -171,13 +172,38 @@ def _allocate(path: Path, nbytes: int) -> None:
                              f"{exc.strerror or exc}") from None
 
 
+@contextlib.contextmanager
+def _interrupts_noted():
+    """While the pool's workers are forked, a Ctrl-C only is noted (the list yielded), not raised: raised in a
+    child between its fork and its initializer, it would stop that worker inside the fork's own clean-up (a
+    traceback on stderr); raised in this process, in the middle of making the pool. The caller raises it."""
+    import threading
+
+    noted: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    old = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
+
+
 def _pool_results(workers: int, jobs: list):
     """``_cache_worker`` of every job on ``workers`` processes, results as they complete. A worker that dies
     (killed, out of memory, a bus error writing the crops) ends the run with a CacheError at once: the pool
     notices the death, where a ``multiprocessing.Pool`` waits forever for the lost job."""
     ctx = get_context("spawn" if os.name == "nt" else "fork")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupts) as pool:
-        pending = {pool.submit(_cache_worker, job) for job in jobs}
+        pending = set()
+        with _interrupts_noted() as noted:  # the workers are forked at the first submit
+            for job in jobs:
+                pending.add(pool.submit(_cache_worker, job))
+        if noted:
+            for fut in pending:
+                fut.cancel()
+            raise KeyboardInterrupt
         received = 0
         try:
             while pending:
