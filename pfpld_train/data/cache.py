@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -177,8 +178,6 @@ def _interrupts_noted():
     """While the pool's workers are forked, a Ctrl-C only is noted (the list yielded), not raised: raised in a
     child between its fork and its initializer, it would stop that worker inside the fork's own clean-up (a
     traceback on stderr); raised in this process, in the middle of making the pool. The caller raises it."""
-    import threading
-
     noted: list = []
     if threading.current_thread() is not threading.main_thread():
         yield noted
