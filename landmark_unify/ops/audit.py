@@ -632,11 +632,11 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    typical = np.nanmedian(d, 0)
+                    typical = ca.nan_median(d, 0)
                     pz = d / np.maximum(typical, 1e-6)
                     model_pz = np.fmax(model_pz, pz)
-                    face_stats.append(np.nanmedian(pz, 1))
-                    model_err = np.fmax(model_err, np.nanmedian(d, 1))
+                    face_stats.append(ca.nan_median(pz, 1))
+                    model_err = np.fmax(model_err, ca.nan_median(d, 1))
         with np.errstate(invalid="ignore"):
             fs = np.nanmin(np.stack(face_stats), 0) if len(face_stats) > 1 else face_stats[0]
         z["model"] = calibrate(fs, np.zeros(n, object), SIGNAL_MIN_SCALE["model"], tail="model" not in MAD_SIGNALS)
