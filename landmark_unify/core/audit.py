@@ -59,6 +59,8 @@ REPAIR_GATE = 4.0
 REPAIR_MIN_COST = 9.0
 #: point z-scores are capped here in the face's robust cost
 COST_CAP = 10.0
+#: quantile of each point's z-scores over the model's faces that measures its tail (:func:`_point_tails`)
+TAIL_QUANTILE = 0.99
 
 
 @dataclass(frozen=True)
@@ -466,7 +468,24 @@ def fit_shape_model(points: np.ndarray, valid: np.ndarray, *, layout: str = CANO
         sig = np.where(np.isfinite(sig), np.maximum(sig, MIN_SIGMA), 1.0)
         model = ShapeModel(mean, basis, np.sqrt(var[:m]), pts, axes, sig, outline, n, key)
     model.extra.update(_part_calibration(z[keep], ok[keep], model, lay))
+    model.extra["point_tail"] = _point_tails(fit_faces(z[keep], ok[keep], model)[1])
     return model
+
+
+def _point_tails(zs: np.ndarray) -> np.ndarray:
+    """``(K,)`` how much heavier each point's tail of z-scores is than the typical point's: its
+    :data:`TAIL_QUANTILE` over its 90th percentile, over the median of that ratio across points, at least 1.
+    The scales are set at the 90th percentile; a point whose annotations scatter far more often than that
+    (lip corners of twisted mouths, the contour of turned faces) gets its reported z-scores divided by this,
+    so the faces' largest point z-score is not always one of those points."""
+    lo = nan_quantile(zs, 0.9, axis=0)
+    hi = nan_quantile(zs, TAIL_QUANTILE, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = hi / lo
+    fin = np.isfinite(ratio) & (ratio > 0)
+    if not fin.any():
+        return np.ones(zs.shape[1])
+    return np.where(fin, np.maximum(ratio / np.median(ratio[fin]), 1.0), 1.0)
 
 
 def model_parts(model: ShapeModel, layout: Layout) -> list[Part]:
@@ -537,7 +556,8 @@ def _median_c(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
 class ShapeScores:
     """Per-face results of :func:`score_shapes`.
 
-    ``point_z``: ``(N, K)`` point z-scores (NaN where not scored). ``residual``: ``(N, K, 2)`` residual along
+    ``point_z``: ``(N, K)`` point z-scores (NaN where not scored), each over its point's tail factor
+    (:func:`_point_tails`). ``residual``: ``(N, K, 2)`` residual along
     the point's axes (normal, tangent on outlines; x, y elsewhere), IOD. ``cost``: ``(N,)`` robust mean squared
     z (capped at :data:`COST_CAP`). ``scored``: ``(N,)`` bool. ``parts``: the part names of the columns below.
     ``part_rms``: ``(N, P)`` RMS z-score of each part's points when the face is fitted without the part (how
@@ -639,7 +659,8 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
             repair[gi[~take]] = -1
             gain[gi] = np.where(take, best_gain, 1.0)
             drop[gi] = np.where(take, best_drop, 0.0)
-    return ShapeScores(zs, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
+    tail = model.extra.get("point_tail", np.ones(k))
+    return ShapeScores(zs / tail, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
                        drop)
 
 
