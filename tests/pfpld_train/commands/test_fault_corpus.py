@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,12 @@ _spec.loader.exec_module(fc)
 
 
 def run(argv, capsys):
-    t0 = time.perf_counter()
     try:
         code = main([str(a) for a in argv])
     except SystemExit as exc:
         code = exc.code
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "Traceback" not in out, err
-    assert time.perf_counter() - t0 < 60
     return code, out, err
 
 
@@ -570,16 +567,15 @@ def _die(job):
     os.kill(os.getpid(), signal.SIGKILL)  # as the kernel kills a worker that is out of memory or hits SIGBUS
 
 
+@pytest.mark.timeout(120)  # a hang guard: before, the cache waited forever on a dead worker
 def test_cache_ends_when_a_worker_dies(corpus, tmp_path, capsys, monkeypatch):
     import pfpld_train.data.cache as cache
 
     good, _, _ = corpus
     monkeypatch.setattr(cache, "_cache_worker", _die)  # the forked workers inherit it
     out = tmp_path / "cache"
-    t0 = time.perf_counter()
     code, _, err = run(["cache", good, "-o", out, "--workers", "2", "-q"], capsys)
     assert code == 1 and "worker process died" in err, err
-    assert time.perf_counter() - t0 < 30
     assert not out.exists() and not (tmp_path / "cache.partial").exists()
 
 
@@ -631,12 +627,10 @@ def test_a_dead_data_loading_worker_is_named(tmp_path):
     import sys
 
     repo = Path(__file__).resolve().parents[3]
-    t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _DYING_LOADER], cwd=repo, capture_output=True, text=True,
                           timeout=120)
     assert "DataError:" in done.stdout and "worker process died" in done.stdout, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
-    assert time.perf_counter() - t0 < 120
 
 
 @pytest.mark.parametrize("oddity", ["name-not-utf8", "folder-link-loop"])
