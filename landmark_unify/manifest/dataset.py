@@ -41,7 +41,7 @@ from ..io import (
 )
 from .checks import check_dataset_doc, check_format_version, check_parquet_schema, check_table
 from .convert import dataframe_from_table
-from .files import ROW_GROUP_SIZE, read_metadata, read_table, write_manifest, write_manifest_stream
+from .files import ROW_GROUP_SIZE, parquet_read, read_metadata, read_table, write_manifest, write_manifest_stream
 from .identity import id_keys
 from .schema import METADATA_KEY, SCHEMA
 
@@ -279,12 +279,8 @@ def _check_unique_ids(path: Path, doc: Mapping) -> None:
 def _check_part(path: Path, rows: int) -> None:
     """A ManifestError unless the part at ``path`` is a Parquet file of a readable format with ``rows`` rows
     (read from its footer only)."""
-    try:
+    with parquet_read(path, missing="listed part not found; the dataset is damaged"):
         md = pq.read_metadata(path)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: listed part not found; the dataset is damaged") from None
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
     if md.num_rows != rows:
         raise ManifestError(f"{path}: {md.num_rows} rows; {MANIFEST_FILE} says {rows} (the part was replaced or "
                             "changed after the dataset was written)")
@@ -366,16 +362,12 @@ def read_columns(path: str | os.PathLike, columns: Sequence[str]) -> pa.Table:
 
 def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     """``pq.read_table`` with its failures (a missing file or column, not Parquet) as ManifestError."""
-    try:
+    with parquet_read(path):
         if columns is not None:
             schema = pq.read_schema(path)
             check_parquet_schema(path, schema, columns)
             columns = [c for c in columns if c in schema.names]  # a column of a later format: added by the check
         return pq.read_table(path, columns=list(columns) if columns is not None else None)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: file not found") from None
-    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
 
 
 # --- commands on an existing manifest: slices of rows ------------------------------------------------------------
@@ -405,11 +397,9 @@ def plan_slices(input: str | os.PathLike, rows_per_partition: int = DEFAULT_ROWS
         meta = dict(doc["metadata"])
     else:
         meta = read_metadata(path)
-        try:
+        with parquet_read(path):
             pfile = pq.ParquetFile(path)
             n = pfile.metadata.num_rows
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
         check_parquet_schema(path, pfile.schema_arrow)  # a wrong column is named before any work starts
         runs = [(str(path.resolve()), 0, n)]
     slices = []
@@ -422,13 +412,9 @@ def plan_slices(input: str | os.PathLike, rows_per_partition: int = DEFAULT_ROWS
 def read_slice(s: RowSlice, columns: Sequence[str] | None = None) -> pa.Table:
     """The rows of a slice, reading only the row groups that hold them; schema-checked (:mod:`.checks`,
     errors name the file and the row in it)."""
-    try:
+    with parquet_read(s.path):
         pf = pq.ParquetFile(s.path)
         check_parquet_schema(s.path, pf.schema_arrow, columns)
-    except FileNotFoundError:
-        raise ManifestError(f"{s.path}: file not found") from None
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ManifestError(f"{s.path}: cannot read as Parquet: {exc}") from None
     md = pf.metadata
     groups, first, start = [], None, 0
     for g in range(md.num_row_groups):

@@ -46,13 +46,22 @@ def write_manifest(data, path: str | os.PathLike, metadata: Mapping, *, make_par
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def read_metadata(path: str | os.PathLike) -> dict:
+@contextlib.contextmanager
+def parquet_read(path: str | os.PathLike, missing: str = "file not found"):
+    """The one translation of a Parquet read's failures (footer, schema, row groups) into a ManifestError
+    naming the file: ``missing`` when it does not exist, "cannot read as Parquet" with Arrow's reason when
+    it is not Parquet or is damaged. A ManifestError raised inside (a schema check) passes unchanged."""
     try:
-        schema = pq.read_schema(path)
+        yield
     except FileNotFoundError:
-        raise ManifestError(f"{path}: file not found") from None
-    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"{path}: {missing}") from None
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    with parquet_read(path):
+        schema = pq.read_schema(path)
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ManifestError(f"{path}: no {METADATA_KEY.decode()!r} metadata; not a manifest")
@@ -67,12 +76,8 @@ def read_table(path: str | os.PathLike, *, check: bool = True) -> pa.Table:
     """All rows of a manifest file. ``check``: the schema check of every read (:mod:`.checks`: a missing
     column, a wrong type or list length, a null in a required column is a ManifestError naming the file,
     column and first bad row); ``validate`` reads with ``check=False`` to list every problem instead."""
-    try:
+    with parquet_read(path):
         table = pq.read_table(path)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: file not found") from None
-    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ManifestError(f"{path}: cannot read as Parquet: {exc}") from None
     return check_table(table, path) if check else table
 
 

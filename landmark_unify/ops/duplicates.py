@@ -570,11 +570,10 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     from ..errors import ManifestError
+    from ..manifest.files import parquet_read
 
-    try:
+    with parquet_read(path):
         t = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ManifestError(f"{path}: cannot read as Parquet ({exc})") from None
     missing = [c for c in PAIR_COLUMNS if c not in t.column_names]
     if missing:
         raise ManifestError(f"{path}: not a find-duplicates output; missing columns {missing}")

@@ -37,10 +37,10 @@ def _read_table(path: Path) -> pd.DataFrame | None:
     if magic == b"PAR1":
         import pyarrow.parquet as pq
 
-        try:
+        from ..manifest.files import parquet_read
+
+        with parquet_read(path):
             return pq.read_table(path).to_pandas()
-        except Exception as exc:  # a damaged Parquet file: say which
-            raise ManifestError(f"{path}: cannot read as Parquet ({exc})") from None
     if path.suffix.lower() == ".csv":
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
