@@ -20,7 +20,12 @@ Scoring (:func:`score_shapes`)
 Each face is fitted to the model (alignment + regularised mode coefficients, Huber reweighting), and each
 point gets a z-score: on an outline, the normal component over its normal scale and the point's slide
 along the outline relative to its neighbours over its scale (a group sliding along its outline is
-annotation ambiguity and costs nothing, :func:`_components`); the 2D residual over its scales elsewhere. Faces whose residuals stand out are refitted under each *repair*
+annotation ambiguity and costs nothing, :func:`_components`); the 2D residual over its scales elsewhere.
+The reported point z-score is the geometric mean of that and the point against a linear prediction from
+its nearest points (:func:`fit_local`: of its own part on an outline), each divided by its point's tail
+factor (how much more often than the typical point it strays: lip corners of twisted mouths, the contour
+of turned faces); a face's point signal is its largest point z-score over the face's own typical one
+(:func:`point_signal`). Faces whose residuals stand out are refitted under each *repair*
 (a relabelling: the whole face mirrored, a mirror pair of parts exchanged, a part reversed or its ends
 exchanged); a repair that explains the residuals names the finding (``swapped_left_right`` or
 ``reversed_order``).
@@ -61,6 +66,14 @@ REPAIR_MIN_COST = 9.0
 COST_CAP = 10.0
 #: quantile of each point's z-scores over the model's faces that measures its tail (:func:`_point_tails`)
 TAIL_QUANTILE = 0.99
+#: regressors of a point's local prediction: its nearest points in the mean shape (of its own part on an outline)
+LOCAL_NEIGHBOURS = 8
+#: a point is predicted locally from at least this many regressors (fewer: its model residual is scored instead)
+MIN_LOCAL_NEIGHBOURS = 2
+#: each round of a local regression's fit keeps this share of the faces (the smallest residuals)
+LOCAL_KEEP = 0.9
+#: 90th percentile of the length of a standard 2D normal vector (the chi distribution with 2 degrees of freedom)
+CHI2_Q90 = float(np.sqrt(-2 * np.log(0.1)))
 
 
 @dataclass(frozen=True)
@@ -468,8 +481,115 @@ def fit_shape_model(points: np.ndarray, valid: np.ndarray, *, layout: str = CANO
         sig = np.where(np.isfinite(sig), np.maximum(sig, MIN_SIGMA), 1.0)
         model = ShapeModel(mean, basis, np.sqrt(var[:m]), pts, axes, sig, outline, n, key)
     model.extra.update(_part_calibration(z[keep], ok[keep], model, lay))
-    model.extra["point_tail"] = _point_tails(fit_faces(z[keep], ok[keep], model)[1])
+    _, zs, wts = fit_faces(z, ok, model)
+    model.extra["point_tail"] = _point_tails(zs)
+    # every face: the regressions trim their own outliers, and a point's tail is measured where it is
+    y = similarity_align(z, np.where(ok, wts, 0), model.mean)
+    model.extra["local"] = fit_local(y, ok, model.mean, pts, parts)
     return model
+
+
+# --- each point predicted from its neighbours ------------------------------------------------------------------------
+
+@dataclass
+class LocalModel:
+    """Each point's position predicted from a few nearby points (``neighbours``, ``(K, L)``, -1 padding) by a
+    linear regression learned from the model's faces in the aligned frame (``coef``, ``(K, 2L + 1, 2)``: x and
+    y of the neighbours, then 1), with the inverse covariance of its residual (``icov``, ``(K, 2, 2)``), scaled
+    so that its z-score's 90th percentile is a normal vector's; ``tail``: the tail factor of those z-scores
+    (:func:`_point_tails`). ``usable``: points with a prediction."""
+
+    neighbours: np.ndarray
+    coef: np.ndarray
+    icov: np.ndarray
+    tail: np.ndarray
+    usable: np.ndarray
+
+
+def local_neighbours(mean: np.ndarray, points: np.ndarray, parts: tuple[Part, ...], n: int = LOCAL_NEIGHBOURS
+                     ) -> np.ndarray:
+    """``(K, n)`` the regressors of each point (-1 padding): its ``n`` nearest points of the model in the mean
+    shape; for an outline point only those of its own part, so a part moved or slid along its outline as a
+    whole (the part signals' business, or annotation ambiguity) leaves its points' local residuals alone."""
+    k = len(mean)
+    d = np.abs(mean[:, None] - mean[None, :])
+    d[:, ~points] = np.inf
+    np.fill_diagonal(d, np.inf)
+    part_of = np.full(k, -1)
+    outline_part = np.zeros(len(parts), bool)
+    for j, p in enumerate(parts):
+        part_of[p.indices] = j
+        outline_part[j] = p.outline
+    out = np.full((k, n), -1, np.intp)
+    for i in np.flatnonzero(points):
+        di = d[i].copy()
+        if part_of[i] >= 0 and outline_part[part_of[i]]:
+            di[part_of != part_of[i]] = np.inf
+        order = np.argsort(di, kind="stable")[:n]
+        order = order[np.isfinite(di[order])]
+        out[i, :len(order)] = order
+    return out
+
+
+def _local_design(y: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """``(N, 2L + 1)`` regressors of one point: its neighbours' x, y (0 for padding) and 1."""
+    idx = np.maximum(nb, 0)
+    v = np.where(nb >= 0, y[:, idx], 0)
+    return np.concatenate([v.real, v.imag, np.ones((len(y), 1))], 1)
+
+
+def fit_local(y: np.ndarray, ok: np.ndarray, mean: np.ndarray, points: np.ndarray, parts: tuple[Part, ...]
+              ) -> LocalModel:
+    """:class:`LocalModel` from aligned faces ``y`` (N, K complex, usable where ``ok``). Each point's
+    regression is fitted on the faces where it and its regressors are usable, three rounds of least squares
+    each keeping the :data:`LOCAL_KEEP` share of faces with the smallest residual (errors do not teach it)."""
+    k = len(mean)
+    nb = local_neighbours(mean, points, parts)
+    width = 2 * nb.shape[1] + 1
+    coef = np.zeros((k, width, 2))
+    icov = np.zeros((k, 2, 2))
+    usable = np.zeros(k, bool)
+    zs = np.full(y.shape, np.nan)
+    for i in range(k):
+        nbi = nb[i]
+        if (nbi >= 0).sum() < MIN_LOCAL_NEIGHBOURS:
+            continue
+        rows = ok[:, i] & ok[:, nbi[nbi >= 0]].all(1)
+        if rows.sum() < MIN_MODEL_FACES:
+            continue
+        x = _local_design(y[rows], nbi)
+        t = np.stack([y[rows, i].real, y[rows, i].imag], 1)
+        keep = np.ones(len(x), bool)
+        for _ in range(3):
+            beta = np.linalg.lstsq(x[keep], t[keep], rcond=None)[0]
+            res = t - x @ beta
+            c = np.cov(res[keep].T) + np.eye(2) * MIN_SIGMA ** 2
+            ic = np.linalg.inv(c)
+            q = np.einsum("ni,ij,nj->n", res, ic, res)
+            keep = q <= np.quantile(q, LOCAL_KEEP)
+        zi = np.sqrt(q)
+        scale = np.quantile(zi, 0.9) / CHI2_Q90
+        if not scale > 0:
+            continue
+        coef[i], icov[i], usable[i] = beta, ic / scale ** 2, True
+        zs[rows, i] = zi / scale
+    tail = _point_tails(zs)
+    return LocalModel(nb, coef, icov, tail, usable)
+
+
+def local_z(y: np.ndarray, ok: np.ndarray, lm: LocalModel) -> np.ndarray:
+    """``(N, K)`` each point's z-score against its local prediction (over its tail factor); NaN where the
+    point or one of its regressors is not usable, or the point has no prediction."""
+    n, k = y.shape
+    out = np.full((n, k), np.nan)
+    for i in np.flatnonzero(lm.usable):
+        nbi = lm.neighbours[i]
+        rows = ok[:, i] & ok[:, nbi[nbi >= 0]].all(1)
+        if not rows.any():
+            continue
+        res = np.stack([y[rows, i].real, y[rows, i].imag], 1) - _local_design(y[rows], nbi) @ lm.coef[i]
+        out[rows, i] = np.sqrt(np.einsum("ni,ij,nj->n", res, lm.icov[i], res)) / lm.tail[i]
+    return out
 
 
 def _point_tails(zs: np.ndarray) -> np.ndarray:
@@ -556,8 +676,12 @@ def _median_c(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
 class ShapeScores:
     """Per-face results of :func:`score_shapes`.
 
-    ``point_z``: ``(N, K)`` point z-scores (NaN where not scored), each over its point's tail factor
-    (:func:`_point_tails`). ``residual``: ``(N, K, 2)`` residual along
+    ``point_z``: ``(N, K)`` point z-scores (NaN where not scored): the geometric mean of the point against
+    its prediction from its neighbours (:class:`LocalModel`) and of its residual from the model fit, each
+    over its point's tail factor (:func:`_point_tails`); the fit's alone where the point has no local
+    prediction. A point that an annotator's hand slipped on is out of place in both views; each view alone
+    strays on faces that are merely unusual (the neighbours of the contour of a face turned far, the whole
+    mouth of a twisted one), so it takes both to score high. ``residual``: ``(N, K, 2)`` residual along
     the point's axes (normal, tangent on outlines; x, y elsewhere), IOD. ``cost``: ``(N,)`` robust mean squared
     z (capped at :data:`COST_CAP`). ``scored``: ``(N,)`` bool. ``parts``: the part names of the columns below.
     ``part_rms``: ``(N, P)`` RMS z-score of each part's points when the face is fitted without the part (how
@@ -610,7 +734,7 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
     idx = np.flatnonzero(scored)
     zi, oki = z[idx], ok[idx]
     if idx.size:
-        r[idx], zs[idx], _ = fit_faces(zi, oki, model)
+        r[idx], zs[idx], wi = fit_faces(zi, oki, model)
     comp = _components(r, model.axes)
     cost = _cost(zs)
     rms = np.full((n, len(parts)), np.nan)
@@ -659,9 +783,32 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
             repair[gi[~take]] = -1
             gain[gi] = np.where(take, best_gain, 1.0)
             drop[gi] = np.where(take, best_drop, 0.0)
-    tail = model.extra.get("point_tail", np.ones(k))
-    return ShapeScores(zs / tail, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
+    point_z = zs / model.extra.get("point_tail", np.ones(k))
+    lm = model.extra.get("local")
+    if lm is not None and idx.size:
+        lz = local_z(similarity_align(zi, np.where(oki, wi, 0), model.mean), oki & model.points[None], lm)
+        g = point_z[idx]
+        both = np.isfinite(lz) & np.isfinite(g)
+        point_z[idx] = np.where(both, np.sqrt(np.maximum(lz, 0) * np.maximum(g, 0)), g)
+    return ShapeScores(point_z, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
                        drop)
+
+
+#: median length of a standard 2D normal vector: a face's typical point z-score where its points are as
+#: good as the model's
+CHI2_MEDIAN = float(np.sqrt(2 * np.log(2)))
+
+
+def point_signal(point_z: np.ndarray) -> np.ndarray:
+    """``(N,)`` a face's point signal: its largest point z-score over its own typical one (the median of its
+    points', never below a normal's, :data:`CHI2_MEDIAN`). A point out of place stands out from the rest of
+    its face; on a face whose every point strays (turned past what the model knows, heavily occluded) the
+    largest is read against that face's level, and the part and shift signals speak for the face as a whole.
+    NaN where no point is scored."""
+    with np.errstate(invalid="ignore"):
+        top = np.nanmax(np.where(np.isfinite(point_z), point_z, -np.inf), 1)
+        level = np.maximum(nan_median(point_z, axis=1) / CHI2_MEDIAN, 1.0)
+        return np.where(np.isfinite(top), top / np.where(np.isfinite(level), level, 1.0), np.nan)
 
 
 # --- box, degenerate, mask -----------------------------------------------------------------------------------------
@@ -718,3 +865,4 @@ def degenerate(points: np.ndarray, valid: np.ndarray, layout: str = CANONICAL) -
         elif flat[i]:
             out[i] = "all points on one line"
     return out
+

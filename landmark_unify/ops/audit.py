@@ -337,7 +337,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         point_z[sel] = sc.point_z
         resid[sel] = np.hypot(sc.residual[..., 0], sc.residual[..., 1])
         with np.errstate(invalid="ignore"):
-            s_point[sel] = np.where(sc.scored, np.nanmax(np.nan_to_num(sc.point_z, nan=-np.inf), 1), np.nan)
+            s_point[sel] = np.where(sc.scored, ca.point_signal(sc.point_z), np.nan)
             s_part[sel] = np.where(sc.scored, np.nanmax(np.nan_to_num(sc.part_rms, nan=-np.inf), 1), np.nan)
             sz = np.nan_to_num(sc.part_shift_z, nan=-np.inf)
             s_shift[sel] = np.where(sc.scored, sz.max(1), np.nan)
