@@ -78,13 +78,13 @@ def _types(level: int):
             ("move_point", point), ("reverse", None), ("other_face", None), ("box_off", None)]
 
 
-def run_points(tmp: Path, per_type: int) -> list[dict]:
+def run_points(tmp: Path, per_type: int, seeds: int = 1) -> list[dict]:
     src = wflw_manifest(tmp)
     base = lu.read_manifest(src)
     meta = base.attrs["manifest"]
     rows = []
-    for level in range(3):
-        rng = np.random.default_rng(level)
+    for seed, level in ((s, lv) for s in range(seeds) for lv in range(3)):
+        rng = np.random.default_rng(level + 100 * seed)  # seed 0: the faces and errors of earlier runs
         df = base.copy()
         types = _types(level)
         order = rng.permutation(len(df))
@@ -125,11 +125,11 @@ def run_points(tmp: Path, per_type: int) -> list[dict]:
             lab[idx] = True
             want = EXPECTED[kind]
             named = float(np.mean([want in out.at[i, "findings"] for i in idx])) if want else float("nan")
-            rows.append({"level": level, "kind": kind, "size": size, "k": len(idx),
+            rows.append({"seed": seed, "level": level, "kind": kind, "size": size, "k": len(idx),
                          "recall_at_k": recall_at_k(susp[sel], lab[sel]), "ap": ap(susp[sel], lab[sel]),
                          "flagged": float((susp[idx] >= FLAG_Z).mean()), "named": named,
                          "clean_flagged": clean_flag, "audit_s": secs})
-        print(f"level {level}: audit {secs:.1f} s, untouched faces flagged {100 * clean_flag:.1f} %", flush=True)
+        print(f"seed {seed} level {level}: audit {secs:.1f} s, untouched faces flagged {100 * clean_flag:.1f} %", flush=True)
     return rows
 
 
@@ -247,20 +247,31 @@ def run_real() -> list[dict]:
     return rows
 
 
-def _scale_child(n: int, tmp: str) -> None:
+def _scale_input(n: int, tmp: str) -> None:
+    """Write the synthetic manifest of ``n`` faces (its own process: building it is not the audit's memory)."""
     src = wflw_manifest(Path(tmp))
     base = lu.read_manifest(src)
-    reps = int(np.ceil(n / len(base)))
     import pandas as pd
 
     rng = np.random.default_rng(0)
-    df = pd.concat([base] * reps, ignore_index=True).head(n)
-    pts = lu.landmarks_array(df) + rng.normal(0, 0.5, (n, 98, 2)).astype(np.float32)
-    df["landmarks"] = list(pts)
-    df["sample_id"] = [f"{i:016x}" for i in range(n)]
     path = Path(tmp) / f"scale_{n}.parquet"
-    write_manifest(table_from_dataframe(df), path, base.attrs["manifest"])
-    del df, pts, base
+    chunk = 100_000  # written in row groups of this many faces: the input never sits whole in memory
+    from landmark_unify.manifest import write_manifest_stream
+
+    def tables():
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            df = base.iloc[np.arange(start, start + m) % len(base)].reset_index(drop=True)
+            pts = lu.landmarks_array(df) + rng.normal(0, 0.5, (m, 98, 2)).astype(np.float32)
+            df["landmarks"] = list(pts)
+            df["sample_id"] = [f"{i:016x}" for i in range(start, start + m)]
+            yield table_from_dataframe(pd.DataFrame(df))
+
+    write_manifest_stream(tables(), path, base.attrs["manifest"])
+
+
+def _scale_child(n: int, tmp: str) -> None:
+    path = Path(tmp) / f"scale_{n}.parquet"
     t0 = time.perf_counter()
     audit_manifest(path, Path(tmp) / f"scale_{n}_audit.parquet", progress=False, overwrite=True)
     secs = time.perf_counter() - t0
@@ -271,6 +282,7 @@ def _scale_child(n: int, tmp: str) -> None:
 def run_scale(tmp: Path, sizes: list[int]) -> list[dict]:
     rows = []
     for n in sizes:
+        subprocess.run([sys.executable, __file__, "--scale-input", str(n), "--tmp", str(tmp)], check=True)
         out = subprocess.run([sys.executable, __file__, "--scale-child", str(n), "--tmp", str(tmp)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -281,6 +293,8 @@ def run_scale(tmp: Path, sizes: list[int]) -> list[dict]:
 def main() -> int:
     ap_ = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap_.add_argument("--only", nargs="+", default=["points", "images", "real", "scale"])
+    ap_.add_argument("--seeds", type=int, default=1,
+                     help="runs of the points section, each with other faces and errors (seed 0: the first run)")
     ap_.add_argument("--per-type", type=int, default=20,
                      help="faces per error type and run (8 types: keep the injected share under 10 %%)")
     ap_.add_argument("--per-type-images", type=int, default=5,
@@ -288,21 +302,34 @@ def main() -> int:
     ap_.add_argument("--scale-sizes", type=int, nargs="+", default=[5000, 20000])
     ap_.add_argument("--json", help="write all rows here too")
     ap_.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    ap_.add_argument("--scale-input", type=int, help=argparse.SUPPRESS)
     ap_.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap_.parse_args()
     if args.scale_child:
         _scale_child(args.scale_child, args.tmp)
         return 0
+    if args.scale_input:
+        _scale_input(args.scale_input, args.tmp)
+        return 0
     results = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "points" in args.only:
-            results["points"] = run_points(tmp, args.per_type)
-            print("\nkind size k recall@k AP flagged named (untouched flagged)")
+            results["points"] = run_points(tmp, args.per_type, args.seeds)
+            print(f"\nmean (min-max) over {args.seeds} seed(s); kind size k recall@k AP flagged named "
+                  "(untouched flagged)")
+            groups: dict = {}
             for r in results["points"]:
-                print(f"{r['kind']:14s} {r['size'] if r['size'] is not None else '-':>5} {r['k']:3d} "
-                      f"{r['recall_at_k']:.2f} {r['ap']:.2f} {r['flagged']:.2f} {r['named']:.2f} "
-                      f"({r['clean_flagged']:.3f})")
+                groups.setdefault((r["level"], r["kind"], r["size"]), []).append(r)
+
+            def spread(rs, key):
+                v = np.array([r[key] for r in rs], float)
+                return f"{np.nanmean(v):.2f} ({np.nanmin(v):.2f}-{np.nanmax(v):.2f})" if len(v) > 1 else f"{v[0]:.2f}"
+
+            for (_, kind, size), rs in groups.items():
+                print(f"{kind:14s} {size if size is not None else '-':>5} {rs[0]['k']:3d} "
+                      f"{spread(rs, 'recall_at_k')} {spread(rs, 'ap')} {spread(rs, 'flagged')} {spread(rs, 'named')} "
+                      f"({spread(rs, 'clean_flagged')})")
         if "images" in args.only:
             results["images"] = run_images(tmp, args.per_type_images)
             for r in results["images"]:

@@ -620,7 +620,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     z["pose"] = calibrate(pose_diff, groups, SIGNAL_MIN_SCALE["pose"])
     # models: each point's distance over that model's typical distance at the point (median over the faces)
     model_err = np.full(n, np.nan)
-    model_pz = np.full((n, 98), np.nan)
+    model_pz = np.full((n, 98), np.nan) if models else None  # (N, 98) only where models score points
     z["model"] = np.full(n, np.nan)
     if models:
         face_stats = []
