@@ -519,15 +519,30 @@ def _model_distances(df, pts, val, bbox, am: AuditModel):
     return dists, status, skipped
 
 
+#: faces scored at once within a unit: the scoring's (N, 98) arrays are bounded by this, not by the unit
+SCORE_CHUNK = 8192
+
+
 def _score_task(am: AuditModel, staging: str, index: int, unit: mf.RowSlice):
     t0 = time.perf_counter()
     df = _read_frame(unit, am.where)
-    table, extra = score_frame(df, am)
     path = Path(staging) / f"part-{index:06d}.parquet"
-    pq.write_table(table, path)
-    return {"index": index, "path": str(path), "rows": table.num_rows, "seconds": time.perf_counter() - t0,
-            "images_read": extra["images_read"], "images_missing": extra["images_missing"],
-            "skipped": extra["skipped"]}
+    read = missing = rows = 0
+    skipped: list = []
+    writer = None
+    try:
+        for start in range(0, max(len(df), 1), SCORE_CHUNK):  # each face is scored alone: chunks change nothing
+            table, extra = score_frame(df.iloc[start:start + SCORE_CHUNK], am)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            read, missing, rows = read + extra["images_read"], missing + extra["images_missing"], rows + table.num_rows
+            skipped += extra["skipped"]
+    finally:
+        if writer is not None:
+            writer.close()
+    return {"index": index, "path": str(path), "rows": rows, "seconds": time.perf_counter() - t0,
+            "images_read": read, "images_missing": missing, "skipped": skipped}
 
 
 # --- pass 3: assemble -------------------------------------------------------------------------------------------------
