@@ -187,15 +187,18 @@ def similarity_align(z: np.ndarray, w: np.ndarray, target: np.ndarray) -> np.nda
     similarity transform ``a z + b`` that best fits ``target`` (``(K,)`` or ``(N, K)``) in weighted least
     squares. Faces with no weight come back NaN."""
     w = np.where(np.isfinite(z), w, 0.0)
-    zz = np.where(w > 0, z, 0)
-    t = np.broadcast_to(target, z.shape)
-    tt = np.where(w > 0, t, 0)
+    use = w > 0
+    zz = np.where(use, z, 0)
+    tt = np.where(use, target, 0)
     sw = w.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         zc = (w * zz).sum(1, keepdims=True) / sw
         tc = (w * tt).sum(1, keepdims=True) / sw
-        dz, dt = zz - zc, tt - tc
-        a = (w * np.conj(dz) * dt).sum(1, keepdims=True) / (w * np.abs(dz) ** 2).sum(1, keepdims=True)
+        dz = zz - zc  # zero-weight points add nothing below: their w is 0
+        wdz = w * dz
+        num = (np.conj(wdz) * (tt - tc)).sum(1, keepdims=True)
+        den = (wdz.real * dz.real + wdz.imag * dz.imag).sum(1, keepdims=True)
+        a = num / den
     return a * (z - zc) + tc
 
 
@@ -311,13 +314,20 @@ def neighbours(layout: str = CANONICAL) -> np.ndarray:
 def _nan_median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Element-wise ``nanmedian`` of three arrays, without a sort: the middle of three finite values, the
     mean of two, the one, or NaN."""
+    with np.errstate(invalid="ignore"):
+        out = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+        odd = ~np.isfinite(a + b + c)  # a missing neighbour or value: rare, done on those elements alone
+    if not odd.any():
+        return out
+    a, b, c = np.broadcast_to(a, odd.shape)[odd], np.broadcast_to(b, odd.shape)[odd], np.broadcast_to(c, odd.shape)[odd]
     fa, fb, fc = np.isfinite(a), np.isfinite(b), np.isfinite(c)
     n = fa.astype(np.int8) + fb + fc
     a0, b0, c0 = np.where(fa, a, 0.0), np.where(fb, b, 0.0), np.where(fc, c, 0.0)
     mid = np.maximum(np.minimum(a0, b0), np.minimum(np.maximum(a0, b0), c0))
     total = a0 + b0 + c0
     with np.errstate(invalid="ignore"):
-        return np.where(n == 3, mid, np.where(n == 2, total / 2, np.where(n == 1, total, np.nan)))
+        out[odd] = np.where(n == 3, mid, np.where(n == 2, total / 2, np.where(n == 1, total, np.nan)))
+    return out
 
 
 def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
@@ -326,14 +336,22 @@ def _components(r: np.ndarray, axes: np.ndarray, layout: str = CANONICAL) -> np.
     (its tangent component minus the median of its own and its two neighbours'): a whole group sliding
     along its outline (annotation ambiguity) costs nothing, a point slid out of its place among its
     neighbours does, and its neighbours are not blamed for it."""
-    comp = (np.conj(axes)[None] * r[..., None]).real
+    comp = np.empty(r.shape + (2,))
+    for j in range(2):  # the real part of conj(axis) * r, without the complex product
+        comp[..., j] = axes[:, j].real * r.real + axes[:, j].imag * r.imag
     nbr = neighbours(layout)
     on = (nbr >= 0).any(1)
     if r.shape[1] != len(nbr) or not on.any():
         return comp
-    t = comp[..., 1]
-    local = _nan_median3(np.where(nbr[:, 0] >= 0, t[:, np.maximum(nbr[:, 0], 0)], np.nan), t,
-                         np.where(nbr[:, 1] >= 0, t[:, np.maximum(nbr[:, 1], 0)], np.nan))
+    t = comp[..., 1].copy()
+    local = t.copy()  # off outlines the slide is the tangent component itself
+    both = (nbr >= 0).all(1)
+    if both.any():  # the median of a point and its two neighbours
+        local[:, both] = _nan_median3(t[:, nbr[both, 0]], t[:, both], t[:, nbr[both, 1]])
+    end = on & ~both
+    if end.any():  # the end of an open outline: the mean of it and its one neighbour
+        other = t[:, nbr[end].max(1)]
+        local[:, end] = np.where(np.isfinite(other), (t[:, end] + other) / 2, t[:, end])
     comp[..., 1] = np.where(on[None], t - np.where(np.isfinite(local), local, t), t)
     return comp
 
@@ -646,9 +664,17 @@ def _shift(comp: np.ndarray, axes: np.ndarray, outline: bool) -> np.ndarray:
     return out
 
 
+#: faces the part scales are measured on at most (an even spread of the model's kept faces): quantiles of
+#: a few thousand faces are as good, and every part costs a fit of them
+PART_CALIBRATION_FACES = 5000
+
+
 def _part_calibration(z, ok, model, layout) -> dict:
     """Per part, from the faces the model kept: the robust scale of each point's residual when the part is
     left out of the fit (``part_sigma``, (K, 2)), and the robust scale of the part's shift (``shift_sigma``)."""
+    if len(z) > PART_CALIBRATION_FACES:
+        pick = np.linspace(0, len(z) - 1, PART_CALIBRATION_FACES).round().astype(np.intp)
+        z, ok = z[pick], ok[pick]
     sig = model.sigma.copy()
     shift_sigma = {}
     for p in model_parts(model, layout):
