@@ -204,13 +204,27 @@ def _read_frame(s: mf.RowSlice, where) -> pd.DataFrame:
     return filter_rows(df, where).reset_index(drop=True)
 
 
-def _sample_slices(slices: list, sample: int | None) -> list:
+#: the fit sample is read from this many row slices at most, evenly spread over the input
+FIT_SLICES = 8
+
+
+def _fit_frames(slices: list, sample: int | None, where) -> list[pd.DataFrame]:
+    """The faces the models learn from: every face when there are at most ``sample``; else an even spread
+    of about ``sample`` faces, every n-th row of up to :data:`FIT_SLICES` evenly spread slices (a slice is a
+    row group of 65536 faces: taking whole slices fitted on 65536 faces where 20000 were asked for)."""
     total = sum(s.length for s in slices)
     if sample is None or total <= sample:
-        return list(slices)
-    take = max(1, int(np.ceil(len(slices) * sample / total)))
+        return [_read_frame(s, where) for s in slices]
+    take = min(len(slices), FIT_SLICES)
     idx = np.unique(np.linspace(0, len(slices) - 1, take).round().astype(int))
-    return [slices[i] for i in idx]
+    per = int(np.ceil(sample / len(idx)))
+    frames = []
+    for i in idx:
+        df = _read_frame(slices[i], where)
+        if len(df) > per:
+            df = df.iloc[np.linspace(0, len(df) - 1, per).round().astype(np.intp)].reset_index(drop=True)
+        frames.append(df)
+    return frames
 
 
 def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditModel:
@@ -798,7 +812,7 @@ def audit_manifest(input: str | os.PathLike, output: str | os.PathLike, *, where
     t0 = time.perf_counter()
     slices, in_meta = mf.plan_slices(input, opts.rows_per_partition)
     roots = _absolute_roots(in_meta, input)
-    frames = [_read_frame(s, where) for s in _sample_slices(slices, fit_sample)]
+    frames = _fit_frames(slices, fit_sample, where)
     am = fit_audit_model(frames)
     del frames
     am.where, am.models, am.device, am.roots, am.on_error = where, tuple(models), device, roots, on_error

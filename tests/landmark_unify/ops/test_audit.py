@@ -169,6 +169,20 @@ def test_units_give_the_same_rows(wflw, tmp_path, monkeypatch):
     assert (ta["rank"] == tc["rank"]).all() and ta["findings"].map(list).equals(tc["findings"].map(list))
 
 
+def test_fit_sample_is_an_even_spread_of_that_many_faces(wflw):
+    """The models learn from about --fit-sample faces, spread over the whole input, whatever the slice size."""
+    import landmark_unify.ops.audit as oa
+
+    slices, _ = lu.manifest.plan_slices(wflw, 700)
+    frames = oa._fit_frames(slices, 400, None)
+    ids = pd.concat(frames)["sample_id"]
+    assert 400 <= len(ids) <= 400 + len(frames) and ids.is_unique
+    rows = lu.read_manifest(wflw)["sample_id"].reset_index(drop=True)
+    where = rows[rows.isin(set(ids))].index
+    assert where.min() < 100 and where.max() > len(rows) - 100  # from the start to the end
+    assert sum(len(f) for f in oa._fit_frames(slices, None, None)) == len(rows)
+
+
 # --- bad input ------------------------------------------------------------------------------------------------
 
 def test_too_few_faces_is_a_clear_error(wflw, tmp_path):
