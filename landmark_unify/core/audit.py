@@ -70,6 +70,8 @@ TAIL_QUANTILE = 0.99
 LOCAL_NEIGHBOURS = 8
 #: a point is predicted locally from at least this many regressors (fewer: its model residual is scored instead)
 MIN_LOCAL_NEIGHBOURS = 2
+#: a point's local regression is learned from at least this many faces per coefficient (else it has none)
+LOCAL_FACES_PER_COEF = 5
 #: each round of a local regression's fit keeps this share of the faces (the smallest residuals)
 LOCAL_KEEP = 0.9
 #: 90th percentile of the length of a standard 2D normal vector (the chi distribution with 2 degrees of freedom)
@@ -573,8 +575,8 @@ def fit_local(y: np.ndarray, ok: np.ndarray, mean: np.ndarray, points: np.ndarra
         if (nbi >= 0).sum() < MIN_LOCAL_NEIGHBOURS:
             continue
         rows = ok[:, i] & ok[:, nbi[nbi >= 0]].all(1)
-        if rows.sum() < MIN_MODEL_FACES:
-            continue
+        if rows.sum() < max(MIN_MODEL_FACES, LOCAL_FACES_PER_COEF * width):
+            continue  # too few faces to learn the regression: the point is scored by the model fit alone
         x = _local_design(y[rows], nbi)
         t = np.stack([y[rows, i].real, y[rows, i].imag], 1)
         keep = np.ones(len(x), bool)
