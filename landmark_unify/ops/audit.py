@@ -3,9 +3,9 @@
 Three passes, on any engine:
 
 1. **Fit** (driver): shape models (:func:`landmark_unify.core.audit.fit_shape_model`) per source layout and
-   yaw bin, on all faces or an evenly spread sample of row slices (``fit_sample``), with a layout-wide
-   and a pooled model for bins and layouts with too few faces; the box calibration per source and box
-   kind; the valid-point share per layout.
+   yaw bin, on all faces or an even spread of ``fit_sample`` of them (every n-th row of a few slices), with
+   a layout-wide and a pooled model for bins and layouts with too few faces; the box calibration per source
+   and box kind; the valid-point share per layout.
 2. **Score** (units): every slice of rows is scored against its models (points, parts, repairs, box,
    pose, eyes, mask; with ``models``, the disagreement with each landmark model, point by point) and its
    raw signals written as a part of a staged folder beside the output.
@@ -55,7 +55,7 @@ DEGENERATE_SUSPICION = 1000.0
 RULE_SUSPICION = FLAG_Z
 #: yaw bin edges of the shape models, degrees
 YAW_EDGES = (-45.0, -15.0, 15.0, 45.0)
-#: faces the models are fitted on at most (an evenly spread sample of row slices beyond that)
+#: faces the models are fitted on at most (beyond that an even spread of this many, :func:`_fit_frames`)
 FIT_SAMPLE = 20_000
 #: a dataset pose this far from the fit (degrees, largest of the three angles) and z >= FLAG_Z: pose_mismatch
 MIN_POSE_DIFF = 10.0
