@@ -66,6 +66,9 @@ REPAIR_MIN_COST = 9.0
 COST_CAP = 10.0
 #: quantile of each point's z-scores over the model's faces that measures its tail (:func:`_point_tails`)
 TAIL_QUANTILE = 0.99
+#: a point's tail factor is at most this: beyond it the factor hid errors on the point itself (a mouth corner
+#: moved 0.5 IOD, divided by its neighbour view's factor of 6, scored below the face's other points)
+MAX_TAIL_FACTOR = 2.0
 #: regressors of a point's local prediction: its nearest points in the mean shape (of its own part on an outline)
 LOCAL_NEIGHBOURS = 8
 #: a point is predicted locally from at least this many regressors (fewer: its model residual is scored instead)
@@ -614,7 +617,8 @@ def local_z(y: np.ndarray, ok: np.ndarray, lm: LocalModel) -> np.ndarray:
 
 def _point_tails(zs: np.ndarray) -> np.ndarray:
     """``(K,)`` how much heavier each point's tail of z-scores is than the typical point's: its
-    :data:`TAIL_QUANTILE` over its 90th percentile, over the median of that ratio across points, at least 1.
+    :data:`TAIL_QUANTILE` over its 90th percentile, over the median of that ratio across points, between 1
+    and :data:`MAX_TAIL_FACTOR`.
     The scales are set at the 90th percentile; a point whose annotations scatter far more often than that
     (lip corners of twisted mouths, the contour of turned faces) gets its reported z-scores divided by this,
     so the faces' largest point z-score is not always one of those points."""
@@ -625,7 +629,7 @@ def _point_tails(zs: np.ndarray) -> np.ndarray:
     fin = np.isfinite(ratio) & (ratio > 0)
     if not fin.any():
         return np.ones(zs.shape[1])
-    return np.where(fin, np.maximum(ratio / np.median(ratio[fin]), 1.0), 1.0)
+    return np.where(fin, np.clip(ratio / np.median(ratio[fin]), 1.0, MAX_TAIL_FACTOR), 1.0)
 
 
 def model_parts(model: ShapeModel, layout: Layout) -> list[Part]:
