@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import landmark_unify as lu
@@ -61,17 +61,26 @@ def test_local_model_is_calibrated_on_real_faces(faces):
     np.testing.assert_allclose(q90, ca.CHI2_Q90, rtol=0.02)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.filter_too_much])
 @given(row=st.integers(0, 1965), point=st.integers(0, 97), angle=st.floats(0, 2 * np.pi))
-@example(row=198, point=82, angle=0.0)  # a mouth corner of an odd face: the tail factor once hid it
+@example(row=198, point=82, angle=0.0)  # a mouth corner: the tail factor once hid it
+@example(row=198, point=82, angle=2.75)  # ... and along the mouth: the lip points next to it stray with it
 def test_a_point_moved_far_leads_its_face(faces, row, point, angle):
-    """A point moved 0.5 IOD on a real face: its local z-score rises above what the face had, and the
-    face's point signal rises with it."""
+    """A point moved 0.5 IOD on a real face none of whose points stands out yet (on one that already has
+    worse points, five contour points of a misdrawn chin, it may rank behind them): its z-score rises, it
+    is among the worst points the audit names, and the face's point signal rises."""
+    from landmark_unify.ops.audit import POINT_FLAG, WORST_POINTS
+
     pts, val, model = faces
     bad, _ = inject(pts[row], np.zeros(4), "move_point", point=point, size=0.5, angle=angle)
     s = ca.score_shapes(np.stack([pts[row], bad]), np.stack([val[row], val[row]]), model)
-    assert s.point_z[1, point] > s.point_z[0, point]
-    assert s.point_z[1, point] >= 0.8 * np.nanmax(s.point_z[1])
+    assume(np.nanmax(s.point_z[0]) < POINT_FLAG)
+    z = s.point_z[1]
+    assert z[point] > s.point_z[0, point]
+    named = [k for k in np.argsort(-np.nan_to_num(z, nan=-1))[:WORST_POINTS]
+             if z[k] >= max(POINT_FLAG, 0.5 * np.nanmax(z))]
+    assert point in named
     sig = ca.point_signal(s.point_z)
     assert sig[1] > sig[0]
 
