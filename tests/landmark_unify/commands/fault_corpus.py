@@ -331,6 +331,24 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
+def assert_refused_untouched(call, root: Path, says: str, case) -> None:
+    """``call()`` (a command run, ``-> (code, out, err)``) must refuse with exit 1 and ``says`` in its error,
+    and leave every file under ``root`` as it was. ``case.held``, where a case sets it, is a lock another
+    run holds on the output: it is released after the call, and its lock file is not compared."""
+    before = snapshot(root)
+    held = getattr(case, "held", None)
+    try:
+        code, _, err = call()
+    finally:
+        if held is not None:  # the other run ends: its lock goes with it
+            held.release()
+            before.pop(str(Path(held.file).relative_to(root)))
+    assert code == 1 and says in err, err
+    after = snapshot(root)
+    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
+                             if before.get(k) != after.get(k)}
+
+
 def temporaries(root: Path) -> list[str]:
     """Temporary entries of a run (staging folders, temporary files, locks, old versions) under ``root``."""
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if any(t in p.name for t in TEMPORARY))

@@ -577,18 +577,7 @@ LU_OUTPUT_CASES = {f.__name__.removeprefix("_lu_"): f for f in (
 def test_outputs_that_would_harm_the_users_files_are_refused(corpus, case, tmp_path, capsys):
     good, _ = corpus
     argv, says = LU_OUTPUT_CASES[case](tmp_path, good, capsys)
-    before = fc.snapshot(tmp_path)
-    try:
-        code, _, err = run(argv, capsys)
-    finally:
-        held = getattr(LU_OUTPUT_CASES[case], "held", None)
-        if held is not None:  # the other run ends: its lock goes with it
-            held.release()
-            before.pop(".m.parquet.lock")
-    assert code == 1 and says in err, err
-    after = fc.snapshot(tmp_path)
-    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
-                             if before.get(k) != after.get(k)}
+    fc.assert_refused_untouched(lambda: run(argv, capsys), tmp_path, says, LU_OUTPUT_CASES[case])
 
 
 def test_a_write_outside_the_declared_outputs_is_refused(tmp_path):

@@ -419,18 +419,7 @@ OUTPUT_CASES = {f.__name__.removeprefix("_case_"): f for f in (
 def test_outputs_that_would_harm_the_users_files_are_refused(corpus, case, tmp_path, capsys):
     argv, says = OUTPUT_CASES[case](tmp_path, corpus, capsys)
     capsys.readouterr()
-    before = fc.snapshot(tmp_path)
-    try:
-        code, _, err = run(argv, capsys)
-    finally:
-        held = getattr(OUTPUT_CASES[case], "held", None)
-        if held is not None:  # the other run ends: its lock goes with it
-            held.release()
-            before.pop(".c.lock")
-    assert code == 1 and says in err, err
-    after = fc.snapshot(tmp_path)
-    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
-                             if before.get(k) != after.get(k)}
+    fc.assert_refused_untouched(lambda: run(argv, capsys), tmp_path, says, OUTPUT_CASES[case])
     assert not (tmp_path.parent / "x.onnx").exists() and not (tmp_path.parent.parent / "x.onnx").exists()
 
 
