@@ -43,7 +43,7 @@ SHARED = Path(os.environ.get("LANDMARK_UNIFY_SHARED", REPO.parent / "shared")) /
 import landmark_unify as lu  # noqa: E402
 from landmark_unify.core import audit as ca  # noqa: E402
 from landmark_unify.core.inject import EXPECTED, inject  # noqa: E402
-from landmark_unify.manifest import table_from_dataframe, write_manifest  # noqa: E402
+from landmark_unify.manifest import table_from_dataframe, write_manifest, write_manifest_stream  # noqa: E402
 from landmark_unify.ops.audit import FLAG_Z, SIGNAL_MIN_SCALE, audit_manifest, calibrate, read_audit  # noqa: E402
 
 PARTS_SHIFT = ("contour", "brow_l", "brow_r", "lip_outer", "lip_inner")
@@ -251,12 +251,9 @@ def _scale_input(n: int, tmp: str) -> None:
     """Write the synthetic manifest of ``n`` faces (its own process: building it is not the audit's memory)."""
     src = wflw_manifest(Path(tmp))
     base = lu.read_manifest(src)
-    import pandas as pd
-
     rng = np.random.default_rng(0)
     path = Path(tmp) / f"scale_{n}.parquet"
     chunk = 100_000  # written in row groups of this many faces: the input never sits whole in memory
-    from landmark_unify.manifest import write_manifest_stream
 
     def tables():
         for start in range(0, n, chunk):
@@ -265,7 +262,7 @@ def _scale_input(n: int, tmp: str) -> None:
             pts = lu.landmarks_array(df) + rng.normal(0, 0.5, (m, 98, 2)).astype(np.float32)
             df["landmarks"] = list(pts)
             df["sample_id"] = [f"{i:016x}" for i in range(start, start + m)]
-            yield table_from_dataframe(pd.DataFrame(df))
+            yield table_from_dataframe(df)
 
     write_manifest_stream(tables(), path, base.attrs["manifest"])
 
