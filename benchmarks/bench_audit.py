@@ -11,12 +11,16 @@ Sections (``--only`` picks some):
   untouched faces: recall at k (k = faces injected), average precision, the share flagged
   (suspicion >= FLAG_Z) and the share of those whose findings name the type; and the untouched faces'
   flagged share.
+* ``points300w``: the same on the 1289 300W faces of ``../shared/data/300W_hrnet_csv`` (68 points mapped
+  strictly: 43 canonical points valid, no contour), the errors put on the valid points and parts: a
+  mapped layout, and a set with fewer errors of its own than the WFLW test set.
 * ``images``: the WFLW faces that have photos, whole faces translated or scaled by 0.1-0.3 IOD (box moved
   with them), audited with the reference ONNX model(s) of ``../shared/data/reference_models`` and, as the
   baseline, from the points alone.
 * ``real``: AFLW2000-3D dev (``../shared/data/AFLW2000-3D_dev``): the original ``pts68_3d`` labels ranked;
   the 10 % whose inner points lie farthest (mean distance over IOD) from the hand re-annotation are the
-  errors. AP of the audit's shape signals against a plain Procrustes + PCA residual and chance.
+  errors. AP of the audit's shape signals against a plain Procrustes + PCA residual (on all 68 points or
+  the 51 inner ones, 80-95 % of the variance kept) and chance.
 * ``scale``: synthetic manifests (the WFLW faces repeated with jitter) audited at ``--scale-sizes``; time
   and peak RSS in fresh subprocesses.
 
@@ -78,10 +82,29 @@ def _types(level: int):
             ("move_point", point), ("reverse", None), ("other_face", None), ("box_off", None)]
 
 
-def run_points(tmp: Path, per_type: int, seeds: int = 1) -> list[dict]:
-    src = wflw_manifest(tmp)
+def w300_manifest(tmp: Path) -> Path:
+    out = tmp / "w300.parquet"
+    if not out.exists():
+        lu.build_manifest([f"hrnet-csv={SHARED / '300W_hrnet_csv'}"], out, progress=False)
+    return out
+
+
+def _scored_parts(valid: np.ndarray, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The parts of ``names`` with 3 or more points valid on every face (a mapped layout lacks some)."""
+    parts = {p.name: p.indices for p in ca.outline_parts()}
+    return tuple(n for n in names if valid[:, parts[n]].sum(1).min() >= 3)
+
+
+def run_points(tmp: Path, per_type: int, seeds: int = 1, dataset: str = "wflw") -> list[dict]:
+    """``dataset``: ``wflw`` (the 1966 WFLW test faces, 98 points) or ``300w`` (the 1289 300W faces of the
+    HRNet CSV, 68 points mapped strictly: 43 canonical points valid, no contour; errors go to the valid
+    points and parts)."""
+    src = wflw_manifest(tmp) if dataset == "wflw" else w300_manifest(tmp)
     base = lu.read_manifest(src)
     meta = base.attrs["manifest"]
+    valid = np.stack(base["valid"].to_numpy())
+    parts_shift = _scored_parts(valid, PARTS_SHIFT + ("nose_base",)) if dataset != "wflw" else PARTS_SHIFT
+    parts_reverse = _scored_parts(valid, PARTS_REVERSE) if dataset != "wflw" else PARTS_REVERSE
     rows = []
     for seed, level in ((s, lv) for s in range(seeds) for lv in range(3)):
         rng = np.random.default_rng(level + 100 * seed)  # seed 0: the faces and errors of earlier runs
@@ -97,19 +120,21 @@ def run_points(tmp: Path, per_type: int, seeds: int = 1) -> list[dict]:
                 if kind == "swap_pair":
                     opts["part"] = ("eye_l", "brow_l")[n % 2]
                 elif kind in ("shift_normal", "shift_tangent"):
-                    opts = {"part": PARTS_SHIFT[n % len(PARTS_SHIFT)], "size": size}
+                    opts = {"part": parts_shift[n % len(parts_shift)], "size": size}
                 elif kind == "move_point":
-                    opts = {"point": int(rng.integers(98)), "size": size, "angle": float(rng.uniform(0, 2 * np.pi))}
+                    point = int(rng.integers(98)) if valid[i].all() else int(rng.choice(np.flatnonzero(valid[i])))
+                    opts = {"point": point, "size": size, "angle": float(rng.uniform(0, 2 * np.pi))}
                 elif kind == "reverse":
-                    opts["part"] = PARTS_REVERSE[n % len(PARTS_REVERSE)]
+                    opts["part"] = parts_reverse[n % len(parts_reverse)]
                 elif kind == "other_face":
                     opts["other"] = base.at[int(order[-1 - n]), "landmarks"]
                 p, b = inject(base.at[i, "landmarks"], base.at[i, "bbox"], kind, **opts)
                 df.at[i, "landmarks"], df.at[i, "bbox"] = p, b
-        path = tmp / f"injected_{level}.parquet"
+                df.at[i, "valid"] = np.isfinite(p).all(1)
+        path = tmp / f"injected_{dataset}_{level}.parquet"
         write_manifest(table_from_dataframe(df), path, meta)
         t0 = time.perf_counter()
-        res = audit_manifest(path, tmp / f"audit_{level}.parquet", progress=False, overwrite=True)
+        res = audit_manifest(path, tmp / f"audit_{dataset}_{level}.parquet", progress=False, overwrite=True)
         secs = time.perf_counter() - t0
         out = read_audit(res.output)
         susp = out["suspicion"].to_numpy()
@@ -125,11 +150,11 @@ def run_points(tmp: Path, per_type: int, seeds: int = 1) -> list[dict]:
             lab[idx] = True
             want = EXPECTED[kind]
             named = float(np.mean([want in out.at[i, "findings"] for i in idx])) if want else float("nan")
-            rows.append({"seed": seed, "level": level, "kind": kind, "size": size, "k": len(idx),
+            rows.append({"dataset": dataset, "seed": seed, "level": level, "kind": kind, "size": size, "k": len(idx),
                          "recall_at_k": recall_at_k(susp[sel], lab[sel]), "ap": ap(susp[sel], lab[sel]),
                          "flagged": float((susp[idx] >= FLAG_Z).mean()), "named": named,
                          "clean_flagged": clean_flag, "audit_s": secs})
-        print(f"seed {seed} level {level}: audit {secs:.1f} s, untouched faces flagged {100 * clean_flag:.1f} %", flush=True)
+        print(f"{dataset} seed {seed} level {level}: audit {secs:.1f} s, untouched faces flagged {100 * clean_flag:.1f} %", flush=True)
     return rows
 
 
@@ -237,10 +262,12 @@ def run_real() -> list[dict]:
                       calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"])], 1)
     audit_score = np.nanmax(z, 1)
     secs = time.perf_counter() - t0
-    base = procrustes_pca_residual(orig)
-    rows = [{"method": "audit (shape signals: point, part, shift)", "ap": ap(audit_score, label), "seconds": secs},
-            {"method": "Procrustes + PCA residual (95 % variance)", "ap": ap(base, label)},
-            {"method": "chance", "ap": float(label.mean())}]
+    rows = [{"method": "audit (shape signals: point, part, shift)", "ap": ap(audit_score, label), "seconds": secs}]
+    for points, name in ((orig, "all 68 points"), (orig[:, inner], "51 inner points")):
+        for share in (0.8, 0.9, 0.95):
+            rows.append({"method": f"Procrustes + PCA residual, {name}, {share:.0%} variance",
+                         "ap": ap(procrustes_pca_residual(points, share), label)})
+    rows.append({"method": "chance", "ap": float(label.mean())})
     for name, sig in (("audit: point signal", z[:, 0]), ("audit: part signal", z[:, 1]),
                       ("audit: shift signal", z[:, 2])):
         rows.append({"method": name, "ap": ap(sig, label)})
@@ -289,7 +316,7 @@ def run_scale(tmp: Path, sizes: list[int]) -> list[dict]:
 
 def main() -> int:
     ap_ = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap_.add_argument("--only", nargs="+", default=["points", "images", "real", "scale"])
+    ap_.add_argument("--only", nargs="+", default=["points", "points300w", "images", "real", "scale"])
     ap_.add_argument("--seeds", type=int, default=1,
                      help="runs of the points section, each with other faces and errors (seed 0: the first run)")
     ap_.add_argument("--per-type", type=int, default=20,
@@ -311,12 +338,14 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        if "points" in args.only:
-            results["points"] = run_points(tmp, args.per_type, args.seeds)
-            print(f"\nmean (min-max) over {args.seeds} seed(s); kind size k recall@k AP flagged named "
+        for section, dataset in (("points", "wflw"), ("points300w", "300w")):
+            if section not in args.only:
+                continue
+            results[section] = run_points(tmp, args.per_type, args.seeds, dataset)
+            print(f"\n{dataset}: mean (min-max) over {args.seeds} seed(s); kind size k recall@k AP flagged named "
                   "(untouched flagged)")
             groups: dict = {}
-            for r in results["points"]:
+            for r in results[section]:
                 groups.setdefault((r["level"], r["kind"], r["size"]), []).append(r)
 
             def spread(rs, key):

@@ -126,20 +126,26 @@ class Repair:
     perm: np.ndarray
 
 
-def repairs(layout: Layout | str = CANONICAL) -> tuple[Repair, ...]:
+def repairs(layout: Layout | str = CANONICAL, present: np.ndarray | None = None) -> tuple[Repair, ...]:
     """Every relabelling the audit tries on a suspect face, derived from the layout: the whole face's
     mirror permutation; each mirror pair of parts exchanged (``eye_l/eye_r``); each part of three points or
     more in reversed order and, for a loop, with its ends exchanged (the reflection that maps its first
     point to the middle one: outer and inner eye corner, lip corners, brow ends). Identical permutations
-    are merged, with every name they stand for (reversing the contour is also swapping its sides)."""
+    are merged, with every name they stand for (reversing the contour is also swapping its sides).
+
+    ``present``: ``(K,)`` bool, the points the faces have (a face mapped from a layout with fewer points):
+    each part is then the run of its present points, a loop with points missing is an open run (a 68-point
+    face's brow is its upper edge: reversed, that edge is reversed), and a relabelling that would move a
+    present point onto a missing one is not tried."""
     lay = get_layout(layout) if isinstance(layout, str) else layout
     k = lay.num_points
     ident = np.arange(k)
     flip = np.asarray(lay.flip_indices)
+    have = np.ones(k, bool) if present is None else np.asarray(present, bool)
     found: dict[bytes, Repair] = {}
 
     def add(name, finding, part, perm):
-        if np.array_equal(perm, ident):
+        if np.array_equal(perm, ident) or not np.array_equal(have[perm], have):
             return
         key = perm.tobytes()
         if key in found:
@@ -150,7 +156,8 @@ def repairs(layout: Layout | str = CANONICAL) -> tuple[Repair, ...]:
             found[key] = Repair(name, (finding,), part, perm)
 
     add("face mirrored", "swapped_left_right", "face", flip.copy())
-    parts = outline_parts(lay)
+    parts = tuple(Part(p.name, p.group, p.indices[have[p.indices]], p.closed and bool(have[p.indices].all()))
+                  for p in outline_parts(lay) if have[p.indices].any())
     by_point = {int(i): p for p in parts for i in p.indices}
     for p in parts:
         partner = {by_point[int(flip[i])].name for i in p.indices}
@@ -721,8 +728,8 @@ class ShapeScores:
     in the model frame: translation x, y and outward offset (from the normal components alone on an
     outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (the largest of the three
     robust z-scores).
-    ``repair``: ``(N,)`` index into :func:`repairs` of the repair taken (-1: none); ``repair_gain``: the
-    repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
+    ``repair``: ``(N,)`` index into ``repairs(layout, model.points)`` of the repair taken (-1: none);
+    ``repair_gain``: the repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
     repaired points' summed squared (capped) z-scores, a likelihood-ratio-like evidence (0 without a repair).
     """
 
@@ -797,7 +804,7 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         if gi.size:
             best_gain = np.zeros(gi.size)
             best_drop = np.zeros(gi.size)
-            for j, rep in enumerate(repairs(lay)):
+            for j, rep in enumerate(repairs(lay, model.points)):
                 touched = rep.perm != np.arange(k)
                 base = _cost(zs[gi], touched)
                 _, zr, _ = fit_faces(z[gi][:, rep.perm], ok[gi][:, rep.perm], model)

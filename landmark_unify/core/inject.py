@@ -34,19 +34,34 @@ def _part(name: str, layout: str):
 
 def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals and tangents ``(n, 2)`` of one face's part points, from their neighbours along the part
-    (outward for a loop and for an open part: away from the face's centre)."""
+    (outward for a loop and for an open part: away from the face's centre). Invalid (NaN) points get NaN
+    and are skipped: the frame of a mapped face's valid run (the upper brow of a 68-point face) comes from
+    its valid neighbours."""
     p = _part(part_name, layout)
-    q = points[p.indices]
-    if p.closed:
+    q_all = points[p.indices]
+    ok = np.isfinite(q_all).all(1)
+    q = q_all[ok]
+    nrm_all = np.full(q_all.shape, np.nan)
+    tan_all = np.full(q_all.shape, np.nan)
+    if len(q) < 2:
+        return nrm_all, tan_all
+    if p.closed and ok.all():
         t = np.roll(q, -1, 0) - np.roll(q, 1, 0)
         ref = q - q.mean(0)
-    else:
+    else:  # an open part, or the valid run of a loop (a mapped face's upper brow): neighbours along the run
         t = np.concatenate([q[1:], q[-1:]]) - np.concatenate([q[:1], q[:-1]])
-        ref = q - np.nanmean(points, 0)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+        ref = q - (q.mean(0) if p.closed else np.nanmean(points, 0))
+    tl = np.linalg.norm(t, axis=1, keepdims=True)
+    rl = np.linalg.norm(ref, axis=1, keepdims=True)
+    # where the neighbours coincide (the corner of a closed mouth's inner lip) the outward direction is the
+    # normal, and the tangent is across it
+    flat = (tl[:, 0] <= 1e-3 * float(rl.max())) & (rl[:, 0] > 0)
+    out = ref / np.maximum(rl, 1e-12)
+    t = np.where(flat[:, None], np.stack([-out[:, 1], out[:, 0]], 1), t / np.maximum(tl, 1e-12))
     nrm = np.stack([t[:, 1], -t[:, 0]], 1)
     nrm = np.where(((nrm * ref).sum(1) < 0)[:, None], -nrm, nrm)
-    return nrm, t
+    nrm_all[ok], tan_all[ok] = nrm, t
+    return nrm_all, tan_all
 
 
 def inject(points: np.ndarray, bbox: np.ndarray, kind: str, *, size: float = 0.0, part: str | None = None,
@@ -62,6 +77,8 @@ def inject(points: np.ndarray, bbox: np.ndarray, kind: str, *, size: float = 0.0
       the box stays; ``box_off``: the box moved by ``size`` box widths (default 1, off the points);
     - ``translate`` / ``scale``: the whole face moved right by ``size`` IOD / scaled by ``1 + size`` about its
       centre, box included (a plausible shape in the wrong place: only an image shows it).
+    Invalid points are NaN and stay where their labels take them: a face mapped from another layout keeps
+    its valid points valid (a shift moves the valid ones, a reversal reverses the valid run of the part).
     Returns new arrays."""
     lay = get_layout(layout)
     p = np.array(points, np.float64)
@@ -82,12 +99,13 @@ def inject(points: np.ndarray, bbox: np.ndarray, kind: str, *, size: float = 0.0
     elif kind in ("shift_normal", "shift_tangent"):
         a = _part(part, layout)
         nrm, tan = part_frame(p, part, layout)
-        p[a.indices] += d * (nrm if kind == "shift_normal" else tan)
+        p[a.indices] += np.nan_to_num(d * (nrm if kind == "shift_normal" else tan))
     elif kind == "move_point":
         p[point] += d * np.array([np.cos(angle), np.sin(angle)])
     elif kind == "reverse":
         a = _part(part, layout)
-        p[a.indices] = p[a.indices[::-1]]
+        run = a.indices[np.isfinite(p[a.indices]).all(1)]  # a mapped face: its valid points among themselves
+        p[run] = p[run[::-1]]
     elif kind == "other_face":
         p = np.array(other, np.float64)
     elif kind == "box_off":

@@ -340,13 +340,13 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
     repair_name = np.full(n, None, object)
     repair_findings = np.full(n, None, object)
     model_key = np.full(n, None, object)
-    reps = ca.repairs(lay)
     keys = np.array([model_for(am, s, b)[0] for s, b in zip(schemas, bins, strict=True)], dtype=object)
     ok_face = np.array([d is None for d in degen], bool)
     for key in sorted(set(keys[ok_face])) if n else []:
         sel = np.flatnonzero((keys == key) & ok_face)
         m = am.shapes[key]
         sc = ca.score_shapes(pts[sel], val[sel], m)
+        reps = ca.repairs(lay, m.points)
         model_key[sel] = key
         point_z[sel] = sc.point_z
         resid[sel] = np.hypot(sc.residual[..., 0], sc.residual[..., 1])

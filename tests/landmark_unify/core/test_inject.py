@@ -1,0 +1,83 @@
+"""Injected errors on faces mapped from another layout (the 300W 68-point faces of the HRNet CSV, strict:
+43 of the 98 canonical points valid): the valid points stay valid, invalid ones stay NaN, and each error has
+the size asked for, measured on the valid points alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import landmark_unify as lu
+from landmark_unify.core.audit import outline_parts
+from landmark_unify.core.inject import inject, iod, part_frame
+from landmark_unify.manifest import landmarks_array, valid_array
+
+PARTS = {p.name: p for p in outline_parts()}
+
+
+@pytest.fixture(scope="module")
+def mapped(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inject") / "w300.parquet"
+    lu.build_manifest([f"hrnet-csv={shared_data / '300W_hrnet_csv'}"], out, progress=False)
+    df = lu.read_manifest(out)
+    pts, val = landmarks_array(df).astype(np.float64), valid_array(df)
+    assert not val.all() and np.isnan(pts[~val]).all()  # the premise: invalid points are NaN
+    return pts, val
+
+
+def test_partly_valid_parts_exist(mapped):
+    """The brows and eyes of a strict 68-point face are partly valid: the cases the frame must handle."""
+    _, val = mapped
+    partial = [n for n, p in PARTS.items() if 0 < val[0, p.indices].sum() < len(p.indices)]
+    assert {"brow_l", "eye_l"} <= set(partial)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 1288), kind=st.sampled_from(["shift_normal", "shift_tangent"]),
+       part=st.sampled_from(["brow_l", "brow_r", "lip_outer", "lip_inner", "nose_base", "eye_l"]),
+       size=st.floats(0.02, 0.3))
+def test_property_shift_moves_each_valid_point_by_size(mapped, row, kind, part, size):
+    pts, val = mapped
+    p, _ = inject(pts[row], np.zeros(4), kind, part=part, size=size)
+    idx = PARTS[part].indices
+    assert np.array_equal(np.isfinite(p).all(1), val[row])
+    moved = np.linalg.norm(p[idx] - pts[row][idx], axis=1)[val[row, idx]]
+    want = size * iod(pts[row])
+    np.testing.assert_allclose(moved, want, rtol=1e-4, atol=1e-3)
+    rest = np.setdiff1d(np.flatnonzero(val[row]), idx)
+    np.testing.assert_allclose(p[rest], pts[row][rest], atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 1288),
+       kind=st.sampled_from(["reverse", "swap_face", "swap_pair", "swap_ends"]),
+       part=st.sampled_from(["brow_l", "lip_outer", "lip_inner", "nose_base", "eye_l"]))
+def test_property_relabelling_keeps_the_valid_set(mapped, row, kind, part):
+    """A relabelling moves valid points among valid labels: the same points, in other slots."""
+    pts, val = mapped
+    if kind == "swap_ends" and not PARTS[part].closed:
+        part = "lip_outer"
+    p, _ = inject(pts[row], np.zeros(4), kind, part=part)
+    assert np.array_equal(np.isfinite(p).all(1), val[row])
+    a = np.sort(np.round(p[val[row]], 3), axis=0)
+    b = np.sort(np.round(pts[row][val[row]], 3), axis=0)
+    np.testing.assert_allclose(a, b, atol=2e-3)
+
+
+def test_reverse_of_a_valid_run(mapped):
+    """A strict face's left brow has its upper run valid: reversed, that run is reversed among itself."""
+    pts, val = mapped
+    idx = PARTS["brow_l"].indices
+    run = idx[val[0, idx]]
+    p, _ = inject(pts[0], np.zeros(4), "reverse", part="brow_l")
+    np.testing.assert_allclose(p[run], pts[0][run[::-1]], atol=1e-4)
+
+
+def test_frame_of_a_valid_run_is_finite_where_valid(mapped):
+    pts, val = mapped
+    for part in ("brow_l", "eye_l", "lip_outer"):
+        nrm, tan = part_frame(pts[0], part)
+        ok = val[0, PARTS[part].indices]
+        assert np.isfinite(nrm[ok]).all() and np.isnan(nrm[~ok]).all()
+        np.testing.assert_allclose(np.linalg.norm(tan[ok], axis=1), 1.0, atol=1e-6)
