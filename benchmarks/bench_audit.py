@@ -350,6 +350,8 @@ def main() -> int:
 
             def spread(rs, key):
                 v = np.array([r[key] for r in rs], float)
+                if np.isnan(v).all():
+                    return "-"
                 return f"{np.nanmean(v):.2f} ({np.nanmin(v):.2f}-{np.nanmax(v):.2f})" if len(v) > 1 else f"{v[0]:.2f}"
 
             for (_, kind, size), rs in groups.items():
