@@ -29,6 +29,24 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_manifest(shared_data, tmp_path_factory):
+    """``get(kind, folder) -> Path``: the manifest of one shared sample (``KIND=../shared/data/FOLDER``),
+    built once per session. Read-only for the tests: one that changes faces writes its own copy."""
+    import landmark_unify as lu
+
+    built: dict = {}
+
+    def get(kind: str, folder: str) -> Path:
+        if (kind, folder) not in built:
+            out = tmp_path_factory.mktemp("shared_manifest") / f"{kind}.parquet"
+            lu.build_manifest([f"{kind}={shared_data / folder}"], out, progress=False)
+            built[kind, folder] = out
+        return built[kind, folder]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
 

@@ -14,10 +14,8 @@ from landmark_unify.manifest import landmarks_array, valid_array
 
 
 @pytest.fixture(scope="module")
-def faces(shared_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("local") / "wflw.parquet"
-    lu.build_manifest([f"wflw={shared_data / 'WFLW'}"], out, progress=False)
-    df = lu.read_manifest(out)
+def faces(shared_manifest):
+    df = lu.read_manifest(shared_manifest("wflw", "WFLW"))
     pts, val = landmarks_array(df).astype(np.float64), valid_array(df)
     return pts, val, ca.fit_shape_model(pts, val)
 

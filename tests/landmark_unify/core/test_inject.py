@@ -17,10 +17,8 @@ PARTS = {p.name: p for p in outline_parts()}
 
 
 @pytest.fixture(scope="module")
-def mapped(shared_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("inject") / "w300.parquet"
-    lu.build_manifest([f"hrnet-csv={shared_data / '300W_hrnet_csv'}"], out, progress=False)
-    df = lu.read_manifest(out)
+def mapped(shared_manifest):
+    df = lu.read_manifest(shared_manifest("hrnet-csv", "300W_hrnet_csv"))
     pts, val = landmarks_array(df).astype(np.float64), valid_array(df)
     assert not val.all() and np.isnan(pts[~val]).all()  # the premise: invalid points are NaN
     return pts, val

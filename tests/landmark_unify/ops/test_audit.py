@@ -17,10 +17,8 @@ from landmark_unify.ops.audit import FINDINGS, FLAG_Z, AuditError, audit_manifes
 
 
 @pytest.fixture(scope="module")
-def wflw(shared_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("audit") / "wflw.parquet"
-    lu.build_manifest([f"wflw={shared_data / 'WFLW'}"], out, progress=False)
-    return out
+def wflw(shared_manifest):
+    return shared_manifest("wflw", "WFLW")
 
 
 @pytest.fixture(scope="module")

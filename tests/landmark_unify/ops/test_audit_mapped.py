@@ -25,12 +25,9 @@ INJECTED = {
 
 
 @pytest.fixture(scope="module")
-def mapped(shared_data, tmp_path_factory):
-    d = tmp_path_factory.mktemp("mapped")
-    src = d / "w300.parquet"
-    lu.build_manifest([f"hrnet-csv={shared_data / '300W_hrnet_csv'}"], src, progress=False)
-    df = lu.read_manifest(src)
-    return df, d
+def mapped(shared_manifest, tmp_path_factory):
+    df = lu.read_manifest(shared_manifest("hrnet-csv", "300W_hrnet_csv"))
+    return df, tmp_path_factory.mktemp("mapped")
 
 
 def test_repairs_cut_to_the_present_points(mapped):
