@@ -297,11 +297,15 @@ def parse_float(token: str, path, *, line=None, key=None, field=None) -> float:
         what = "not a finite number" if isinstance(token, str) and token.strip().lower().lstrip("+-") in (
             "nan", "inf", "infinity") else "not a number"
         raise ParseError(path, f"{what}: {token!r}", line=line, key=key, field=field)
-    v = float(token)
+    return _float32_range(float(token), token, path, line=line, key=key, field=field)
+
+
+def _float32_range(v: float, shown, path, *, line=None, key=None, field=None) -> float:
+    """``v`` where it is finite and within float32; else a ParseError showing ``shown`` (the input as given)."""
     if not math.isfinite(v):
-        raise ParseError(path, f"not a finite number: {token!r}", line=line, key=key, field=field)
+        raise ParseError(path, f"not a finite number: {shown!r}", line=line, key=key, field=field)
     if abs(v) > FLOAT32_MAX:
-        raise ParseError(path, f"out of range: {token!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
+        raise ParseError(path, f"out of range: {shown!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
                          field=field)
     return v
 
@@ -324,12 +328,7 @@ def json_number(value, path, *, line=None, key=None, field=None) -> float:
     except OverflowError:
         raise ParseError(path, f"out of range (beyond float32): {str(value)[:20]}...", line=line, key=key,
                          field=field) from None
-    if not math.isfinite(v):
-        raise ParseError(path, f"not a finite number: {value!r}", line=line, key=key, field=field)
-    if abs(v) > FLOAT32_MAX:
-        raise ParseError(path, f"out of range: {value!r} (beyond float32, +-{FLOAT32_MAX:.4g})", line=line, key=key,
-                         field=field)
-    return v
+    return _float32_range(v, value, path, line=line, key=key, field=field)
 
 
 def check_box(box, path, *, line=None, key=None, field: str = "bbox") -> tuple[float, float, float, float]:

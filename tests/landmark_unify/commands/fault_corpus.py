@@ -367,3 +367,20 @@ def photos(folder: Path, n: int = 2, size: int = 240) -> list[Path]:
         cv2.imwrite(str(p), img)
         out.append(p)
     return out
+
+
+def interrupt_publish(monkeypatch, at: int) -> list:
+    """Make the output layer raise KeyboardInterrupt (Ctrl-C) as it publishes its ``at``-th file; returns the
+    list of the paths it was asked to publish, filled as the command runs."""
+    import landmark_unify.io as lio
+
+    real, calls = lio.publish, []
+
+    def ctrl_c(tmp, path):
+        calls.append(path)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(tmp, path)
+
+    monkeypatch.setattr(lio, "publish", ctrl_c)
+    return calls

@@ -641,15 +641,8 @@ def test_ctrl_c_rolls_back_every_output(corpus, command, at, tmp_path, capsys, m
     monkeypatch.setattr(lio, "publish", lambda tmp, path: (calls.append(path), real(tmp, path))[1])
     _earlier(argv, capsys)
     at = len(calls) if at == -1 else at
-    calls.clear()
-
-    def ctrl_c(tmp, path):
-        calls.append(path)
-        if len(calls) == at:
-            raise KeyboardInterrupt
-        return real(tmp, path)
-
-    monkeypatch.setattr(lio, "publish", ctrl_c)
+    monkeypatch.setattr(lio, "publish", real)
+    calls = fc.interrupt_publish(monkeypatch, at)
     before = fc.snapshot(tmp_path)
     code, _, err = run(argv, capsys)
     if code == 0:  # it published fewer files than that: done, the same result

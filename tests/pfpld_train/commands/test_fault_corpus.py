@@ -482,15 +482,8 @@ def test_ctrl_c_rolls_back_every_output(corpus, command, at, tmp_path, capsys, m
 
     good, _, models = corpus
     argv = INTERRUPTED[command](good, models["finite"], tmp_path)
-    real, calls = lio.publish, []
-
-    def ctrl_c(tmp, path):
-        calls.append(path)
-        if len(calls) == at:
-            raise KeyboardInterrupt
-        return real(tmp, path)
-
-    monkeypatch.setattr(lio, "publish", ctrl_c)
+    real = lio.publish
+    calls = fc.interrupt_publish(monkeypatch, at)
     before = fc.snapshot(tmp_path)
     code, _, err = run(argv, capsys)
     if code == 0:  # it published fewer files than that: done, the right result
