@@ -574,11 +574,14 @@ MIN_CALIBRATION_FACES = 30
 MAD_SIGNALS = ("model",)
 
 
-def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, tail: bool = True) -> np.ndarray:
+def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, tail: bool = True,
+              parents: np.ndarray | None = None) -> np.ndarray:
     """Robust z-scores of a signal per group: ``(x - median) / scale`` with the scale from the upper tail
     (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not over-read,
     never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). A group of fewer than
-    :data:`MIN_CALIBRATION_FACES` faces is calibrated against all of them. NaN stays NaN."""
+    :data:`MIN_CALIBRATION_FACES` faces is calibrated against its parent group (``parents``, the same length:
+    the coarser group of each face), and one still that small, or without a parent, against all the faces.
+    NaN stays NaN."""
     out = np.full(len(values), np.nan)
 
     def centre_scale(v):
@@ -591,10 +594,19 @@ def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, ta
     if fin.sum() < 2:
         return out
     pooled = centre_scale(values[fin])
+    parent_of = {}
+    if parents is not None:
+        for g in sorted(set(parents), key=str):
+            sel = (parents == g) & fin
+            parent_of[g] = centre_scale(values[sel]) if sel.sum() >= MIN_CALIBRATION_FACES else pooled
     for g in sorted(set(groups), key=str):
         sel = (groups == g) & fin
-        # a group too small to have a distribution of its own is read against all the faces
-        med, scale = centre_scale(values[sel]) if sel.sum() >= MIN_CALIBRATION_FACES else pooled
+        if not sel.any():
+            continue
+        if sel.sum() >= MIN_CALIBRATION_FACES:
+            med, scale = centre_scale(values[sel])
+        else:  # a group too small to have a distribution of its own is read against its parent's faces
+            med, scale = parent_of[parents[sel][0]] if parents is not None else pooled
         out[sel] = (values[sel] - med) / scale
     return out
 
@@ -632,8 +644,8 @@ AUDIT_SCHEMA_COLUMNS = (
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
-    small = ["source_schema", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose", "degenerate", "repair",
-             "repair_findings", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key", "key_mirror",
+    small = ["source_schema", "shape_model", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose",
+             "degenerate", "repair", "repair_findings", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key", "key_mirror",
              "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
     t = pa.concat_tables(tabs) if tabs else None
@@ -641,10 +653,14 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     if n == 0:
         raise AuditError("no faces to audit (the input, or the rows --where keeps, is empty)")
     groups = t.column("source_schema").to_numpy(zero_copy_only=False).astype(object)
+    # a shape signal is read against the faces its shape model scored (one layout, one yaw bin): a face turned
+    # far strays more than a frontal one, and is suspect only where it strays more than the faces like it
+    shape_groups = t.column("shape_model").to_numpy(zero_copy_only=False).astype(object)
     z = {}
     for s in ("point", "part", "shift", "repair", "box"):
-        z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups,
-                         SIGNAL_MIN_SCALE[s])
+        values = t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64)
+        z[s] = calibrate(values, groups, SIGNAL_MIN_SCALE[s]) if s == "box" else \
+            calibrate(values, shape_groups, SIGNAL_MIN_SCALE[s], parents=groups)
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
     z["pose"] = calibrate(pose_diff, groups, SIGNAL_MIN_SCALE["pose"])
     # models: each point's distance over that model's typical distance at the point (median over the faces)

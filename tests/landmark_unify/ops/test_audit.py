@@ -96,6 +96,33 @@ def test_clean_faces_rarely_flagged(audited):
     assert (clean["suspicion"] >= FLAG_Z).mean() <= 0.05
 
 
+
+def test_shape_signals_are_read_against_their_shape_models_faces(audited):
+    """Each yaw bin's faces are calibrated on their own: the median of every shape signal is 0 in each bin
+    (a face turned far is suspect where it strays more than the faces turned like it)."""
+    _, _, out = audited
+    for key, g in out.groupby("shape_model"):
+        assert len(g) >= 30, key  # WFLW test has enough faces in every bin to calibrate it alone
+        for s in ("z_point", "z_part", "z_shift"):
+            assert abs(np.nanmedian(g[s].to_numpy(np.float64))) < 1e-6, (key, s)
+
+
+def test_calibration_falls_back_to_the_parent_group():
+    from landmark_unify.ops.audit import MIN_CALIBRATION_FACES, calibrate
+
+    rng = np.random.default_rng(0)
+    n = 4 * MIN_CALIBRATION_FACES
+    values = rng.normal(10, 2, n)
+    groups = np.array(["a"] * (n - 5) + ["small"] * 5, object)
+    parents = np.array(["layout"] * n, object)
+    values[-5:] += 100  # a small group far off: read against its parent, it stays far off
+    z = calibrate(values, groups, parents=parents)
+    whole = calibrate(values, parents)
+    assert np.allclose(z[-5:], whole[-5:])
+    assert (z[-5:] > 20).all()
+    alone = calibrate(values[:-5], groups[:-5])
+    assert np.allclose(z[:-5], alone)
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=st.integers(0, 1965), kind=st.sampled_from(["swap_face", "swap_pair_eye", "swap_pair_brow",
                                                        "reverse_contour", "point"]),
