@@ -35,7 +35,7 @@ from .. import manifest as mf
 from ..core import audit as ca
 from ..core.eyes import eye_aspect_ratio, eye_state, thresholds_for
 from ..core.layouts import CANONICAL, get_layout
-from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, estimate_pose
+from ..core.pose import PROJECTED_CONTOUR_SCHEMAS, estimate_pose, faces_camera
 from ..engines import RunOptions
 from ..errors import ON_ERROR, LandmarkUnifyError
 from ..face_models import load_face_model
@@ -180,23 +180,33 @@ class AuditModel:
                 "fallback": dict(sorted(self.fallback.items()))}
 
 
+#: the shape model of all the audited faces (every layout, every pose), and the bin label of a layout's model of
+#: all poses (shape model keys are ``"{layout}|{bin}"``)
+POOLED, ALL_POSES = "*", "all"
+
+
 def yaw_bin(yaw: np.ndarray) -> np.ndarray:
-    """``(N,)`` object: the yaw bin label of each face (``"all"`` where the yaw is unknown)."""
+    """``(N,)`` object: the yaw bin label of each face (:data:`ALL_POSES` where the yaw is unknown)."""
     edges = np.asarray(YAW_EDGES)
     labels = [f"<{edges[0]:g}"] + [f"{a:g}..{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)] + \
              [f">={edges[-1]:g}"]
     y = np.asarray(yaw, np.float64)
     b = np.searchsorted(edges, np.nan_to_num(y, nan=0.0), side="right")
     out = np.array(labels, dtype=object)[b]
-    out[~np.isfinite(y)] = "all"
+    out[~np.isfinite(y)] = ALL_POSES
     return out
 
 
 def _fit_pose(df: pd.DataFrame, points: np.ndarray, valid: np.ndarray, face_model) -> np.ndarray:
+    """``(N, 3)`` the fitted pose of each face; NaN where the fit failed: too few points, or a fit that turned
+    the face away from the camera (:func:`~landmark_unify.core.pose.faces_camera`), whose yaw would pick a
+    shape model of faces turned the other way."""
     if not len(df):
         return np.zeros((0, 3), np.float32)
     proj = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()
-    return estimate_pose(points, valid, model=face_model, projected=proj)
+    pose = estimate_pose(points, valid, model=face_model, projected=proj)
+    pose[~faces_camera(pose)] = np.nan
+    return pose
 
 
 def _read_frame(s: mf.RowSlice, where) -> pd.DataFrame:
@@ -241,21 +251,21 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
     shapes, fallback = {}, {}
     single = len(set(schemas)) == 1
     try:
-        shapes["*"] = ca.fit_shape_model(pts, val, key="*")
+        shapes[POOLED] = ca.fit_shape_model(pts, val, key=POOLED)
     except ValueError as exc:
         raise AuditError(f"too few faces to learn a shape model from this input: {exc}. Audit a larger manifest "
                          "(or merge this one with others of the same layout first)") from None
     for schema in sorted(set(schemas)):
         sel = schemas == schema
-        key = f"{schema}|all"
+        key = f"{schema}|{ALL_POSES}"
         try:
             # one layout: its model is the pooled one
-            shapes[key] = shapes["*"] if single else ca.fit_shape_model(pts[sel], val[sel], key=key)
+            shapes[key] = shapes[POOLED] if single else ca.fit_shape_model(pts[sel], val[sel], key=key)
         except ValueError as exc:
-            fallback[key] = f"pooled model '*': {exc}"
+            fallback[key] = f"pooled model {POOLED!r}: {exc}"
             continue
         for b in sorted(set(bins[sel])):
-            if b == "all":
+            if b == ALL_POSES:
                 continue
             kb = f"{schema}|{b}"
             sb = sel & (bins == b)
@@ -283,7 +293,7 @@ BOX_MIN_SCALE = np.array([0.02, 0.02, 0.02, 0.02, 0.01])
 
 
 def model_for(am: AuditModel, schema: str, b: str) -> tuple[str, ca.ShapeModel]:
-    for key in (f"{schema}|{b}", f"{schema}|all", "*"):
+    for key in (f"{schema}|{b}", f"{schema}|{ALL_POSES}", POOLED):
         if key in am.shapes:
             return key, am.shapes[key]
     raise AuditError("no shape model")  # unreachable: '*' always exists
@@ -578,10 +588,10 @@ def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, ta
               parents: np.ndarray | None = None) -> np.ndarray:
     """Robust z-scores of a signal per group: ``(x - median) / scale`` with the scale from the upper tail
     (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not over-read,
-    never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). A group of fewer than
-    :data:`MIN_CALIBRATION_FACES` faces is calibrated against its parent group (``parents``, the same length:
-    the coarser group of each face), and one still that small, or without a parent, against all the faces.
-    NaN stays NaN."""
+    never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). ``parents`` (the same length):
+    the coarser group of each face; a face whose group is None, or has fewer than
+    :data:`MIN_CALIBRATION_FACES` faces, is read against all the faces of its parent group, and one whose
+    parent group is that small too (or without ``parents``) against all the faces. NaN stays NaN."""
     out = np.full(len(values), np.nan)
 
     def centre_scale(v):
@@ -594,20 +604,23 @@ def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, ta
     if fin.sum() < 2:
         return out
     pooled = centre_scale(values[fin])
-    parent_of = {}
-    if parents is not None:
-        for g in sorted(set(parents), key=str):
-            sel = (parents == g) & fin
-            parent_of[g] = centre_scale(values[sel]) if sel.sum() >= MIN_CALIBRATION_FACES else pooled
-    for g in sorted(set(groups), key=str):
+
+    def reference(sel):
+        return centre_scale(values[sel & fin]) if (sel & fin).sum() >= MIN_CALIBRATION_FACES else None
+
+    groups = np.asarray(groups, object)
+    parents = np.full(len(values), None, object) if parents is None else np.asarray(parents, object)
+    for g in sorted(set(groups) - {None}, key=str):
         sel = (groups == g) & fin
-        if not sel.any():
-            continue
-        if sel.sum() >= MIN_CALIBRATION_FACES:
-            med, scale = centre_scale(values[sel])
-        else:  # a group too small to have a distribution of its own is read against its parent's faces
-            med, scale = parent_of[parents[sel][0]] if parents is not None else pooled
-        out[sel] = (values[sel] - med) / scale
+        ref = reference(groups == g)
+        if ref is not None:
+            out[sel] = (values[sel] - ref[0]) / ref[1]
+    # a group too small to have a distribution of its own, or none, is read against its parent's faces
+    rest = fin & np.isnan(out)
+    for g in sorted(set(parents[rest]), key=str):
+        sel = rest & (parents == g)
+        ref = (reference(parents == g) if g is not None else None) or pooled
+        out[sel] = (values[sel] - ref[0]) / ref[1]
     return out
 
 
@@ -654,8 +667,11 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         raise AuditError("no faces to audit (the input, or the rows --where keeps, is empty)")
     groups = t.column("source_schema").to_numpy(zero_copy_only=False).astype(object)
     # a shape signal is read against the faces its shape model scored (one layout, one yaw bin): a face turned
-    # far strays more than a frontal one, and is suspect only where it strays more than the faces like it
-    shape_groups = t.column("shape_model").to_numpy(zero_copy_only=False).astype(object)
+    # far strays more than a frontal one, and is suspect only where it strays more than the faces like it.
+    # Faces scored by a model of all poses (no pose: a fit that failed, as on most faces mirrored by their
+    # labels) are read against their whole layout, never against each other
+    shape_groups = np.array([None if k is None or k == POOLED or k.endswith(f"|{ALL_POSES}") else k
+                             for k in t.column("shape_model").to_pylist()], object)
     z = {}
     for s in ("point", "part", "shift", "repair", "box"):
         values = t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64)

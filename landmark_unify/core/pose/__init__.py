@@ -60,10 +60,10 @@ from .model import (
     canonical_model_points,
 )
 from .pnp import estimate_pose_pnp
-from .rotation import euler_from_matrix, matrix_from_euler
+from .rotation import euler_from_matrix, faces_camera, matrix_from_euler
 
 __all__ = ["CHIN", "CHUNK", "DEFAULT_POINT_WEIGHTS", "EXPRESSION_MODES", "HUBER", "ITERATIONS", "LID_POLYLINES",
            "MIN_POINTS", "MIN_SCALE", "MODE_SIGMA", "NOISE_SIGMA", "NOSE", "PROJECTED_CONTOUR_SCHEMAS",
            "PROJECTED_CONTOUR_WEIGHTS", "REFIT_ITERATIONS", "FaceModel", "PoseModelError", "build_face_model",
            "build_face_model_98", "canonical_model_points", "estimate_pose", "estimate_pose_pnp",
-           "euler_from_matrix", "matrix_from_euler"]
+           "euler_from_matrix", "faces_camera", "matrix_from_euler"]

@@ -25,6 +25,17 @@ def matrix_from_euler(angles: np.ndarray) -> np.ndarray:
 
 
 
+def faces_camera(angles: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: the face at these ``(N, 3)`` pitch, yaw, roll degrees looks toward the camera (its
+    forward axis, model z, has a positive camera z: ``R[2, 2] = cos(pitch) cos(yaw) > 0``). A face with
+    landmarks drawn on it does; a fit that turned the face away (pitch and roll past 90 degrees) is a fit
+    that failed, pulled into that solution by points no face has (a mouth drawn across the face). False
+    where the pose is unknown (NaN)."""
+    a = np.radians(np.asarray(angles, dtype=np.float64).reshape(-1, 3))
+    with np.errstate(invalid="ignore"):
+        return np.cos(a[:, 0]) * np.cos(a[:, 1]) > 0
+
+
 def _nearest_scaled_rotation(a: np.ndarray):
     """Nearest scaled-orthographic camera to affine cameras ``a`` (2, 3, N), batch-last: rows
     ``Q2 = (a a^T)^(-1/2) a`` (the polar factor) completed to a rotation ``Q`` (3, 3, N), and the mean
