@@ -342,6 +342,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
     pose = _fit_pose(df, pts, val, face_model) if n else np.zeros((0, 3))
     bins = yaw_bin(pose[:, 1]) if n else np.zeros(0, object)
     degen = ca.degenerate(pts, val) if n else np.zeros(0, object)
+    crossed = [o or None for o in ca.out_of_order(pts, val)] if n else []
     point_z = np.full((n, lay.num_points), np.nan)
     resid = np.full((n, lay.num_points), np.nan)
     s_point, s_part, s_shift, s_repair = (np.full(n, np.nan) for _ in range(4))
@@ -443,6 +444,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "degenerate": pa.array(degen, pa.string()),
         "repair": pa.array(repair_name, pa.string()),
         "repair_findings": pa.array(repair_findings, pa.list_(pa.string())),
+        "out_of_order": pa.array(crossed, pa.list_(pa.string())),
         "worst_points": pa.array(worst, pa.list_(pa.string())),
         "worst_point_iod": pa.array(worst_iod, pa.float32()),
         "part": pa.array(part_name, pa.string()),
@@ -651,15 +653,15 @@ def _flip_pairs(key: np.ndarray, key_mirror: np.ndarray, yaw: np.ndarray, roll: 
 AUDIT_SCHEMA_COLUMNS = (
     "sample_id", "rank", "suspicion", "findings", "point_suspicion", "source", "split", "image_path",
     "source_schema", "shape_model", "worst_points", "worst_point_iod", "part", "part_shift_iod", "repair",
-    "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of", "image_status",
+    "out_of_order", "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of", "image_status",
     "model_error_iod", *[f"z_{s}" for s in SIGNALS])  # noqa: E501
 
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
     small = ["source_schema", "shape_model", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose",
-             "degenerate", "repair", "repair_findings", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key", "key_mirror",
-             "sample_id", "single_point"]
+             "degenerate", "repair", "repair_findings", "out_of_order", "eye_mismatch", "mask_mismatch", "given_yaw",
+             "given_roll", "key", "key_mirror", "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
     t = pa.concat_tables(tabs) if tabs else None
     n = t.num_rows if t is not None else 0
@@ -712,6 +714,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     degen = t.column("degenerate").to_pylist()
     top = max(DEGENERATE_SUSPICION, float(susp.max()) + 1.0)
     rep = t.column("repair_findings").to_pylist()
+    crossed = t.column("out_of_order").to_pylist()
     eye = t.column("eye_mismatch").to_numpy(zero_copy_only=False)
     mask = t.column("mask_mismatch").to_numpy(zero_copy_only=False)
     single = t.column("single_point").to_numpy(zero_copy_only=False)
@@ -745,7 +748,9 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f.append("mask_mismatch")
         if zi["model"] >= FLAG_Z:
             f.append("model_disagreement")
-        if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"}:
+        if crossed[i]:
+            f.append("swapped_left_right")
+        if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"} or crossed[i]:
             susp[i] = max(susp[i], RULE_SUSPICION)
         findings.append([x for x in FINDINGS if x in f])
     order = np.lexsort((np.arange(n), -susp))
@@ -777,6 +782,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     "shape_model": part.column("shape_model"), "worst_points": part.column("worst_points"),
                     "worst_point_iod": part.column("worst_point_iod"), "part": part.column("part"),
                     "part_shift_iod": part.column("part_shift_iod"), "repair": part.column("repair"),
+                    "out_of_order": part.column("out_of_order"),
                     "points_outside_box": part.column("points_outside_box"),
                     "pose_diff_deg": pa.array(pose_diff[sl], pa.float32()),
                     "fit_pitch": part.column("fit_pitch"), "fit_yaw": part.column("fit_yaw"),

@@ -87,6 +87,8 @@ def test_injected_errors_are_found_and_named(audited):
     assert "degenerate" in out.at[50, "findings"] and out.at[50, "rank"] == 1
     assert out.at[40, "worst_points"][0] == lu.get_layout("wflw98").names[54]
     assert out.at[3, "repair"] == "face mirrored"
+    assert list(out.at[10, "out_of_order"]) == ["eye_l/eye_r"]  # an eye pair exchanged: the eyes cross the rest
+    assert out.at[3, "out_of_order"] is None  # a whole face mirrored keeps its order
 
 
 def test_clean_faces_rarely_flagged(audited):
