@@ -586,14 +586,11 @@ MIN_CALIBRATION_FACES = 30
 MAD_SIGNALS = ("model",)
 
 
-def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, tail: bool = True,
-              parents: np.ndarray | None = None) -> np.ndarray:
+def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, tail: bool = True) -> np.ndarray:
     """Robust z-scores of a signal per group: ``(x - median) / scale`` with the scale from the upper tail
     (90th percentile minus the median, over 1.2816: a normal's), so a heavy-tailed signal is not over-read,
-    never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). ``parents`` (the same length):
-    the coarser group of each face; a face whose group is None, or has fewer than
-    :data:`MIN_CALIBRATION_FACES` faces, is read against all the faces of its parent group, and one whose
-    parent group is that small too (or without ``parents``) against all the faces. NaN stays NaN."""
+    never below 1.4826 MAD or ``min_scale`` (``tail=False``: the MAD alone). A group of fewer than
+    :data:`MIN_CALIBRATION_FACES` faces is calibrated against all of them. NaN stays NaN."""
     out = np.full(len(values), np.nan)
 
     def centre_scale(v):
@@ -606,23 +603,11 @@ def calibrate(values: np.ndarray, groups: np.ndarray, min_scale: float = 0.0, ta
     if fin.sum() < 2:
         return out
     pooled = centre_scale(values[fin])
-
-    def reference(sel):
-        return centre_scale(values[sel & fin]) if (sel & fin).sum() >= MIN_CALIBRATION_FACES else None
-
-    groups = np.asarray(groups, object)
-    parents = np.full(len(values), None, object) if parents is None else np.asarray(parents, object)
-    for g in sorted(set(groups) - {None}, key=str):
+    for g in sorted(set(groups), key=str):
         sel = (groups == g) & fin
-        ref = reference(groups == g)
-        if ref is not None:
-            out[sel] = (values[sel] - ref[0]) / ref[1]
-    # a group too small to have a distribution of its own, or none, is read against its parent's faces
-    rest = fin & np.isnan(out)
-    for g in sorted(set(parents[rest]), key=str):
-        sel = rest & (parents == g)
-        ref = (reference(parents == g) if g is not None else None) or pooled
-        out[sel] = (values[sel] - ref[0]) / ref[1]
+        # a group too small to have a distribution of its own is read against all the faces
+        med, scale = centre_scale(values[sel]) if sel.sum() >= MIN_CALIBRATION_FACES else pooled
+        out[sel] = (values[sel] - med) / scale
     return out
 
 
@@ -653,32 +638,25 @@ def _flip_pairs(key: np.ndarray, key_mirror: np.ndarray, yaw: np.ndarray, roll: 
 AUDIT_SCHEMA_COLUMNS = (
     "sample_id", "rank", "suspicion", "findings", "point_suspicion", "source", "split", "image_path",
     "source_schema", "shape_model", "worst_points", "worst_point_iod", "part", "part_shift_iod", "repair",
-    "out_of_order", "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of", "image_status",
-    "model_error_iod", *[f"z_{s}" for s in SIGNALS])  # noqa: E501
+    "out_of_order", "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of",
+    "image_status", "model_error_iod", *[f"z_{s}" for s in SIGNALS])
 
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
-    small = ["source_schema", "shape_model", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose",
-             "degenerate", "repair", "repair_findings", "out_of_order", "eye_mismatch", "mask_mismatch", "given_yaw",
-             "given_roll", "key", "key_mirror", "sample_id", "single_point"]
+    small = ["source_schema", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose", "degenerate", "repair",
+             "repair_findings", "out_of_order", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key",
+             "key_mirror", "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
     t = pa.concat_tables(tabs) if tabs else None
     n = t.num_rows if t is not None else 0
     if n == 0:
         raise AuditError("no faces to audit (the input, or the rows --where keeps, is empty)")
     groups = t.column("source_schema").to_numpy(zero_copy_only=False).astype(object)
-    # a shape signal is read against the faces its shape model scored (one layout, one yaw bin): a face turned
-    # far strays more than a frontal one, and is suspect only where it strays more than the faces like it.
-    # Faces scored by a model of all poses (no pose: a fit that failed, as on most faces mirrored by their
-    # labels) are read against their whole layout, never against each other
-    shape_groups = np.array([None if k is None or k == POOLED or k.endswith(f"|{ALL_POSES}") else k
-                             for k in t.column("shape_model").to_pylist()], object)
     z = {}
     for s in ("point", "part", "shift", "repair", "box"):
-        values = t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64)
-        z[s] = calibrate(values, groups, SIGNAL_MIN_SCALE[s]) if s == "box" else \
-            calibrate(values, shape_groups, SIGNAL_MIN_SCALE[s], parents=groups)
+        z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups,
+                         SIGNAL_MIN_SCALE[s])
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
     z["pose"] = calibrate(pose_diff, groups, SIGNAL_MIN_SCALE["pose"])
     # models: each point's distance over that model's typical distance at the point (median over the faces)
