@@ -198,9 +198,10 @@ def yaw_bin(yaw: np.ndarray) -> np.ndarray:
 
 
 def _fit_pose(df: pd.DataFrame, points: np.ndarray, valid: np.ndarray, face_model) -> np.ndarray:
-    """``(N, 3)`` the fitted pose of each face; NaN where the fit failed: too few points, or a fit that turned
-    the face away from the camera (:func:`~landmark_unify.core.pose.faces_camera`), whose yaw would pick a
-    shape model of faces turned the other way."""
+    """``(N, 3)`` the fitted pose of each face; NaN where there is none: too few points, or a fit that turned
+    the face away from the camera (:func:`~landmark_unify.core.pose.faces_camera`: most often mirrored
+    labels), whose yaw would pick the shape model of faces turned the other way. Such faces are scored by
+    their layout's model of all poses."""
     if not len(df):
         return np.zeros((0, 3), np.float32)
     proj = df["source_schema"].isin(PROJECTED_CONTOUR_SCHEMAS).to_numpy()

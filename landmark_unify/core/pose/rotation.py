@@ -27,10 +27,12 @@ def matrix_from_euler(angles: np.ndarray) -> np.ndarray:
 
 def faces_camera(angles: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: the face at these ``(N, 3)`` pitch, yaw, roll degrees looks toward the camera (its
-    forward axis, model z, has a positive camera z: ``R[2, 2] = cos(pitch) cos(yaw) > 0``). A face with
-    landmarks drawn on it does; a fit that turned the face away (pitch and roll past 90 degrees) is a fit
-    that failed, pulled into that solution by points no face has (a mouth drawn across the face). False
-    where the pose is unknown (NaN)."""
+    forward axis, model z, has a positive camera z: ``R[2, 2] = cos(pitch) cos(yaw) > 0``). A fit that turns
+    the face away is a face turned past profile, or a fit pulled there by points no face has: labels whose
+    left and right are exchanged draw a mirror image, which only a face seen from behind projects to (every
+    whole-face and brow-pair swap injected into the WFLW test faces; 2 of their 1966 untouched faces, both
+    with their brows exchanged; 6 of the 1007 AFLW2000-3D dev faces, all turned 70-120 degrees). False where
+    the pose is unknown (NaN)."""
     a = np.radians(np.asarray(angles, dtype=np.float64).reshape(-1, 3))
     with np.errstate(invalid="ignore"):
         return np.cos(a[:, 0]) * np.cos(a[:, 1]) > 0
