@@ -559,3 +559,29 @@ def test_every_pose_command_takes_the_face_model_options(shared_data, tmp_path, 
         assert expect in df.attrs["manifest"]["pose_fit"]["model"] and (df["pose_source"] == "fit").all()
     with pytest.raises(SystemExit):
         main(["relabel-pose", str(built), "-o", str(tmp_path / "x.parquet"), "--shape-key", "nope"])
+
+
+def test_faces_camera_is_the_sign_of_the_forward_axis():
+    from landmark_unify.core.pose import faces_camera, matrix_from_euler
+
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-180, 180, (500, 3))
+    r = matrix_from_euler(angles)
+    assert (faces_camera(angles) == (r[:, 2, 2] > 0)).all()
+    assert faces_camera(np.array([[0, 0, 0], [10, 80, -20]])).all()
+    assert not faces_camera(np.array([[0, 100, 0], [128, 77, 130], [np.nan, 0, 0]])).any()
+
+
+def test_mirrored_labels_turn_the_fit_away(shared_data):
+    """A face whose left and right labels are exchanged is a mirror image: the fit turns it away."""
+    from landmark_unify.core.pose import faces_camera
+
+    d = np.load(shared_data / "AFLW2000-3D_dev/aflw2000_3d_dev.npz")
+    pts, val = lu.to_canonical(d["pts68_2d_reannotated"].astype(np.float32) - 1, "ibug68", policy="strict")
+    pts, val = np.asarray(pts), np.asarray(val)
+    near = np.abs(d["yaw_deg"]) < 45
+    model = lu.load_face_model()
+    flip = np.asarray(lu.get_layout("wflw98").flip_indices)
+    assert faces_camera(lu.estimate_pose(pts[near], val[near], model=model)).mean() == 1.0
+    away = ~faces_camera(lu.estimate_pose(pts[near][:, flip], val[near][:, flip], model=model))
+    assert away.mean() >= 0.95
