@@ -96,3 +96,13 @@ def test_faces_turned_to_profile_are_not_named(shared_data, labels, kind):
     pts, val = lu.to_canonical(d[labels][..., :2].astype(np.float32) - 1, kind, policy="strict")
     assert np.abs(d["yaw_deg"]).max() > 90
     assert not any(ca.out_of_order(np.asarray(pts, np.float64), np.asarray(val)))
+
+
+def test_faces_without_a_frame_name_nothing():
+    p = np.full((3, 98, 2), np.nan)
+    v = np.zeros((3, 98), bool)
+    p[1], v[1] = 0.0, True  # every point on one spot
+    p[2], v[2] = np.random.default_rng(0).normal(size=(98, 2)), True
+    p[2, LAY.norm_indices[1]] = p[2, LAY.norm_indices[0]]  # coincident eye corners: no IOD
+    assert ca.out_of_order(p, v) == [[], [], []]
+    assert ca.out_of_order(np.zeros((0, 98, 2)), np.zeros((0, 98), bool)) == []
