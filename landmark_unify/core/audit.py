@@ -922,7 +922,7 @@ def out_of_order(points: np.ndarray, valid: np.ndarray, layout: str = CANONICAL)
         d[ok, j] = p[ok][:, side.left].mean(1) - p[ok][:, side.right].mean(1)
     length = np.linalg.norm(d, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        votes = np.isfinite(length) & (length >= MIN_SIDE_SEPARATION * iod[:, None])
+        votes = np.isfinite(length) & (length >= MIN_SIDE_SEPARATION * iod[:, None]) & (iod > 0)[:, None]
         u = np.where(votes[..., None], d / length[..., None], 0.0)
     agree = np.sign(np.einsum("npi,nqi->npq", u, u))
     agree[:, np.arange(len(sd)), np.arange(len(sd))] = 0
