@@ -919,7 +919,8 @@ def out_of_order(points: np.ndarray, valid: np.ndarray, layout: str = CANONICAL)
     d = np.full((len(p), len(sd), 2), np.nan)
     for j, side in enumerate(sd):
         ok = v[:, side.left].all(1) & v[:, side.right].all(1)
-        d[ok, j] = p[ok][:, side.left].mean(1) - p[ok][:, side.right].mean(1)
+        with np.errstate(invalid="ignore"):
+            d[:, j] = np.where(ok[:, None], p[:, side.left].mean(1) - p[:, side.right].mean(1), np.nan)
     length = np.linalg.norm(d, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         votes = np.isfinite(length) & (length >= MIN_SIDE_SEPARATION * iod[:, None]) & (iod > 0)[:, None]
@@ -927,7 +928,11 @@ def out_of_order(points: np.ndarray, valid: np.ndarray, layout: str = CANONICAL)
     agree = np.sign(np.einsum("npi,nqi->npq", u, u))
     agree[:, np.arange(len(sd)), np.arange(len(sd))] = 0
     score = agree.sum(2)
-    return [[sd[j].name for j in np.flatnonzero(row)] for row in votes & (score <= -ORDER_MARGIN)]
+    crossed = votes & (score <= -ORDER_MARGIN)
+    out: list[list[str]] = [[] for _ in range(len(p))]
+    for i in np.flatnonzero(crossed.any(1)):
+        out[i] = [sd[j].name for j in np.flatnonzero(crossed[i])]
+    return out
 
 
 # --- box, degenerate, mask -----------------------------------------------------------------------------------------
