@@ -271,7 +271,7 @@ def run_real() -> list[dict]:
     s = ca.score_shapes(pts98, val98, model)
     grp = np.zeros(len(pts98), object)
     with np.errstate(invalid="ignore"):
-        z = np.stack([calibrate(np.nanmax(np.nan_to_num(s.point_z, nan=-np.inf), 1), grp, SIGNAL_MIN_SCALE["point"]),
+        z = np.stack([calibrate(ca.point_signal(s.point_z), grp, SIGNAL_MIN_SCALE["point"]),
                       calibrate(np.nanmax(s.part_rms, 1), grp, SIGNAL_MIN_SCALE["part"]),
                       calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"])], 1)
     audit_score = np.nanmax(z, 1)
