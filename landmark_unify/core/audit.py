@@ -82,6 +82,9 @@ LOCAL_FACES_PER_COEF = 5
 LOCAL_KEEP = 0.9
 #: 90th percentile of the length of a standard 2D normal vector (the chi distribution with 2 degrees of freedom)
 CHI2_Q90 = float(np.sqrt(-2 * np.log(0.1)))
+#: median length of a standard 2D normal vector: a face's typical point z-score where its points are as
+#: good as the model's
+CHI2_MEDIAN = float(np.sqrt(2 * np.log(2)))
 
 
 @dataclass(frozen=True)
@@ -731,7 +734,8 @@ class ShapeScores:
     in the model frame: translation x, y and outward offset (from the normal components alone on an
     outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (the largest of the three
     robust z-scores).
-    ``repair``: ``(N,)`` index into ``repairs(layout, model.points)`` of the repair taken (-1: none);
+    ``repair``: ``(N,)`` index into ``repairs`` (the relabellings tried, ``repairs(layout, model.points)``) of
+    the repair taken (-1: none);
     ``repair_gain``: the repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
     repaired points' summed squared (capped) z-scores, a likelihood-ratio-like evidence (0 without a repair).
     """
@@ -747,6 +751,7 @@ class ShapeScores:
     repair: np.ndarray
     repair_gain: np.ndarray
     repair_drop: np.ndarray
+    repairs: tuple
 
 
 def _cost(zs: np.ndarray, mask=None) -> np.ndarray:
@@ -799,6 +804,7 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         shift[idx, j] = sh
         shift_z[idx, j] = np.abs((sh - centre) / scale).max(1)
     repair = np.full(n, -1, np.intp)
+    tried = repairs(lay, model.points)
     gain = np.ones(n)
     drop = np.zeros(n)
     if try_repairs and idx.size:
@@ -807,7 +813,7 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         if gi.size:
             best_gain = np.zeros(gi.size)
             best_drop = np.zeros(gi.size)
-            for j, rep in enumerate(repairs(lay, model.points)):
+            for j, rep in enumerate(tried):
                 touched = rep.perm != np.arange(k)
                 base = _cost(zs[gi], touched)
                 _, zr, _ = fit_faces(z[gi][:, rep.perm], ok[gi][:, rep.perm], model)
@@ -833,12 +839,7 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         both = np.isfinite(lz) & np.isfinite(g)
         point_z[idx] = np.where(both, np.sqrt(np.maximum(lz, 0) * np.maximum(g, 0)), g)
     return ShapeScores(point_z, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
-                       drop)
-
-
-#: median length of a standard 2D normal vector: a face's typical point z-score where its points are as
-#: good as the model's
-CHI2_MEDIAN = float(np.sqrt(2 * np.log(2)))
+                       drop, tried)
 
 
 def point_signal(point_z: np.ndarray) -> np.ndarray:

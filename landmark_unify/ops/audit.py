@@ -358,7 +358,6 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         sel = np.flatnonzero((keys == key) & ok_face)
         m = am.shapes[key]
         sc = ca.score_shapes(pts[sel], val[sel], m)
-        reps = ca.repairs(lay, m.points)
         model_key[sel] = key
         point_z[sel] = sc.point_z
         resid[sel] = np.hypot(sc.residual[..., 0], sc.residual[..., 1])
@@ -374,8 +373,8 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         part_shift[sel] = np.linalg.norm(np.nan_to_num(sc.part_shift[np.arange(len(sel)), j]), axis=-1)
         for i, r in zip(sel, sc.repair, strict=True):
             if r >= 0:
-                repair_name[i] = reps[r].name
-                repair_findings[i] = list(reps[r].findings)
+                repair_name[i] = sc.repairs[r].name
+                repair_findings[i] = list(sc.repairs[r].findings)
     worst = []
     worst_iod = np.full(n, np.nan)
     single = np.zeros(n, bool)

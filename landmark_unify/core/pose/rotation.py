@@ -24,7 +24,6 @@ def matrix_from_euler(angles: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-
 def faces_camera(angles: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: the face at these ``(N, 3)`` pitch, yaw, roll degrees looks toward the camera (its
     forward axis, model z, has a positive camera z: ``R[2, 2] = cos(pitch) cos(yaw) > 0``). A fit that turns
