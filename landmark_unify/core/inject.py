@@ -12,12 +12,13 @@ from .layouts import CANONICAL, get_layout
 
 #: the injection kinds of :func:`inject`
 KINDS = ("swap_face", "swap_pair", "swap_ends", "shift_normal", "shift_tangent", "move_point", "reverse",
-         "other_face", "box_off", "translate", "scale")
+         "other_face", "box_off", "translate", "scale", "move_part", "rotate_part", "scale_part", "swap_points")
 #: the finding the audit should name for each kind
 EXPECTED = {"swap_face": "swapped_left_right", "swap_pair": "swapped_left_right", "swap_ends": "swapped_left_right",
             "shift_normal": "shifted_group", "shift_tangent": None, "move_point": "outlier_point",
             "reverse": "reversed_order", "other_face": "wrong_face", "box_off": "wrong_face",
-            "translate": "model_disagreement", "scale": "model_disagreement"}
+            "translate": "model_disagreement", "scale": "model_disagreement", "move_part": "shifted_group",
+            "rotate_part": "shifted_group", "scale_part": "shifted_group", "swap_points": None}
 
 
 def iod(points: np.ndarray, layout: str = CANONICAL) -> np.ndarray:
@@ -76,7 +77,12 @@ def inject(points: np.ndarray, bbox: np.ndarray, kind: str, *, size: float = 0.0
     - ``reverse``: ``part`` in reversed order; ``other_face``: the points are ``other`` (another face's),
       the box stays; ``box_off``: the box moved by ``size`` box widths (default 1, off the points);
     - ``translate`` / ``scale``: the whole face moved right by ``size`` IOD / scaled by ``1 + size`` about its
-      centre, box included (a plausible shape in the wrong place: only an image shows it).
+      centre, box included (a plausible shape in the wrong place: only an image shows it);
+    - ``move_part``: ``part`` moved ``size`` IOD at ``angle`` radians; ``rotate_part`` / ``scale_part``:
+      ``part`` turned (the sign of ``size`` gives the sense) / scaled up (``size`` > 0) or down about the
+      centroid of its valid points, so that its farthest point moves ``|size|`` IOD (each kind's size is the
+      largest displacement it makes; a part is turned half a turn and scaled down to a tenth at most);
+      ``swap_points``: the valid point ``point`` of ``part`` and the next valid one along it exchange labels.
     Invalid points are NaN and stay where their labels take them: a face mapped from another layout keeps
     its valid points valid (a shift moves the valid ones, a reversal reverses the valid run of the part).
     Returns new arrays."""
@@ -106,6 +112,28 @@ def inject(points: np.ndarray, bbox: np.ndarray, kind: str, *, size: float = 0.0
         a = _part(part, layout)
         run = a.indices[np.isfinite(p[a.indices]).all(1)]  # a mapped face: its valid points among themselves
         p[run] = p[run[::-1]]
+    elif kind in ("move_part", "rotate_part", "scale_part"):
+        idx = _part(part, layout).indices
+        idx = idx[np.isfinite(p[idx]).all(1)]
+        if kind == "move_part":
+            p[idx] += d * np.array([np.cos(angle), np.sin(angle)])
+        else:
+            c = p[idx].mean(0)
+            reach = float(np.linalg.norm(p[idx] - c, axis=1).max())
+            if reach > 0:
+                step = abs(d) / reach  # the farthest point moves |d|: a chord of 2 sin(a/2), a radius change of s
+                if kind == "rotate_part":
+                    a = 2 * np.arcsin(min(step, 2.0) / 2) * np.sign(size)
+                    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+                    p[idx] = c + (p[idx] - c) @ rot.T
+                else:
+                    p[idx] = c + (p[idx] - c) * (1 + step if size > 0 else 1 - min(step, 0.9))
+    elif kind == "swap_points":
+        idx = _part(part, layout).indices
+        idx = idx[np.isfinite(p[idx]).all(1)]
+        j = int(np.flatnonzero(idx == point)[0]) if point in idx else 0
+        pair = [idx[j], idx[(j + 1) % len(idx)]]
+        p[pair] = p[pair[::-1]]
     elif kind == "other_face":
         p = np.array(other, np.float64)
     elif kind == "box_off":

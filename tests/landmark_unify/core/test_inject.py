@@ -49,14 +49,14 @@ def test_property_shift_moves_each_valid_point_by_size(mapped, row, kind, part, 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=st.integers(0, 1288),
-       kind=st.sampled_from(["reverse", "swap_face", "swap_pair", "swap_ends"]),
+       kind=st.sampled_from(["reverse", "swap_face", "swap_pair", "swap_ends", "swap_points"]),
        part=st.sampled_from(["brow_l", "lip_outer", "lip_inner", "nose_base", "eye_l"]))
 def test_property_relabelling_keeps_the_valid_set(mapped, row, kind, part):
     """A relabelling moves valid points among valid labels: the same points, in other slots."""
     pts, val = mapped
     if kind == "swap_ends" and not PARTS[part].closed:
         part = "lip_outer"
-    p, _ = inject(pts[row], np.zeros(4), kind, part=part)
+    p, _ = inject(pts[row], np.zeros(4), kind, part=part, point=int(PARTS[part].indices[1]))
     assert np.array_equal(np.isfinite(p).all(1), val[row])
     a = np.sort(np.round(p[val[row]], 3), axis=0)
     b = np.sort(np.round(pts[row][val[row]], 3), axis=0)
@@ -79,3 +79,43 @@ def test_frame_of_a_valid_run_is_finite_where_valid(mapped):
         ok = val[0, PARTS[part].indices]
         assert np.isfinite(nrm[ok]).all() and np.isnan(nrm[~ok]).all()
         np.testing.assert_allclose(np.linalg.norm(tan[ok], axis=1), 1.0, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 1288), kind=st.sampled_from(["move_part", "rotate_part", "scale_part"]),
+       part=st.sampled_from(["brow_l", "brow_r", "lip_outer", "lip_inner", "nose_base", "nose_bridge", "eye_l"]),
+       size=st.floats(0.02, 0.3), sign=st.sampled_from([-1, 1]), angle=st.floats(0, 2 * np.pi))
+def test_property_part_transform_moves_its_farthest_point_by_size(mapped, row, kind, part, size, sign, angle):
+    """A part moved, rotated or scaled: its farthest valid point moves the size asked for, a rigid move or a
+    rotation keeps the part's own distances, and nothing else moves."""
+    pts, val = mapped
+    p, b = inject(pts[row], np.arange(4.0), kind, part=part, size=sign * size, angle=angle)
+    np.testing.assert_array_equal(b, np.arange(4.0))  # the box stays
+    assert np.array_equal(np.isfinite(p).all(1), val[row])
+    idx = PARTS[part].indices
+    idx = idx[val[row, idx]]
+    moved = np.linalg.norm(p[idx] - pts[row][idx], axis=1)
+    want = size * iod(pts[row])
+    reach = np.linalg.norm(pts[row][idx] - pts[row][idx].mean(0), axis=1).max()
+    if kind == "scale_part" and sign < 0:
+        want = min(want, 0.9 * reach)  # scaled down to a tenth at most
+    if kind == "rotate_part":
+        want = min(want, 2 * reach)  # a half turn at most
+    assert moved.max() == pytest.approx(want, rel=1e-3, abs=1e-3)
+    if kind != "scale_part":
+        before = np.linalg.norm(pts[row][idx, None] - pts[row][None, idx], axis=-1)
+        after = np.linalg.norm(p[idx, None] - p[None, idx], axis=-1)
+        np.testing.assert_allclose(after, before, atol=1e-3)
+    rest = np.setdiff1d(np.flatnonzero(val[row]), idx)
+    np.testing.assert_allclose(p[rest], pts[row][rest], atol=1e-4)
+
+
+def test_swap_points_exchanges_two_neighbours(mapped):
+    pts, val = mapped
+    idx = PARTS["lip_outer"].indices
+    p, b = inject(pts[0], np.arange(4.0), "swap_points", part="lip_outer", point=int(idx[3]))
+    np.testing.assert_array_equal(b, np.arange(4.0))
+    np.testing.assert_allclose(p[idx[3]], pts[0][idx[4]], atol=1e-4)
+    np.testing.assert_allclose(p[idx[4]], pts[0][idx[3]], atol=1e-4)
+    others = np.setdiff1d(np.arange(98), idx[3:5])
+    np.testing.assert_allclose(p[others], pts[0][others], atol=1e-4, equal_nan=True)
