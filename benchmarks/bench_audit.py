@@ -15,6 +15,10 @@ Sections (``--only`` picks some):
 * ``points300w``: the same on the 1289 300W faces of ``../shared/data/300W_hrnet_csv`` (68 points mapped
   strictly: 43 canonical points valid, no contour), the errors put on the valid points and parts: a
   mapped layout, and a set with fewer errors of its own than the WFLW test set.
+* ``other`` / ``other300w``: the same faces with errors the targets do not name, on every part (eyes and
+  nose included): a part moved (random direction), turned or scaled (up and down) so that its farthest
+  point moves 0.1, 0.2, 0.3 IOD, and two neighbouring points of a part exchanged: the audit is built for
+  the class of error, not for the benchmark's types.
 * ``images``: the WFLW faces that have photos, whole faces translated or scaled by 0.1-0.3 IOD (box moved
   with them), audited with the reference ONNX model(s) of ``../shared/data/reference_models`` and, as the
   baseline, from the points alone.
@@ -25,7 +29,7 @@ Sections (``--only`` picks some):
 * ``scale``: synthetic manifests (the WFLW faces repeated with jitter) audited at ``--scale-sizes``; time
   and peak RSS in fresh subprocesses.
 
-Run: ``python benchmarks/bench_audit.py [--only points images real scale]``.
+Run: ``python benchmarks/bench_audit.py [--only points points300w other other300w images real scale]``.
 """
 from __future__ import annotations
 
@@ -91,6 +95,15 @@ def _types(level: int):
             ("move_point", point), ("reverse", None), ("other_face", None), ("box_off", None)]
 
 
+#: the ``other`` section: errors the targets do not name, each size the largest displacement in IOD
+OTHER_SIZES = (0.1, 0.2, 0.3)
+
+
+def _other_types(level: int):
+    size = OTHER_SIZES[level]
+    return [("move_part", size), ("rotate_part", size), ("scale_part", size), ("swap_points", None)]
+
+
 def w300_manifest(tmp: Path) -> Path:
     out = tmp / "w300.parquet"
     if not out.exists():
@@ -104,21 +117,24 @@ def _scored_parts(valid: np.ndarray, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if valid[:, parts[n]].sum(1).min() >= 3)
 
 
-def run_points(tmp: Path, per_type: int, seeds: int = 1, dataset: str = "wflw") -> list[dict]:
+def run_points(tmp: Path, per_type: int, seeds: int = 1, dataset: str = "wflw", other: bool = False) -> list[dict]:
     """``dataset``: ``wflw`` (the 1966 WFLW test faces, 98 points) or ``300w`` (the 1289 300W faces of the
     HRNet CSV, 68 points mapped strictly: 43 canonical points valid, no contour; errors go to the valid
-    points and parts)."""
+    points and parts). ``other``: the errors of :func:`_other_types` (a part moved, turned or scaled, two
+    neighbouring points exchanged) on every part, eyes and nose included, instead of the targets' types."""
     src = wflw_manifest(tmp) if dataset == "wflw" else w300_manifest(tmp)
     base = lu.read_manifest(src)
     meta = base.attrs["manifest"]
     valid = np.stack(base["valid"].to_numpy())
     parts_shift = _scored_parts(valid, PARTS_SHIFT + ("nose_base",)) if dataset != "wflw" else PARTS_SHIFT
     parts_reverse = _scored_parts(valid, PARTS_REVERSE) if dataset != "wflw" else PARTS_REVERSE
+    ca_parts = {p.name: p.indices for p in ca.outline_parts()}
+    parts_all = _scored_parts(valid, tuple(ca_parts))
     rows = []
     for seed, level in ((s, lv) for s in range(seeds) for lv in range(3)):
         rng = np.random.default_rng(level + 100 * seed)  # seed 0: the faces and errors of earlier runs
         df = base.copy()
-        types = _types(level)
+        types = _other_types(level) if other else _types(level)
         order = rng.permutation(len(df))
         chosen = {}
         for j, (kind, size) in enumerate(types):
@@ -137,6 +153,13 @@ def run_points(tmp: Path, per_type: int, seeds: int = 1, dataset: str = "wflw") 
                     opts["part"] = parts_reverse[n % len(parts_reverse)]
                 elif kind == "other_face":
                     opts["other"] = base.at[int(order[-1 - n]), "landmarks"]
+                elif kind in ("move_part", "rotate_part", "scale_part"):
+                    opts = {"part": parts_all[n % len(parts_all)], "size": size * (1 if n % 4 < 2 else -1),
+                            "angle": float(rng.uniform(0, 2 * np.pi))}
+                elif kind == "swap_points":
+                    part = parts_all[n % len(parts_all)]
+                    idx = ca_parts[part][valid[i, ca_parts[part]]]
+                    opts = {"part": part, "point": int(idx[rng.integers(len(idx))])}
                 p, b = inject(base.at[i, "landmarks"], base.at[i, "bbox"], kind, **opts)
                 df.at[i, "landmarks"], df.at[i, "bbox"] = p, b
                 df.at[i, "valid"] = np.isfinite(p).all(1)
@@ -330,7 +353,8 @@ def run_scale(tmp: Path, sizes: list[int]) -> list[dict]:
 
 def main() -> int:
     ap_ = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap_.add_argument("--only", nargs="+", default=["points", "points300w", "images", "real", "scale"])
+    ap_.add_argument("--only", nargs="+", default=["points", "points300w", "other", "other300w", "images", "real",
+                                                    "scale"])
     ap_.add_argument("--seeds", type=int, default=1,
                      help="runs of the points section, each with other faces and errors (seed 0: the first run)")
     ap_.add_argument("--per-type", type=int, default=20,
@@ -352,10 +376,11 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for section, dataset in (("points", "wflw"), ("points300w", "300w")):
+        for section, dataset, other in (("points", "wflw", False), ("points300w", "300w", False),
+                                        ("other", "wflw", True), ("other300w", "300w", True)):
             if section not in args.only:
                 continue
-            results[section] = run_points(tmp, args.per_type, args.seeds, dataset)
+            results[section] = run_points(tmp, args.per_type, args.seeds, dataset, other)
             print(f"\n{dataset}: mean (min-max) over {args.seeds} seed(s); kind size k recall@k AP flagged named "
                   "(untouched flagged)")
             groups: dict = {}
