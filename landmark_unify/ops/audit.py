@@ -45,13 +45,14 @@ from ..outputs import current, transactional
 from ..progress import Progress
 
 #: the findings vocabulary (docs/spec/audit.md)
-FINDINGS = ("swapped_left_right", "reversed_order", "outlier_point", "shifted_group", "wrong_face", "degenerate",
-            "pose_mismatch", "flip_pose", "eye_state_mismatch", "mask_mismatch", "model_disagreement")
+FINDINGS = ("swapped_left_right", "reversed_order", "collapsed_ends", "outlier_point", "shifted_group", "wrong_face",
+            "degenerate", "pose_mismatch", "flip_pose", "eye_state_mismatch", "mask_mismatch", "model_disagreement")
 #: a signal whose calibrated z-score reaches this names its finding; a face whose suspicion reaches it is flagged
 FLAG_Z = 5.0
 #: suspicion of a degenerate face (no shape to score): this, or more than any other face's when that is higher
 DEGENERATE_SUSPICION = 1000.0
-#: suspicion of a face with a yes/no finding only (flip_pose, eye_state_mismatch, mask_mismatch)
+#: suspicion of a face with a yes/no finding only (flip_pose, eye_state_mismatch, mask_mismatch, a side out of
+#: left-right order, collapsed ends)
 RULE_SUSPICION = FLAG_Z
 #: yaw bin edges of the shape models, degrees
 YAW_EDGES = (-45.0, -15.0, 15.0, 45.0)
@@ -210,6 +211,17 @@ def _fit_pose(df: pd.DataFrame, points: np.ndarray, valid: np.ndarray, face_mode
     return pose
 
 
+def rule_broken(points: np.ndarray, valid: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: faces that break a model-free rule of the points: degenerate, a side out of left-right
+    order, or a loop's ends collapsed (:func:`~landmark_unify.core.audit.out_of_order`,
+    :func:`~landmark_unify.core.audit.collapsed_ends`)."""
+    if not len(points):
+        return np.zeros(0, bool)
+    return np.array([d is not None or bool(o) or bool(c) for d, o, c in zip(
+        ca.degenerate(points, valid), ca.out_of_order(points, valid), ca.collapsed_ends(points, valid, yaw),
+        strict=True)], bool)
+
+
 def _read_frame(s: mf.RowSlice, where) -> pd.DataFrame:
     df = mf.dataframe_from_table(mf.read_slice(s))
     return filter_rows(df, where).reset_index(drop=True)
@@ -247,12 +259,15 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
     pts = mf.landmarks_array(df).astype(np.float64)
     val = mf.valid_array(df)
     pose = _fit_pose(df, pts, val, face_model)
+    # a face that breaks a model-free rule is a labelling error: it must not teach the shape models (a defect
+    # common in one pose bin would otherwise become that bin's normal)
+    learn = val & ~rule_broken(pts, val, pose[:, 1])[:, None]
     bins = yaw_bin(pose[:, 1])
     schemas = df["source_schema"].astype(str).to_numpy(object)
     shapes, fallback = {}, {}
     single = len(set(schemas)) == 1
     try:
-        shapes[POOLED] = ca.fit_shape_model(pts, val, key=POOLED)
+        shapes[POOLED] = ca.fit_shape_model(pts, learn, key=POOLED)
     except ValueError as exc:
         raise AuditError(f"too few faces to learn a shape model from this input: {exc}. Audit a larger manifest "
                          "(or merge this one with others of the same layout first)") from None
@@ -261,7 +276,7 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
         key = f"{schema}|{ALL_POSES}"
         try:
             # one layout: its model is the pooled one
-            shapes[key] = shapes[POOLED] if single else ca.fit_shape_model(pts[sel], val[sel], key=key)
+            shapes[key] = shapes[POOLED] if single else ca.fit_shape_model(pts[sel], learn[sel], key=key)
         except ValueError as exc:
             fallback[key] = f"pooled model {POOLED!r}: {exc}"
             continue
@@ -271,7 +286,7 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
             kb = f"{schema}|{b}"
             sb = sel & (bins == b)
             try:
-                shapes[kb] = ca.fit_shape_model(pts[sb], val[sb], key=kb)
+                shapes[kb] = ca.fit_shape_model(pts[sb], learn[sb], key=kb)
             except ValueError as exc:
                 fallback[kb] = f"layout model {key!r}: {exc}"
     feats = ca.box_features(pts, val, mf.bbox_array(df))
@@ -344,6 +359,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
     bins = yaw_bin(pose[:, 1]) if n else np.zeros(0, object)
     degen = ca.degenerate(pts, val) if n else np.zeros(0, object)
     crossed = [o or None for o in ca.out_of_order(pts, val)] if n else []
+    collapsed = [c or None for c in ca.collapsed_ends(pts, val, pose[:, 1])] if n else []
     point_z = np.full((n, lay.num_points), np.nan)
     resid = np.full((n, lay.num_points), np.nan)
     s_point, s_part, s_shift, s_repair = (np.full(n, np.nan) for _ in range(4))
@@ -445,6 +461,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "repair": pa.array(repair_name, pa.string()),
         "repair_findings": pa.array(repair_findings, pa.list_(pa.string())),
         "out_of_order": pa.array(crossed, pa.list_(pa.string())),
+        "collapsed_ends": pa.array(collapsed, pa.list_(pa.string())),
         "worst_points": pa.array(worst, pa.list_(pa.string())),
         "worst_point_iod": pa.array(worst_iod, pa.float32()),
         "part": pa.array(part_name, pa.string()),
@@ -638,14 +655,14 @@ def _flip_pairs(key: np.ndarray, key_mirror: np.ndarray, yaw: np.ndarray, roll: 
 AUDIT_SCHEMA_COLUMNS = (
     "sample_id", "rank", "suspicion", "findings", "point_suspicion", "source", "split", "image_path",
     "source_schema", "shape_model", "worst_points", "worst_point_iod", "part", "part_shift_iod", "repair",
-    "out_of_order", "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of",
+    "out_of_order", "collapsed_ends", "points_outside_box", "pose_diff_deg", "fit_pitch", "fit_yaw", "fit_roll", "mirror_of",
     "image_status", "model_error_iod", *[f"z_{s}" for s in SIGNALS])
 
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
     small = ["source_schema", "s_point", "s_part", "s_shift", "s_repair", "s_box", "s_pose", "degenerate", "repair",
-             "repair_findings", "out_of_order", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key",
+             "repair_findings", "out_of_order", "collapsed_ends", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key",
              "key_mirror", "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
     t = pa.concat_tables(tabs) if tabs else None
@@ -693,6 +710,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     top = max(DEGENERATE_SUSPICION, float(susp.max()) + 1.0)
     rep = t.column("repair_findings").to_pylist()
     crossed = t.column("out_of_order").to_pylist()
+    collapsed = t.column("collapsed_ends").to_pylist()
     eye = t.column("eye_mismatch").to_numpy(zero_copy_only=False)
     mask = t.column("mask_mismatch").to_numpy(zero_copy_only=False)
     single = t.column("single_point").to_numpy(zero_copy_only=False)
@@ -728,7 +746,9 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f.append("model_disagreement")
         if crossed[i]:
             f.append("swapped_left_right")
-        if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"} or crossed[i]:
+        if collapsed[i]:
+            f.append("collapsed_ends")
+        if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"} or crossed[i] or collapsed[i]:
             susp[i] = max(susp[i], RULE_SUSPICION)
         findings.append([x for x in FINDINGS if x in f])
     order = np.lexsort((np.arange(n), -susp))
@@ -761,6 +781,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     "worst_point_iod": part.column("worst_point_iod"), "part": part.column("part"),
                     "part_shift_iod": part.column("part_shift_iod"), "repair": part.column("repair"),
                     "out_of_order": part.column("out_of_order"),
+                    "collapsed_ends": part.column("collapsed_ends"),
                     "points_outside_box": part.column("points_outside_box"),
                     "pose_diff_deg": pa.array(pose_diff[sl], pa.float32()),
                     "fit_pitch": part.column("fit_pitch"), "fit_yaw": part.column("fit_yaw"),
