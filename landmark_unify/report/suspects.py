@@ -97,6 +97,10 @@ def write_suspects(audit: pd.DataFrame, manifest: pd.DataFrame, *, roots: dict, 
                 ev.append("explained by: " + html.escape(row["repair"]))
             if isinstance(row.get("part"), str) and pd.notna(row.get("part_shift_iod")):
                 ev.append(f"part {html.escape(row['part'])}: shift {row['part_shift_iod']:.3f} IOD")
+            for col, what in (("out_of_order", "out of left-right order"), ("collapsed_ends", "ends on one spot")):
+                parts = row.get(col)
+                if isinstance(parts, (list, tuple, np.ndarray)) and len(parts):
+                    ev.append(f"{what}: " + html.escape(", ".join(map(str, parts))))
             if isinstance(row.get("mirror_of"), str):
                 ev.append("mirrored copy of " + html.escape(row["mirror_of"]))
             if pd.notna(row.get("pose_diff_deg")):

@@ -286,6 +286,11 @@ def test_cli_writes_audit_sheet_and_page(wflw, tmp_path, capsys):
     assert page.index(f"<td>{int(first['rank'])}</td>") < page.index("<td>2</td>")
     assert len(list((tmp_path / "page" / "faces").glob("*.png"))) == 6
     assert "faces audited" in capsys.readouterr().err
+    # the evidence names the rule a face breaks: the top of the pose subset holds mouths whose corners lie at
+    # their centre
+    top = out.sort_values("rank").head(6)
+    hit = top["collapsed_ends"].notna().sum()
+    assert hit >= 1 and page.count("ends on one spot: lip_") == hit
 
 
 def test_pose_mismatch_and_flip_pose(wflw, tmp_path):
