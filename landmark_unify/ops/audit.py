@@ -261,7 +261,8 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
     pose = _fit_pose(df, pts, val, face_model)
     # a face that breaks a model-free rule is a labelling error: it must not teach the shape models (a defect
     # common in one pose bin would otherwise become that bin's normal)
-    learn = val & ~rule_broken(pts, val, pose[:, 1])[:, None]
+    broken = rule_broken(pts, val, pose[:, 1])
+    learn = val & ~broken[:, None]
     bins = yaw_bin(pose[:, 1])
     schemas = df["source_schema"].astype(str).to_numpy(object)
     shapes, fallback = {}, {}
@@ -269,8 +270,10 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
     try:
         shapes[POOLED] = ca.fit_shape_model(pts, learn, key=POOLED)
     except ValueError as exc:
-        raise AuditError(f"too few faces to learn a shape model from this input: {exc}. Audit a larger manifest "
-                         "(or merge this one with others of the same layout first)") from None
+        why = (f" ({int(broken.sum())} of its {len(df)} faces break a model-free rule: degenerate, a side out of "
+               "left-right order or a loop's ends collapsed, and take no part in the fit)" if broken.any() else "")
+        raise AuditError(f"too few faces to learn a shape model from this input{why}: {exc}. Audit a larger "
+                         "manifest (or merge this one with others of the same layout first)") from None
     for schema in sorted(set(schemas)):
         sel = schemas == schema
         key = f"{schema}|{ALL_POSES}"

@@ -230,6 +230,22 @@ def test_too_few_faces_is_a_clear_error(wflw, tmp_path):
     assert not (tmp_path / "out.parquet").exists()
 
 
+def test_faces_breaking_the_rules_leave_too_few_is_a_clear_error(wflw, tmp_path):
+    """30 faces whose lip corners all lie on one spot: none may teach the shape model, and the message says
+    why there are too few."""
+    df = lu.read_manifest(wflw).head(30).copy()
+    outer = [p for p in ca.outline_parts() if p.name == "lip_outer"][0]
+    a, b = ca.loop_ends(outer)
+    for i in range(len(df)):
+        p = np.array(df.at[i, "landmarks"])
+        p[[a, b]] = p[outer.indices].mean(0)
+        df.at[i, "landmarks"] = p
+    src = _write(df, tmp_path / "collapsed.parquet", df.attrs["manifest"])
+    with pytest.raises(AuditError, match=r"too few faces .*faces break a model-free rule"):
+        audit_manifest(src, tmp_path / "out.parquet", progress=False)
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_where_keeping_nothing_is_a_clear_error(wflw, tmp_path):
     with pytest.raises(AuditError, match="no faces"):
         audit_manifest(wflw, tmp_path / "out.parquet", where="split == 'nope'", progress=False)
