@@ -91,6 +91,15 @@ def wflw_manifest(tmp: Path) -> Path:
     return out
 
 
+def known_errors(manifest: Path, audit_out: Path) -> np.ndarray:
+    """``(N,)`` bool: the faces of an untouched manifest known to be mislabelled: verified by a person
+    (:data:`VERIFIED_WFLW_TEST_ERRORS`) or breaking a model-free rule of the audit (a side out of left-right
+    order, a loop's ends collapsed), read from its audit."""
+    out = read_audit(audit_manifest(manifest, audit_out, progress=False, overwrite=True).output)
+    return (out["sample_id"].isin(list(VERIFIED_WFLW_TEST_ERRORS)).to_numpy()
+            | out["collapsed_ends"].notna().to_numpy() | out["out_of_order"].notna().to_numpy())
+
+
 def _types(level: int):
     normal = (0.05, 0.1, 0.2)[level]
     point = (0.1, 0.2, 0.4)[level]
@@ -136,10 +145,7 @@ def run_points(tmp: Path, per_type: int, seeds: int = 1, dataset: str = "wflw", 
     # the untouched set's own labelling errors (verified by a person, or breaking a model-free rule of the audit:
     # a loop's ends collapsed, a side out of left-right order) take no injection: an error injected into a face
     # already wrong would be found for the wrong reason
-    res = audit_manifest(src, tmp / f"untouched_{dataset}.parquet", progress=False, overwrite=True)
-    out = read_audit(res.output)
-    known = (base["sample_id"].isin(list(VERIFIED_WFLW_TEST_ERRORS)).to_numpy()
-             | out["collapsed_ends"].notna().to_numpy() | out["out_of_order"].notna().to_numpy())
+    known = known_errors(src, tmp / f"untouched_{dataset}.parquet")
     rows = []
     for seed, level in ((s, lv) for s in range(seeds) for lv in range(3)):
         rng = np.random.default_rng(level + 100 * seed)
@@ -221,10 +227,7 @@ def run_images(tmp: Path, per_type: int) -> list[dict]:
     # as in run_points: the known labelling errors among them take no injection, and are left out of the
     # supplementary columns' negatives
     write_manifest(table_from_dataframe(df), tmp / "images_untouched.parquet", meta)
-    out0 = read_audit(audit_manifest(tmp / "images_untouched.parquet", tmp / "images_untouched_audit.parquet",
-                                     progress=False, overwrite=True).output)
-    known = (df["sample_id"].isin(list(VERIFIED_WFLW_TEST_ERRORS)).to_numpy()
-             | out0["collapsed_ends"].notna().to_numpy() | out0["out_of_order"].notna().to_numpy())
+    known = known_errors(tmp / "images_untouched.parquet", tmp / "images_untouched_audit.parquet")
     rng = np.random.default_rng(7)
     order = rng.permutation(np.flatnonzero(~known))
     chosen = {}

@@ -929,10 +929,14 @@ def out_of_order(points: np.ndarray, valid: np.ndarray, layout: str = CANONICAL)
     agree = np.sign(np.einsum("npi,nqi->npq", u, u))
     agree[:, np.arange(len(sd)), np.arange(len(sd))] = 0
     score = agree.sum(2)
-    crossed = votes & (score <= -ORDER_MARGIN)
-    out: list[list[str]] = [[] for _ in range(len(p))]
-    for i in np.flatnonzero(crossed.any(1)):
-        out[i] = [sd[j].name for j in np.flatnonzero(crossed[i])]
+    return _named(votes & (score <= -ORDER_MARGIN), [side.name for side in sd])
+
+
+def _named(hit: np.ndarray, names: list[str]) -> list[list[str]]:
+    """Per face (row of ``hit``, (N, M) bool), the ``names`` of its columns that are set."""
+    out: list[list[str]] = [[] for _ in range(len(hit))]
+    for i in np.flatnonzero(hit.any(1)):
+        out[i] = [names[j] for j in np.flatnonzero(hit[i])]
     return out
 
 
@@ -979,10 +983,7 @@ def collapsed_ends(points: np.ndarray, valid: np.ndarray, yaw: np.ndarray, layou
             extent = np.nanmax(np.linalg.norm(pts[:, :, None] - pts[:, None], axis=-1), axis=(1, 2))
             ends = np.linalg.norm(p[ok, a] - p[ok, b], axis=-1)
             hit[ok, j] = (extent > 0) & (ends < COLLAPSE_RATIO * extent)
-    out: list[list[str]] = [[] for _ in range(len(p))]
-    for i in np.flatnonzero(hit.any(1)):
-        out[i] = [loops[j].name for j in np.flatnonzero(hit[i])]
-    return out
+    return _named(hit, [q.name for q in loops])
 
 
 # --- box, degenerate, mask -----------------------------------------------------------------------------------------
