@@ -942,13 +942,14 @@ def _named(hit: np.ndarray, names: list[str]) -> list[list[str]]:
 
 # --- collapsed ends -----------------------------------------------------------------------------------------------
 
-#: a loop's two ends (eye and lip corners, brow ends) lie closer together than this share of the loop's extent:
-#: they have collapsed onto one spot inside it. On the 1966 WFLW test faces the outer lips of 56 faces turned
-#: 0-54 degrees and the inner lips of 12 have both corners at the mouth's centre (at most 0.01 of the extent,
-#: the real corners labelled as lip points); elsewhere the ratio is 0.5 or more (0.45 on one face of 1966, an
-#: eye). On the hand-annotated AFLW2000-3D dev faces a lip's corners come this close only at 70-79 degrees of
-#: yaw, where the mouth is seen edge-on
-COLLAPSE_RATIO = 0.1
+#: a loop's two ends (eye and lip corners, brow ends) have collapsed when both lie within this share of the loop's
+#: extent of each other and of the loop's centre: the corners labelled together inside the loop, the real corners
+#: labelled as other points of it. On the 1966 WFLW test faces 61 outer and 16 inner lips (faces turned 0-54
+#: degrees) have them so, at most 0.29 apart and 0.24 from the centre; a lip whose ends are closer than 0.4 but
+#: lie at its edge, as a mouth turned far shows them, is 0.33-0.68 from the centre (WFLW, hand-annotated
+#: AFLW2000-3D); a wide-open mouth, its corners 0.23 from the centre of a loop taller than wide, has them 0.5 or
+#: more apart (300W)
+COLLAPSE_SHARE = 0.3
 #: faces turned further than this (the landmark fit's yaw, degrees) are not checked: a loop seen edge-on may
 #: show its ends together
 MAX_COLLAPSE_YAW = 60.0
@@ -961,12 +962,13 @@ def loop_ends(part: Part) -> tuple[int, int]:
 
 
 def collapsed_ends(points: np.ndarray, valid: np.ndarray, yaw: np.ndarray, layout: str = CANONICAL) -> list[list[str]]:
-    """Per face, the loop parts whose two ends (:func:`loop_ends`) lie within :data:`COLLAPSE_RATIO` of the
-    loop's extent (its largest distance between two valid points) of each other: the corners labelled on one
-    spot inside the loop, the real corners labelled as other points of it. Checked on complete loops (every
-    point valid: a 68-point face's brow, its upper edge alone, is not a loop; a hand-annotated AFLW2000-3D
-    face turned 58 degrees folds that edge back onto its start) of faces whose ``yaw`` (degrees) is known
-    and within :data:`MAX_COLLAPSE_YAW`."""
+    """Per face, the loop parts whose two ends (:func:`loop_ends`) lie within :data:`COLLAPSE_SHARE` of the
+    loop's extent (its largest distance between two of its points) of each other and of the loop's centre (the
+    mean of its points): the corners labelled together inside the loop, the real corners labelled as other
+    points of it. Checked on complete loops (every point valid: a 68-point face's brow, its upper edge alone,
+    is not a loop; a hand-annotated AFLW2000-3D face turned 58 degrees folds that edge back onto its start) of
+    faces whose ``yaw`` (degrees) is known and within :data:`MAX_COLLAPSE_YAW`. A part drawn as one spot (a
+    hidden brow) has no extent and is not named."""
     p = np.asarray(points, np.float64)
     v = np.asarray(valid, bool) & np.isfinite(p).all(-1)
     with np.errstate(invalid="ignore"):
@@ -978,11 +980,13 @@ def collapsed_ends(points: np.ndarray, valid: np.ndarray, yaw: np.ndarray, layou
         ok = facing & v[:, q.indices].all(1)
         if not ok.any():
             continue
-        pts = np.where(v[ok][:, q.indices, None], p[ok][:, q.indices], np.nan)
-        with np.errstate(invalid="ignore"):
-            extent = np.nanmax(np.linalg.norm(pts[:, :, None] - pts[:, None], axis=-1), axis=(1, 2))
-            ends = np.linalg.norm(p[ok, a] - p[ok, b], axis=-1)
-            hit[ok, j] = (extent > 0) & (ends < COLLAPSE_RATIO * extent)
+        pts = p[ok][:, q.indices]
+        extent = np.linalg.norm(pts[:, :, None] - pts[:, None], axis=-1).max(axis=(1, 2))
+        centre = pts.mean(1)
+        reach = COLLAPSE_SHARE * extent
+        hit[ok, j] = ((extent > 0) & (np.linalg.norm(p[ok, a] - p[ok, b], axis=-1) < reach)
+                      & (np.linalg.norm(p[ok, a] - centre, axis=-1) < reach)
+                      & (np.linalg.norm(p[ok, b] - centre, axis=-1) < reach))
     return _named(hit, [q.name for q in loops])
 
 

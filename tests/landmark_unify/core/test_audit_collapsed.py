@@ -44,16 +44,16 @@ def test_names_the_wflw_mouths_whose_corners_lie_at_their_centre(wflw):
     pts, val, yaw = wflw
     found = ca.collapsed_ends(pts, val, yaw)
     named = {part: np.array([i for i, f in enumerate(found) if part in f]) for part in LOOPS}
-    # 56 outer lips and 12 inner lips of the 1966 test faces; no eye and no brow
-    assert len(named["lip_outer"]) == 56 and len(named["lip_inner"]) == 12
+    # 61 outer lips and 16 inner lips of the 1966 test faces; no eye and no brow
+    assert len(named["lip_outer"]) == 61 and len(named["lip_inner"]) == 16
     assert all(len(named[p]) == 0 for p in ("eye_l", "eye_r", "brow_l", "brow_r"))
     for part in ("lip_outer", "lip_inner"):
         a, b = ca.loop_ends(LOOPS[part])
         i = named[part]
-        # the two corners on one spot (within 0.15 IOD, most within 0.01), inside the mouth: another point of
-        # the loop lies farther out on each side of them along the mouth
+        # the two corners together (most within 0.02 IOD), inside the mouth: another point of the loop lies
+        # farther out on each side of them along the mouth
         gap = np.linalg.norm(pts[i, a] - pts[i, b], axis=-1) / iod(pts[i])
-        assert (gap < 0.15).all() and np.median(gap) < 0.02
+        assert (gap < 0.3).all() and np.median(gap) < 0.02
         q = pts[i][:, LOOPS[part].indices]
         centre = (pts[i, a] + pts[i, b]) / 2
         assert (q[..., 0].min(1) < centre[:, 0] - 0.05 * iod(pts[i])).all()
@@ -83,6 +83,15 @@ def test_property_ends_moved_to_the_centre_are_named(wflw, row, part, yaw):
     a, b = ca.loop_ends(loop)
     p[[a, b]] = p[loop.indices].mean(0)
     assert part in ca.collapsed_ends(p[None], val[row:row + 1], np.array([yaw]))[0]
+    # ends together at the loop's edge (a mouth seen edge-on) are not collapsed: both on the end farther from
+    # the loop's centre
+    edge = pts[row].copy()
+    centre = edge[loop.indices].mean(0)
+    far, near = (a, b) if np.linalg.norm(edge[a] - centre) >= np.linalg.norm(edge[b] - centre) else (b, a)
+    edge[near] = edge[far]
+    extent = np.linalg.norm(edge[loop.indices, None] - edge[None, loop.indices], axis=-1).max()
+    if np.linalg.norm(edge[far] - edge[loop.indices].mean(0)) >= ca.COLLAPSE_SHARE * extent:
+        assert part not in ca.collapsed_ends(edge[None], val[row:row + 1], np.array([yaw]))[0]
     # not checked: a face turned past the limit, a face without a pose, a loop with a point missing
     assert not ca.collapsed_ends(p[None], val[row:row + 1], np.array([ca.MAX_COLLAPSE_YAW + 1]))[0]
     assert not ca.collapsed_ends(p[None], val[row:row + 1], np.array([np.nan]))[0]
