@@ -12,7 +12,7 @@ Sections (``--only`` picks some):
   (suspicion >= FLAG_Z) and the share of those whose findings name the type; and the untouched faces'
   flagged share. The faces known to be mislabelled take no injection: those a person verified
   (:data:`VERIFIED_WFLW_TEST_ERRORS`) and those that break a model-free rule of the audit (a loop's ends
-  collapsed, a side out of left-right order: on the WFLW test set 65 and 6 faces, 69 in all). The
+  collapsed, a side out of left-right order: on the WFLW test set 71 and 6 faces, 73 in all with the verified ones). The
   supplementary columns also leave them out of the faces ranked against: real labelling errors, which the
   primary columns count as untouched faces the injected errors must beat.
 * ``points300w``: the same on the 1289 300W faces of ``../shared/data/300W_hrnet_csv`` (68 points mapped

@@ -97,7 +97,7 @@ def write_suspects(audit: pd.DataFrame, manifest: pd.DataFrame, *, roots: dict, 
                 ev.append("explained by: " + html.escape(row["repair"]))
             if isinstance(row.get("part"), str) and pd.notna(row.get("part_shift_iod")):
                 ev.append(f"part {html.escape(row['part'])}: shift {row['part_shift_iod']:.3f} IOD")
-            for col, what in (("out_of_order", "out of left-right order"), ("collapsed_ends", "ends on one spot")):
+            for col, what in (("out_of_order", "out of left-right order"), ("collapsed_ends", "ends together inside")):
                 parts = row.get(col)
                 if isinstance(parts, (list, tuple, np.ndarray)) and len(parts):
                     ev.append(f"{what}: " + html.escape(", ".join(map(str, parts))))

@@ -1,6 +1,6 @@
 """Collapsed loop ends (``core.audit.collapsed_ends``) on real faces: the WFLW test set has faces whose two lip
-corners are labelled on one spot at the mouth's centre (the real corners labelled as lip points); the rule
-names them and nothing else there, and names nothing on 300W or on AFLW2000-3D (to 120 degrees of yaw)."""
+corners are labelled together inside the mouth (the real corners labelled as lip points); the rule names them
+and nothing else there, and names nothing on 300W or on AFLW2000-3D (to 120 degrees of yaw)."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +40,7 @@ def test_loops_and_their_ends_come_from_the_layout():
     assert names["eye_l"] == ["eye_l_outer", "eye_l_inner"]
 
 
-def test_names_the_wflw_mouths_whose_corners_lie_at_their_centre(wflw):
+def test_names_the_wflw_mouths_whose_corners_lie_inside_them(wflw):
     pts, val, yaw = wflw
     found = ca.collapsed_ends(pts, val, yaw)
     named = {part: np.array([i for i, f in enumerate(found) if part in f]) for part in LOOPS}
