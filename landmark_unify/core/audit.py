@@ -80,6 +80,9 @@ MIN_LOCAL_NEIGHBOURS = 2
 LOCAL_FACES_PER_COEF = 5
 #: each round of a local regression's fit keeps this share of the faces (the smallest residuals)
 LOCAL_KEEP = 0.9
+#: a point of a loop faces a point across the solid the loop bounds (a brow's other edge, the other lip outline)
+#: where that point lies within this cosine of its normal (:func:`facing_points`)
+FACING_COS = 0.7
 #: 90th percentile of the length of a standard 2D normal vector (the chi distribution with 2 degrees of freedom)
 CHI2_Q90 = float(np.sqrt(-2 * np.log(0.1)))
 #: median length of a standard 2D normal vector: a face's typical point z-score where its points are as
@@ -517,6 +520,7 @@ def fit_shape_model(points: np.ndarray, valid: np.ndarray, *, layout: str = CANO
         sig = np.where(np.isfinite(sig), np.maximum(sig, MIN_SIGMA), 1.0)
         model = ShapeModel(mean, basis, np.sqrt(var[:m]), pts, axes, sig, outline, n, key)
     model.extra.update(_part_calibration(z[keep], ok[keep], model, lay))
+    model.extra.update(_thickness_calibration(z[keep], ok[keep], model, lay))
     _, zs, wts = fit_faces(z, ok, model)
     model.extra["point_tail"] = _point_tails(zs)
     # every face: the regressions trim their own outliers, and a point's tail is measured where it is
@@ -715,6 +719,99 @@ def _median_c(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return _weighted_median(z.real, ok) + 1j * _weighted_median(z.imag, ok)
 
 
+# --- thickness across outlines ---------------------------------------------------------------------------------------
+
+def _half(name: str) -> str | None:
+    tokens = set(name.split("_"))
+    return "upper" if "upper" in tokens else "lower" if "lower" in tokens else None
+
+
+def facing_points(model: ShapeModel, layout: Layout | str = CANONICAL) -> np.ndarray:
+    """``(K,)`` for each point of a complete loop of an outline group (brows, lips) in ``model``, the point that
+    faces it across the solid the loop bounds (-1 elsewhere): where another loop of its group overlaps it (the
+    outer and inner lip outlines), the nearest point of that loop's same half (upper, lower; a corner: a corner)
+    along its normal, outward from a loop nested in the other, inward otherwise; where none does, the nearest
+    point of its own loop's other half inward (a brow's other edge). From the layout's names and the model's
+    mean shape; a point with no such point within :data:`FACING_COS` of its normal faces none."""
+    lay = get_layout(layout) if isinstance(layout, str) else layout
+    have = model.points
+    loops = [p for p in model_parts(model, lay) if p.outline and p.closed and have[p.indices].all()]
+    box = {p.name: (model.mean[p.indices].real.min(), model.mean[p.indices].real.max(),
+                    model.mean[p.indices].imag.min(), model.mean[p.indices].imag.max()) for p in loops}
+
+    def overlap(a, b):
+        return not (box[a][1] < box[b][0] or box[b][1] < box[a][0] or box[a][3] < box[b][2] or box[b][3] < box[a][2])
+
+    half = [_half(n) for n in lay.names]
+    out = np.full(len(have), -1, np.intp)
+    for p in loops:
+        others = [q for q in loops if q.group == p.group and q.name != p.name and overlap(p.name, q.name)]
+        nested = bool(others) and all(box[q.name][0] <= box[p.name][0] and box[q.name][1] >= box[p.name][1]
+                                      for q in others)
+        sign = 1.0 if nested else -1.0
+        for i in p.indices:
+            if others:
+                cand = np.array([j for q in others for j in q.indices if half[j] == half[i]], np.intp)
+            else:
+                cand = np.array([j for j in p.indices if half[i] is not None and half[j] not in (half[i], None)],
+                                np.intp)
+            if not cand.size:
+                continue
+            d = model.mean[cand] - model.mean[i]
+            cos = sign * (np.conj(model.axes[i, 0]) * d).real / np.maximum(np.abs(d), 1e-12)
+            if (cos >= FACING_COS).any():
+                near = cand[cos >= FACING_COS]
+                out[i] = near[np.argmin(np.abs(model.mean[near] - model.mean[i]))]
+    return out
+
+
+def thickness(z: np.ndarray, ok: np.ndarray, model: ShapeModel, facing: np.ndarray) -> np.ndarray:
+    """``(N, K)`` each point's distance to the point facing it (:func:`facing_points`) along its normal, IOD,
+    in the frame of the face's points off outlines (eyes, nose: the frame a thicker brow or lip cannot move);
+    NaN where either point is missing or there is none."""
+    out = np.full(z.shape, np.nan)
+    has = np.flatnonzero(facing >= 0)
+    if not has.size or not len(z):
+        return out
+    rigid = ok & model.points[None] & ~model.outline[None]
+    y = similarity_align(z, rigid.astype(np.float64), model.mean)
+    d = y[:, has] - y[:, facing[has]]
+    nrm = model.axes[has, 0]
+    gap = nrm.real * d.real + nrm.imag * d.imag
+    out[:, has] = np.where(ok[:, has] & ok[:, facing[has]], gap, np.nan)
+    return out
+
+
+def _thickness_calibration(z, ok, model, layout) -> dict:
+    """The facing points of ``model`` and each one's thickness median and robust scale on the model's kept faces."""
+    facing = facing_points(model, layout)
+    t = thickness(z, ok, model, facing)
+    fin = np.isfinite(t)
+    med = _weighted_median(t, fin)
+    scale = _tail_scale(t - med, fin)
+    scale = np.where(np.isfinite(scale), np.maximum(scale, MIN_SIGMA), np.nan)
+    return {"thickness": (facing, med, scale)}
+
+
+def part_thickness_z(z: np.ndarray, ok: np.ndarray, model: ShapeModel, parts) -> np.ndarray:
+    """``(N, P)`` for each of ``parts`` with facing points, the mean z-score of its points' thickness against
+    the model's faces (positive: thicker; NaN where the part has none)."""
+    out = np.full((len(z), len(parts)), np.nan)
+    cal = model.extra.get("thickness")
+    if cal is None or not len(z):
+        return out
+    facing, med, scale = cal
+    t = (thickness(z, ok, model, facing) - med) / scale
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for j, p in enumerate(parts):
+            if (facing[p.indices] >= 0).any():
+                out[:, j] = np.nanmean(t[:, p.indices], 1)
+    return out
+
+
 # --- scoring ------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -735,7 +832,8 @@ class ShapeScores:
     outline, :func:`_shift`); ``part_shift_z``: its size against the model's faces (the largest of the three
     robust z-scores).
     ``repair``: ``(N,)`` index into ``repairs`` (the relabellings tried, ``repairs(layout, model.points)``) of
-    the repair taken (-1: none);
+    the repair taken (-1: none); ``part_thickness_z``: ``(N, P)`` the part's thickness across its outline against
+    the model's faces (:func:`part_thickness_z`: a brow's or a lip's; NaN for the other parts);
     ``repair_gain``: the repaired points' cost before over after; ``repair_drop``: the root of what the repair takes off the
     repaired points' summed squared (capped) z-scores, a likelihood-ratio-like evidence (0 without a repair).
     """
@@ -752,6 +850,7 @@ class ShapeScores:
     repair_gain: np.ndarray
     repair_drop: np.ndarray
     repairs: tuple
+    part_thickness_z: np.ndarray
 
 
 def _cost(zs: np.ndarray, mask=None) -> np.ndarray:
@@ -838,8 +937,11 @@ def score_shapes(points: np.ndarray, valid: np.ndarray, model: ShapeModel, *, la
         g = point_z[idx]
         both = np.isfinite(lz) & np.isfinite(g)
         point_z[idx] = np.where(both, np.sqrt(np.maximum(lz, 0) * np.maximum(g, 0)), g)
+    thick = np.full((n, len(parts)), np.nan)
+    if idx.size:
+        thick[idx] = part_thickness_z(zi, oki, model, parts)
     return ShapeScores(point_z, comp, cost, scored, tuple(p.name for p in parts), rms, shift, shift_z, repair, gain,
-                       drop, tried)
+                       drop, tried, thick)
 
 
 def point_signal(point_z: np.ndarray) -> np.ndarray:
