@@ -321,17 +321,19 @@ def run_real() -> list[dict]:
     with np.errstate(invalid="ignore"):
         z = np.stack([calibrate(ca.point_signal(s.point_z), grp, SIGNAL_MIN_SCALE["point"]),
                       calibrate(np.nanmax(s.part_rms, 1), grp, SIGNAL_MIN_SCALE["part"]),
-                      calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"])], 1)
+                      calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"]),
+                      calibrate(np.nanmax(np.abs(s.part_thickness_z), 1), grp, SIGNAL_MIN_SCALE["thickness"])], 1)
     audit_score = np.nanmax(z, 1)
     secs = time.perf_counter() - t0
-    rows = [{"method": "audit (shape signals: point, part, shift)", "ap": ap(audit_score, label), "seconds": secs}]
+    rows = [{"method": "audit (shape signals: point, part, shift, thickness)", "ap": ap(audit_score, label),
+             "seconds": secs}]
     for points, name in ((orig, "all 68 points"), (orig[:, inner], "51 inner points")):
         for share in (0.8, 0.9, 0.95):
             rows.append({"method": f"Procrustes + PCA residual, {name}, {share:.0%} variance",
                          "ap": ap(procrustes_pca_residual(points, share), label)})
     rows.append({"method": "chance", "ap": float(label.mean())})
     for name, sig in (("audit: point signal", z[:, 0]), ("audit: part signal", z[:, 1]),
-                      ("audit: shift signal", z[:, 2])):
+                      ("audit: shift signal", z[:, 2]), ("audit: thickness signal", z[:, 3])):
         rows.append({"method": name, "ap": ap(sig, label)})
     return rows
 
