@@ -37,7 +37,9 @@ def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> t
     """Unit normals and tangents ``(n, 2)`` of one face's part points, from their neighbours along the part
     (outward for a loop and for an open part: away from the face's centre). Invalid (NaN) points get NaN
     and are skipped: the frame of a mapped face's valid run (the upper brow of a 68-point face) comes from
-    its valid neighbours."""
+    its valid neighbours. Where a point's two neighbours coincide (the corner of a closed mouth's inner lip,
+    or an inner lip stacked on one spot) the outline has no direction there: the normal is the outward
+    direction and the tangent is zero (a slide along the outline leaves the point in place)."""
     p = _part(part_name, layout)
     q_all = points[p.indices]
     ok = np.isfinite(q_all).all(1)
@@ -55,13 +57,13 @@ def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> t
     tl = np.linalg.norm(t, axis=1, keepdims=True)
     rl = np.linalg.norm(ref, axis=1, keepdims=True)
     # where the neighbours coincide (the corner of a closed mouth's inner lip) the outward direction is the
-    # normal, and the tangent is across it
+    # normal, and there is no direction along the outline
     flat = (tl[:, 0] <= 1e-3 * float(rl.max())) & (rl[:, 0] > 0)
     out = ref / np.maximum(rl, 1e-12)
     t = np.where(flat[:, None], np.stack([-out[:, 1], out[:, 0]], 1), t / np.maximum(tl, 1e-12))
     nrm = np.stack([t[:, 1], -t[:, 0]], 1)
     nrm = np.where(((nrm * ref).sum(1) < 0)[:, None], -nrm, nrm)
-    nrm_all[ok], tan_all[ok] = nrm, t
+    nrm_all[ok], tan_all[ok] = nrm, np.where(flat[:, None], 0.0, t)
     return nrm_all, tan_all
 
 

@@ -41,7 +41,10 @@ def test_property_shift_moves_each_valid_point_by_size(mapped, row, kind, part, 
     idx = PARTS[part].indices
     assert np.array_equal(np.isfinite(p).all(1), val[row])
     moved = np.linalg.norm(p[idx] - pts[row][idx], axis=1)[val[row, idx]]
-    want = size * iod(pts[row])
+    want = np.full(moved.shape, size * iod(pts[row]))
+    if kind == "shift_tangent":  # a point whose neighbours coincide has no direction along the outline: it stays
+        _, tan = part_frame(pts[row], part)
+        want[np.linalg.norm(tan[val[row, idx]], axis=1) == 0] = 0.0
     np.testing.assert_allclose(moved, want, rtol=1e-4, atol=1e-3)
     rest = np.setdiff1d(np.flatnonzero(val[row]), idx)
     np.testing.assert_allclose(p[rest], pts[row][rest], atol=1e-4)
@@ -79,6 +82,23 @@ def test_frame_of_a_valid_run_is_finite_where_valid(mapped):
         ok = val[0, PARTS[part].indices]
         assert np.isfinite(nrm[ok]).all() and np.isnan(nrm[~ok]).all()
         np.testing.assert_allclose(np.linalg.norm(tan[ok], axis=1), 1.0, atol=1e-6)
+
+
+def test_a_closed_inner_lip_has_no_direction_where_it_folds(shared_manifest):
+    """A WFLW face whose inner lip has points stacked on one spot: where a point's neighbours coincide the
+    normal is the outward direction and a slide along the outline leaves the point in place."""
+    df = lu.read_manifest(shared_manifest("wflw", "WFLW"))
+    pts = landmarks_array(df).astype(np.float64)
+    idx = PARTS["lip_inner"].indices
+    q = pts[:, idx]
+    gap = np.linalg.norm(np.roll(q, -1, 1) - np.roll(q, 1, 1), axis=-1) / iod(pts)[:, None]
+    row = int(np.flatnonzero((gap < 1e-4).any(1))[0])
+    nrm, tan = part_frame(pts[row], "lip_inner")
+    flat = gap[row] < 1e-4
+    np.testing.assert_allclose(np.linalg.norm(nrm, axis=1), 1.0, atol=1e-6)
+    assert (tan[flat] == 0).all() and np.allclose(np.linalg.norm(tan[~flat], axis=1), 1.0)
+    p, _ = inject(pts[row], np.zeros(4), "shift_tangent", part="lip_inner", size=0.1)
+    np.testing.assert_allclose(p[idx[flat]], pts[row][idx[flat]], atol=1e-4)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
