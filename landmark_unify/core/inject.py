@@ -58,12 +58,12 @@ def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> t
     rl = np.linalg.norm(ref, axis=1, keepdims=True)
     # where the neighbours coincide (the corner of a closed mouth's inner lip) the outward direction is the
     # normal, and there is no direction along the outline
-    flat = (tl[:, 0] <= 1e-3 * float(rl.max())) & (rl[:, 0] > 0)
-    out = ref / np.maximum(rl, 1e-12)
-    t = np.where(flat[:, None], np.stack([-out[:, 1], out[:, 0]], 1), t / np.maximum(tl, 1e-12))
+    flat = ((tl[:, 0] <= 1e-3 * float(rl.max())) & (rl[:, 0] > 0))[:, None]
+    t = np.where(flat, 0.0, t / np.maximum(tl, 1e-12))
     nrm = np.stack([t[:, 1], -t[:, 0]], 1)
-    nrm = np.where(((nrm * ref).sum(1) < 0)[:, None], -nrm, nrm)
-    nrm_all[ok], tan_all[ok] = nrm, np.where(flat[:, None], 0.0, t)
+    nrm = np.where((nrm * ref).sum(1, keepdims=True) < 0, -nrm, nrm)
+    nrm_all[ok] = np.where(flat, ref / np.maximum(rl, 1e-12), nrm)
+    tan_all[ok] = t
     return nrm_all, tan_all
 
 
