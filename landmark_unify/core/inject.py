@@ -10,6 +10,11 @@ import numpy as np
 from .audit import outline_parts
 from .layouts import CANONICAL, get_layout
 
+#: a point whose two neighbours along its outline lie closer to each other than this share of the path
+#: from one to the other through the point is a cusp: the outline turns back on itself there (more than
+#: about 170 degrees: the corner of a closed mouth's inner lip, of a closed eye) and has no direction
+CUSP_RATIO = 0.1
+
 #: the injection kinds of :func:`inject`
 KINDS = ("swap_face", "swap_pair", "swap_ends", "shift_normal", "shift_tangent", "move_point", "reverse",
          "other_face", "box_off", "translate", "scale", "move_part", "rotate_part", "scale_part", "swap_points")
@@ -37,9 +42,10 @@ def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> t
     """Unit normals and tangents ``(n, 2)`` of one face's part points, from their neighbours along the part
     (outward for a loop and for an open part: away from the face's centre). Invalid (NaN) points get NaN
     and are skipped: the frame of a mapped face's valid run (the upper brow of a 68-point face) comes from
-    its valid neighbours. Where a point's two neighbours coincide (the corner of a closed mouth's inner lip,
-    or an inner lip stacked on one spot) the outline has no direction there: the normal is the outward
-    direction and the tangent is zero (a slide along the outline leaves the point in place)."""
+    its valid neighbours. At a cusp (:data:`CUSP_RATIO`: the corner of a closed mouth's inner lip, whose
+    neighbours on the upper and lower halves lie together; an inner lip stacked on one spot) the outline has
+    no direction, and the difference of the neighbours is noise: the normal is the outward direction and the
+    tangent is zero (a slide along the outline leaves the point in place)."""
     p = _part(part_name, layout)
     q_all = points[p.indices]
     ok = np.isfinite(q_all).all(1)
@@ -49,16 +55,17 @@ def part_frame(points: np.ndarray, part_name: str, layout: str = CANONICAL) -> t
     if len(q) < 2:
         return nrm_all, tan_all
     if p.closed and ok.all():
-        t = np.roll(q, -1, 0) - np.roll(q, 1, 0)
+        nxt, prv = np.roll(q, -1, 0), np.roll(q, 1, 0)
         ref = q - q.mean(0)
     else:  # an open part, or the valid run of a loop (a mapped face's upper brow): neighbours along the run
-        t = np.concatenate([q[1:], q[-1:]]) - np.concatenate([q[:1], q[:-1]])
+        nxt, prv = np.concatenate([q[1:], q[-1:]]), np.concatenate([q[:1], q[:-1]])
         ref = q - (q.mean(0) if p.closed else np.nanmean(points, 0))
+    t = nxt - prv
     tl = np.linalg.norm(t, axis=1, keepdims=True)
     rl = np.linalg.norm(ref, axis=1, keepdims=True)
-    # where the neighbours coincide (the corner of a closed mouth's inner lip) the outward direction is the
-    # normal, and there is no direction along the outline
-    flat = ((tl[:, 0] <= 1e-3 * float(rl.max())) & (rl[:, 0] > 0))[:, None]
+    path = np.linalg.norm(nxt - q, axis=1) + np.linalg.norm(q - prv, axis=1)
+    # at a cusp the outward direction is the normal, and there is no direction along the outline
+    flat = ((tl[:, 0] <= CUSP_RATIO * path) & (rl[:, 0] > 0))[:, None]
     t = np.where(flat, 0.0, t / np.maximum(tl, 1e-12))
     nrm = np.stack([t[:, 1], -t[:, 0]], 1)
     nrm = np.where((nrm * ref).sum(1, keepdims=True) < 0, -nrm, nrm)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import landmark_unify as lu
 from landmark_unify.core.audit import outline_parts
-from landmark_unify.core.inject import inject, iod, part_frame
+from landmark_unify.core.inject import CUSP_RATIO, inject, iod, part_frame
 from landmark_unify.manifest import landmarks_array, valid_array
 
 PARTS = {p.name: p for p in outline_parts()}
@@ -84,21 +84,57 @@ def test_frame_of_a_valid_run_is_finite_where_valid(mapped):
         np.testing.assert_allclose(np.linalg.norm(tan[ok], axis=1), 1.0, atol=1e-6)
 
 
-def test_a_closed_inner_lip_has_no_direction_where_it_folds(shared_manifest):
-    """A WFLW face whose inner lip has points stacked on one spot: where a point's neighbours coincide the
-    normal is the outward direction and a slide along the outline leaves the point in place."""
+def _cusps(pts: np.ndarray, part: str) -> np.ndarray:
+    """``(N, n)`` bool: the part's points whose neighbours lie closer together than CUSP_RATIO of the path
+    through the point (the loop turns back there)."""
+    q = pts[:, PARTS[part].indices]
+    nxt, prv = np.roll(q, -1, 1), np.roll(q, 1, 1)
+    path = np.linalg.norm(nxt - q, axis=-1) + np.linalg.norm(q - prv, axis=-1)
+    return np.linalg.norm(nxt - prv, axis=-1) <= CUSP_RATIO * path
+
+
+@pytest.mark.parametrize("kind", ["stacked", "nearly closed"])
+def test_a_closed_inner_lip_has_no_direction_where_it_folds(shared_manifest, kind):
+    """WFLW faces whose inner lip is closed: at its corners the neighbours on the upper and lower halves lie
+    together (on one spot, or a few hundredths of a pixel apart, whose difference points anywhere). There
+    the normal is the outward direction and a slide along the outline leaves the corner in place; the
+    points between the corners slide the full size."""
     df = lu.read_manifest(shared_manifest("wflw", "WFLW"))
     pts = landmarks_array(df).astype(np.float64)
     idx = PARTS["lip_inner"].indices
     q = pts[:, idx]
     gap = np.linalg.norm(np.roll(q, -1, 1) - np.roll(q, 1, 1), axis=-1) / iod(pts)[:, None]
-    row = int(np.flatnonzero((gap < 1e-4).any(1))[0])
+    cusp = _cusps(pts, "lip_inner")
+    pick = (gap < 1e-4) if kind == "stacked" else (cusp & (gap > 1e-4))
+    row = int(np.flatnonzero(pick.any(1))[0])
+    flat = cusp[row]
+    assert flat.sum() >= 1 and not flat.all()
     nrm, tan = part_frame(pts[row], "lip_inner")
-    flat = gap[row] < 1e-4
     np.testing.assert_allclose(np.linalg.norm(nrm, axis=1), 1.0, atol=1e-6)
     assert (tan[flat] == 0).all() and np.allclose(np.linalg.norm(tan[~flat], axis=1), 1.0)
+    outward = pts[row][idx[flat]] - pts[row][idx].mean(0)
+    assert ((nrm[flat] * outward).sum(1) > 0.99 * np.linalg.norm(outward, axis=1)).all()
     p, _ = inject(pts[row], np.zeros(4), "shift_tangent", part="lip_inner", size=0.1)
     np.testing.assert_allclose(p[idx[flat]], pts[row][idx[flat]], atol=1e-4)
+    moved = np.linalg.norm(p[idx[~flat]] - pts[row][idx[~flat]], axis=1)
+    np.testing.assert_allclose(moved, 0.1 * iod(pts[row]), rtol=1e-4)
+
+
+def test_cusps_are_where_a_loop_turns_back(shared_manifest):
+    """On the WFLW faces a loop's cusps are its ends where it is closed (a third of the inner lips' corners,
+    a twentieth of the eyes'); between the ends a point is a cusp only on the rare part drawn on one spot
+    (a hidden brow), at most 1 % of the faces. A brow's ends and an open lip's corners keep their direction."""
+    df = lu.read_manifest(shared_manifest("wflw", "WFLW"))
+    pts = landmarks_array(df).astype(np.float64)
+    for part in ("brow_l", "brow_r", "eye_l", "eye_r", "lip_outer", "lip_inner"):
+        cusp = _cusps(pts, part)
+        n = len(PARTS[part].indices)
+        ends = np.isin(np.arange(n), [0, n // 2])
+        assert cusp[:, ~ends].mean(0).max() < 0.015, part
+        if part.startswith(("eye", "lip_inner")):
+            assert cusp[:, ends].mean() > 0.03, part
+        else:
+            assert cusp[:, ends].mean() < 0.01, part
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
