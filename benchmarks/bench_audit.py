@@ -320,10 +320,12 @@ def run_real() -> list[dict]:
         z = np.stack([calibrate(ca.point_signal(s.point_z), grp, SIGNAL_MIN_SCALE["point"]),
                       calibrate(np.nanmax(s.part_rms, 1), grp, SIGNAL_MIN_SCALE["part"]),
                       calibrate(np.nanmax(s.part_shift_z, 1), grp, SIGNAL_MIN_SCALE["shift"]),
-                      calibrate(np.nanmax(np.abs(s.part_thickness_z), 1), grp, SIGNAL_MIN_SCALE["thickness"])], 1)
+                      calibrate(np.nanmax(np.abs(s.part_thickness_z), 1), grp, SIGNAL_MIN_SCALE["thickness"]),
+                      calibrate(np.nanmax(ca.push_z(s.part_shift_z, s.part_thickness_z), 1), grp,
+                                SIGNAL_MIN_SCALE["push"])], 1)
     audit_score = np.nanmax(z, 1)
     secs = time.perf_counter() - t0
-    rows = [{"method": "audit (shape signals: point, part, shift, thickness)", "ap": ap(audit_score, label),
+    rows = [{"method": "audit (shape signals: point, part, shift, thickness, push)", "ap": ap(audit_score, label),
              "seconds": secs}]
     for points, name in ((orig, "all 68 points"), (orig[:, inner], "51 inner points")):
         for share in (0.8, 0.9, 0.95):
@@ -331,7 +333,8 @@ def run_real() -> list[dict]:
                          "ap": ap(procrustes_pca_residual(points, share), label)})
     rows.append({"method": "chance", "ap": float(label.mean())})
     for name, sig in (("audit: point signal", z[:, 0]), ("audit: part signal", z[:, 1]),
-                      ("audit: shift signal", z[:, 2]), ("audit: thickness signal", z[:, 3])):
+                      ("audit: shift signal", z[:, 2]), ("audit: thickness signal", z[:, 3]),
+                      ("audit: push signal", z[:, 4])):
         rows.append({"method": name, "ap": ap(sig, label)})
     return rows
 

@@ -812,6 +812,15 @@ def part_thickness_z(z: np.ndarray, ok: np.ndarray, model: ShapeModel, parts) ->
     return out
 
 
+def push_z(shift_z: np.ndarray, thickness_z: np.ndarray) -> np.ndarray:
+    """``(N, P)`` how surely a brow or lip was pushed along its normal: the geometric mean of its shift z-score
+    (it lies off where the rest of the face puts it) and of the size of its thickness z-score (it is thicker
+    or thinner than the model's faces). A part pushed out along its normal shows both; an unusual face
+    mostly shows one, and the product of the two keeps it low. NaN where the part has no thickness."""
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.maximum(shift_z, 0.0) * np.abs(thickness_z))
+
+
 # --- scoring ------------------------------------------------------------------------------------------------------
 
 @dataclass

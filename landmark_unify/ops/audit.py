@@ -75,7 +75,7 @@ WORST_POINTS = 5
 #: the RMS z-score of the other points of its part; else it is the part's (``shifted_group``)
 SINGLE_POINT_RATIO = 2.5
 #: the signals, in the order of their z columns
-SIGNALS = ("point", "part", "shift", "thickness", "repair", "box", "pose", "model")
+SIGNALS = ("point", "part", "shift", "thickness", "push", "repair", "box", "pose", "model")
 _KEY_DIMS = 12
 
 
@@ -365,7 +365,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
     collapsed = [c or None for c in ca.collapsed_ends(pts, val, pose[:, 1])] if n else []
     point_z = np.full((n, lay.num_points), np.nan)
     resid = np.full((n, lay.num_points), np.nan)
-    s_point, s_part, s_shift, s_thick, s_repair = (np.full(n, np.nan) for _ in range(5))
+    s_point, s_part, s_shift, s_thick, s_push, s_repair = (np.full(n, np.nan) for _ in range(6))
     part_name = np.full(n, None, object)
     part_shift = np.full(n, np.nan)
     repair_name = np.full(n, None, object)
@@ -387,6 +387,8 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
             s_shift[sel] = np.where(sc.scored, sz.max(1), np.nan)
             th = np.nan_to_num(np.abs(sc.part_thickness_z), nan=-np.inf)
             s_thick[sel] = np.where(sc.scored & np.isfinite(th).any(1), th.max(1), np.nan)
+            pu = np.nan_to_num(ca.push_z(sc.part_shift_z, sc.part_thickness_z), nan=-np.inf)
+            s_push[sel] = np.where(sc.scored & np.isfinite(pu).any(1), pu.max(1), np.nan)
             s_repair[sel] = np.where(sc.scored, sc.repair_drop, np.nan)
         both = np.maximum.reduce([np.nan_to_num(sc.part_rms, nan=0), np.nan_to_num(sc.part_shift_z, nan=0),
                                   np.nan_to_num(np.abs(sc.part_thickness_z), nan=0)])
@@ -461,7 +463,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "source_schema": pa.array(schemas if n else [], pa.string()),
         "shape_model": pa.array(model_key, pa.string()),
         "s_point": pa.array(s_point), "s_part": pa.array(s_part), "s_shift": pa.array(s_shift),
-        "s_thickness": pa.array(s_thick),
+        "s_thickness": pa.array(s_thick), "s_push": pa.array(s_push),
         "s_repair": pa.array(s_repair),
         "s_box": pa.array(s_box), "s_pose": pa.array(pose_diff),
         "degenerate": pa.array(degen, pa.string()),
@@ -600,7 +602,7 @@ def _score_task(am: AuditModel, staging: str, index: int, unit: mf.RowSlice):
 #: smallest scale of each signal in calibration, in the signal's own units (the shape and box signals are
 #: z-scores already, the pose in degrees, the model a ratio to its typical error): a signal that is nearly
 #: constant on the audited faces (a box made from the points themselves) must not turn noise into alarms
-SIGNAL_MIN_SCALE = {"point": 1.0, "part": 1.0, "shift": 1.0, "thickness": 1.0, "repair": 1.0, "box": 1.0, "pose": 2.0,
+SIGNAL_MIN_SCALE = {"point": 1.0, "part": 1.0, "shift": 1.0, "thickness": 1.0, "push": 1.0, "repair": 1.0, "box": 1.0, "pose": 2.0,
                     "model": 0.25}
 
 
@@ -669,7 +671,7 @@ AUDIT_SCHEMA_COLUMNS = (
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
-    small = ["source_schema", "s_point", "s_part", "s_shift", "s_thickness", "s_repair", "s_box", "s_pose", "degenerate", "repair",
+    small = ["source_schema", "s_point", "s_part", "s_shift", "s_thickness", "s_push", "s_repair", "s_box", "s_pose", "degenerate", "repair",
              "repair_findings", "out_of_order", "collapsed_ends", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key",
              "key_mirror", "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
@@ -679,7 +681,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         raise AuditError("no faces to audit (the input, or the rows --where keeps, is empty)")
     groups = t.column("source_schema").to_numpy(zero_copy_only=False).astype(object)
     z = {}
-    for s in ("point", "part", "shift", "thickness", "repair", "box"):
+    for s in ("point", "part", "shift", "thickness", "push", "repair", "box"):
         z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups,
                          SIGNAL_MIN_SCALE[s])
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -735,7 +737,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f.append("degenerate")
             susp[i] = top
         zi = {s: np.nan_to_num(z[s][i], nan=0.0) for s in SIGNALS}
-        shape_flag = max(zi["point"], zi["part"], zi["shift"], zi["thickness"], zi["repair"]) >= FLAG_Z
+        shape_flag = max(zi["point"], zi["part"], zi["shift"], zi["thickness"], zi["push"], zi["repair"]) >= FLAG_Z
         if shape_flag and rep[i]:
             f += rep[i]
         elif shape_flag:

@@ -68,3 +68,24 @@ def test_pushed_out_is_thicker_slid_is_not(wflw, part):
     assert np.nanquantile(np.abs(untouched), 0.9) < 1.5
     assert np.nanmedian(pushed) > 3 and np.nanquantile(pushed, 0.1) > 2  # 0.1 IOD out on each side
     assert np.nanmedian(np.abs(slid)) < min(1.5, np.nanmedian(pushed) / 3)  # along the outline: ambiguity
+
+
+def test_push_needs_both_views(wflw):
+    """``push_z``: the geometric mean of a part's shift and the size of its thickness change, so one of them
+    alone gives nothing and a part with neither gives nothing; a brow or lip pushed out 0.1 IOD shows both,
+    the untouched faces rarely do."""
+    shift = np.array([[4.0, 4.0, 0.0, 9.0, 3.0]])
+    thick = np.array([[4.0, -4.0, 9.0, np.nan, 0.0]])
+    np.testing.assert_allclose(ca.push_z(shift, thick), [[4.0, 4.0, 0.0, np.nan, 0.0]])
+    df, pts, val, model = wflw
+    parts = ca.model_parts(model, LAY)
+    rows = np.random.default_rng(1).choice(len(df), 60, replace=False)
+    for part in ("brow_r", "lip_outer"):
+        j = [p.name for p in parts].index(part)
+        pushed = np.stack([inject(pts[i], df.at[i, "bbox"], "shift_normal", part=part, size=0.1)[0] for i in rows])
+        zs = {}
+        for name, p in (("untouched", pts[rows]), ("pushed", np.asarray(pushed, np.float64))):
+            sc = ca.score_shapes(p, val[rows] & np.isfinite(p).all(-1), model, try_repairs=False)
+            zs[name] = ca.push_z(sc.part_shift_z, sc.part_thickness_z)[:, j]
+        assert np.nanmedian(zs["pushed"]) > 2 * np.nanmedian(zs["untouched"]), part
+        assert np.nanquantile(zs["untouched"], 0.9) < np.nanmedian(zs["pushed"]), part
