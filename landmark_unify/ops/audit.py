@@ -74,8 +74,11 @@ WORST_POINTS = 5
 #: a face's shape error is one point (``outlier_point``) when its worst point's z-score is this many times
 #: the RMS z-score of the other points of its part; else it is the part's (``shifted_group``)
 SINGLE_POINT_RATIO = 2.5
+#: the signals from the points' shape, each a z-score against the shape models; one of them at FLAG_Z or more
+#: names a shape finding (a repair's, ``outlier_point`` or ``shifted_group``)
+SHAPE_SIGNALS = ("point", "part", "shift", "thickness", "push", "repair")
 #: the signals, in the order of their z columns
-SIGNALS = ("point", "part", "shift", "thickness", "push", "repair", "box", "pose", "model")
+SIGNALS = SHAPE_SIGNALS + ("box", "pose", "model")
 _KEY_DIMS = 12
 
 
@@ -602,8 +605,7 @@ def _score_task(am: AuditModel, staging: str, index: int, unit: mf.RowSlice):
 #: smallest scale of each signal in calibration, in the signal's own units (the shape and box signals are
 #: z-scores already, the pose in degrees, the model a ratio to its typical error): a signal that is nearly
 #: constant on the audited faces (a box made from the points themselves) must not turn noise into alarms
-SIGNAL_MIN_SCALE = {"point": 1.0, "part": 1.0, "shift": 1.0, "thickness": 1.0, "push": 1.0, "repair": 1.0, "box": 1.0, "pose": 2.0,
-                    "model": 0.25}
+SIGNAL_MIN_SCALE = {**dict.fromkeys(SHAPE_SIGNALS, 1.0), "box": 1.0, "pose": 2.0, "model": 0.25}
 
 
 #: a source layout with fewer audited faces is calibrated against all the faces
@@ -671,7 +673,7 @@ AUDIT_SCHEMA_COLUMNS = (
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
-    small = ["source_schema", "s_point", "s_part", "s_shift", "s_thickness", "s_push", "s_repair", "s_box", "s_pose", "degenerate", "repair",
+    small = ["source_schema", *[f"s_{s}" for s in SHAPE_SIGNALS], "s_box", "s_pose", "degenerate", "repair",
              "repair_findings", "out_of_order", "collapsed_ends", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key",
              "key_mirror", "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
@@ -681,7 +683,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         raise AuditError("no faces to audit (the input, or the rows --where keeps, is empty)")
     groups = t.column("source_schema").to_numpy(zero_copy_only=False).astype(object)
     z = {}
-    for s in ("point", "part", "shift", "thickness", "push", "repair", "box"):
+    for s in (*SHAPE_SIGNALS, "box"):
         z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups,
                          SIGNAL_MIN_SCALE[s])
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -737,7 +739,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f.append("degenerate")
             susp[i] = top
         zi = {s: np.nan_to_num(z[s][i], nan=0.0) for s in SIGNALS}
-        shape_flag = max(zi["point"], zi["part"], zi["shift"], zi["thickness"], zi["push"], zi["repair"]) >= FLAG_Z
+        shape_flag = max(zi[s] for s in SHAPE_SIGNALS) >= FLAG_Z
         if shape_flag and rep[i]:
             f += rep[i]
         elif shape_flag:
