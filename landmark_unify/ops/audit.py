@@ -77,6 +77,12 @@ SINGLE_POINT_RATIO = 2.5
 #: the signals from the points' shape, each a z-score against the shape models; one of them at FLAG_Z or more
 #: names a shape finding (a repair's, ``outlier_point`` or ``shifted_group``)
 SHAPE_SIGNALS = ("point", "part", "shift", "thickness", "push", "repair")
+#: the canonical layout's group of the face's outline, the part a box holds the face by
+CONTOUR = "contour"
+#: the box finding is the contour's (``shifted_group``), not ``wrong_face``, where the points off the contour sit
+#: in the box as most faces' do: their box z-score under this (on WFLW, contours pushed out of their box 0.1 IOD
+#: score -0.6 to 0.3; another face's points 4 or more, 50-100 mostly)
+INNER_BOX_Z = 2.5
 #: the signals, in the order of their z columns
 SIGNALS = SHAPE_SIGNALS + ("box", "pose", "model")
 _KEY_DIMS = 12
@@ -169,7 +175,7 @@ class AuditModel:
     """What the scoring units need: shape models by key, box calibration, valid shares, options."""
 
     shapes: dict
-    box: dict
+    box: dict  # {point set (_box_points): {box group: (centre, scale) of the box features}}
     valid_share: dict
     fallback: dict = field(default_factory=dict)
     where: str | None = None
@@ -295,9 +301,28 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
                 shapes[kb] = ca.fit_shape_model(pts[sb], learn[sb], key=kb)
             except ValueError as exc:
                 fallback[kb] = f"layout model {key!r}: {exc}"
-    feats = ca.box_features(pts, val, mf.bbox_array(df))
-    group = (df["source"].astype(str) + "|" + df["bbox_source"].astype(str)).to_numpy(object)
-    box = {}
+    group = _box_group(df)
+    bbox = mf.bbox_array(df)
+    box = {which: _box_calibration(ca.box_features(pts, val & keep[None], bbox), group)
+           for which, keep in _box_points().items()}
+    valid_share = {s: val[schemas == s].mean(0).tolist() for s in sorted(set(schemas))}
+    return AuditModel(shapes, box, valid_share, fallback)
+
+
+def _box_points() -> dict[str, np.ndarray]:
+    """The point sets whose place in the box is calibrated: ``all`` the points, and the ``inner`` ones (off the
+    contour): a face whose inner points sit in its box as usual, all of them not, has its contour off the box."""
+    groups = np.asarray(get_layout(CANONICAL).groups, dtype=object)
+    return {"all": np.ones(len(groups), bool), "inner": groups != CONTOUR}
+
+
+def _box_group(df: pd.DataFrame) -> np.ndarray:
+    return (df["source"].astype(str) + "|" + df["bbox_source"].astype(str)).to_numpy(object)
+
+
+def _box_calibration(feats: np.ndarray, group: np.ndarray) -> dict:
+    """Per box group (source and box kind), the median and robust scale of each box feature."""
+    out = {}
     for g in sorted(set(group)):
         f = feats[group == g]
         ok = np.isfinite(f).all(1)
@@ -305,9 +330,19 @@ def fit_audit_model(frames: Sequence[pd.DataFrame], face_model=None) -> AuditMod
             continue
         centre = np.median(f[ok], 0)
         scale = np.quantile(np.abs(f[ok] - centre), 0.9, axis=0) / 1.645
-        box[g] = (centre.tolist(), np.maximum(scale, BOX_MIN_SCALE).tolist())
-    valid_share = {s: val[schemas == s].mean(0).tolist() for s in sorted(set(schemas))}
-    return AuditModel(shapes, box, valid_share, fallback)
+        out[g] = (centre.tolist(), np.maximum(scale, BOX_MIN_SCALE).tolist())
+    return out
+
+
+def _box_z(feats: np.ndarray, group: np.ndarray, calibration: dict) -> np.ndarray:
+    """``(N,)`` the largest robust z of a face's box features against its group's calibration (NaN: none)."""
+    z = np.full(len(feats), np.nan)
+    for g in sorted(set(group)):
+        if g in calibration:
+            sel = group == g
+            centre, scale = (np.asarray(v) for v in calibration[g])
+            z[sel] = np.nanmax(np.abs(feats[sel] - centre) / scale, 1)
+    return z
 
 
 #: lower bound of a box feature's scale (a box made from the points themselves fits them exactly)
@@ -371,6 +406,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
     s_point, s_part, s_shift, s_thick, s_push, s_repair = (np.full(n, np.nan) for _ in range(6))
     part_name = np.full(n, None, object)
     part_shift = np.full(n, np.nan)
+    contour_shift = np.full(n, np.nan)  # the evidence of a contour the box finding names (below)
     repair_name = np.full(n, None, object)
     repair_findings = np.full(n, None, object)
     model_key = np.full(n, None, object)
@@ -398,6 +434,8 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         j = both.argmax(1)
         part_name[sel] = np.array(sc.parts, dtype=object)[j]
         part_shift[sel] = np.linalg.norm(np.nan_to_num(sc.part_shift[np.arange(len(sel)), j]), axis=-1)
+        if CONTOUR in sc.parts:
+            contour_shift[sel] = np.linalg.norm(sc.part_shift[:, sc.parts.index(CONTOUR)], axis=-1)
         for i, r in zip(sel, sc.repair, strict=True):
             if r >= 0:
                 repair_name[i] = sc.repairs[r].name
@@ -420,16 +458,11 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         worst.append([str(names[k]) for k in order])
         worst_iod[i] = resid[i, order[0]] if order else np.nan
     # box
-    feats = ca.box_features(pts, val, bbox) if n else np.zeros((0, 5))
-    group = (df["source"].astype(str) + "|" + df["bbox_source"].astype(str)).to_numpy(object) if n else []
-    s_box = np.full(n, np.nan)
-    for g in sorted(set(group)):
-        if g not in am.box:
-            continue
-        sel = group == g
-        centre, scale = (np.asarray(v) for v in am.box[g])
-        s_box[sel] = np.nanmax(np.abs(feats[sel] - centre) / scale, 1)
-    outside = feats[:, 4] if n else np.zeros(0)
+    group = _box_group(df) if n else np.zeros(0, object)
+    feats = {which: ca.box_features(pts, val & keep[None], bbox) if n else np.zeros((0, 5))
+             for which, keep in _box_points().items()}
+    s_box, s_box_inner = (_box_z(feats[w], group, am.box.get(w, {})) for w in ("all", "inner"))
+    outside = feats["all"][:, 4] if n else np.zeros(0)
     # pose
     own = df["pose_source"].isin(["dataset", "model"]).to_numpy(bool) if n else np.zeros(0, bool)
     given = np.stack([pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64) for c in ("pitch", "yaw", "roll")],
@@ -468,7 +501,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "s_point": pa.array(s_point), "s_part": pa.array(s_part), "s_shift": pa.array(s_shift),
         "s_thickness": pa.array(s_thick), "s_push": pa.array(s_push),
         "s_repair": pa.array(s_repair),
-        "s_box": pa.array(s_box), "s_pose": pa.array(pose_diff),
+        "s_box": pa.array(s_box), "s_box_inner": pa.array(s_box_inner), "s_pose": pa.array(pose_diff),
         "degenerate": pa.array(degen, pa.string()),
         "repair": pa.array(repair_name, pa.string()),
         "repair_findings": pa.array(repair_findings, pa.list_(pa.string())),
@@ -478,6 +511,7 @@ def score_frame(df: pd.DataFrame, am: AuditModel, face_model=None) -> tuple[pa.T
         "worst_point_iod": pa.array(worst_iod, pa.float32()),
         "part": pa.array(part_name, pa.string()),
         "part_shift_iod": pa.array(part_shift, pa.float32()),
+        "contour_shift_iod": pa.array(contour_shift, pa.float32()),
         "points_outside_box": pa.array(outside, pa.float32()),
         "fit_pitch": pa.array(pose[:, 0], pa.float32()), "fit_yaw": pa.array(pose[:, 1], pa.float32()),
         "fit_roll": pa.array(pose[:, 2], pa.float32()),
@@ -673,7 +707,7 @@ AUDIT_SCHEMA_COLUMNS = (
 
 def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping, models: Sequence[str] = ()) -> dict:
     """Calibrate, name the findings, rank, and write the audit output from the staged parts."""
-    small = ["source_schema", *[f"s_{s}" for s in SHAPE_SIGNALS], "s_box", "s_pose", "degenerate", "repair",
+    small = ["source_schema", *[f"s_{s}" for s in SHAPE_SIGNALS], "s_box", "s_box_inner", "s_pose", "degenerate", "repair",
              "repair_findings", "out_of_order", "collapsed_ends", "eye_mismatch", "mask_mismatch", "given_yaw", "given_roll", "key",
              "key_mirror", "sample_id", "single_point"]
     tabs = [pq.read_table(p, columns=small) for p in parts]
@@ -686,6 +720,12 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     for s in (*SHAPE_SIGNALS, "box"):
         z[s] = calibrate(t.column(f"s_{s}").to_numpy(zero_copy_only=False).astype(np.float64), groups,
                          SIGNAL_MIN_SCALE[s])
+    # the box signal's finding: where the points off the contour sit in the box as the other faces' do, what
+    # leaves the box is the contour (a shifted group), not the face (another face's points, a box off them)
+    z_inner = calibrate(t.column("s_box_inner").to_numpy(zero_copy_only=False).astype(np.float64), groups,
+                        SIGNAL_MIN_SCALE["box"])
+    contour_off = np.isfinite(z_inner) & (z_inner < INNER_BOX_Z)
+    box_part = np.full(n, None, object)  # the part named by the box finding, where no shape signal named one
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
     z["pose"] = calibrate(pose_diff, groups, SIGNAL_MIN_SCALE["pose"])
     # models: each point's distance over that model's typical distance at the point (median over the faces)
@@ -744,7 +784,11 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f += rep[i]
         elif shape_flag:
             f.append("outlier_point" if single[i] else "shifted_group")
-        if zi["box"] >= FLAG_Z:
+        if zi["box"] >= FLAG_Z and contour_off[i]:
+            if not shape_flag:
+                f.append("shifted_group")
+                box_part[i] = CONTOUR
+        elif zi["box"] >= FLAG_Z:
             f.append("wrong_face")
         if zi["pose"] >= FLAG_Z and pose_diff[i] >= MIN_POSE_DIFF:
             f.append("pose_mismatch")
@@ -763,6 +807,7 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"} or crossed[i] or collapsed[i]:
             susp[i] = max(susp[i], RULE_SUSPICION)
         findings.append([x for x in FINDINGS if x in f])
+    box_named = np.array([p is not None for p in box_part], bool)
     order = np.lexsort((np.arange(n), -susp))
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(1, n + 1)
@@ -790,8 +835,11 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     "source": part.column("source"), "split": part.column("split"),
                     "image_path": part.column("image_path"), "source_schema": part.column("source_schema"),
                     "shape_model": part.column("shape_model"), "worst_points": part.column("worst_points"),
-                    "worst_point_iod": part.column("worst_point_iod"), "part": part.column("part"),
-                    "part_shift_iod": part.column("part_shift_iod"), "repair": part.column("repair"),
+                    "worst_point_iod": part.column("worst_point_iod"), "part": pa.array([b or p for p, b in zip(part.column("part").to_pylist(), box_part[sl], strict=True)],
+                                     pa.string()),
+                    "part_shift_iod": pa.array(np.where(box_named[sl], part.column("contour_shift_iod").to_numpy(),
+                                                        part.column("part_shift_iod").to_numpy()), pa.float32()),
+                    "repair": part.column("repair"),
                     "out_of_order": part.column("out_of_order"),
                     "collapsed_ends": part.column("collapsed_ends"),
                     "points_outside_box": part.column("points_outside_box"),

@@ -97,6 +97,8 @@ def write_suspects(audit: pd.DataFrame, manifest: pd.DataFrame, *, roots: dict, 
                 ev.append("explained by: " + html.escape(row["repair"]))
             if isinstance(row.get("part"), str) and pd.notna(row.get("part_shift_iod")):
                 ev.append(f"part {html.escape(row['part'])}: shift {row['part_shift_iod']:.3f} IOD")
+            if pd.notna(row.get("points_outside_box")) and row["points_outside_box"] > 0:
+                ev.append(f"{100 * row['points_outside_box']:.0f} % of the points outside the box")
             for col, what in (("out_of_order", "out of left-right order"), ("collapsed_ends", "ends together inside")):
                 parts = row.get(col)
                 if isinstance(parts, (list, tuple, np.ndarray)) and len(parts):

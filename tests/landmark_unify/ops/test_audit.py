@@ -13,7 +13,15 @@ from landmark_unify.cli import main
 from landmark_unify.core import audit as ca
 from landmark_unify.core.inject import inject
 from landmark_unify.manifest import landmarks_array, table_from_dataframe, valid_array, write_manifest
-from landmark_unify.ops.audit import FINDINGS, FLAG_Z, AuditError, audit_manifest, read_audit, rule_broken
+from landmark_unify.ops.audit import (
+    FINDINGS,
+    FLAG_Z,
+    AuditError,
+    audit_manifest,
+    draw_suspects,
+    read_audit,
+    rule_broken,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +48,8 @@ INJECTED = {
     20: ("reverse", {"part": "contour"}, "reversed_order"),
     30: ("box_off", {"size": 1.0}, "wrong_face"),
     40: ("move_point", {"point": 54, "size": 0.8, "angle": 0.5}, "outlier_point"),
+    70: ("shift_normal", {"part": "contour", "size": 0.2}, "shifted_group"),
+    80: ("other_face", {"other": 500}, "wrong_face"),
 }
 
 
@@ -49,6 +59,8 @@ def audited(wflw, tmp_path_factory):
     df = lu.read_manifest(wflw)
     meta = df.attrs["manifest"]
     for row, (kind, opts, _) in INJECTED.items():
+        if "other" in opts:
+            opts = {**opts, "other": df.at[opts["other"], "landmarks"]}
         p, b = inject(df.at[row, "landmarks"], df.at[row, "bbox"], kind, **opts)
         df.at[row, "landmarks"], df.at[row, "bbox"] = p, b
     # a degenerate face: every point on one spot
@@ -89,6 +101,25 @@ def test_injected_errors_are_found_and_named(audited):
     assert out.at[3, "repair"] == "face mirrored"
     assert list(out.at[10, "out_of_order"]) == ["eye_l/eye_r"]  # an eye pair exchanged: the eyes cross the rest
     assert out.at[3, "out_of_order"] is None  # a whole face mirrored keeps its order
+    # a contour pushed out of its box is the contour's error, not another face's: the inner points sit in the box
+    assert "wrong_face" not in out.at[70, "findings"] and out.at[70, "part"] == "contour"
+    assert out.at[70, "part_shift_iod"] > 0.1
+    assert "shifted_group" not in out.at[80, "findings"]
+
+
+def test_page_evidence_names_the_part_and_the_box(audited, tmp_path):
+    """The page's evidence for the injected faces: a box off the points says how many points are outside it; a
+    contour pushed out of its box names the contour and its shift."""
+    df, res, out = audited
+    src = tmp_path / "m.parquet"
+    _write(df, src, df.attrs["manifest"])
+    draw_suspects(src, res.output, html_dir=tmp_path / "page", n=len(df))
+    page = (tmp_path / "page" / "index.html").read_text()
+    rows = {int(r.split("</td>")[0]): r for r in page.split("<tr><td>")[1:]}
+    box_row = rows[int(out.at[30, "rank"])]
+    assert "% of the points outside the box" in box_row and "wrong_face" in box_row
+    contour_row = rows[int(out.at[70, "rank"])]
+    assert "part contour: shift" in contour_row and "wrong_face" not in contour_row
 
 
 def test_clean_faces_rarely_flagged(audited):
@@ -165,21 +196,28 @@ def test_property_injection_is_named(shape_model, row, kind, point, angle):
             assert s.cost[1] > s.cost[0]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(row=st.integers(0, 1965), part=st.sampled_from(["contour", "brow_l", "brow_r"]),
-       size=st.floats(0.0, 0.1))
-def test_property_tangent_slide_is_not_a_point_error(shape_model, row, part, size):
-    """Sliding an open outline along itself by up to 0.1 IOD (annotation ambiguity) raises no point's z-score
-    by the flag level. A closed, sharply curved loop such as the lips is left out: a slide of 0.06 IOD there
-    leaves the outline at the corners and can be flagged (row 66, lip_outer); the benchmark measures the
-    rate (docs/figures/audit.md)."""
+@pytest.mark.parametrize("part", ["contour", "brow_l", "brow_r"])
+def test_a_slide_along_an_outline_scores_far_below_a_push_across_it(shape_model, part):
+    """Sliding an outline along itself (annotation ambiguity) raises its points' z-scores far less than pushing
+    it across itself by the same size. Over 300 fixed WFLW faces at 0.1 IOD: a slide takes a point past the
+    flag level on at most 8 % of the faces (a brow's tight turns at its ends carry a slide partly across it),
+    a push on most brows; the contour's points see neither (its shifts are the part, shift and box signals'
+    work, measured in docs/figures/audit.md)."""
     pts, val, model = shape_model
-    base = ca.score_shapes(pts[row:row + 1], val[row:row + 1], model, try_repairs=False)
-    slid, _ = inject(pts[row], np.zeros(4), "shift_tangent", part=part, size=size)
-    s = ca.score_shapes(slid[None].astype(np.float64), val[row:row + 1], model, try_repairs=False)
+    rows = np.random.default_rng(0).choice(len(pts), 300, replace=False)
+    base = ca.score_shapes(pts[rows], val[rows], model, try_repairs=False)
     idx = [p for p in ca.outline_parts() if p.name == part][0].indices
-    grew = np.nan_to_num(s.point_z[0, idx]) - np.nan_to_num(base.point_z[0, idx])
-    assert grew.max() < FLAG_Z
+    growth = {}
+    for kind in ("shift_tangent", "shift_normal"):
+        moved = np.stack([inject(pts[r], np.zeros(4), kind, part=part, size=0.1)[0] for r in rows]).astype(np.float64)
+        s = ca.score_shapes(moved, val[rows], model, try_repairs=False)
+        growth[kind] = (np.nan_to_num(s.point_z[:, idx]) - np.nan_to_num(base.point_z[:, idx])).max(1)
+    slid, pushed = growth["shift_tangent"], growth["shift_normal"]
+    assert (slid >= FLAG_Z).mean() <= 0.08
+    assert np.median(slid) < np.median(pushed)
+    if part != "contour":
+        assert (pushed >= FLAG_Z).mean() >= 0.7 and (slid >= FLAG_Z).mean() <= (pushed >= FLAG_Z).mean() / 5
+        assert np.median(slid) < np.median(pushed) / 2
 
 
 def test_repairs_come_from_the_layout():
