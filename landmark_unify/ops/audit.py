@@ -725,7 +725,9 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
     z_inner = calibrate(t.column("s_box_inner").to_numpy(zero_copy_only=False).astype(np.float64), groups,
                         SIGNAL_MIN_SCALE["box"])
     contour_off = np.isfinite(z_inner) & (z_inner < INNER_BOX_Z)
-    box_part = np.full(n, None, object)  # the part named by the box finding, where no shape signal named one
+    shape_flag = np.nan_to_num(np.stack([z[s] for s in SHAPE_SIGNALS], 1), nan=0.0).max(1) >= FLAG_Z
+    box_flag = np.nan_to_num(z["box"], nan=0.0) >= FLAG_Z
+    contour_named = box_flag & contour_off & ~shape_flag  # the box finding names the part: the contour
     pose_diff = t.column("s_pose").to_numpy(zero_copy_only=False).astype(np.float64)
     z["pose"] = calibrate(pose_diff, groups, SIGNAL_MIN_SCALE["pose"])
     # models: each point's distance over that model's typical distance at the point (median over the faces)
@@ -779,16 +781,11 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
             f.append("degenerate")
             susp[i] = top
         zi = {s: np.nan_to_num(z[s][i], nan=0.0) for s in SIGNALS}
-        shape_flag = max(zi[s] for s in SHAPE_SIGNALS) >= FLAG_Z
-        if shape_flag and rep[i]:
+        if shape_flag[i] and rep[i]:
             f += rep[i]
-        elif shape_flag:
-            f.append("outlier_point" if single[i] else "shifted_group")
-        if zi["box"] >= FLAG_Z and contour_off[i]:
-            if not shape_flag:
-                f.append("shifted_group")
-                box_part[i] = CONTOUR
-        elif zi["box"] >= FLAG_Z:
+        elif shape_flag[i] or contour_named[i]:
+            f.append("outlier_point" if shape_flag[i] and single[i] else "shifted_group")
+        if box_flag[i] and not contour_off[i]:
             f.append("wrong_face")
         if zi["pose"] >= FLAG_Z and pose_diff[i] >= MIN_POSE_DIFF:
             f.append("pose_mismatch")
@@ -807,7 +804,6 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
         if set(f) & {"flip_pose", "eye_state_mismatch", "mask_mismatch"} or crossed[i] or collapsed[i]:
             susp[i] = max(susp[i], RULE_SUSPICION)
         findings.append([x for x in FINDINGS if x in f])
-    box_named = np.array([p is not None for p in box_part], bool)
     order = np.lexsort((np.arange(n), -susp))
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(1, n + 1)
@@ -835,9 +831,9 @@ def assemble(parts: Sequence[str], output: str | os.PathLike, metadata: Mapping,
                     "source": part.column("source"), "split": part.column("split"),
                     "image_path": part.column("image_path"), "source_schema": part.column("source_schema"),
                     "shape_model": part.column("shape_model"), "worst_points": part.column("worst_points"),
-                    "worst_point_iod": part.column("worst_point_iod"), "part": pa.array([b or p for p, b in zip(part.column("part").to_pylist(), box_part[sl], strict=True)],
-                                     pa.string()),
-                    "part_shift_iod": pa.array(np.where(box_named[sl], part.column("contour_shift_iod").to_numpy(),
+                    "worst_point_iod": part.column("worst_point_iod"), "part": pa.array(np.where(contour_named[sl], CONTOUR,
+                                                       part.column("part").to_numpy(zero_copy_only=False)), pa.string()),
+                    "part_shift_iod": pa.array(np.where(contour_named[sl], part.column("contour_shift_iod").to_numpy(),
                                                         part.column("part_shift_iod").to_numpy()), pa.float32()),
                     "repair": part.column("repair"),
                     "out_of_order": part.column("out_of_order"),
